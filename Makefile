@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11 and the package registries):
+#   make demo   - builds .venv from the pinned requirements, then runs `recengine demo`
+#   make test   - builds .venv the same way, then runs the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/recengine demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -n 2 --doctest-modules src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) recengine-output

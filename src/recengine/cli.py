@@ -1,0 +1,258 @@
+"""The ``recengine`` command line: demo, ingest, evaluate, train, recommend.
+
+Human output goes to stdout, or to stderr when ``--json`` puts a machine-readable object on
+stdout. Every error recengine raises on purpose becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from recengine.errors import RecengineError
+from recengine.progress import progress_bar
+
+__all__ = ["main"]
+
+DATASET_NAMES = ("synthetic", "movielens-100k", "movielens-latest-small", "lastfm-2k",
+                 "amazon-gift-cards")
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES,
+                   help="named dataset (default: synthetic)")
+    p.add_argument("--path", type=Path, help="folder of a named real dataset")
+    p.add_argument("--seed", type=int, default=42, help="seed for data generation and splits")
+
+
+def _add_split_args(p: argparse.ArgumentParser) -> None:
+    from recengine.data.splits import SPLITS
+
+    p.add_argument("--split", default="stratified", choices=SPLITS,
+                   help="stratified (per-user random), time (global cutoff), last (leave last n "
+                        "out), users (held-out users, folded in)")
+    p.add_argument("--test-fraction", type=float, default=0.25,
+                   help="share of pairs (or of users, for --split users) held out")
+    p.add_argument("--last-n", type=int, default=1, help="pairs per user for --split last")
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _k_list(text: str) -> list[int]:
+    try:
+        ks = [int(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k takes whole numbers, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError("--k must be at least 1")
+    return ks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recengine.models.registry import MODELS
+
+    parser = argparse.ArgumentParser(
+        prog="recengine", description="Recommendations from event logs: ingest, evaluate, "
+        "train and recommend.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="synthetic data end to end: ingest, train, evaluate, "
+                          "recommend with reasons")
+    demo.add_argument("--users", type=int, default=3000)
+    demo.add_argument("--items", type=int, default=1200)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--output", type=Path, default=Path("recengine-output/demo"),
+                      help="where the generated files, report and plots go")
+
+    ingest = sub.add_parser("ingest", help="validate an event file and report every bad row")
+    ingest.add_argument("file", type=Path)
+    ingest.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
+                        help="default: from the file name")
+    ingest.add_argument("--columns", default="",
+                        help="column mapping, e.g. user_id=userId,item_id=movieId,value=rating")
+    ingest.add_argument("--event-type", default="rating",
+                        help="event type of rows without an event_type column")
+    ingest.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+    ingest.add_argument("--encoding", default="utf-8")
+    ingest.add_argument("--strict", action="store_true", help="stop at the first bad row")
+    ingest.add_argument("--output", type=Path, help="write the valid events to this Parquet file")
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    evaluate = sub.add_parser("evaluate", help="compare recommenders on one split")
+    _add_dataset_args(evaluate)
+    _add_split_args(evaluate)
+    evaluate.add_argument("--k", type=_k_list, default=[10], help="cut-off(s), e.g. 10 or 5,10")
+    evaluate.add_argument("--models", type=_csv_list, default=["popularity", "random"],
+                          help=f"comma-separated: {', '.join(MODELS)}")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print one JSON object: model → metrics")
+    evaluate.add_argument("--output", type=Path,
+                          help="folder for results.json and plots (default: "
+                               "recengine-output/evaluate-<dataset>)")
+
+    train = sub.add_parser("train", help="train a model on a whole dataset and save it")
+    _add_dataset_args(train)
+    train.add_argument("--model", default="popularity", choices=sorted(MODELS))
+    train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
+
+    rec = sub.add_parser("recommend", help="recommendations from a saved model")
+    rec.add_argument("--model-dir", type=Path, required=True)
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=_csv_list, help="user id(s), comma-separated")
+    who.add_argument("--history", type=_csv_list,
+                     help="item ids of a new user (fold-in), comma-separated")
+    who.add_argument("--similar", help="an item id: items similar to it")
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``recengine`` command."""
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        return COMMANDS[args.command](args)
+    except (RecengineError, OSError) as exc:
+        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def _consoles(as_json: bool) -> tuple[Console, Console]:
+    """(human console, stderr console): humans read stderr when stdout carries JSON."""
+    err = Console(stderr=True)
+    return (err if as_json else Console()), err
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from recengine.pipeline.demo import run_demo as demo
+
+    demo(n_users=args.users, n_items=args.items, seed=args.seed, output=args.output,
+         console=Console())
+    return 0
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from recengine.data.readers import read_events
+    from recengine.data.schema import EventSchema
+    from recengine.data.validation import ColumnMapping
+    from recengine.evaluation.report import json_text
+    from recengine.pipeline.demo import print_validation
+
+    columns = ColumnMapping.parse(args.columns, default_event_type=args.event_type)
+    schema = EventSchema.from_file(args.schema) if args.schema else EventSchema()
+    events, report = read_events(args.file, format=args.format, columns=columns, schema=schema,
+                                 strict=args.strict, encoding=args.encoding)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        events.to_parquet(args.output, index=False)
+    if args.json:
+        print(json_text(report.to_dict()))
+    else:
+        print_validation(report, Console())
+        if args.output:
+            Console().print(f"{len(events)} valid events written to {args.output}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from recengine.data.loaders import load_dataset
+    from recengine.evaluation.evaluator import evaluate
+    from recengine.evaluation.report import json_text, print_table, write_report
+    from recengine.models.registry import create_model
+    from recengine.pipeline.prepare import prepare
+
+    human, err = _consoles(args.json)
+    models = {name: create_model(name) for name in args.models}  # unknown names fail first
+    with err.status(f"loading {args.dataset}"):
+        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+        prepared = prepare(dataset, args.split, test_fraction=args.test_fraction,
+                           seed=args.seed, last_n=args.last_n)
+    with progress_bar(err) as progress:
+        result = evaluate(models, prepared.data, prepared.split, ks=args.k, progress=progress)
+    result.description |= {"dataset": args.dataset, "seed": args.seed}
+    out_dir = args.output or Path("recengine-output") / f"evaluate-{args.dataset}"
+    paths = write_report(result, out_dir)
+    if args.json:
+        print(json_text(result.metrics_by_model(), indent=None))
+    else:
+        for k in args.k:
+            print_table(result, human, k=k)
+    err.print(f"report: {paths['json']}, plots: {paths['curves']}, {paths['popularity']}",
+              highlight=False)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from recengine.data.loaders import load_dataset
+    from recengine.data.weighting import aggregate
+    from recengine.models.registry import create_model
+    from recengine.pipeline.prepare import training_data
+
+    console = Console()
+    with console.status(f"loading {args.dataset}"):
+        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+        data = training_data(dataset, aggregate(dataset.events, dataset.schema))
+    with console.status(f"training {args.model}"):
+        model = create_model(args.model).fit(data)
+    model.save(args.output)
+    console.print(f"{args.model} trained on {data.feedback.nnz} pairs "
+                  f"({data.n_users} users, {data.n_items} items); saved to {args.output}")
+    return 0
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from recengine.evaluation.report import json_text
+    from recengine.models.base import Recommender
+
+    model = Recommender.load(args.model_dir)
+    answers: list[dict[str, object]] = []
+    if args.similar:
+        ids, scores = model.similar_items(args.similar, args.k)
+        answers.append({"item": args.similar, "similar": _ranked(ids, scores)})
+    elif args.history:
+        ids, scores = model.recommend_history(args.history, args.k)
+        answers.append({"history": args.history, "items": _ranked(ids, scores)})
+    else:
+        all_ids, all_scores = model.recommend(args.user, args.k)
+        for user, ids, scores in zip(args.user, all_ids, all_scores, strict=True):
+            ranked = _ranked(ids, scores)
+            reasons = model.explain(user, [r["item"] for r in ranked])
+            for r, why in zip(ranked, reasons, strict=True):
+                r["reason"] = why
+            answers.append({"user": user, "items": ranked})
+    if args.json:
+        print(json_text(answers if len(answers) > 1 else answers[0], indent=None))
+    else:
+        console = Console()
+        for answer in answers:
+            head = {k: v for k, v in answer.items() if k not in ("items", "similar")}
+            console.print(f"[bold]{head}[/]")
+            for rank, r in enumerate(answer.get("items") or answer.get("similar") or [], 1):
+                why = f"  — {r['reason']}" if "reason" in r else ""
+                console.print(f"{rank:>3}. {r['item']}  {r['score']:.4f}{why}", highlight=False)
+    return 0
+
+
+def _ranked(ids: object, scores: object) -> list[dict[str, object]]:
+    return [{"item": str(i), "score": float(s)}
+            for i, s in zip(ids, scores, strict=True) if i is not None]  # type: ignore[call-overload]
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "train": run_train,
+    "recommend": run_recommend,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""What every recommender trains on: id maps, the sparse user×item matrices, and feature tables.
+
+Built once from the per-pair interaction table (see :mod:`recengine.data.weighting`) so that all
+models of a run see the same indices. The item vocabulary covers the whole catalogue, items
+without training events included: they can still be scored by content, filtered and evaluated.
+Saved as ``.npz`` plus Parquet and JSON, read back without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recengine.data.schema import FeatureKind
+from recengine.data.vocabulary import Vocabulary
+
+__all__ = ["TrainingData", "csr_from_pairs"]
+
+
+def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
+                   shape: tuple[int, int]) -> sp.csr_array:
+    """A CSR matrix with one entry per (row, col) pair, explicit zeros kept.
+
+    Pairs must be unique. Zeros stay stored because an observed pair with zero feedback (a video
+    opened and closed at once) is still observed; scipy's converters would drop it.
+    """
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    return sp.csr_array((values[order].astype(np.float32), cols[order].astype(np.int32), indptr),
+                        shape=shape)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training interactions as matrices over a fixed user and item vocabulary.
+
+    ``feedback`` holds each observed pair's summed feedback ``r`` (its sparsity pattern is the set
+    of observed pairs); ``ratings`` holds explicit ratings where the pair has one (may be empty).
+    ``item_features`` and ``user_features`` are aligned with the vocabularies: row ``i`` describes
+    index ``i`` (all-missing where the metadata has no row).
+    """
+
+    users: Vocabulary
+    items: Vocabulary
+    feedback: sp.csr_array
+    ratings: sp.csr_array
+    item_features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    user_features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    item_feature_kinds: dict[str, FeatureKind] = field(default_factory=dict)
+    user_feature_kinds: dict[str, FeatureKind] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_ratings(self) -> bool:
+        return self.ratings.nnz > 0
+
+    def user_counts(self) -> np.ndarray:
+        """Number of distinct items each user interacted with."""
+        return np.diff(self.feedback.indptr)
+
+    def item_counts(self) -> np.ndarray:
+        """Number of distinct users who interacted with each item (its popularity)."""
+        return np.bincount(self.feedback.indices, minlength=self.n_items)
+
+    @classmethod
+    def from_interactions(
+        cls,
+        interactions: pd.DataFrame,
+        *,
+        items: pd.DataFrame | None = None,
+        users: pd.DataFrame | None = None,
+        item_feature_kinds: dict[str, FeatureKind] | None = None,
+        user_feature_kinds: dict[str, FeatureKind] | None = None,
+        extra_items: np.ndarray | None = None,
+    ) -> TrainingData:
+        """Build from a per-pair table (``user_id, item_id, rating, feedback``).
+
+        The user vocabulary is the users in ``interactions``; the item vocabulary is the items in
+        ``interactions``, then ``extra_items``, then the rest of the ``items`` catalogue.
+        """
+        user_vocab = Vocabulary(interactions["user_id"], name="user")
+        catalogue = [interactions["item_id"].to_numpy(dtype=object)]
+        if extra_items is not None:
+            catalogue.append(np.asarray(extra_items, dtype=object))
+        if items is not None:
+            catalogue.append(items.index.to_numpy(dtype=object))
+        item_vocab = Vocabulary(np.concatenate(catalogue), name="item")
+        rows = user_vocab.index(interactions["user_id"])
+        cols = item_vocab.index(interactions["item_id"])
+        shape = (len(user_vocab), len(item_vocab))
+        feedback = csr_from_pairs(rows, cols, interactions["feedback"].to_numpy(), shape)
+        rated = interactions["rating"].notna().to_numpy()
+        ratings = csr_from_pairs(rows[rated], cols[rated],
+                                 interactions["rating"].to_numpy()[rated], shape)
+        return cls(
+            users=user_vocab,
+            items=item_vocab,
+            feedback=feedback,
+            ratings=ratings,
+            item_features=_align(items, item_vocab, item_feature_kinds),
+            user_features=_align(users, user_vocab, user_feature_kinds),
+            item_feature_kinds=dict(item_feature_kinds or {}),
+            user_feature_kinds=dict(user_feature_kinds or {}),
+        )
+
+    def history(self, interactions: pd.DataFrame, users: np.ndarray | list[str]) -> sp.csr_array:
+        """Rows over this item vocabulary for ``users``, from a per-pair table (for fold-in).
+
+        ``interactions`` has ``user_id, item_id, feedback`` columns; row ``k`` of the result is
+        ``users[k]``'s history. Items outside the vocabulary are dropped: no model can use them.
+        """
+        rows = Vocabulary(users, name="user").index(interactions["user_id"], missing="negative")
+        cols = self.items.index(interactions["item_id"], missing="negative")
+        keep = (rows >= 0) & (cols >= 0)
+        return csr_from_pairs(rows[keep], cols[keep], interactions["feedback"].to_numpy()[keep],
+                              (len(users), self.n_items))
+
+    def save(self, path: str | Path) -> Path:
+        """Write to a directory: ``matrices.npz``, feature tables as Parquet, kinds as JSON."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {"users": self.users.to_array(), "items": self.items.to_array()}
+        for name in ("feedback", "ratings"):
+            m = getattr(self, name)
+            arrays |= {f"{name}_data": m.data, f"{name}_indices": m.indices,
+                       f"{name}_indptr": m.indptr}
+        np.savez_compressed(path / "matrices.npz", **arrays)
+        self.item_features.to_parquet(path / "item_features.parquet")
+        self.user_features.to_parquet(path / "user_features.parquet")
+        kinds = {"items": dict(self.item_feature_kinds), "users": dict(self.user_feature_kinds)}
+        (path / "features.json").write_text(json.dumps(kinds, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingData:
+        """Read a directory written by :meth:`save`."""
+        path = Path(path)
+        with np.load(path / "matrices.npz", allow_pickle=False) as z:
+            users = Vocabulary.from_array(z["users"], name="user")
+            items = Vocabulary.from_array(z["items"], name="item")
+            shape = (len(users), len(items))
+            mats = {name: sp.csr_array((z[f"{name}_data"], z[f"{name}_indices"],
+                                        z[f"{name}_indptr"]), shape=shape)
+                    for name in ("feedback", "ratings")}
+        kinds = json.loads((path / "features.json").read_text())
+        return cls(users=users, items=items, **mats,
+                   item_features=pd.read_parquet(path / "item_features.parquet"),
+                   user_features=pd.read_parquet(path / "user_features.parquet"),
+                   item_feature_kinds={k: FeatureKind(v) for k, v in kinds["items"].items()},
+                   user_feature_kinds={k: FeatureKind(v) for k, v in kinds["users"].items()})
+
+
+def _align(table: pd.DataFrame | None, vocab: Vocabulary,
+           kinds: dict[str, FeatureKind] | None) -> pd.DataFrame:
+    """Feature rows in vocabulary order, keeping only the declared feature columns."""
+    if table is None:
+        return pd.DataFrame(index=pd.Index(vocab.ids, name="id"))
+    columns = list(kinds) if kinds is not None else list(table.columns)
+    aligned = table[columns].reindex(pd.Index(vocab.ids, name="id"))
+    aligned.index = aligned.index.astype(object)
+    return aligned

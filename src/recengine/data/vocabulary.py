@@ -1,0 +1,89 @@
+"""Stable maps between external string ids and dense int32 indices.
+
+Every model and kernel works on indices; ids become indices only here, at the data edge, with an
+explicit policy for ids the vocabulary has never seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from recengine.errors import UnknownIdError
+
+__all__ = ["Missing", "Vocabulary"]
+
+Missing = Literal["error", "negative"]
+
+
+class Vocabulary:
+    """An ordered set of ids; index ``i`` is the ``i``-th id.
+
+    Examples
+    --------
+    >>> v = Vocabulary(["b", "a", "b", "c"])
+    >>> len(v), v.ids.tolist()
+    (3, ['b', 'a', 'c'])
+    >>> v.index(["c", "b"]).tolist()
+    [2, 0]
+    >>> v.index(["zz"], missing="negative").tolist()
+    [-1]
+    """
+
+    def __init__(self, ids: Iterable[object], *, name: str = "id") -> None:
+        values = pd.unique(pd.Series(list(ids), dtype=object).astype(str))
+        self._ids = np.asarray(values, dtype=object)
+        self._index = pd.Index(self._ids)
+        self.name = name
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids, in index order (an object array of str)."""
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item: object) -> bool:
+        return str(item) in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and np.array_equal(self._ids, other._ids)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({self.name}, {len(self)} ids)"
+
+    def index(self, ids: Iterable[object] | str, *, missing: Missing = "error") -> np.ndarray:
+        """Indices of ``ids`` (int32); unknown ids raise, or become -1 if ``missing="negative"``."""
+        scalar = isinstance(ids, str)
+        values = pd.Series([ids] if scalar else list(ids), dtype=object).astype(str)
+        idx = self._index.get_indexer(values).astype(np.int32)
+        if missing == "error" and (idx < 0).any():
+            unknown = values[idx < 0].tolist()
+            shown = ", ".join(repr(u) for u in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise UnknownIdError(f"unknown {self.name} id(s): {shown}{more}")
+        return idx
+
+    def id_of(self, indices: np.ndarray | Iterable[int]) -> np.ndarray:
+        """Ids at ``indices``; -1 (padding) becomes ``None``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = np.empty(idx.shape, dtype=object)
+        valid = idx >= 0
+        out[valid] = self._ids[idx[valid]]
+        out[~valid] = None
+        return out
+
+    def to_array(self) -> np.ndarray:
+        """A fixed-width unicode array, storable in ``.npz`` without pickle."""
+        return np.asarray(self._ids, dtype=str) if len(self) else np.zeros(0, dtype="<U1")
+
+    @classmethod
+    def from_array(cls, array: np.ndarray, *, name: str = "id") -> Vocabulary:
+        """Rebuild a vocabulary saved with :meth:`to_array`."""
+        return cls(array.tolist(), name=name)

@@ -1,0 +1,88 @@
+"""Every error and warning recengine raises, in one tree.
+
+Callers catch :class:`RecengineError` to handle anything the library reports on purpose; the
+command line turns it into a one-line message and an exit code, never a traceback. Each message
+says what to fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DataError",
+    "ModelNotFoundError",
+    "NotFittedError",
+    "NotSupportedError",
+    "RecengineError",
+    "RecengineWarning",
+    "UnknownIdError",
+]
+
+
+class RecengineError(Exception):
+    """Base of every error recengine raises on purpose."""
+
+
+class DataError(RecengineError, ValueError):
+    """Input data that cannot be used, located as precisely as the format allows.
+
+    Examples
+    --------
+    >>> str(DataError("'abc' is not a number", file="ratings.csv", row=17, column="rating"))
+    "ratings.csv, row 17, column 'rating': 'abc' is not a number"
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.row = row
+        self.column = column
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(str(self.file))
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class NotFittedError(RecengineError, ValueError, AttributeError):
+    """A model was asked for results before ``fit`` was called.
+
+    Examples
+    --------
+    >>> from recengine.models import Popularity
+    >>> Popularity().recommend(["u1"])
+    Traceback (most recent call last):
+    ...
+    recengine.errors.NotFittedError: Popularity is not fitted yet: call fit(data) first
+    """
+
+
+class UnknownIdError(RecengineError, KeyError):
+    """A user or item id that the model or vocabulary has never seen."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotSupportedError(RecengineError, NotImplementedError):
+    """A model was asked for something its family cannot do (e.g. ratings from popularity)."""
+
+
+class ModelNotFoundError(RecengineError, LookupError):
+    """No model of that name, or no saved model at that path."""
+
+
+class RecengineWarning(UserWarning):
+    """Base of every warning recengine issues."""

@@ -1,0 +1,225 @@
+"""Evaluate several recommenders on one split: full-catalogue ranking, seen items excluded.
+
+Every model is fitted on the same :class:`TrainingData`, asked for its top-K for every test user
+(users held out of training are folded in from the history the split gives them), and scored
+against the held-out pairs. No sampled negatives: each test item competes with the whole
+catalogue. Every metric is reported overall and per user-activity group (light / medium / heavy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from recengine.data.splits import Split
+from recengine.data.training_data import TrainingData, csr_from_pairs
+from recengine.data.vocabulary import Vocabulary
+from recengine.evaluation import metrics as m
+from recengine.models.base import Recommender
+from recengine.progress import ProgressCallback
+
+__all__ = ["EvaluationResult", "ModelResult", "evaluate"]
+
+#: Cut-offs at which the metric-against-k curves are drawn.
+CURVE_KS = (1, 2, 3, 5, 10, 15, 20)
+GROUPS = ("light", "medium", "heavy")
+
+
+
+@dataclass
+class ModelResult:
+    """One model's metrics, overall and per activity group, and its timings."""
+
+    name: str
+    metrics: dict[str, float]
+    by_activity: dict[str, dict[str, float]]
+    fit_seconds: float
+    recommend_seconds: float
+    recommended: np.ndarray = field(repr=False)
+
+    def flat(self) -> dict[str, float]:
+        """Overall metrics, then each group's as ``metric[group]``: one flat mapping."""
+        out = dict(self.metrics)
+        for group, values in self.by_activity.items():
+            out |= {f"{k}[{group}]": v for k, v in values.items()}
+        return out
+
+
+@dataclass
+class EvaluationResult:
+    """The outcome of one evaluation run, ready for tables, JSON and plots."""
+
+    ks: list[int]
+    curve_ks: list[int]
+    n_users: int
+    n_items: int
+    group_sizes: dict[str, int]
+    models: dict[str, ModelResult]
+    item_popularity: np.ndarray = field(repr=False)
+    test_item_counts: np.ndarray = field(repr=False)
+    n_users_train: int = 0
+    description: dict[str, object] = field(default_factory=dict)
+
+    def metrics_by_model(self, *, groups: bool = False) -> dict[str, dict[str, float]]:
+        """``{model: {"precision@10": ..., ...}}``, the command line's JSON."""
+        return {name: (r.flat() if groups else dict(r.metrics)) for name, r in self.models.items()}
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **self.description,
+            "ks": self.ks,
+            "users_evaluated": self.n_users,
+            "items_in_catalogue": self.n_items,
+            "activity_group_sizes": self.group_sizes,
+            "models": {
+                name: {"metrics": r.metrics, "by_activity": r.by_activity,
+                       "fit_seconds": round(r.fit_seconds, 4),
+                       "recommend_seconds": round(r.recommend_seconds, 4)}
+                for name, r in self.models.items()
+            },
+        }
+
+
+def _test_matrix(split: Split, data: TrainingData) -> tuple[np.ndarray, np.ndarray,
+                                                             sp.csr_array, sp.csr_array | None]:
+    """Evaluated users (training index, or -1 if held out), their ids, relevant items, history."""
+    user_ids = np.asarray(split.test_users, dtype=object)
+    local = Vocabulary(user_ids, name="user")
+    rows = local.index(split.test["user_id"])
+    cols = data.items.index(split.test["item_id"], missing="negative")
+    keep = cols >= 0
+    relevant = csr_from_pairs(rows[keep], cols[keep], np.ones(int(keep.sum())),
+                              (len(user_ids), data.n_items))
+    users = data.users.index(user_ids, missing="negative")
+    history = data.history(split.given, user_ids) if split.given is not None else None
+    if history is None and (users < 0).any():
+        # Users with no training pair and no given history cannot be scored: drop them.
+        known = users >= 0
+        return users[known], user_ids[known], relevant[known], None
+    return users, user_ids, relevant, history
+
+
+def evaluate(
+    models: Mapping[str, Recommender],
+    data: TrainingData,
+    split: Split,
+    *,
+    ks: Sequence[int] = (10,),
+    curve_ks: Sequence[int] = CURVE_KS,
+    progress: ProgressCallback | None = None,
+) -> EvaluationResult:
+    """Fit each model on ``data`` (the split's training part) and measure it on the test part."""
+    users, _, relevant, history = _test_matrix(split, data)
+    n_relevant = np.diff(relevant.indptr)
+    scored = n_relevant > 0
+    users, relevant, n_relevant = users[scored], relevant[scored], n_relevant[scored]
+    if history is not None:
+        history = history[scored]
+    train_counts = (np.diff(history.indptr) if history is not None
+                    else data.user_counts()[users])
+    groups = m.activity_groups(train_counts) if len(users) else np.array([], dtype=str)
+    ks = sorted(set(ks))
+    curve = sorted(set(curve_ks) | set(ks))
+    depth = max(curve)
+    context = _Context(data, relevant, n_relevant, groups, ks, curve, split,
+                       item_popularity=data.item_counts(), item_vectors=data.feedback.T.tocsr())
+    results = {}
+    for name, model in models.items():
+        results[name] = _evaluate_one(name, model, data, users, history, depth, context, progress)
+    return EvaluationResult(
+        ks=ks, curve_ks=curve, n_users=len(users), n_items=data.n_items,
+        group_sizes={g: int((groups == g).sum()) for g in GROUPS}, models=results,
+        item_popularity=data.item_counts(), test_item_counts=np.bincount(
+            relevant.indices, minlength=data.n_items),
+        n_users_train=data.n_users, description=dict(split.description))
+
+
+@dataclass
+class _Context:
+    data: TrainingData
+    relevant: sp.csr_array
+    n_relevant: np.ndarray
+    groups: np.ndarray
+    ks: list[int]
+    curve: list[int]
+    split: Split
+    item_popularity: np.ndarray
+    item_vectors: sp.csr_array
+
+
+def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.ndarray,
+                  history: sp.csr_array | None, depth: int, ctx: _Context,
+                  progress: ProgressCallback | None) -> ModelResult:
+    if progress:
+        progress(f"fitting {name}", 0, 1)
+    start = time.perf_counter()
+    model.fit(data)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    recommended = _recommend_all(name, model, users, history, depth, progress)
+    recommend_seconds = time.perf_counter() - start
+    overall = _ranking_metrics(recommended, ctx, np.ones(len(users), dtype=bool), ctx.curve)
+    by_group = {g: _ranking_metrics(recommended, ctx, ctx.groups == g, ctx.ks) for g in GROUPS}
+    if model.predicts_ratings and history is None:
+        overall |= _rating_metrics(model, ctx.split, data)
+    return ModelResult(name, overall, by_group, fit_seconds, recommend_seconds, recommended)
+
+
+def _recommend_all(name: str, model: Recommender, users: np.ndarray,
+                   history: sp.csr_array | None, depth: int,
+                   progress: ProgressCallback | None, block: int = 2048) -> np.ndarray:
+    out = np.empty((len(users), depth), dtype=np.int32)
+    for start in range(0, len(users), block):
+        stop = min(start + block, len(users))
+        part = None if history is None else history[start:stop]
+        out[start:stop], _ = model.recommend_indices(users[start:stop], depth, history=part)
+        if progress:
+            progress(f"recommending with {name}", stop, len(users))
+    return out
+
+
+def _ranking_metrics(recommended: np.ndarray, ctx: _Context, rows: np.ndarray,
+                     ks: Sequence[int]) -> dict[str, float]:
+    if not rows.any():
+        return {}
+    rec, rel, n_rel = recommended[rows], ctx.relevant[rows], ctx.n_relevant[rows]
+    hit = m.hits(rec, rel)
+    pop, n_train, vectors = ctx.item_popularity, ctx.data.n_users, ctx.item_vectors
+    out: dict[str, float] = {}
+    for k in ks:
+        out |= {
+            f"precision@{k}": m.precision_at_k(hit, k),
+            f"recall@{k}": m.recall_at_k(hit, n_rel, k),
+            f"ndcg@{k}": m.ndcg_at_k(hit, n_rel, k),
+            f"map@{k}": m.average_precision_at_k(hit, n_rel, k),
+            f"mrr@{k}": m.reciprocal_rank_at_k(hit, k),
+            f"hit_rate@{k}": m.hit_rate_at_k(hit, k),
+            f"coverage@{k}": m.catalogue_coverage(rec, k, ctx.data.n_items),
+            f"novelty@{k}": m.novelty_at_k(rec, k, pop, n_train),
+            f"diversity@{k}": m.intra_list_diversity_at_k(rec, k, vectors),
+            f"popularity@{k}": m.mean_popularity_at_k(rec, k, pop, n_train),
+        }
+    return {key: _mean(v) for key, v in out.items()}
+
+
+def _mean(value: float | np.ndarray) -> float:
+    arr = np.asarray(value, dtype=np.float64)
+    return float(arr) if arr.ndim == 0 else (float(np.nanmean(arr)) if np.isfinite(arr).any()
+                                             else float("nan"))
+
+
+def _rating_metrics(model: Recommender, split: Split, data: TrainingData) -> dict[str, float]:
+    rated = split.test[split.test["rating"].notna()]
+    if rated.empty:
+        return {}
+    u = data.users.index(rated["user_id"], missing="negative")
+    i = data.items.index(rated["item_id"], missing="negative")
+    predicted = model.score_indices(u, i)
+    ok = np.isfinite(predicted)
+    actual = rated["rating"].to_numpy(dtype=np.float64)[ok]
+    return {"rmse": m.rmse(predicted[ok], actual), "mae": m.mae(predicted[ok], actual),
+            "rated_pairs_predicted": float(ok.mean())}

@@ -1,0 +1,129 @@
+"""Evaluation output for people and scripts: a printed table, a JSON file, and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from recengine.evaluation.evaluator import GROUPS, EvaluationResult
+
+__all__ = ["json_text", "print_table", "write_report"]
+
+ACCURACY = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+BEYOND = ("coverage", "novelty", "diversity", "popularity")
+CURVES = ("precision", "recall", "ndcg", "map")
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def print_table(result: EvaluationResult, console: Console, *, k: int | None = None) -> None:
+    """Accuracy and beyond-accuracy at ``k`` per model, then the per-activity breakdown."""
+    k = k or result.ks[-1]
+    table = Table(title=f"Full-catalogue ranking @ {k} — {result.n_users} test users, "
+                        f"{result.n_items} items, seen items excluded")
+    table.add_column("model", style="bold")
+    for name in ACCURACY + BEYOND:
+        table.add_column(name, justify="right")
+    rated = any("rmse" in r.metrics for r in result.models.values())
+    if rated:
+        table.add_column("rmse", justify="right")
+        table.add_column("mae", justify="right")
+    table.add_column("fit s", justify="right")
+    for name, r in result.models.items():
+        cells = [_fmt(r.metrics.get(f"{m}@{k}")) for m in ACCURACY + BEYOND]
+        if rated:
+            cells += [_fmt(r.metrics.get("rmse")), _fmt(r.metrics.get("mae"))]
+        table.add_row(name, *cells, f"{r.fit_seconds:.2f}")
+    console.print(table)
+    groups = Table(title=f"ndcg@{k} and popularity@{k} by user activity "
+                         f"({', '.join(f'{g}: {result.group_sizes[g]}' for g in GROUPS)} users)")
+    groups.add_column("model", style="bold")
+    for g in GROUPS:
+        groups.add_column(f"ndcg {g}", justify="right")
+    for g in GROUPS:
+        groups.add_column(f"pop {g}", justify="right")
+    for name, r in result.models.items():
+        groups.add_row(name, *[_fmt(r.by_activity[g].get(f"ndcg@{k}")) for g in GROUPS],
+                       *[_fmt(r.by_activity[g].get(f"popularity@{k}")) for g in GROUPS])
+    console.print(groups)
+
+
+def _plot_curves(result: EvaluationResult, path: Path) -> None:
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
+    for ax, metric in zip(axes, CURVES, strict=True):
+        for name, r in result.models.items():
+            ks = [k for k in result.curve_ks if f"{metric}@{k}" in r.metrics]
+            ax.plot(ks, [r.metrics[f"{metric}@{k}"] for k in ks], marker="o", label=name)
+        ax.set_xlabel("k")
+        ax.set_title(f"{metric}@k")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_popularity(result: EvaluationResult, path: Path, k: int) -> None:
+    """Share of recommendations and of test consumption per item-popularity decile."""
+    order = np.argsort(-result.item_popularity, kind="stable")
+    decile = np.empty(len(order), dtype=np.int64)
+    decile[order] = np.minimum(np.arange(len(order)) * 10 // max(len(order), 1), 9)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    x = np.arange(10)
+    consumed = np.bincount(decile, weights=result.test_item_counts, minlength=10)
+    ax.plot(x, consumed / max(consumed.sum(), 1), color="black", lw=2, marker="s",
+            label="consumed (test)")
+    for name, r in result.models.items():
+        rec = r.recommended[:, :k]
+        counts = np.bincount(decile[rec[rec >= 0]], minlength=10)
+        ax.plot(x, counts / max(counts.sum(), 1), marker="o", label=f"{name} top-{k}")
+    ax.set_xticks(x, [f"{10 * i}–{10 * (i + 1)}%" for i in x], rotation=30, fontsize=8)
+    ax.set_xlabel("items by training popularity (most popular decile first)")
+    ax.set_ylabel("share")
+    ax.set_title("Popularity of recommended vs consumed items")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json``, ``metrics_vs_k.png`` and ``popularity.png`` to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "curves": out / "metrics_vs_k.png",
+             "popularity": out / "popularity.png"}
+    paths["json"].write_text(json_text(result.to_dict()) + "\n")
+    _plot_curves(result, paths["curves"])
+    _plot_popularity(result, paths["popularity"], result.ks[-1])
+    return paths
+
+
+def _finite(value: object) -> object:
+    """NaN becomes null: JSON has no NaN, and strict parsers reject it."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
+
+
+def json_text(value: object, *, indent: int | None = 2) -> str:
+    """Valid JSON for reports and the command line (NaN → null, numpy scalars → numbers)."""
+    return json.dumps(_finite(value), indent=indent, default=str)

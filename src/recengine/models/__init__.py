@@ -1,0 +1,11 @@
+"""Recommenders, all behind one interface (:class:`~recengine.models.base.Recommender`)."""
+
+from recengine.models.base import Recommender
+from recengine.models.bias import Bias
+from recengine.models.category_popularity import CategoryPopularity
+from recengine.models.popularity import Popularity
+from recengine.models.random_items import RandomItems
+from recengine.models.registry import MODELS, create_model
+
+__all__ = ["MODELS", "Bias", "CategoryPopularity", "Popularity", "RandomItems", "Recommender",
+           "create_model"]

@@ -1,0 +1,329 @@
+"""The one interface every recommender implements, and what they share.
+
+A model implements three private methods: ``_fit`` (learn from :class:`TrainingData`),
+``_score`` (a dense score row per user, for known users or users known only by a history), and
+optionally ``_similar`` and ``_explain``. Everything else is written once here: id mapping,
+seen-item exclusion, item filters, top-k, batching, pair scores, and saving without pickle. So the
+evaluator, the hybrid and the server treat every model alike.
+
+Index-level methods (``recommend_indices``) serve the evaluator; id-level methods (``recommend``,
+``recommend_history``, ``similar_items``, ``score``, ``explain``) serve people and the API.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recengine.data.training_data import TrainingData, csr_from_pairs
+from recengine.data.vocabulary import Missing, Vocabulary
+from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
+
+__all__ = ["ModelConfig", "Recommender", "check_fitted", "top_k"]
+
+#: Users scored per block: bounds memory at ``batch × n_items`` floats.
+DEFAULT_BATCH = 1024
+FORMAT_VERSION = 1
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's configuration: validated, frozen, JSON round-trippable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def check_fitted(model: Recommender) -> None:
+    """Raise :class:`NotFittedError` unless ``fit`` has run."""
+    if not hasattr(model, "items_"):
+        raise NotFittedError(f"{type(model).__name__} is not fitted yet: call fit(data) first")
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest finite scores per row, best first.
+
+    ``-inf`` and NaN never rank; rows with fewer than ``k`` of them are padded with index -1 and
+    score NaN. Ties go to the lower index, so results are deterministic.
+    """
+    n_rows, n_cols = scores.shape
+    k_eff = min(k, n_cols)
+    clean = np.where(np.isnan(scores), -np.inf, scores)
+    part = np.argpartition(-clean, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n_cols else (
+        np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)))
+    vals = np.take_along_axis(clean, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
+    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    bad = ~np.isfinite(vals)
+    idx[bad], vals[bad] = -1, np.nan
+    if k_eff < k:
+        idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, k - k_eff)), constant_values=np.nan)
+    return idx, vals
+
+
+class Recommender(ABC):
+    """Base of all recommenders.
+
+    Subclasses set ``name`` (the command line's name), ``Config`` (a :class:`ModelConfig`) and
+    ``state`` (the learned attributes, ending in ``_``, that :meth:`save` writes). ``__init__``
+    only stores the configuration; all work happens in :meth:`fit`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]]
+    state: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``score`` predicts ratings on the data's scale (so RMSE and MAE apply).
+    predicts_ratings: ClassVar[bool] = False
+
+    users_: Vocabulary
+    items_: Vocabulary
+    user_items_: sp.csr_array
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        if config is not None and params:
+            raise TypeError("pass either a config or keyword parameters, not both")
+        try:
+            self.config = config if config is not None else self.Config(**params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise DataError(f"invalid {self.name} parameter: {first['msg']}",
+                            column=field) from None
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, data: TrainingData) -> Self:
+        """Learn from ``data``; a second call replaces the first. Returns ``self``."""
+        if data.n_users == 0 or data.feedback.nnz == 0:
+            raise DataError("no training interactions")
+        self.users_ = data.users
+        self.items_ = data.items
+        self.user_items_ = data.feedback
+        self._fit(data)
+        return self
+
+    @abstractmethod
+    def _fit(self, data: TrainingData) -> None: ...
+
+    @abstractmethod
+    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        """Scores ``[len(users), n_items]`` (higher is better; -inf never recommended).
+
+        ``users`` holds training indices, or -1 for a user known only by ``history``, whose row
+        ``k`` is user ``k``'s interactions (for known users, their training row).
+        """
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        """Similarity ``[len(items), n_items]`` of each item to every item."""
+        raise NotSupportedError(f"{self.name} cannot find similar items")
+
+    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+        """One reason per recommended item, in words."""
+        return [f"scored by {self.name}"] * len(items)
+
+    # -- index level --------------------------------------------------------------------------
+    def _history_rows(self, users: np.ndarray, history: sp.csr_array | None) -> sp.csr_array:
+        if history is not None:
+            if history.shape != (len(users), len(self.items_)):
+                raise DataError(f"history must be {len(users)} × {len(self.items_)}, "
+                                f"got {history.shape[0]} × {history.shape[1]}")
+            return sp.csr_array(history)
+        if (users < 0).any():
+            raise DataError("users given as -1 need a history")
+        return self.user_items_[users]
+
+    def recommend_indices(
+        self,
+        users: np.ndarray,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+        history: sp.csr_array | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` item indices and scores for each user index, best first.
+
+        ``candidates`` (item indices) restricts the answer to those items; ``history`` gives the
+        users' interactions when they were not in training (pass -1 as their index) and is then
+        also what ``exclude_seen`` excludes. Short lists are padded with -1 and NaN.
+        """
+        check_fitted(self)
+        users = np.asarray(users, dtype=np.int32)
+        rows = self._history_rows(users, history)
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(len(self.items_), dtype=bool)
+            allowed[np.asarray(candidates, dtype=np.int64)] = True
+        out_idx = np.empty((len(users), n), dtype=np.int32)
+        out_val = np.empty((len(users), n), dtype=np.float32)
+        for start in range(0, len(users), batch_size):
+            stop = min(start + batch_size, len(users))
+            block = rows[start:stop]
+            scores = np.array(self._score(users[start:stop], block), dtype=np.float32)
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            if exclude_seen:
+                r = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+                scores[r, block.indices] = -np.inf
+            out_idx[start:stop], out_val[start:stop] = top_k(scores, n)
+        return out_idx, out_val
+
+    # -- id level -----------------------------------------------------------------------------
+    def recommend(
+        self,
+        users: str | Sequence[str],
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        items: Sequence[str] | None = None,
+        missing: Missing = "error",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` item ids and scores for one user (1-D arrays) or a batch (2-D, padded None).
+
+        ``items`` restricts the answer to those item ids. Unknown users raise
+        :class:`~recengine.errors.UnknownIdError`; with ``missing="negative"`` they get an empty
+        (all-None) row instead.
+
+        Examples
+        --------
+        >>> from recengine.models import Popularity
+        >>> from recengine.data.training_data import TrainingData, csr_from_pairs
+        >>> import pandas as pd
+        >>> pairs = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u3"],
+        ...                       "item_id": ["a", "b", "a", "c"],
+        ...                       "rating": float("nan"), "feedback": 1.0})
+        >>> model = Popularity().fit(TrainingData.from_interactions(pairs))
+        >>> ids, scores = model.recommend("u3", n=2)
+        >>> ids.tolist(), scores.tolist()
+        (['a', 'b'], [2.0, 1.0])
+        """
+        check_fitted(self)
+        scalar = isinstance(users, str)
+        idx = self.users_.index([users] if scalar else users, missing=missing)
+        known = idx >= 0
+        out_idx = np.full((len(idx), n), -1, dtype=np.int32)
+        out_val = np.full((len(idx), n), np.nan, dtype=np.float32)
+        cands = None if items is None else self.items_.index(items, missing="negative")
+        if known.any():
+            out_idx[known], out_val[known] = self.recommend_indices(
+                idx[known], n, exclude_seen=exclude_seen,
+                candidates=None if cands is None else cands[cands >= 0])
+        ids = self.items_.id_of(out_idx)
+        return (ids[0], out_val[0]) if scalar else (ids, out_val)
+
+    def recommend_history(
+        self,
+        history: Sequence[str] | Mapping[str, float],
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        items: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` for a user known only by their items (ids, or id → feedback): fold-in.
+
+        Unknown item ids in the history are ignored.
+        """
+        row = self.history_row(history)
+        cands = None if items is None else self.items_.index(items, missing="negative")
+        idx, val = self.recommend_indices(
+            np.array([-1]), n, exclude_seen=exclude_seen, history=row,
+            candidates=None if cands is None else cands[cands >= 0])
+        return self.items_.id_of(idx[0]), val[0]
+
+    def history_row(self, history: Sequence[str] | Mapping[str, float]) -> sp.csr_array:
+        """A one-row matrix over the model's items from item ids or an id → feedback map."""
+        check_fitted(self)
+        weights = dict(history) if isinstance(history, Mapping) else dict.fromkeys(history, 1.0)
+        idx = self.items_.index(list(weights), missing="negative")
+        values = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+        keep = idx >= 0
+        return csr_from_pairs(np.zeros(int(keep.sum()), dtype=np.int64), idx[keep], values[keep],
+                              (1, len(self.items_)))
+
+    def similar_items(self, items: str | Sequence[str], n: int = 10) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+        """The ``n`` items most similar to each item (the item itself excluded)."""
+        check_fitted(self)
+        scalar = isinstance(items, str)
+        idx = self.items_.index([items] if scalar else items)
+        sims = np.array(self._similar(idx), dtype=np.float32)
+        sims[np.arange(len(idx)), idx] = -np.inf
+        top, val = top_k(sims, n)
+        ids = self.items_.id_of(top)
+        return (ids[0], val[0]) if scalar else (ids, val)
+
+    def score(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
+        """Score of each (user, item) pair; NaN where the user or the item is unknown."""
+        check_fitted(self)
+        u = self.users_.index(users, missing="negative")
+        i = self.items_.index(items, missing="negative")
+        return self.score_indices(u, i)
+
+    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Pair scores by index (-1 gives NaN), scoring each distinct user once."""
+        out = np.full(len(users), np.nan, dtype=np.float32)
+        ok = (users >= 0) & (items >= 0)
+        distinct, inverse = np.unique(users[ok], return_inverse=True)
+        for start in range(0, len(distinct), DEFAULT_BATCH):
+            block = distinct[start:start + DEFAULT_BATCH]
+            scores = self._score(block, self.user_items_[block])
+            pick = (inverse >= start) & (inverse < start + len(block))
+            where = np.flatnonzero(ok)[pick]
+            out[where] = scores[inverse[pick] - start, items[where]]
+        return out
+
+    def explain(self, user: str, items: Sequence[str]) -> list[str]:
+        """A reason in words for each of ``items`` recommended to ``user``."""
+        check_fitted(self)
+        u = int(self.users_.index([user])[0])
+        return self._explain(u, self.user_items_[[u]], self.items_.index(items))
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json`` (name, config) and ``state.npz`` (vocabularies, arrays)."""
+        check_fitted(self)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"model": self.name, "format": FORMAT_VERSION,
+                "config": self.config.model_dump(mode="json")}
+        (path / "model.json").write_text(json.dumps(meta, indent=2))
+        m = self.user_items_
+        arrays = {"users_": self.users_.to_array(), "items_": self.items_.to_array(),
+                  "user_items_data": m.data, "user_items_indices": m.indices,
+                  "user_items_indptr": m.indptr}
+        arrays |= {name: np.asarray(getattr(self, name)) for name in self.state}
+        np.savez(path / "state.npz", **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Read a model written by :meth:`save`; never runs code from the file (no pickle)."""
+        from recengine.models.registry import model_class
+
+        path = Path(path)
+        try:
+            meta = json.loads((path / "model.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelNotFoundError(f"no saved model at {path} ({exc})") from None
+        klass = model_class(meta["model"])
+        model = klass(klass.Config.model_validate(meta["config"]))
+        with np.load(path / "state.npz", allow_pickle=False) as z:
+            model.users_ = Vocabulary.from_array(z["users_"], name="user")
+            model.items_ = Vocabulary.from_array(z["items_"], name="item")
+            model.user_items_ = sp.csr_array(
+                (z["user_items_data"], z["user_items_indices"], z["user_items_indptr"]),
+                shape=(len(model.users_), len(model.items_)))
+            for name in klass.state:
+                setattr(model, name, z[name])
+        return model

@@ -1,0 +1,1 @@
+"""From a dataset to trained, evaluated models: prepare, train, evaluate; later gate and publish."""

@@ -1,0 +1,46 @@
+"""Dataset → per-pair interactions → split → :class:`TrainingData`, the same for every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recengine.data.dataset import Dataset
+from recengine.data.splits import Split, make_split
+from recengine.data.training_data import TrainingData
+from recengine.data.weighting import Weighting, aggregate
+
+__all__ = ["Prepared", "prepare", "training_data"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A split and the training data built from its training part."""
+
+    data: TrainingData
+    split: Split
+
+
+def training_data(dataset: Dataset, interactions: pd.DataFrame, *,
+                  extra_items: np.ndarray | None = None) -> TrainingData:
+    """Training matrices over the dataset's whole catalogue, with its feature tables."""
+    return TrainingData.from_interactions(
+        interactions,
+        items=dataset.items if len(dataset.items.columns) else None,
+        users=dataset.users if len(dataset.users.columns) else None,
+        item_feature_kinds=dataset.item_features or None,
+        user_feature_kinds=dataset.user_features or None,
+        extra_items=extra_items,
+    )
+
+
+def prepare(dataset: Dataset, split: str = "stratified", *, test_fraction: float = 0.25,
+            seed: int = 0, last_n: int = 1, weighting: Weighting | None = None) -> Prepared:
+    """Aggregate the events, split the pairs, and build training data from the train part."""
+    interactions = aggregate(dataset.events, dataset.schema, weighting)
+    parts = make_split(interactions, split, test_fraction=test_fraction, seed=seed,
+                       last_n=last_n)
+    test_items = np.asarray(parts.test["item_id"].unique(), dtype=object)
+    return Prepared(training_data(dataset, parts.train, extra_items=test_items), parts)

@@ -1,0 +1,134 @@
+"""The checks every recommender must pass; each model's test class inherits them."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recengine.data.schema import FeatureKind
+from recengine.data.training_data import TrainingData
+from recengine.errors import NotFittedError, UnknownIdError
+from recengine.models.base import Recommender
+
+
+def small_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> TrainingData:
+    """Users who each like one of three genres, with ratings; a few catalogue-only items."""
+    rng = np.random.default_rng(seed)
+    genres = np.array(["drama", "comedy", "horror"])
+    item_genre = rng.integers(0, 3, size=n_items)
+    rows = []
+    for u in range(n_users):
+        liked = u % 3
+        pool = np.flatnonzero(item_genre == liked)
+        picks = rng.choice(pool, size=min(len(pool), int(rng.integers(3, 8))), replace=False)
+        extra = rng.choice(n_items - 3, size=2, replace=False)
+        for i in set(picks.tolist()) | set(extra.tolist()):
+            if i >= n_items - 3:
+                continue  # the last three items stay without events
+            rows.append((f"u{u}", f"i{i}", float(4 + (item_genre[i] == liked)), 1.0 + rng.random()))
+    pairs = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "feedback"])
+    items = pd.DataFrame({"genres": [[g] for g in genres[item_genre]]},
+                         index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
+    return TrainingData.from_interactions(pairs, items=items,
+                                          item_feature_kinds={"genres": FeatureKind.MULTI})
+
+
+class RecommenderConformance:
+    """Inherit and set ``model_class`` (and ``params``) to check a model against the interface."""
+
+    model_class: ClassVar[type[Recommender]]
+    params: ClassVar[dict[str, object]] = {}
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def data(cls) -> TrainingData:
+        return small_data()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, data) -> Recommender:
+        return cls.model_class(**cls.params).fit(data)
+
+    def test_unfitted_model_says_so(self):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            self.model_class(**self.params).recommend(["u1"])
+
+    def test_config_round_trips_through_json(self):
+        model = self.model_class(**self.params)
+        again = type(model.config).model_validate_json(model.config.model_dump_json())
+        assert again == model.config
+
+    def test_recommend_excludes_seen_items_and_is_sorted(self, model, data):
+        idx, scores = model.recommend_indices(np.arange(data.n_users), 10)
+        assert idx.shape == scores.shape == (data.n_users, 10)
+        for u in range(data.n_users):
+            seen = set(data.feedback[[u]].indices.tolist())
+            row = idx[u][idx[u] >= 0]
+            assert seen.isdisjoint(row.tolist())
+            assert len(set(row.tolist())) == len(row)
+            valid = scores[u][idx[u] >= 0]
+            assert np.all(np.diff(valid) <= 1e-6)
+
+    def test_exclude_seen_false_can_return_seen_items(self, model, data):
+        idx, _ = model.recommend_indices(np.arange(data.n_users), data.n_items, exclude_seen=False)
+        assert (idx >= 0).all()  # every item, seen or not, is ranked
+
+    def test_candidate_filter_restricts_the_answer(self, model, data):
+        allowed = np.array([0, 5, 7, 11])
+        idx, _ = model.recommend_indices(np.arange(data.n_users), 10, candidates=allowed,
+                                         exclude_seen=False)
+        assert set(idx[idx >= 0].tolist()) <= set(allowed.tolist())
+        assert (idx[:, 4:] == -1).all()  # only four candidates exist: the rest is padding
+
+    def test_id_level_recommend_matches_index_level(self, model, data):
+        users = ["u3", "u7"]
+        ids, scores = model.recommend(users, 5)
+        idx, sc = model.recommend_indices(data.users.index(users), 5)
+        assert ids.tolist() == data.items.id_of(idx).tolist()
+        np.testing.assert_allclose(scores, sc)
+        one, _ = model.recommend("u3", 5)
+        assert one.tolist() == ids[0].tolist()
+
+    def test_unknown_users_raise_or_get_an_empty_row(self, model):
+        with pytest.raises(UnknownIdError, match="nobody"):
+            model.recommend(["nobody"])
+        ids, _ = model.recommend(["u1", "nobody"], 3, missing="negative")
+        assert ids[1].tolist() == [None, None, None] and None not in ids[0].tolist()
+
+    def test_history_fold_in_excludes_the_history(self, model):
+        ids, scores = model.recommend_history(["i0", "i1", "not-an-item"], 5)
+        assert len(ids) == 5 and not {"i0", "i1"} & set(ids.tolist())
+        assert np.isfinite(scores).all()
+
+    def test_score_pairs_unknown_is_nan(self, model):
+        scores = model.score(["u1", "u1", "ghost"], ["i2", "ghost", "i2"])
+        assert np.isfinite(scores[0]) and np.isnan(scores[1:]).all()
+
+    def test_pair_scores_agree_with_recommend(self, model):
+        ids, scores = model.recommend("u2", 3)
+        np.testing.assert_allclose(model.score(["u2"] * 3, ids.tolist()), scores, rtol=1e-5)
+
+    def test_explanations_one_per_item(self, model):
+        ids, _ = model.recommend("u4", 4)
+        reasons = model.explain("u4", ids.tolist())
+        assert len(reasons) == 4 and all(isinstance(r, str) and r for r in reasons)
+
+    def test_save_load_gives_the_same_answers(self, model, data, tmp_path):
+        loaded = Recommender.load(model.save(tmp_path / "m"))
+        assert type(loaded) is type(model) and loaded.config == model.config
+        users = np.arange(data.n_users)
+        a, sa = model.recommend_indices(users, 10)
+        b, sb = loaded.recommend_indices(users, 10)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(sa, sb)
+
+    def test_refit_replaces_the_first_fit(self, data):
+        other = small_data(seed=1, n_users=10)
+        model = self.model_class(**self.params).fit(other).fit(data)
+        assert len(model.users_) == data.n_users
+        fresh = self.model_class(**self.params).fit(data)
+        np.testing.assert_array_equal(model.recommend_indices(np.arange(5), 5)[0],
+                                      fresh.recommend_indices(np.arange(5), 5)[0])

@@ -1,0 +1,76 @@
+"""The baselines: conformance, plus what each one promises."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recengine.data.training_data import TrainingData
+from recengine.errors import DataError
+from recengine.models import Bias, CategoryPopularity, Popularity, RandomItems
+from tests.models.conformance import RecommenderConformance, small_data
+
+
+class TestPopularity(RecommenderConformance):
+    model_class = Popularity
+
+    def test_ranks_by_number_of_users(self, model, data):
+        idx, scores = model.recommend_indices(np.array([0]), data.n_items, exclude_seen=False)
+        counts = data.item_counts()
+        np.testing.assert_array_equal(scores[0], np.sort(counts)[::-1])
+        assert counts[idx[0][0]] == counts.max()
+
+
+class TestCategoryPopularity(RecommenderConformance):
+    model_class = CategoryPopularity
+
+    def test_recommends_the_users_favourite_genre(self, model, data):
+        genre = data.item_features["genres"].str[0].to_numpy()
+        for u in (0, 1, 2):  # user u likes genre u % 3; their history says so
+            seen = data.feedback[[u]].indices
+            favourite = pd.Series(genre[seen]).value_counts().index[0]
+            idx, _ = model.recommend_indices(np.array([u]), 1)
+            assert genre[idx[0][0]] == favourite
+
+    def test_explanation_names_the_category(self, model, data):
+        ids, _ = model.recommend("u0", 1)
+        assert model.explain("u0", ids.tolist())[0].startswith("popular in ")
+
+    def test_needs_a_category_feature(self):
+        pairs = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "rating": [1.0],
+                              "feedback": [1.0]})
+        with pytest.raises(DataError, match="needs a categorical or multi-valued item feature"):
+            CategoryPopularity().fit(TrainingData.from_interactions(pairs))
+
+
+class TestRandomItems(RecommenderConformance):
+    model_class = RandomItems
+    params: ClassVar[dict[str, object]] = {"random_state": 3}
+
+    def test_same_seed_same_answers_different_seed_different(self, data):
+        a = RandomItems(random_state=1).fit(data).recommend_indices(np.arange(5), 5)[0]
+        b = RandomItems(random_state=1).fit(data).recommend_indices(np.arange(5), 5)[0]
+        c = RandomItems(random_state=2).fit(data).recommend_indices(np.arange(5), 5)[0]
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+
+
+class TestBias(RecommenderConformance):
+    model_class = Bias
+
+    def test_biases_by_hand(self):
+        pairs = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["a", "b", "a"],
+                              "rating": [5.0, 3.0, 4.0], "feedback": 1.0})
+        model = Bias(damping=0).fit(TrainingData.from_interactions(pairs))
+        # mu = 4; b_a = ((5-4)+(4-4))/2 = 0.5, b_b = -1; b_u = ((5-4.5)+(3-3))/2 = 0.25,
+        # b_v = (4 - 4.5)/1 = -0.5
+        np.testing.assert_allclose(model.score(["u", "v"], ["a", "b"]), [4.75, 2.5])
+
+    def test_needs_ratings(self):
+        data = small_data()
+        implicit = TrainingData(data.users, data.items, data.feedback, data.feedback[:, :0])
+        with pytest.raises(DataError, match="needs explicit ratings"):
+            Bias().fit(implicit)

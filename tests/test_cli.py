@@ -1,0 +1,102 @@
+"""The command line: the scripted JSON contract, clean errors (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recengine.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_evaluate_json_maps_each_model_to_its_metrics(capsys, tmp_path):
+    code, out, _ = run(capsys, "evaluate", "--dataset", "synthetic", "--seed", "3", "--k", "10",
+                       "--models", "popularity,random", "--json", "--output", str(tmp_path))
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) == {"popularity", "random"}
+    for key in ("precision@10", "recall@10", "ndcg@10", "map@10"):
+        assert 0 <= result["popularity"][key] <= 1
+    assert result["popularity"]["ndcg@10"] > 2 * result["random"]["ndcg@10"]
+    assert {p.name for p in tmp_path.iterdir()} >= {"results.json", "metrics_vs_k.png",
+                                                    "popularity.png"}
+
+
+def test_movielens_contract_command(capsys, tmp_path, require_dataset):
+    """The foundation's sanity anchor: popularity's precision@10 on ML100K 75/25 is about 0.2."""
+    path = require_dataset("ml-100k")
+    code, out, _ = run(capsys, "evaluate", "--dataset", "movielens-100k", "--path", str(path),
+                       "--split", "stratified", "--test-fraction", "0.25", "--seed", "42",
+                       "--k", "10", "--models", "popularity,random", "--json",
+                       "--output", str(tmp_path))
+    assert code == 0
+    result = json.loads(out)
+    assert 0.17 <= result["popularity"]["precision@10"] <= 0.23
+    assert result["random"]["precision@10"] < 0.05
+
+
+def test_ingest_reports_bad_rows_and_strict_fails_cleanly(capsys, tmp_path):
+    f = tmp_path / "e.csv"
+    f.write_text("user_id,item_id,event_type,value\nu1,i1,rating,4\nu1,i2,rating,12\n")
+    code, out, _ = run(capsys, "ingest", str(f), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["rows_accepted"] == 1 and report["rows_skipped"] == 1
+    assert report["issues"] == [f"{f}, row 3, column 'value': rating value 12 is outside 1..5"]
+    code, out, err = run(capsys, "ingest", str(f), "--strict")
+    assert code == 2 and "row 3" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--models", "nope"],
+    ["evaluate", "--dataset", "movielens-100k"],
+    ["evaluate", "--dataset", "movielens-100k", "--path", "/does/not/exist"],
+    ["ingest", "/does/not/exist.csv"],
+    ["recommend", "--model-dir", "/does/not/exist", "--user", "u1"],
+])
+def test_bad_input_is_one_line_and_exit_code_2(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_train_then_recommend_with_reasons(capsys, tmp_path):
+    model_dir = tmp_path / "model"
+    code, _, _ = run(capsys, "train", "--dataset", "synthetic", "--seed", "5",
+                     "--model", "category-popularity", "--output", str(model_dir))
+    assert code == 0
+    code, out, _ = run(capsys, "recommend", "--model-dir", str(model_dir), "--user", "u1",
+                       "--k", "3", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["user"] == "u1" and len(answer["items"]) == 3
+    assert all(item["reason"] for item in answer["items"])
+    code, out, _ = run(capsys, "recommend", "--model-dir", str(model_dir), "--user", "ghost")
+    assert code == 2
+
+
+def test_module_entry_point_runs_as_a_real_process():
+    done = subprocess.run([sys.executable, "-m", "recengine", "evaluate", "--help"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "--test-fraction" in done.stdout
+
+
+def test_every_command_has_help(capsys):
+    for command in ("demo", "ingest", "evaluate", "train", "recommend"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: recengine" in capsys.readouterr().out
+
+
+def test_readme_commands_are_the_make_targets():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    assert "make demo" in readme and "make test" in readme and "make test" in ci
