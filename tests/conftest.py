@@ -36,3 +36,13 @@ def require_dataset(datasets_dir: Path) -> Callable[[str], Path]:
         return folder
 
     return require
+
+
+@pytest.fixture(scope="session")
+def synthetic_pairs():
+    """Per-pair interactions of a small synthetic rental log (seeded)."""
+    from recengine.data.synthetic import generate
+    from recengine.data.weighting import aggregate
+
+    dataset = generate(n_users=300, n_items=150, seed=11)
+    return aggregate(dataset.events, dataset.schema)

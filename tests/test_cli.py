@@ -73,10 +73,10 @@ def test_train_then_recommend_with_reasons(capsys, tmp_path):
     code, _, _ = run(capsys, "train", "--dataset", "synthetic", "--seed", "5",
                      "--model", "category-popularity", "--output", str(model_dir))
     assert code == 0
-    code, out, _ = run(capsys, "recommend", "--model-dir", str(model_dir), "--user", "u1",
+    code, out, _ = run(capsys, "recommend", "--model-dir", str(model_dir), "--user", "u0001",
                        "--k", "3", "--json")
     answer = json.loads(out)
-    assert code == 0 and answer["user"] == "u1" and len(answer["items"]) == 3
+    assert code == 0 and answer["user"] == "u0001" and len(answer["items"]) == 3
     assert all(item["reason"] for item in answer["items"])
     code, out, _ = run(capsys, "recommend", "--model-dir", str(model_dir), "--user", "ghost")
     assert code == 2

@@ -7,6 +7,7 @@ stdout. Every error recengine raises on purpose becomes one line on stderr and e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -116,9 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recengine`` command."""
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True)
+    err = _console(stderr=True)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `recengine ... | head`: the reader left; not an error of ours
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except (RecengineError, OSError) as exc:
         err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
         return 2
@@ -127,17 +131,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _console(*, stderr: bool = False) -> Console:
+    """A console; wide enough for the tables when output goes to a file or a CI log."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 132)
+
+
 def _consoles(as_json: bool) -> tuple[Console, Console]:
     """(human console, stderr console): humans read stderr when stdout carries JSON."""
-    err = Console(stderr=True)
-    return (err if as_json else Console()), err
+    err = _console(stderr=True)
+    return (err if as_json else _console()), err
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from recengine.pipeline.demo import run_demo as demo
 
     demo(n_users=args.users, n_items=args.items, seed=args.seed, output=args.output,
-         console=Console())
+         console=_console())
     return 0
 
 
@@ -158,9 +168,9 @@ def run_ingest(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(report.to_dict()))
     else:
-        print_validation(report, Console())
+        print_validation(report, _console())
         if args.output:
-            Console().print(f"{len(events)} valid events written to {args.output}")
+            _console().print(f"{len(events)} valid events written to {args.output}")
     return 0
 
 
@@ -198,7 +208,7 @@ def run_train(args: argparse.Namespace) -> int:
     from recengine.models.registry import create_model
     from recengine.pipeline.prepare import training_data
 
-    console = Console()
+    console = _console()
     with console.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
         data = training_data(dataset, aggregate(dataset.events, dataset.schema))
@@ -233,7 +243,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(answers if len(answers) > 1 else answers[0], indent=None))
     else:
-        console = Console()
+        console = _console()
         for answer in answers:
             head = {k: v for k, v in answer.items() if k not in ("items", "similar")}
             console.print(f"[bold]{head}[/]")

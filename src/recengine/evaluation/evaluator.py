@@ -41,13 +41,6 @@ class ModelResult:
     recommend_seconds: float
     recommended: np.ndarray = field(repr=False)
 
-    def flat(self) -> dict[str, float]:
-        """Overall metrics, then each group's as ``metric[group]``: one flat mapping."""
-        out = dict(self.metrics)
-        for group, values in self.by_activity.items():
-            out |= {f"{k}[{group}]": v for k, v in values.items()}
-        return out
-
 
 @dataclass
 class EvaluationResult:
@@ -64,9 +57,15 @@ class EvaluationResult:
     n_users_train: int = 0
     description: dict[str, object] = field(default_factory=dict)
 
-    def metrics_by_model(self, *, groups: bool = False) -> dict[str, dict[str, float]]:
-        """``{model: {"precision@10": ..., ...}}``, the command line's JSON."""
-        return {name: (r.flat() if groups else dict(r.metrics)) for name, r in self.models.items()}
+    def metrics_by_model(self) -> dict[str, dict[str, float]]:
+        """``{model: {"precision@10": ..., "rmse": ...}}`` at the requested cut-offs only.
+
+        The command line's JSON; the curves over every cut-off stay in :meth:`to_dict`.
+        """
+        wanted = {str(k) for k in self.ks}
+        return {name: {key: v for key, v in r.metrics.items()
+                       if "@" not in key or key.rsplit("@", 1)[1] in wanted}
+                for name, r in self.models.items()}
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -18,7 +18,7 @@ from recengine.evaluation.evaluator import GROUPS, EvaluationResult
 
 __all__ = ["json_text", "print_table", "write_report"]
 
-ACCURACY = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+ACCURACY = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")  # metric name prefixes
 BEYOND = ("coverage", "novelty", "diversity", "popularity")
 CURVES = ("precision", "recall", "ndcg", "map")
 
@@ -28,35 +28,28 @@ def _fmt(value: float | None) -> str:
 
 
 def print_table(result: EvaluationResult, console: Console, *, k: int | None = None) -> None:
-    """Accuracy and beyond-accuracy at ``k`` per model, then the per-activity breakdown."""
+    """Accuracy, beyond-accuracy and per-activity tables at ``k``, one row per model."""
     k = k or result.ks[-1]
-    table = Table(title=f"Full-catalogue ranking @ {k} — {result.n_users} test users, "
-                        f"{result.n_items} items, seen items excluded")
-    table.add_column("model", style="bold")
-    for name in ACCURACY + BEYOND:
-        table.add_column(name, justify="right")
     rated = any("rmse" in r.metrics for r in result.models.values())
-    if rated:
-        table.add_column("rmse", justify="right")
-        table.add_column("mae", justify="right")
-    table.add_column("fit s", justify="right")
+    accuracy = Table(title=f"Ranking @{k}: {result.n_users} test users, {result.n_items} items "
+                           "(full catalogue, seen items excluded)")
+    for column in ("model", *ACCURACY, *(("rmse", "mae") if rated else ()), "fit s"):
+        accuracy.add_column(column, justify="left" if column == "model" else "right")
+    beyond = Table(title=f"Beyond accuracy @{k}")
+    for column in ("model", *BEYOND):
+        beyond.add_column(column, justify="left" if column == "model" else "right")
+    groups = Table(title=f"ndcg@{k} by user activity ("
+                         f"{', '.join(f'{g} {result.group_sizes[g]}' for g in GROUPS)} users)")
+    for column in ("model", *GROUPS):
+        groups.add_column(column, justify="left" if column == "model" else "right")
     for name, r in result.models.items():
-        cells = [_fmt(r.metrics.get(f"{m}@{k}")) for m in ACCURACY + BEYOND]
-        if rated:
-            cells += [_fmt(r.metrics.get("rmse")), _fmt(r.metrics.get("mae"))]
-        table.add_row(name, *cells, f"{r.fit_seconds:.2f}")
-    console.print(table)
-    groups = Table(title=f"ndcg@{k} and popularity@{k} by user activity "
-                         f"({', '.join(f'{g}: {result.group_sizes[g]}' for g in GROUPS)} users)")
-    groups.add_column("model", style="bold")
-    for g in GROUPS:
-        groups.add_column(f"ndcg {g}", justify="right")
-    for g in GROUPS:
-        groups.add_column(f"pop {g}", justify="right")
-    for name, r in result.models.items():
-        groups.add_row(name, *[_fmt(r.by_activity[g].get(f"ndcg@{k}")) for g in GROUPS],
-                       *[_fmt(r.by_activity[g].get(f"popularity@{k}")) for g in GROUPS])
-    console.print(groups)
+        ratings = [_fmt(r.metrics.get("rmse")), _fmt(r.metrics.get("mae"))] if rated else []
+        accuracy.add_row(name, *[_fmt(r.metrics.get(f"{m}@{k}")) for m in ACCURACY], *ratings,
+                         f"{r.fit_seconds:.2f}")
+        beyond.add_row(name, *[_fmt(r.metrics.get(f"{m}@{k}")) for m in BEYOND])
+        groups.add_row(name, *[_fmt(r.by_activity[g].get(f"ndcg@{k}")) for g in GROUPS])
+    for table in (accuracy, beyond, groups):
+        console.print(table)
 
 
 def _plot_curves(result: EvaluationResult, path: Path) -> None:

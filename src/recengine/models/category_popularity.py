@@ -31,7 +31,7 @@ class CategoryPopularity(Recommender):
     class Config(ModelConfig):
         feature: str | None = Field(
             None, description="Item feature holding the categories; default: the first "
-            "multi-valued feature (genres, tags), else the first categorical one.")
+            "categorical or multi-valued feature the dataset declares (genres, region, tags).")
         max_categories: int = Field(100, ge=1, description="Keep the most common labels only.")
 
     state = ("categories_", "item_categories_", "item_given_category_", "category_prior_",
@@ -97,8 +97,8 @@ class CategoryPopularity(Recommender):
 def _item_labels(data: TrainingData, feature: str | None) -> list[list[str]]:
     kinds = data.item_feature_kinds
     if feature is None:
-        feature = next((f for f, k in kinds.items() if k == FeatureKind.MULTI), None) or next(
-            (f for f, k in kinds.items() if k == FeatureKind.CATEGORICAL), None)
+        feature = next((f for f, k in kinds.items()
+                        if k in (FeatureKind.MULTI, FeatureKind.CATEGORICAL)), None)
     if feature is None or feature not in data.item_features.columns:
         raise DataError("category-popularity needs a categorical or multi-valued item feature "
                         f"(found: {', '.join(kinds) or 'none'})", column=feature)

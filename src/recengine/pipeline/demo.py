@@ -93,10 +93,10 @@ def _describe_history(model: Recommender, dataset: Dataset, user: str) -> str:
     seen = model.user_items_[[int(model.users_.index([user])[0])]].indices
     ids = model.items_.ids[seen]
     feature = next((f for f, k in dataset.item_features.items()
-                    if k == FeatureKind.CATEGORICAL), None)
+                    if k in (FeatureKind.MULTI, FeatureKind.CATEGORICAL)), None)
     if feature is None or not len(ids):
         return f"{len(ids)} items"
-    top = dataset.items.loc[ids, feature].value_counts().head(3)
+    top = dataset.items.loc[ids, feature].explode().value_counts().head(3)
     return f"{len(ids)} items, mostly " + ", ".join(f"{k} ({v})" for k, v in top.items())
 
 

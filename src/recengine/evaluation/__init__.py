@@ -1,0 +1,1 @@
+"""Measuring recommenders: metrics, the evaluator, and reports."""

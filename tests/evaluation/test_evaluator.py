@@ -1,0 +1,106 @@
+"""The evaluator: held-out pairs only, seen items excluded, groups, fold-in for held-out users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recengine.data.splits import Split, held_out_users, stratified
+from recengine.data.training_data import TrainingData
+from recengine.evaluation.evaluator import evaluate
+from recengine.evaluation.report import write_report
+from recengine.models import Bias, Popularity, RandomItems
+from recengine.models.base import ModelConfig, Recommender
+
+
+def frame(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+                         "rating": [r[2] for r in rows], "feedback": 1.0,
+                         "timestamp": pd.NaT})
+
+
+def test_popularity_metrics_by_hand():
+    # Training popularity: a (3 users) > b (2) > c (1) > d (0). Test: u1 holds d; u2 holds c.
+    train = frame([("u1", "a", 5), ("u1", "b", 4), ("u2", "a", 3), ("u3", "a", 4),
+                   ("u3", "b", 2), ("u3", "c", 1)])
+    test = frame([("u1", "d", 3), ("u2", "c", 4)])
+    data = TrainingData.from_interactions(train, extra_items=np.array(["d"]))
+    result = evaluate({"pop": Popularity()}, data, Split(train, test), ks=[2])
+    metrics = result.models["pop"].metrics
+    # u1 has seen a, b: its top-2 is [c, d] → hit at rank 2. u2 has seen a: top-2 [b, c] → rank 2.
+    assert metrics["precision@2"] == pytest.approx(0.5)
+    assert metrics["recall@2"] == pytest.approx(1.0)
+    assert metrics["mrr@2"] == pytest.approx(0.5)
+    assert metrics["ndcg@2"] == pytest.approx(1 / np.log2(3))
+    assert metrics["coverage@2"] == pytest.approx(3 / 4)  # b, c, d recommended of a, b, c, d
+    assert result.n_users == 2 and result.n_items == 4
+
+
+def test_ratings_are_scored_for_rating_models_only():
+    train = frame([("u1", "a", 5), ("u1", "b", 3), ("u2", "a", 4), ("u2", "c", 2)])
+    test = frame([("u1", "c", 2), ("u2", "b", 3)])
+    data = TrainingData.from_interactions(train)
+    result = evaluate({"bias": Bias(damping=0), "pop": Popularity()}, data, Split(train, test))
+    # mu = 3.5; b_a = (1.5 + 0.5) / 2 = 1, b_b = -0.5, b_c = -1.5;
+    # b_u1 = ((5-3.5-1) + (3-3.5+0.5)) / 2 = 0.25, b_u2 = ((4-3.5-1) + (2-3.5+1.5)) / 2 = -0.25
+    # u1,c: 3.5 + 0.25 - 1.5 = 2.25 vs 2; u2,b: 3.5 - 0.25 - 0.5 = 2.75 vs 3: both off by 0.25
+    assert result.models["bias"].metrics["rmse"] == pytest.approx(0.25)
+    assert result.models["bias"].metrics["mae"] == pytest.approx(0.25)
+    assert "rmse" not in result.models["pop"].metrics
+
+
+class Oracle(Recommender):
+    """Cheats by reading the test set: proves the evaluator rewards finding held-out pairs."""
+
+    name = "oracle"
+
+    class Config(ModelConfig):
+        pass
+
+    test: pd.DataFrame
+
+    def _fit(self, data: TrainingData) -> None:
+        self.truth = data.history(self.test, data.users.ids).toarray() > 0
+
+    def _score(self, users: np.ndarray, history) -> np.ndarray:
+        return self.truth[users].astype(np.float32)
+
+
+def test_an_oracle_scores_perfect_recall_and_random_does_not(synthetic_pairs):
+    split = stratified(synthetic_pairs, 0.25, seed=0)
+    data = TrainingData.from_interactions(split.train,
+                                          extra_items=split.test["item_id"].unique())
+    oracle = Oracle()
+    oracle.test = split.test
+    result = evaluate({"oracle": oracle, "random": RandomItems()}, data, split, ks=[20])
+    assert result.models["oracle"].metrics["hit_rate@20"] == pytest.approx(1.0)
+    assert result.models["random"].metrics["ndcg@20"] < 0.2
+    sizes = result.group_sizes
+    assert sum(sizes.values()) == result.n_users and min(sizes.values()) > 0
+    for group in ("light", "medium", "heavy"):
+        assert "ndcg@20" in result.models["random"].by_activity[group]
+
+
+def test_held_out_users_are_folded_in(synthetic_pairs):
+    split = held_out_users(synthetic_pairs, 0.2, 0.5, seed=1)
+    data = TrainingData.from_interactions(split.train, extra_items=np.concatenate(
+        [split.test["item_id"].unique(), split.given["item_id"].unique()]))
+    result = evaluate({"pop": Popularity()}, data, split, ks=[10])
+    assert result.n_users == split.test["user_id"].nunique()
+    # seen exclusion used the given history: no recommended item is one the user gave
+    given = split.given.groupby("user_id")["item_id"].agg(set)
+    recommended = result.models["pop"].recommended
+    users = pd.unique(split.test["user_id"])
+    for row, user in zip(recommended[:20], users[:20], strict=True):
+        assert not set(data.items.id_of(row[row >= 0]).tolist()) & given[user]
+
+
+def test_report_files(synthetic_pairs, tmp_path):
+    split = stratified(synthetic_pairs, 0.25, seed=0)
+    data = TrainingData.from_interactions(split.train, extra_items=split.test["item_id"].unique())
+    result = evaluate({"pop": Popularity(), "random": RandomItems()}, data, split, ks=[5, 10])
+    paths = write_report(result, tmp_path)
+    for p in paths.values():
+        assert p.stat().st_size > 1000
+    assert '"ndcg@10"' in paths["json"].read_text()
