@@ -1,1 +1,1 @@
-"""Measuring recommenders: metrics, the evaluator, and reports."""
+"""Offline evaluation: ranking, rating and beyond-accuracy metrics, the evaluator and reports."""

@@ -156,7 +156,7 @@ def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.n
     if progress:
         progress(f"fitting {name}", 0, 1)
     start = time.perf_counter()
-    model.fit(data)
+    model.fit(data, progress=progress)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     recommended = _recommend_all(name, model, users, history, depth, progress)

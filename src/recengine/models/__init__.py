@@ -6,6 +6,15 @@ from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.registry import MODELS, create_model
+from recengine.models.wals import WALS
 
-__all__ = ["MODELS", "Bias", "CategoryPopularity", "Popularity", "RandomItems", "Recommender",
-           "create_model"]
+__all__ = [
+           "MODELS",
+           "WALS",
+           "Bias",
+           "CategoryPopularity",
+           "Popularity",
+           "RandomItems",
+           "Recommender",
+           "create_model",
+]

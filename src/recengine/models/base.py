@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
 from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
+from recengine.progress import ProgressCallback
 
 __all__ = ["ModelConfig", "Recommender", "check_fitted", "top_k"]
 
@@ -102,18 +103,21 @@ class Recommender(ABC):
         return f"{type(self).__name__}({params})"
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, data: TrainingData) -> Self:
-        """Learn from ``data``; a second call replaces the first. Returns ``self``."""
+    def fit(self, data: TrainingData, *, progress: ProgressCallback | None = None) -> Self:
+        """Learn from ``data``; a second call replaces the first. Returns ``self``.
+
+        Long fits call ``progress(description, done, total)`` as they go.
+        """
         if data.n_users == 0 or data.feedback.nnz == 0:
             raise DataError("no training interactions")
         self.users_ = data.users
         self.items_ = data.items
         self.user_items_ = data.feedback
-        self._fit(data)
+        self._fit(data, progress)
         return self
 
     @abstractmethod
-    def _fit(self, data: TrainingData) -> None: ...
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None: ...
 
     @abstractmethod
     def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
@@ -126,6 +130,19 @@ class Recommender(ABC):
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Similarity ``[len(items), n_items]`` of each item to every item."""
         raise NotSupportedError(f"{self.name} cannot find similar items")
+
+    def _item_scores(self, items: np.ndarray) -> np.ndarray:
+        """Scores ``[len(items), n_users]`` of every training user for each item.
+
+        Generic: scores users in blocks and keeps the items' columns; factor models override it
+        with one product.
+        """
+        n_users = len(self.users_)
+        out = np.empty((len(items), n_users), dtype=np.float32)
+        for start in range(0, n_users, DEFAULT_BATCH):
+            block = np.arange(start, min(start + DEFAULT_BATCH, n_users))
+            out[:, block] = np.asarray(self._score(block, self.user_items_[block]))[:, items].T
+        return out
 
     def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
         """One reason per recommended item, in words."""
@@ -262,6 +279,28 @@ class Recommender(ABC):
         top, val = top_k(sims, n)
         ids = self.items_.id_of(top)
         return (ids[0], val[0]) if scalar else (ids, val)
+
+    def audience(self, items: str | Sequence[str], n: int = 100, *, exclude_seen: bool = True,
+                 combine: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Targeting: the ``n`` users most likely to engage with each item, best first.
+
+        With ``combine=True`` the items are one promotion: users are ranked by their mean score
+        over the items. ``exclude_seen`` leaves out users who already chose the item (any of
+        them, when combined).
+        """
+        check_fitted(self)
+        scalar = isinstance(items, str)
+        idx = self.items_.index([items] if scalar else items)
+        scores = np.array(self._item_scores(idx), dtype=np.float32)
+        if exclude_seen:
+            seen = self.user_items_[:, idx].T.tocsr()
+            seen_rows = np.repeat(np.arange(len(idx)), np.diff(seen.indptr))
+            scores[seen_rows, seen.indices] = -np.inf
+        if combine:
+            scores = scores.mean(axis=0, keepdims=True)
+        top, val = top_k(scores, n)
+        ids = self.users_.id_of(top)
+        return (ids[0], val[0]) if scalar or combine else (ids, val)
 
     def score(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
         """Score of each (user, item) pair; NaN where the user or the item is unknown."""

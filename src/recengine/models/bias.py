@@ -15,6 +15,7 @@ from pydantic import Field
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
 from recengine.models.base import ModelConfig, Recommender
+from recengine.progress import ProgressCallback
 
 __all__ = ["Bias"]
 
@@ -33,7 +34,7 @@ class Bias(Recommender):
     item_bias_: np.ndarray
     user_bias_: np.ndarray
 
-    def _fit(self, data: TrainingData) -> None:
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
         if not data.has_ratings:
             raise DataError("the bias model needs explicit ratings; this data has none")
         r = data.ratings.tocoo()

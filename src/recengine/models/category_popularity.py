@@ -16,6 +16,7 @@ from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
 from recengine.models.base import ModelConfig, Recommender
+from recengine.progress import ProgressCallback
 
 __all__ = ["CategoryPopularity"]
 
@@ -42,7 +43,7 @@ class CategoryPopularity(Recommender):
     category_prior_: np.ndarray
     item_popularity_: np.ndarray
 
-    def _fit(self, data: TrainingData) -> None:
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
         labels = _item_labels(data, self.config.feature)
         counts: dict[str, int] = {}
         for item_labels in labels:

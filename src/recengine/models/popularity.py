@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from recengine.data.training_data import TrainingData
 from recengine.models.base import ModelConfig, Recommender
+from recengine.progress import ProgressCallback
 
 __all__ = ["Popularity"]
 
@@ -26,7 +27,7 @@ class Popularity(Recommender):
     state = ("item_counts_",)
     item_counts_: np.ndarray
 
-    def _fit(self, data: TrainingData) -> None:
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
         self.item_counts_ = data.item_counts().astype(np.float32)
 
     def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:

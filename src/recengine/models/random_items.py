@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from recengine.data.training_data import TrainingData
 from recengine.models.base import ModelConfig, Recommender
+from recengine.progress import ProgressCallback
 
 __all__ = ["RandomItems"]
 
@@ -22,7 +23,7 @@ class RandomItems(Recommender):
     class Config(ModelConfig):
         random_state: int = 0
 
-    def _fit(self, data: TrainingData) -> None:
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
         pass  # nothing to learn
 
     def _draw(self, keys: np.ndarray) -> np.ndarray:

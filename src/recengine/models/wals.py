@@ -1,0 +1,347 @@
+"""Weighted alternating least squares (WALS): user and item embeddings from a sparse matrix.
+
+One model family for both kinds of feedback (see :mod:`recengine.models.kernels` for the
+objective):
+
+- ``feedback="implicit"`` (Hu, Koren & Volinsky 2008): every observed pair has preference 1 and
+  weight ``w0 + alpha · r · C_i · R_u`` (with ``w0 = 1`` this is the paper's ``c = 1 + α r``);
+  every unobserved pair has preference 0 and weight ``w0``.
+- ``feedback="explicit"`` (TensorFlow's WALS): observed ratings are the targets with weight
+  ``w0 + alpha · C_i · R_u``; unobserved cells pull predictions towards 0 with a small weight
+  ``w0``; optional user and item biases around the global mean.
+
+``C_i ∝ n_i^(−item_weight_exponent)`` favours rare items (the course's column weights) and
+``R_u ∝ n_u^(−user_weight_exponent)`` tempers prolific users; both are scaled to mean 1 over the
+observed pairs so that ``alpha`` keeps its meaning. Each sweep solves all users, then all items,
+exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compiled parallel loops.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from recengine.data.training_data import TrainingData
+from recengine.errors import DataError, RecengineError
+from recengine.models import kernels
+from recengine.models.base import ModelConfig, Recommender, check_fitted, top_k
+from recengine.progress import ProgressCallback
+
+__all__ = ["WALS", "ModelFitError"]
+
+
+class ModelFitError(RecengineError):
+    """Training diverged (non-finite factors): lower ``alpha`` or raise ``regularization``."""
+
+
+class WALS(Recommender):
+    """Matrix factorisation by weighted alternating least squares.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> pairs = pd.DataFrame({"user_id": list("aabbc"), "item_id": list("xyyzx"),
+    ...                       "rating": float("nan"), "feedback": 1.0})
+    >>> model = WALS(factors=2, iterations=5).fit(TrainingData.from_interactions(pairs))
+    >>> model.item_factors_.shape, model.user_factors_.shape
+    ((3, 2), (3, 2))
+    """
+
+    name = "wals"
+
+    class Config(ModelConfig):
+        factors: int = Field(64, ge=1, description="Embedding size.")
+        iterations: int = Field(15, ge=1, description="Sweeps (users, then items).")
+        regularization: float = Field(0.05, ge=0, description="L2 weight λ on embeddings.")
+        scale_regularization: bool = Field(
+            False, description="Multiply λ by each row's number of pairs (ALS-WR, as Spark).")
+        feedback: Literal["implicit", "explicit"] = "implicit"
+        alpha: float = Field(2.0, ge=0, description="Weight of observed feedback.")
+        unobserved_weight: float = Field(
+            1.0, ge=0, description="w0: weight pulling unobserved cells to 0 (1 for implicit; "
+            "small, e.g. 0.01, for explicit).")
+        item_weight_exponent: float = Field(
+            0.0, ge=0, description="Item weight C_i ∝ n_i^-e: > 0 favours rare items.")
+        user_weight_exponent: float = Field(
+            0.0, ge=0, description="User weight R_u ∝ n_u^-e: > 0 tempers prolific users.")
+        biases: bool = Field(False, description="Learn user and item biases (explicit only).")
+        solver: Literal["cg", "cholesky"] = "cg"
+        cg_steps: int = Field(3, ge=1, description="Conjugate-gradient steps per sweep.")
+        init_scale: float = Field(0.01, gt=0, description="Std of the random initial factors.")
+        random_state: int = 0
+        num_threads: int = Field(0, ge=0, description="0: all cores.")
+
+    state = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
+             "item_weights_", "user_weight_norm_")
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    user_bias_: np.ndarray
+    item_bias_: np.ndarray
+    global_mean_: np.ndarray
+    item_weights_: np.ndarray
+    user_weight_norm_: np.ndarray
+
+    @property
+    def predicts_ratings(self) -> bool:  # type: ignore[override]
+        return self.config.feedback == "explicit"
+
+    # -- training -----------------------------------------------------------------------------
+    def _matrix(self, data: TrainingData) -> sp.csr_array:
+        if self.config.feedback == "explicit":
+            if not data.has_ratings:
+                raise DataError("explicit WALS needs ratings; this data has none "
+                                "(use feedback='implicit')")
+            return data.ratings
+        return data.feedback
+
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+        cfg = self.config
+        if cfg.biases and cfg.feedback != "explicit":
+            raise DataError("biases apply to explicit feedback only", column="biases")
+        if cfg.num_threads:
+            numba.set_num_threads(cfg.num_threads)
+        matrix = sp.csr_array(self._matrix(data), dtype=np.float32)
+        matrix.sort_indices()
+        rng = np.random.default_rng(cfg.random_state)
+        n_users, n_items = matrix.shape
+        k = cfg.factors
+        self.item_weights_, _ = _side_weights(np.bincount(matrix.indices, minlength=n_items),
+                                              cfg.item_weight_exponent, matrix.indices)
+        rows = np.repeat(np.arange(n_users), np.diff(matrix.indptr))
+        user_weights, norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent, rows)
+        self.user_weight_norm_ = np.asarray(norm, np.float64)
+        weight = self._pair_weights(matrix.data, self.item_weights_[matrix.indices],
+                                    user_weights[rows])
+        self.global_mean_ = np.asarray(matrix.data.mean() if cfg.biases else 0.0, np.float32)
+        self.user_bias_ = np.zeros(n_users if cfg.biases else 0, np.float32)
+        self.item_bias_ = np.zeros(n_items if cfg.biases else 0, np.float32)
+        X = (rng.standard_normal((n_users, k)) * cfg.init_scale).astype(np.float32)
+        Y = (rng.standard_normal((n_items, k)) * cfg.init_scale).astype(np.float32)
+        by_item, order = _transpose(matrix)
+        for sweep in range(cfg.iterations):
+            X = self._solve(matrix, weight, matrix.data, X, Y, users=True)
+            Y = self._solve(by_item, weight[order], matrix.data[order], Y, X, users=False)
+            if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+                raise ModelFitError(f"factors became non-finite at sweep {sweep + 1}: lower "
+                                    "alpha or raise regularization")
+            if progress:
+                progress("training wals", sweep + 1, cfg.iterations)
+        self.user_factors_, self.item_factors_ = X, Y
+
+    def _pair_weights(self, values: np.ndarray, item_w: np.ndarray,
+                      user_w: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        strength = values if cfg.feedback == "implicit" else np.ones_like(values)
+        return (cfg.unobserved_weight + cfg.alpha * strength * item_w * user_w).astype(
+            np.float32)
+
+    def _solve(self, matrix: sp.csr_array, weight: np.ndarray, values: np.ndarray,
+               own: np.ndarray, other: np.ndarray,
+               *, users: bool) -> np.ndarray:
+        """One half-sweep: re-solve ``own`` (users or items) with ``other`` fixed."""
+        cfg = self.config
+        counts = np.diff(matrix.indptr)
+        reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
+        target = self._targets(matrix, values, users=users)
+        if cfg.biases:
+            own, other, gram = self._with_bias_columns(own, other, users=users)
+        else:
+            gram = cfg.unobserved_weight * (other.T.astype(np.float64) @ other)
+        own = np.ascontiguousarray(own, dtype=np.float32)
+        args = (matrix.indptr, matrix.indices, weight, target, np.ascontiguousarray(other),
+                gram, reg.astype(np.float64), own, np.float64(cfg.unobserved_weight))
+        if cfg.solver == "cholesky":
+            kernels.solve_cholesky(*args)
+        else:
+            kernels.solve_cg(*args, cfg.cg_steps)
+        if cfg.biases:
+            bias = own[:, -1].copy()
+            if users:
+                self.user_bias_ = bias
+            else:
+                self.item_bias_ = bias
+            own = np.ascontiguousarray(own[:, :-1])
+        return own
+
+    def _targets(self, matrix: sp.csr_array, values: np.ndarray, *, users: bool) -> np.ndarray:
+        if self.config.feedback == "implicit":
+            return np.ones(matrix.nnz, dtype=np.float32)
+        if not self.config.biases:
+            return values
+        other_bias = self.item_bias_ if users else self.user_bias_
+        return (values - self.global_mean_ - other_bias[matrix.indices]).astype(np.float32)
+
+    def _with_bias_columns(self, own: np.ndarray, other: np.ndarray,
+                           *, users: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Append the solved side's bias as an unknown and a constant 1 on the fixed side.
+
+        The unobserved-cell term penalises only the factor part, so the gram is zero-padded.
+        """
+        own_bias = self.user_bias_ if users else self.item_bias_
+        own_aug = np.column_stack([own, own_bias]).astype(np.float32)
+        other_aug = np.column_stack([other, np.ones(len(other), np.float32)])
+        k = own.shape[1]
+        gram = np.zeros((k + 1, k + 1))
+        gram[:k, :k] = self.config.unobserved_weight * (other.T.astype(np.float64) @ other)
+        return own_aug, np.ascontiguousarray(other_aug), gram
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _user_vectors(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        """Learned vectors for known users; folded in from ``history`` for the others (-1)."""
+        vectors = np.empty((len(users), self.item_factors_.shape[1]), np.float32)
+        known = users >= 0
+        vectors[known] = self.user_factors_[users[known]]
+        if (~known).any():
+            vectors[~known], _ = self._fold_in(history[np.flatnonzero(~known)])
+        return vectors
+
+    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        scores = self._user_vectors(users, history) @ self.item_factors_.T
+        if self.config.biases:
+            user_bias = np.where(users >= 0, self.user_bias_[np.maximum(users, 0)], 0.0)
+            scores += (self.global_mean_ + user_bias)[:, None] + self.item_bias_[None, :]
+        return scores
+
+    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Pair scores as row-wise dot products (no full score rows)."""
+        check_fitted(self)
+        out = np.full(len(users), np.nan, dtype=np.float32)
+        ok = (users >= 0) & (items >= 0)
+        u, i = users[ok], items[ok]
+        out[ok] = np.einsum("ij,ij->i", self.user_factors_[u], self.item_factors_[i])
+        if self.config.biases:
+            out[ok] += self.global_mean_ + self.user_bias_[u] + self.item_bias_[i]
+        return out
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        return _cosine(self.item_factors_[items], self.item_factors_)
+
+    def similar_users(self, users: str | list[str], n: int = 10) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+        """The ``n`` users with the most similar embeddings (cosine), the user excluded."""
+        check_fitted(self)
+        scalar = isinstance(users, str)
+        idx = self.users_.index([users] if scalar else users)
+        sims = _cosine(self.user_factors_[idx], self.user_factors_)
+        sims[np.arange(len(idx)), idx] = -np.inf
+        top, val = top_k(sims, n)
+        ids = self.users_.id_of(top)
+        return (ids[0], val[0]) if scalar else (ids, val)
+
+    def _item_scores(self, items: np.ndarray) -> np.ndarray:
+        scores = self.item_factors_[items] @ self.user_factors_.T
+        if self.config.biases:
+            scores += (self.global_mean_ + self.item_bias_[items])[:, None] + self.user_bias_
+        return scores
+
+    # -- fold-in and explanations -----------------------------------------------------------
+    def _fold_in(self, history: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
+        """Exact user vectors for ``history`` rows against the current item factors.
+
+        Returns the vectors and, per row, the pair weights used (for explanations). Values in
+        ``history`` are feedback (implicit) or ratings (explicit), as in training.
+        """
+        cfg = self.config
+        history = sp.csr_array(history, dtype=np.float32)
+        history.sort_indices()
+        rows = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
+        counts = np.diff(history.indptr)
+        user_w = np.ones(len(rows), np.float32)
+        if cfg.user_weight_exponent > 0:
+            raw = np.maximum(counts, 1).astype(np.float64) ** -cfg.user_weight_exponent
+            user_w = (raw[rows] / self.user_weight_norm_).astype(np.float32)
+        weight = self._pair_weights(history.data, self.item_weights_[history.indices], user_w)
+        if cfg.feedback == "implicit":
+            target = np.ones(history.nnz, np.float32)
+        else:
+            target = (history.data - self.global_mean_
+                      - (self.item_bias_[history.indices] if cfg.biases else 0.0)).astype(
+                np.float32)
+        reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
+        Y = self.item_factors_
+        gram = cfg.unobserved_weight * (Y.T.astype(np.float64) @ Y)
+        X = np.zeros((history.shape[0], Y.shape[1]), np.float32)
+        kernels.solve_cholesky(history.indptr, history.indices, weight, target, Y, gram,
+                               reg.astype(np.float64), X, np.float64(cfg.unobserved_weight))
+        return X, weight
+
+    def fold_in(self, history: list[str] | dict[str, float]) -> np.ndarray:
+        """The embedding of a user known only by their items (ids, or id → feedback/rating)."""
+        vectors, _ = self._fold_in(self.history_row(history))
+        return vectors[0]
+
+    def explain_contributions(self, history: list[str] | dict[str, float],
+                              item: str) -> dict[str, float]:
+        """How much each past item adds to ``item``'s score for a user with this history.
+
+        With ``x = A⁻¹ Σ_j w_j a_j y_j`` (the exact fold-in), the score ``x·y_i`` splits into
+        ``Σ_j w_j a_j (y_iᵀ A⁻¹ y_j)``: one term per past item, adding up to the score's
+        factor part (biases, if any, are the rest).
+        """
+        row = self.history_row(history)
+        row.sort_indices()
+        return dict(zip(self.items_.ids[row.indices],
+                        self._contributions(row, int(self.items_.index([item])[0])).tolist(),
+                        strict=True))
+
+    def _contributions(self, row: sp.csr_array, item: int) -> np.ndarray:
+        cfg = self.config
+        _, weight = self._fold_in(row)
+        Y = self.item_factors_.astype(np.float64)
+        past = Y[row.indices]
+        counts = row.nnz
+        reg = cfg.regularization * (counts if cfg.scale_regularization else 1)
+        A = (cfg.unobserved_weight * (Y.T @ Y) + reg * np.eye(Y.shape[1])
+             + (past * (weight - cfg.unobserved_weight)[:, None]).T @ past)
+        if cfg.feedback == "implicit":
+            target = np.ones(row.nnz)
+        else:
+            target = row.data - float(self.global_mean_) - (
+                self.item_bias_[row.indices] if cfg.biases else 0.0)
+        solved = np.linalg.solve(A, Y[item])
+        return weight * target * (past @ solved)
+
+    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+        row = sp.csr_array(history, dtype=np.float32)
+        row.sort_indices()
+        if row.nnz == 0:
+            return ["popular with similar users"] * len(items)
+        reasons = []
+        for i in items:
+            contrib = self._contributions(row, int(i))
+            best = np.argsort(-contrib, kind="stable")[:2]
+            names = [str(self.items_.ids[row.indices[j]]) for j in best if contrib[j] > 0]
+            reasons.append("because you liked " + " and ".join(names) if names
+                           else "matches your overall taste")
+        return reasons
+
+
+def _side_weights(counts: np.ndarray, exponent: float,
+                  pair_rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """``n^-e`` per row over its mean across observed pairs, and that mean (e = 0: all 1)."""
+    if exponent == 0:
+        return np.ones(len(counts), np.float32), 1.0
+    raw = np.maximum(counts, 1).astype(np.float64) ** -exponent
+    mean = float(raw[pair_rows].mean()) if len(pair_rows) else 1.0
+    return (raw / mean).astype(np.float32), mean
+
+
+def _transpose(matrix: sp.csr_array) -> tuple[sp.csr_array, np.ndarray]:
+    """The transpose as CSR, and where each of its entries sits in ``matrix.data``."""
+    carrier = sp.csr_array((np.arange(1, matrix.nnz + 1, dtype=np.float64), matrix.indices,
+                            matrix.indptr), shape=matrix.shape)
+    flipped = sp.csr_array(carrier.T)
+    flipped.sort_indices()
+    order = flipped.data.astype(np.int64) - 1
+    return sp.csr_array((matrix.data[order], flipped.indices, flipped.indptr),
+                        shape=flipped.shape), order
+
+
+def _cosine(query: np.ndarray, table: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(table, axis=1)
+    q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
+    return (q @ table.T) / np.maximum(norms, 1e-12)
