@@ -60,7 +60,7 @@ class Oracle(Recommender):
 
     test: pd.DataFrame
 
-    def _fit(self, data: TrainingData) -> None:
+    def _fit(self, data: TrainingData, progress: object) -> None:
         self.truth = data.history(self.test, data.users.ids).toarray() > 0
 
     def _score(self, users: np.ndarray, history) -> np.ndarray:
