@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
 from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
+from recengine.models import kernels
 from recengine.progress import ProgressCallback
 
 __all__ = ["ModelConfig", "Recommender", "check_fitted", "top_k"]
@@ -51,22 +52,15 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     ``-inf`` and NaN never rank; rows with fewer than ``k`` of them are padded with index -1 and
     score NaN. Ties go to the lower index, so results are deterministic.
+
+    >>> top_k(np.array([[0.5, 2.0, -np.inf, 2.0]], dtype=np.float32), 3)[0].tolist()
+    [[1, 3, 0]]
     """
-    n_rows, n_cols = scores.shape
-    k_eff = min(k, n_cols)
-    clean = np.where(np.isnan(scores), -np.inf, scores)
-    part = np.argpartition(-clean, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n_cols else (
-        np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)))
-    vals = np.take_along_axis(clean, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    bad = ~np.isfinite(vals)
-    idx[bad], vals[bad] = -1, np.nan
-    if k_eff < k:
-        idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
-        vals = np.pad(vals, ((0, 0), (0, k - k_eff)), constant_values=np.nan)
-    return idx, vals
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    idx = np.empty((scores.shape[0], k), dtype=np.int32)
+    val = np.empty((scores.shape[0], k), dtype=np.float32)
+    kernels.select_top_k(scores, k, idx, val)
+    return idx, val
 
 
 class Recommender(ABC):

@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = [
+    "select_top_k",
+    "select_top_k_numpy",
     "solve_cg",
     "solve_cg_numpy",
     "solve_cholesky",
@@ -157,3 +159,45 @@ def solve_cg_numpy(indptr, indices, weight, target, Y, gram, reg, X, w0, steps):
             d = r + (rs_new / rs_old) * d
             rs_old = rs_new
         X[u] = x
+
+
+@njit(parallel=True, cache=True)
+def select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
+    """The ``k`` largest finite scores per row, best first, ties to the lower index.
+
+    Keeps a sorted buffer of ``k`` per row: one pass over the row, and most scores fall below
+    the buffer's minimum at once. Unfilled slots stay -1 / NaN.
+    """
+    n_rows, n_cols = scores.shape
+    for r in prange(n_rows):
+        filled = 0
+        for c in range(k):
+            out_idx[r, c] = -1
+            out_val[r, c] = np.nan
+        for j in range(n_cols):
+            v = scores[r, j]
+            if not np.isfinite(v):
+                continue
+            if filled == k and v <= out_val[r, k - 1]:
+                continue
+            pos = filled if filled < k else k - 1
+            while pos > 0 and out_val[r, pos - 1] < v:
+                if pos < k:
+                    out_val[r, pos] = out_val[r, pos - 1]
+                    out_idx[r, pos] = out_idx[r, pos - 1]
+                pos -= 1
+            out_val[r, pos] = v
+            out_idx[r, pos] = j
+            if filled < k:
+                filled += 1
+
+
+def select_top_k_numpy(scores, k, out_idx, out_val):
+    """Twin of :func:`select_top_k` with a stable sort per row."""
+    for r in range(scores.shape[0]):
+        finite = np.flatnonzero(np.isfinite(scores[r]))
+        order = finite[np.argsort(-scores[r, finite], kind="stable")][:k]
+        out_idx[r] = -1
+        out_val[r] = np.nan
+        out_idx[r, :len(order)] = order
+        out_val[r, :len(order)] = scores[r, order]
