@@ -100,3 +100,31 @@ def test_readme_commands_are_the_make_targets():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "make demo" in readme and "make test" in readme and "make test" in ci
+
+
+def test_tune_writes_a_config_that_evaluate_and_train_use(capsys, tmp_path):
+    config = tmp_path / "tuned.json"
+    code, out, _ = run(capsys, "tune", "--dataset", "synthetic", "--seed", "2", "--model", "wals",
+                       "--trials", "2", "--set", "iterations=3", "--output", str(config))
+    assert code == 0 and "best validation ndcg@10" in out
+    saved = json.loads(config.read_text())
+    assert saved["model"] == "wals" and saved["config"]["iterations"] == 3
+    assert len(saved["trials"]) == 2 and saved["validation"]["split"] == "stratified"
+    code, out, _ = run(capsys, "evaluate", "--dataset", "synthetic", "--seed", "2", "--models",
+                       "popularity", "--config", str(config), "--json", "--output",
+                       str(tmp_path / "eval"))
+    assert code == 0 and set(json.loads(out)) == {"popularity", "wals"}
+    code, _, _ = run(capsys, "train", "--dataset", "synthetic", "--seed", "2", "--config",
+                     str(config), "--output", str(tmp_path / "model"))
+    assert code == 0 and json.loads((tmp_path / "model" / "model.json").read_text())[
+        "config"]["factors"] == saved["config"]["factors"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["tune", "--set", "nonsense"], "bad setting 'nonsense'"),
+    (["tune", "--set", "factors=0"], "invalid wals parameter"),
+    (["tune", "--model", "random"], "no search space for 'random'"),
+])
+def test_tune_rejects_bad_settings(capsys, argv, message):
+    code, _, err = run(capsys, *argv, "--trials", "1")
+    assert code == 2 and message in err

@@ -7,6 +7,7 @@ stdout. Every error recengine raises on purpose becomes one line on stderr and e
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from recengine.errors import RecengineError
+from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
 
 __all__ = ["main"]
@@ -91,15 +92,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=_k_list, default=[10], help="cut-off(s), e.g. 10 or 5,10")
     evaluate.add_argument("--models", type=_csv_list, default=["popularity", "random"],
                           help=f"comma-separated: {', '.join(MODELS)}")
+    evaluate.add_argument("--config", type=Path, action="append", default=[],
+                          help="a model's configuration (JSON from `recengine tune`); "
+                               "repeatable; adds the model if --models lacks it")
     evaluate.add_argument("--json", action="store_true",
                           help="print one JSON object: model → metrics")
     evaluate.add_argument("--output", type=Path,
                           help="folder for results.json and plots (default: "
                                "recengine-output/evaluate-<dataset>)")
 
+    tune = sub.add_parser("tune", help="search a model's hyper-parameters on a validation split "
+                          "carved from the training data")
+    _add_dataset_args(tune)
+    _add_split_args(tune)
+    tune.add_argument("--model", default="wals", help="model to tune (default: wals)")
+    tune.add_argument("--metric", default="ndcg@10", help="validation metric to optimise")
+    tune.add_argument("--trials", type=int, default=30, help="trial budget")
+    tune.add_argument("--timeout", type=float, help="time budget in seconds")
+    tune.add_argument("--set", type=_csv_list, default=[], metavar="KEY=VALUE,...",
+                      help="fixed parameters, e.g. feedback=explicit,biases=true")
+    tune.add_argument("--output", type=Path,
+                      help="where to write the best config (default: "
+                           "recengine-output/tuned-<model>-<dataset>.json)")
+
     train = sub.add_parser("train", help="train a model on a whole dataset and save it")
     _add_dataset_args(train)
     train.add_argument("--model", default="popularity", choices=sorted(MODELS))
+    train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
     train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
 
     rec = sub.add_parser("recommend", help="recommendations from a saved model")
@@ -180,9 +199,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from recengine.evaluation.report import json_text, print_table, write_report
     from recengine.models.registry import create_model
     from recengine.pipeline.prepare import prepare
+    from recengine.pipeline.tune import read_config_file
 
     human, err = _consoles(args.json)
-    models = {name: create_model(name) for name in args.models}  # unknown names fail first
+    configs = dict(read_config_file(path) for path in args.config)
+    names = list(dict.fromkeys([*args.models, *configs]))
+    models = {name: create_model(name, **configs.get(name, {})) for name in names}
     with err.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
         prepared = prepare(dataset, args.split, test_fraction=args.test_fraction,
@@ -207,16 +229,62 @@ def run_train(args: argparse.Namespace) -> int:
     from recengine.data.weighting import aggregate
     from recengine.models.registry import create_model
     from recengine.pipeline.prepare import training_data
+    from recengine.pipeline.tune import read_config_file
 
     console = _console()
+    name, config = read_config_file(args.config) if args.config else (args.model, {})
+    model = create_model(name, **config)
     with console.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
         data = training_data(dataset, aggregate(dataset.events, dataset.schema))
-    with console.status(f"training {args.model}"):
-        model = create_model(args.model).fit(data)
+    with progress_bar(console) as progress:
+        model.fit(data, progress=progress)
     model.save(args.output)
-    console.print(f"{args.model} trained on {data.feedback.nnz} pairs "
+    console.print(f"{name} trained on {data.feedback.nnz} pairs "
                   f"({data.n_users} users, {data.n_items} items); saved to {args.output}")
+    return 0
+
+
+def _parse_settings(pairs: list[str]) -> dict[str, object]:
+    """``["factors=32", "biases=true"]`` → typed values (JSON literals, else strings)."""
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"bad setting {pair!r}: use KEY=VALUE", column="--set")
+        try:
+            settings[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key.strip()] = text
+    return settings
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from recengine.data.loaders import load_dataset
+    from recengine.models.registry import create_model
+    from recengine.pipeline.prepare import carve_validation, prepare
+    from recengine.pipeline.tune import tune, write_config_file
+
+    console, err = _console(), _console(stderr=True)
+    fixed = _parse_settings(args.set)
+    create_model(args.model, **fixed)  # bad names and settings fail before any work
+    with err.status(f"loading {args.dataset}"):
+        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+        outer = prepare(dataset, args.split, test_fraction=args.test_fraction, seed=args.seed,
+                        last_n=args.last_n)
+        inner = carve_validation(dataset, outer, args.split, test_fraction=args.test_fraction,
+                                 seed=args.seed, last_n=args.last_n)
+    with progress_bar(err) as progress:
+        result = tune(args.model, inner.data, inner.split, fixed=fixed, metric=args.metric,
+                      trials=args.trials, timeout=args.timeout, seed=args.seed,
+                      progress=progress)
+    out = args.output or Path("recengine-output") / f"tuned-{args.model}-{args.dataset}.json"
+    write_config_file(result, out, {"dataset": args.dataset, "split": args.split,
+                                    "seed": args.seed, "trials": len(result.trials)})
+    console.print(f"best validation {result.metric} = {result.best_value:.4f} with "
+                  f"{json.dumps(result.best_params)}", highlight=False)
+    console.print(f"written to {out}; use it with: recengine evaluate --config {out}",
+                  highlight=False)
     return 0
 
 
@@ -259,8 +327,8 @@ def _ranked(ids: object, scores: object) -> list[dict[str, object]]:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "train": run_train,
-    "recommend": run_recommend,
+    "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "tune": run_tune,
+    "train": run_train, "recommend": run_recommend,
 }
 
 

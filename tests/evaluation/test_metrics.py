@@ -52,6 +52,20 @@ def test_hits_accepts_csr_matrix_unsorted_indices_and_ignores_values():
     hit = m.hits(np.array([[1, 0, 3], [3, 2, 1]]), relevant)
     np.testing.assert_array_equal(hit, [[True, False, True], [False, False, False]])
     assert not relevant.has_sorted_indices  # the caller's matrix is left alone
+    np.testing.assert_array_equal(relevant.indices, [3, 1])
+
+
+def test_hits_unsorted_rows_and_items_past_the_last_stored_entry():
+    # csr_array rows stored out of order: user 0 {4, 0, 2}, user 1 {3, 1}, user 2 {} (5 items).
+    relevant = sp.csr_array((np.ones(5), np.array([4, 0, 2, 3, 1]), np.array([0, 3, 5, 5])),
+                            shape=(3, 5))
+    recommended = np.array([
+        [0, 1, 2, 4],    # 0 ✓, 1 ✗, 2 ✓, 4 ✓
+        [4, 3, 1, -1],   # 4 ✗ (user 0's item, not user 1's), 3 ✓, 1 ✓, padding
+        [4, 3, 2, 1],    # user 2: nothing relevant; its keys lie past every stored entry
+    ])
+    expected = [[True, False, True, True], [False, True, True, False], [False] * 4]
+    np.testing.assert_array_equal(m.hits(recommended, relevant), expected)
 
 
 def test_hits_with_no_relevant_items_at_all():
@@ -143,6 +157,27 @@ def test_reciprocal_rank_and_hit_rate_by_hand():
     np.testing.assert_allclose(m.hit_rate_at_k(HIT, 1), [1.0, 0.0, 0.0, 1.0, 0.0])
 
 
+def test_late_first_hit_by_hand():
+    # One hit, at rank 3 of K = 4, R = 5:
+    #   RR@4 = 1/3; hit rate@4 = 1; precision@4 = 1/4; recall@4 = 1/5
+    #   nDCG@4 = (1/log2(4)) / (1 + 1/log2(3) + 1/log2(4) + 1/log2(5)) = 0.5 / 2.5616 ≈ 0.1952
+    #   AP@4 = P@3 / min(5, 4) = (1/3) / 4 = 1/12
+    # @2 the hit is out of reach: everything 0.
+    hit, n_rel = np.array([[False, False, True, False]]), np.array([5])
+    idcg4 = 1 + 1 / log2(3) + 1 / log2(4) + 1 / log2(5)
+    assert m.reciprocal_rank_at_k(hit, 4)[0] == pytest.approx(1 / 3)
+    assert m.hit_rate_at_k(hit, 4)[0] == 1.0
+    assert m.precision_at_k(hit, 4)[0] == pytest.approx(0.25)
+    assert m.recall_at_k(hit, n_rel, 4)[0] == pytest.approx(0.2)
+    assert m.ndcg_at_k(hit, n_rel, 4)[0] == pytest.approx(0.5 / idcg4)
+    assert m.ndcg_at_k(hit, n_rel, 4)[0] == pytest.approx(0.1952, abs=1e-4)
+    assert m.average_precision_at_k(hit, n_rel, 4)[0] == pytest.approx(1 / 12)
+    for value in (m.reciprocal_rank_at_k(hit, 2), m.hit_rate_at_k(hit, 2),
+                  m.precision_at_k(hit, 2), m.recall_at_k(hit, n_rel, 2),
+                  m.ndcg_at_k(hit, n_rel, 2), m.average_precision_at_k(hit, n_rel, 2)):
+        assert value[0] == 0.0
+
+
 def test_metrics_return_float64_per_user():
     for value in (m.precision_at_k(HIT, 3), m.recall_at_k(HIT, N_REL, 3),
                   m.ndcg_at_k(HIT, N_REL, 3), m.average_precision_at_k(HIT, N_REL, 3),
@@ -192,6 +227,15 @@ def test_rating_errors_need_one_prediction_per_rating():
     with pytest.raises(ValueError):
         m.mae([1.0], [])
     assert math.isnan(m.rmse([], [])) and math.isnan(m.mae([], []))
+
+
+def test_rating_errors_propagate_nan_and_ignore_sign():
+    # A NaN prediction makes the result NaN (documented: pass only predicted pairs).
+    assert math.isnan(m.rmse([np.nan, 1.0], [1.0, 1.0]))
+    assert math.isnan(m.mae([np.nan, 1.0], [1.0, 1.0]))
+    # errors +3 and −1: RMSE = sqrt((9 + 1) / 2) = √5 ≈ 2.2361; MAE = (3 + 1) / 2 = 2
+    assert m.rmse([4.0, 2.0], [1.0, 3.0]) == pytest.approx(math.sqrt(5))
+    assert m.mae([4.0, 2.0], [1.0, 3.0]) == pytest.approx(2.0)
 
 
 # --------------------------------------------------------------------------- beyond accuracy
@@ -272,6 +316,27 @@ def test_ild_by_hand():
                                 1 - 1 / math.sqrt(2), np.nan, np.nan])
 
 
+def test_ild_non_unit_vectors_k1_and_duplicate_sparse_entries():
+    # x0 = (3, 4), x1 = (4, 3), x2 = (1, 0), x3 = 0:
+    # cos(0, 1) = 24/25 = 0.96, cos(0, 2) = 3/5 = 0.6, cos(1, 2) = 4/5 = 0.8
+    vectors = np.array([[3.0, 4.0], [4.0, 3.0], [1.0, 0.0], [0.0, 0.0]])
+    recommended = np.array([
+        [0, 1, 2],   # 1 − (0.96 + 0.6 + 0.8) / 3 = 1 − 2.36/3 ≈ 0.21333
+        [3, 0, 1],   # zero vector: pairs 0, 0, 0.96 → 1 − 0.96/3 = 0.68
+        [0, 0, 1],   # item 0 repeated: cos 1 once, 0.96 twice → 1 − 2.92/3 ≈ 0.02667
+        [3, 3, -1],  # a zero vector repeated is still similar to nothing → 1
+    ])
+    expected = [1 - 2.36 / 3, 1 - 0.96 / 3, 1 - 2.92 / 3, 1.0]
+    # The same vectors as a CSR array whose row 0 stores (0, 0) as 1 + 2, a duplicate entry.
+    duplicated = sp.csr_array((np.array([1.0, 2.0, 4.0, 4.0, 3.0, 1.0]),
+                               np.array([0, 0, 1, 0, 1, 0]), np.array([0, 3, 5, 6, 6])),
+                              shape=(4, 2))
+    for v in (vectors, sp.csr_array(vectors), sp.coo_array(vectors), duplicated):
+        np.testing.assert_allclose(m.intra_list_diversity_at_k(recommended, 3, v), expected)
+    # k = 1: one item per list, no pair → NaN for every user
+    assert np.isnan(m.intra_list_diversity_at_k(recommended, 1, vectors)).all()
+
+
 def test_ild_checks_its_inputs():
     with pytest.raises(ValueError, match="only 2 items"):
         m.intra_list_diversity_at_k(np.array([[0, 2]]), 2, np.eye(2))
@@ -286,6 +351,13 @@ def test_activity_groups_by_hand():
     # Ties go to the lower group: quantiles of [20, 20, 20, 20, 30, 50] are 20 and 23.3
     groups = m.activity_groups(np.array([20, 20, 20, 20, 30, 50]))
     np.testing.assert_array_equal(groups, ["light"] * 4 + ["heavy"] * 2)
+    # [1, 5, 5, 5, 5, 9]: q1 = q2 = 5 (positions 1.67 and 3.33 both fall between two 5s), so
+    # 1 and the four 5s are light (≤ 5), 9 is heavy, nobody is medium
+    np.testing.assert_array_equal(m.activity_groups(np.array([1, 5, 5, 5, 5, 9])),
+                                  ["light"] * 5 + ["heavy"])
+    # three users, no ties: q1 = 10 + (2/3)·10 ≈ 16.7, q2 = 20 + (1/3)·10 ≈ 23.3
+    np.testing.assert_array_equal(m.activity_groups(np.array([30, 10, 20])),
+                                  ["heavy", "light", "medium"])
     assert m.activity_groups(np.array([], dtype=int)).shape == (0,)
 
 
@@ -370,7 +442,13 @@ def random_case():
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_ranking_metrics_match_the_reference(random_case, k):
     recommended, relevant, n_items, _ = random_case
-    matrix = csr([sorted(r) for r in relevant], n_items)
+    order = np.random.default_rng(k).permutation  # store each row's items in a random order
+    counts = [len(r) for r in relevant]
+    matrix = sp.csr_array((np.ones(sum(counts)),
+                           np.concatenate([order(sorted(r)) for r in relevant]).astype(np.int32),
+                           np.concatenate([[0], np.cumsum(counts)])),
+                          shape=(len(relevant), n_items))
+    assert not matrix.has_sorted_indices
     n_rel = np.diff(matrix.indptr)
     hit = m.hits(recommended, matrix)
     expected = reference_ranking(recommended, relevant, k)

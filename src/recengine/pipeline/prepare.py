@@ -12,7 +12,7 @@ from recengine.data.splits import Split, make_split
 from recengine.data.training_data import TrainingData
 from recengine.data.weighting import Weighting, aggregate
 
-__all__ = ["Prepared", "prepare", "training_data"]
+__all__ = ["Prepared", "carve_validation", "prepare", "training_data"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,24 @@ def training_data(dataset: Dataset, interactions: pd.DataFrame, *,
     )
 
 
-def prepare(dataset: Dataset, split: str = "stratified", *, test_fraction: float = 0.25,
-            seed: int = 0, last_n: int = 1, weighting: Weighting | None = None) -> Prepared:
-    """Aggregate the events, split the pairs, and build training data from the train part."""
-    interactions = aggregate(dataset.events, dataset.schema, weighting)
+def _prepared(dataset: Dataset, interactions: pd.DataFrame, split: str, *,
+              test_fraction: float, seed: int, last_n: int) -> Prepared:
     parts = make_split(interactions, split, test_fraction=test_fraction, seed=seed,
                        last_n=last_n)
     test_items = np.asarray(parts.test["item_id"].unique(), dtype=object)
     return Prepared(training_data(dataset, parts.train, extra_items=test_items), parts)
+
+
+def prepare(dataset: Dataset, split: str = "stratified", *, test_fraction: float = 0.25,
+            seed: int = 0, last_n: int = 1, weighting: Weighting | None = None) -> Prepared:
+    """Aggregate the events, split the pairs, and build training data from the train part."""
+    interactions = aggregate(dataset.events, dataset.schema, weighting)
+    return _prepared(dataset, interactions, split, test_fraction=test_fraction, seed=seed,
+                     last_n=last_n)
+
+
+def carve_validation(dataset: Dataset, prepared: Prepared, split: str = "stratified", *,
+                     test_fraction: float = 0.25, seed: int = 0, last_n: int = 1) -> Prepared:
+    """Split ``prepared``'s training pairs again (seed + 1): tuning never sees its test set."""
+    return _prepared(dataset, prepared.split.train, split, test_fraction=test_fraction,
+                     seed=seed + 1, last_n=last_n)

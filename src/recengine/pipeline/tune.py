@@ -1,0 +1,143 @@
+"""Hyper-parameter search on a validation split carved from the training data only.
+
+The test part of the split is never seen while tuning: the training part is split again (same
+protocol, another seed) into fit and validation, trials are scored on validation, and the best
+configuration is written to a JSON file that ``evaluate`` and ``train`` read with ``--config``.
+The search is optuna's TPE sampler, seeded, within a trial and/or time budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recengine.data.splits import Split
+from recengine.data.training_data import TrainingData
+from recengine.errors import DataError
+from recengine.evaluation.evaluator import evaluate
+from recengine.models.registry import model_class
+from recengine.progress import ProgressCallback
+
+__all__ = ["SEARCH_SPACES", "TuneResult", "read_config_file", "tune", "write_config_file"]
+
+Trial = Any  # optuna.Trial, imported lazily
+
+
+#: A search dimension: (kind, low, high, log scale).
+Dimension = tuple[str, float, float, bool]
+
+
+def _wals_space(fixed: dict[str, Any]) -> dict[str, Dimension]:
+    space: dict[str, Dimension] = {
+        "factors": ("int", 8, 128, True),
+        "regularization": ("float", 1e-2, 1e2, True),
+        "iterations": ("int", 8, 25, False),
+    }
+    if fixed.get("feedback", "implicit") == "implicit":
+        space |= {"alpha": ("float", 0.05, 50.0, True),
+                  "item_weight_exponent": ("float", 0.0, 1.0, False)}
+    else:
+        space |= {"unobserved_weight": ("float", 1e-3, 0.3, True)}
+    return space
+
+
+#: Per model, its search space given the fixed parameters.
+SEARCH_SPACES: dict[str, Callable[[dict[str, Any]], dict[str, Dimension]]] = {
+    "wals": _wals_space,
+}
+
+
+def _suggest(trial: Trial, space: dict[str, Dimension], fixed: dict[str, Any]) -> dict[str, Any]:
+    """One trial's parameters: the fixed ones, and a draw for every other dimension."""
+    params = dict(fixed)
+    for key, (kind, low, high, log) in space.items():
+        if key not in fixed:
+            suggest = trial.suggest_int if kind == "int" else trial.suggest_float
+            params[key] = suggest(key, low, high, log=log)
+    return params
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The best configuration found, its validation score, and every trial."""
+
+    model: str
+    metric: str
+    best_params: dict[str, Any]
+    best_value: float
+    trials: list[dict[str, Any]]
+
+
+def tune(
+    name: str,
+    data: TrainingData,
+    validation: Split,
+    *,
+    fixed: dict[str, Any] | None = None,
+    metric: str = "ndcg@10",
+    trials: int = 30,
+    timeout: float | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> TuneResult:
+    """Search ``name``'s space, fitting on ``data`` and scoring ``metric`` on ``validation``."""
+    import optuna
+
+    if name not in SEARCH_SPACES:
+        raise DataError(f"no search space for {name!r}; tunable: {', '.join(SEARCH_SPACES)}",
+                        column="--model")
+    fixed = dict(fixed or {})
+    space = SEARCH_SPACES[name](fixed)
+    klass = model_class(name)
+    k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 10
+    higher = metric not in ("rmse", "mae")
+
+    def objective(trial: Trial) -> float:
+        params = _suggest(trial, space, fixed)
+        result = evaluate({name: klass(**params)}, data, validation, ks=[k], curve_ks=[k])
+        value = result.models[name].metrics.get(metric)
+        if value is None:
+            raise DataError(f"metric {metric!r} is not measured for {name}", column="--metric")
+        if progress:
+            progress(f"tuning {name} ({metric})", trial.number + 1, trials)
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if higher else "minimize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials, timeout=timeout)
+    return TuneResult(
+        model=name, metric=metric, best_params=fixed | study.best_params,
+        best_value=float(study.best_value),
+        trials=[{"params": t.params, "value": t.value} for t in study.trials
+                if t.value is not None])
+
+
+def write_config_file(result: TuneResult, path: str | Path,
+                      context: dict[str, Any]) -> Path:
+    """The best configuration as ``{"model", "config", "validation"}`` JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": result.model, "config": result.best_params,
+               "validation": {"metric": result.metric, "value": result.best_value, **context},
+               "trials": result.trials}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """``(model name, config)`` from a file written by :func:`write_config_file` (or by hand)."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+        name, config = payload["model"], payload.get("config", {})
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read model config: {exc}", file=str(path)) from None
+    except (KeyError, TypeError):
+        raise DataError('expected {"model": NAME, "config": {...}}', file=str(path)) from None
+    if not isinstance(config, dict):
+        raise DataError("config must be an object", file=str(path), column="config")
+    return name, config
