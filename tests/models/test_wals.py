@@ -92,6 +92,9 @@ def test_compiled_kernels_agree_with_their_numpy_twins(solver):
     if solver == "cholesky":
         kernels.solve_cholesky(*args, fast, 0.5)
         kernels.solve_cholesky_numpy(*args, slow, 0.5)
+        serial = X0.copy()
+        kernels.solve_cholesky_serial(*args, serial, 0.5)
+        np.testing.assert_array_equal(serial, fast)
     else:
         kernels.solve_cg(*args, fast, 0.5, 3)
         kernels.solve_cg_numpy(*args, slow, 0.5, 3)

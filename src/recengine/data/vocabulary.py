@@ -19,6 +19,15 @@ __all__ = ["Missing", "Vocabulary"]
 Missing = Literal["error", "negative"]
 
 
+def _as_str_array(ids: Iterable[object]) -> np.ndarray:
+    """Ids as an array of str, converting only when some are not strings already."""
+    arr = ids if isinstance(ids, np.ndarray) else np.asarray(
+        ids.to_numpy() if isinstance(ids, pd.Series | pd.Index) else list(ids), dtype=object)
+    if arr.dtype == object and all(isinstance(v, str) for v in arr):
+        return arr
+    return arr.astype(str).astype(object)
+
+
 class Vocabulary:
     """An ordered set of ids; index ``i`` is the ``i``-th id.
 
@@ -34,9 +43,11 @@ class Vocabulary:
     """
 
     def __init__(self, ids: Iterable[object], *, name: str = "id") -> None:
-        values = pd.unique(pd.Series(list(ids), dtype=object).astype(str))
+        values = pd.unique(_as_str_array(ids))
         self._ids = np.asarray(values, dtype=object)
-        self._index = pd.Index(self._ids)
+        # A dict beats pandas' hash index here: ~100x faster for the small lookups of serving
+        # and fold-in, and as fast for the large ones of evaluation.
+        self._lookup = {v: i for i, v in enumerate(self._ids)}
         self.name = name
 
     @property
@@ -48,7 +59,7 @@ class Vocabulary:
         return len(self._ids)
 
     def __contains__(self, item: object) -> bool:
-        return str(item) in self._index
+        return str(item) in self._lookup
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and np.array_equal(self._ids, other._ids)
@@ -60,9 +71,9 @@ class Vocabulary:
 
     def index(self, ids: Iterable[object] | str, *, missing: Missing = "error") -> np.ndarray:
         """Indices of ``ids`` (int32); unknown ids raise, or become -1 if ``missing="negative"``."""
-        scalar = isinstance(ids, str)
-        values = pd.Series([ids] if scalar else list(ids), dtype=object).astype(str)
-        idx = self._index.get_indexer(values).astype(np.int32)
+        values = _as_str_array([ids] if isinstance(ids, str) else ids)
+        get = self._lookup.get
+        idx = np.fromiter((get(v, -1) for v in values), dtype=np.int32, count=len(values))
         if missing == "error" and (idx < 0).any():
             unknown = values[idx < 0].tolist()
             shown = ", ".join(repr(u) for u in unknown[:5])

@@ -23,13 +23,13 @@ __all__ = [
     "solve_cg_numpy",
     "solve_cholesky",
     "solve_cholesky_numpy",
+    "solve_cholesky_serial",
 ]
 
 _EPS = 1e-20
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def solve_cholesky(indptr, indices, weight, target, Y, gram, reg, X, w0):  # pragma: no cover
+def _solve_cholesky(indptr, indices, weight, target, Y, gram, reg, X, w0):  # pragma: no cover
     """Exact solve of every row's normal equations (Cholesky), written into ``X``."""
     n_rows, k = X.shape
     for u in prange(n_rows):
@@ -52,6 +52,12 @@ def solve_cholesky(indptr, indices, weight, target, Y, gram, reg, X, w0):  # pra
             for c in range(a):
                 A[c, a] = A[a, c]
         X[u] = np.linalg.solve(A, b).astype(X.dtype)
+
+
+#: All rows in parallel (training).
+solve_cholesky = njit(parallel=True, fastmath=True, cache=True)(_solve_cholesky)
+#: The same code on one thread: a single fold-in should not wake a thread pool.
+solve_cholesky_serial = njit(fastmath=True, cache=True)(_solve_cholesky)
 
 
 @njit(parallel=True, fastmath=True, cache=True)

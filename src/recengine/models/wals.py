@@ -76,7 +76,7 @@ class WALS(Recommender):
         num_threads: int = Field(0, ge=0, description="0: all cores.")
 
     state = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
-             "item_weights_", "user_weight_norm_")
+             "item_weights_", "user_weight_norm_", "item_gram_")
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     user_bias_: np.ndarray
@@ -84,6 +84,8 @@ class WALS(Recommender):
     global_mean_: np.ndarray
     item_weights_: np.ndarray
     user_weight_norm_: np.ndarray
+    #: ``w0 · YᵀY``, shared by every fold-in.
+    item_gram_: np.ndarray
 
     @property
     def predicts_ratings(self) -> bool:  # type: ignore[override]
@@ -131,6 +133,7 @@ class WALS(Recommender):
             if progress:
                 progress("training wals", sweep + 1, cfg.iterations)
         self.user_factors_, self.item_factors_ = X, Y
+        self.item_gram_ = cfg.unobserved_weight * (Y.T.astype(np.float64) @ Y)
 
     def _pair_weights(self, values: np.ndarray, item_w: np.ndarray,
                       user_w: np.ndarray) -> np.ndarray:
@@ -263,9 +266,9 @@ class WALS(Recommender):
                 np.float32)
         reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
         Y = self.item_factors_
-        gram = cfg.unobserved_weight * (Y.T.astype(np.float64) @ Y)
         X = np.zeros((history.shape[0], Y.shape[1]), np.float32)
-        kernels.solve_cholesky(history.indptr, history.indices, weight, target, Y, gram,
+        solve = kernels.solve_cholesky if history.shape[0] > 1 else kernels.solve_cholesky_serial
+        solve(history.indptr, history.indices, weight, target, Y, self.item_gram_,
                                reg.astype(np.float64), X, np.float64(cfg.unobserved_weight))
         return X, weight
 
@@ -295,7 +298,7 @@ class WALS(Recommender):
         past = Y[row.indices]
         counts = row.nnz
         reg = cfg.regularization * (counts if cfg.scale_regularization else 1)
-        A = (cfg.unobserved_weight * (Y.T @ Y) + reg * np.eye(Y.shape[1])
+        A = (self.item_gram_ + reg * np.eye(Y.shape[1])
              + (past * (weight - cfg.unobserved_weight)[:, None]).T @ past)
         if cfg.feedback == "implicit":
             target = np.ones(row.nnz)
