@@ -18,12 +18,14 @@ exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compile
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError, RecengineError
@@ -36,6 +38,18 @@ __all__ = ["WALS", "ModelFitError"]
 
 class ModelFitError(RecengineError):
     """Training diverged (non-finite factors): lower ``alpha`` or raise ``regularization``."""
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side's least-squares problem: its rows' observed pairs, weights, targets, λ."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weight: np.ndarray
+    values: np.ndarray
+    target: np.ndarray
+    reg: np.ndarray
 
 
 class WALS(Recommender):
@@ -106,11 +120,32 @@ class WALS(Recommender):
             raise DataError("biases apply to explicit feedback only", column="biases")
         if cfg.num_threads:
             numba.set_num_threads(cfg.num_threads)
-        matrix = sp.csr_array(self._matrix(data), dtype=np.float32)
-        matrix.sort_indices()
+        users, items = self._sides(sp.csr_array(self._matrix(data), dtype=np.float32))
+        n_users, n_items = len(users.reg), len(items.reg)
+        self.global_mean_ = np.asarray(users.values.mean() if cfg.biases else 0.0, np.float32)
+        self.user_bias_ = np.zeros(n_users if cfg.biases else 0, np.float32)
+        self.item_bias_ = np.zeros(n_items if cfg.biases else 0, np.float32)
         rng = np.random.default_rng(cfg.random_state)
+        X = (rng.standard_normal((n_users, cfg.factors)) * cfg.init_scale).astype(np.float32)
+        Y = (rng.standard_normal((n_items, cfg.factors)) * cfg.init_scale).astype(np.float32)
+        # numba runs the rows in parallel; BLAS inside each thread must not fan out again.
+        with threadpool_limits(1, user_api="blas"):
+            for sweep in range(cfg.iterations):
+                X = self._solve(users, X, Y, solving_users=True)
+                Y = self._solve(items, Y, X, solving_users=False)
+                if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+                    raise ModelFitError(f"factors became non-finite at sweep {sweep + 1}: "
+                                        "lower alpha or raise regularization")
+                if progress:
+                    progress("training wals", sweep + 1, cfg.iterations)
+        self.user_factors_, self.item_factors_ = X, Y
+        self.item_gram_ = _gram(Y, cfg.unobserved_weight)
+
+    def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side]:
+        """Both least-squares problems (users, then items), built once per fit."""
+        cfg = self.config
+        matrix.sort_indices()
         n_users, n_items = matrix.shape
-        k = cfg.factors
         self.item_weights_, _ = _side_weights(np.bincount(matrix.indices, minlength=n_items),
                                               cfg.item_weight_exponent, matrix.indices)
         rows = np.repeat(np.arange(n_users), np.diff(matrix.indptr))
@@ -118,22 +153,17 @@ class WALS(Recommender):
         self.user_weight_norm_ = np.asarray(norm, np.float64)
         weight = self._pair_weights(matrix.data, self.item_weights_[matrix.indices],
                                     user_weights[rows])
-        self.global_mean_ = np.asarray(matrix.data.mean() if cfg.biases else 0.0, np.float32)
-        self.user_bias_ = np.zeros(n_users if cfg.biases else 0, np.float32)
-        self.item_bias_ = np.zeros(n_items if cfg.biases else 0, np.float32)
-        X = (rng.standard_normal((n_users, k)) * cfg.init_scale).astype(np.float32)
-        Y = (rng.standard_normal((n_items, k)) * cfg.init_scale).astype(np.float32)
         by_item, order = _transpose(matrix)
-        for sweep in range(cfg.iterations):
-            X = self._solve(matrix, weight, matrix.data, X, Y, users=True)
-            Y = self._solve(by_item, weight[order], matrix.data[order], Y, X, users=False)
-            if not (np.isfinite(X).all() and np.isfinite(Y).all()):
-                raise ModelFitError(f"factors became non-finite at sweep {sweep + 1}: lower "
-                                    "alpha or raise regularization")
-            if progress:
-                progress("training wals", sweep + 1, cfg.iterations)
-        self.user_factors_, self.item_factors_ = X, Y
-        self.item_gram_ = cfg.unobserved_weight * (Y.T.astype(np.float64) @ Y)
+        return (self._side(matrix, weight, matrix.data),
+                self._side(by_item, weight[order], matrix.data[order]))
+
+    def _side(self, matrix: sp.csr_array, weight: np.ndarray, values: np.ndarray) -> _Side:
+        cfg = self.config
+        counts = np.diff(matrix.indptr)
+        reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
+        target = np.ones_like(values) if cfg.feedback == "implicit" else values
+        return _Side(matrix.indptr, matrix.indices, weight, values, target,
+                     reg.astype(np.float64))
 
     def _pair_weights(self, values: np.ndarray, item_w: np.ndarray,
                       user_w: np.ndarray) -> np.ndarray:
@@ -142,41 +172,32 @@ class WALS(Recommender):
         return (cfg.unobserved_weight + cfg.alpha * strength * item_w * user_w).astype(
             np.float32)
 
-    def _solve(self, matrix: sp.csr_array, weight: np.ndarray, values: np.ndarray,
-               own: np.ndarray, other: np.ndarray,
-               *, users: bool) -> np.ndarray:
+    def _solve(self, side: _Side, own: np.ndarray, other: np.ndarray,
+               *, solving_users: bool) -> np.ndarray:
         """One half-sweep: re-solve ``own`` (users or items) with ``other`` fixed."""
         cfg = self.config
-        counts = np.diff(matrix.indptr)
-        reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
-        target = self._targets(matrix, values, users=users)
+        target = side.target
         if cfg.biases:
-            own, other, gram = self._with_bias_columns(own, other, users=users)
+            other_bias = self.item_bias_ if solving_users else self.user_bias_
+            target = (side.values - self.global_mean_ - other_bias[side.indices]).astype(
+                np.float32)
+            own, other, gram = self._with_bias_columns(own, other, users=solving_users)
         else:
-            gram = cfg.unobserved_weight * (other.T.astype(np.float64) @ other)
-        own = np.ascontiguousarray(own, dtype=np.float32)
-        args = (matrix.indptr, matrix.indices, weight, target, np.ascontiguousarray(other),
-                gram, reg.astype(np.float64), own, np.float64(cfg.unobserved_weight))
+            gram = _gram(other, cfg.unobserved_weight)
+        args = (side.indptr, side.indices, side.weight, target, other, gram, side.reg, own,
+                np.float32(cfg.unobserved_weight))
         if cfg.solver == "cholesky":
             kernels.solve_cholesky(*args)
         else:
             kernels.solve_cg(*args, cfg.cg_steps)
         if cfg.biases:
             bias = own[:, -1].copy()
-            if users:
+            if solving_users:
                 self.user_bias_ = bias
             else:
                 self.item_bias_ = bias
             own = np.ascontiguousarray(own[:, :-1])
         return own
-
-    def _targets(self, matrix: sp.csr_array, values: np.ndarray, *, users: bool) -> np.ndarray:
-        if self.config.feedback == "implicit":
-            return np.ones(matrix.nnz, dtype=np.float32)
-        if not self.config.biases:
-            return values
-        other_bias = self.item_bias_ if users else self.user_bias_
-        return (values - self.global_mean_ - other_bias[matrix.indices]).astype(np.float32)
 
     def _with_bias_columns(self, own: np.ndarray, other: np.ndarray,
                            *, users: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,8 +209,8 @@ class WALS(Recommender):
         own_aug = np.column_stack([own, own_bias]).astype(np.float32)
         other_aug = np.column_stack([other, np.ones(len(other), np.float32)])
         k = own.shape[1]
-        gram = np.zeros((k + 1, k + 1))
-        gram[:k, :k] = self.config.unobserved_weight * (other.T.astype(np.float64) @ other)
+        gram = np.zeros((k + 1, k + 1), np.float32)
+        gram[:k, :k] = _gram(other, self.config.unobserved_weight)
         return own_aug, np.ascontiguousarray(other_aug), gram
 
     # -- scoring ------------------------------------------------------------------------------
@@ -269,7 +290,7 @@ class WALS(Recommender):
         X = np.zeros((history.shape[0], Y.shape[1]), np.float32)
         solve = kernels.solve_cholesky if history.shape[0] > 1 else kernels.solve_cholesky_serial
         solve(history.indptr, history.indices, weight, target, Y, self.item_gram_,
-                               reg.astype(np.float64), X, np.float64(cfg.unobserved_weight))
+                               reg.astype(np.float64), X, np.float32(cfg.unobserved_weight))
         return X, weight
 
     def fold_in(self, history: list[str] | dict[str, float]) -> np.ndarray:
@@ -321,6 +342,11 @@ class WALS(Recommender):
             reasons.append("because you liked " + " and ".join(names) if names
                            else "matches your overall taste")
         return reasons
+
+
+def _gram(factors: np.ndarray, w0: float) -> np.ndarray:
+    """``w0 · FᵀF`` in float32 (one BLAS product)."""
+    return (np.float32(w0) * (factors.T @ factors)).astype(np.float32)
 
 
 def _side_weights(counts: np.ndarray, exponent: float,
