@@ -21,22 +21,22 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
-from recengine.data.loaders import load_dataset  # noqa: E402
-from recengine.data.splits import Split, stratified  # noqa: E402
-from recengine.data.training_data import TrainingData  # noqa: E402
-from recengine.evaluation.evaluator import evaluate  # noqa: E402
-from recengine.evaluation.metrics import rmse  # noqa: E402
-from recengine.models import WALS, Popularity  # noqa: E402
-from recengine.models.base import ModelConfig, Recommender  # noqa: E402
-from recengine.models.registry import MODELS  # noqa: E402
-from recengine.pipeline.prepare import carve_validation, prepare  # noqa: E402
-from recengine.pipeline.tune import SEARCH_SPACES, tune  # noqa: E402
-from recengine.progress import ProgressCallback  # noqa: E402
+from recengine.data.loaders import load_dataset
+from recengine.data.splits import stratified
+from recengine.data.training_data import TrainingData
+from recengine.evaluation.evaluator import evaluate
+from recengine.evaluation.metrics import rmse
+from recengine.models import WALS, Popularity
+from recengine.models.base import ModelConfig, Recommender
+from recengine.models.registry import MODELS
+from recengine.pipeline.prepare import carve_validation, prepare
+from recengine.pipeline.tune import SEARCH_SPACES, tune
+from recengine.progress import ProgressCallback
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"movielens-100k": "ml-100k", "lastfm-2k": "hetrec2011-lastfm-2k"}

@@ -218,3 +218,32 @@ def test_top_k_kernel_agrees_with_its_numpy_twin():
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_array_equal(fast[1], slow[1])
     assert fast[0][3].tolist() == [29, 28, -1, -1, -1, -1, -1]
+
+
+def test_item_fold_in_agrees_with_an_exact_item_step(fitted):
+    model, data = fitted
+    i = 4
+    column = sp.csr_array(data.feedback[:, [i]].T)
+    column.sort_indices()
+    audience = dict(zip(data.users.ids[column.indices], column.data.tolist(), strict=True))
+    X = model.user_factors_
+    expected = np.zeros((1, X.shape[1]), np.float32)
+    weight = (1.0 + 2.0 * column.data).astype(np.float32)
+    kernels.solve_cholesky_numpy(column.indptr, column.indices, weight,
+                                 np.ones(column.nnz, np.float32), X,
+                                 X.T.astype(np.float64) @ X, np.array([0.1]), expected, 1.0)
+    vector = model.fold_in_item({**audience, "nobody": 3.0})
+    np.testing.assert_allclose(vector, expected[0], rtol=1e-3, atol=1e-4)
+    # a brand-new item folded in from its buyers is targeted at users like them
+    assert np.corrcoef(X @ vector, X @ model.item_factors_[i])[0, 1] > 0.9
+
+
+def test_dot_similarity_ranks_by_inner_product(fitted):
+    _, data = fitted
+    dot = WALS(factors=6, iterations=10, alpha=2.0, regularization=0.1,
+               similarity="dot").fit(data)
+    _, sims = dot.similar_items("i1", 3)
+    Y = dot.item_factors_
+    i = int(dot.items_.index(["i1"])[0])
+    others = np.delete(Y @ Y[i], i)
+    np.testing.assert_allclose(sims, np.sort(others)[::-1][:3], rtol=1e-5)

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from recengine.data.training_data import TrainingData
+from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.errors import DataError, RecengineError
 from recengine.models import kernels
 from recengine.models.base import ModelConfig, Recommender, check_fitted, top_k
@@ -86,20 +86,24 @@ class WALS(Recommender):
         solver: Literal["cg", "cholesky"] = "cg"
         cg_steps: int = Field(3, ge=1, description="Conjugate-gradient steps per sweep.")
         init_scale: float = Field(0.01, gt=0, description="Std of the random initial factors.")
+        similarity: Literal["cosine", "dot"] = Field(
+            "cosine", description="How similar items and users are compared.")
         random_state: int = 0
         num_threads: int = Field(0, ge=0, description="0: all cores.")
 
     state = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
-             "item_weights_", "user_weight_norm_", "item_gram_")
+             "item_weights_", "weight_norms_", "item_gram_", "user_gram_")
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     user_bias_: np.ndarray
     item_bias_: np.ndarray
     global_mean_: np.ndarray
     item_weights_: np.ndarray
-    user_weight_norm_: np.ndarray
-    #: ``w0 · YᵀY``, shared by every fold-in.
+    #: The means that scaled user and item weights to 1 (new rows are scaled alike).
+    weight_norms_: np.ndarray
+    #: ``w0 · YᵀY`` and ``w0 · XᵀX``, shared by every fold-in of a user or an item.
     item_gram_: np.ndarray
+    user_gram_: np.ndarray
 
     @property
     def predicts_ratings(self) -> bool:  # type: ignore[override]
@@ -140,17 +144,20 @@ class WALS(Recommender):
                     progress("training wals", sweep + 1, cfg.iterations)
         self.user_factors_, self.item_factors_ = X, Y
         self.item_gram_ = _gram(Y, cfg.unobserved_weight)
+        self.user_gram_ = _gram(X, cfg.unobserved_weight)
 
     def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side]:
         """Both least-squares problems (users, then items), built once per fit."""
         cfg = self.config
         matrix.sort_indices()
         n_users, n_items = matrix.shape
-        self.item_weights_, _ = _side_weights(np.bincount(matrix.indices, minlength=n_items),
-                                              cfg.item_weight_exponent, matrix.indices)
+        self.item_weights_, item_norm = _side_weights(
+            np.bincount(matrix.indices, minlength=n_items), cfg.item_weight_exponent,
+            matrix.indices)
         rows = np.repeat(np.arange(n_users), np.diff(matrix.indptr))
-        user_weights, norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent, rows)
-        self.user_weight_norm_ = np.asarray(norm, np.float64)
+        user_weights, user_norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent,
+                                                rows)
+        self.weight_norms_ = np.array([user_norm, item_norm], np.float64)
         weight = self._pair_weights(matrix.data, self.item_weights_[matrix.indices],
                                     user_weights[rows])
         by_item, order = _transpose(matrix)
@@ -242,15 +249,22 @@ class WALS(Recommender):
         return out
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        return _cosine(self.item_factors_[items], self.item_factors_)
+        return self._similarity(self.item_factors_[items], self.item_factors_)
+
+    def _similarity(self, query: np.ndarray, table: np.ndarray) -> np.ndarray:
+        if self.config.similarity == "dot":
+            return query @ table.T
+        norms = np.linalg.norm(table, axis=1)
+        q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
+        return (q @ table.T) / np.maximum(norms, 1e-12)
 
     def similar_users(self, users: str | list[str], n: int = 10) -> tuple[np.ndarray,
                                                                           np.ndarray]:
-        """The ``n`` users with the most similar embeddings (cosine), the user excluded."""
+        """The ``n`` users with the most similar embeddings, the user excluded."""
         check_fitted(self)
         scalar = isinstance(users, str)
         idx = self.users_.index([users] if scalar else users)
-        sims = _cosine(self.user_factors_[idx], self.user_factors_)
+        sims = self._similarity(self.user_factors_[idx], self.user_factors_)
         sims[np.arange(len(idx)), idx] = -np.inf
         top, val = top_k(sims, n)
         ids = self.users_.id_of(top)
@@ -263,35 +277,60 @@ class WALS(Recommender):
         return scores
 
     # -- fold-in and explanations -----------------------------------------------------------
-    def _fold_in(self, history: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
-        """Exact user vectors for ``history`` rows against the current item factors.
+    def _fold_in(self, history: sp.csr_array, *, items: bool = False,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact vectors for new rows against the current factors: new users by default.
 
-        Returns the vectors and, per row, the pair weights used (for explanations). Values in
-        ``history`` are feedback (implicit) or ratings (explicit), as in training.
+        ``history`` rows run over items (a new user's pairs) or, with ``items=True``, over
+        users (a new item's pairs); values are feedback (implicit) or ratings (explicit), as in
+        training. Returns the vectors and the pair weights used (for explanations). A folded-in
+        row gets no bias of its own.
         """
         cfg = self.config
         history = sp.csr_array(history, dtype=np.float32)
         history.sort_indices()
-        rows = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
         counts = np.diff(history.indptr)
-        user_w = np.ones(len(rows), np.float32)
-        if cfg.user_weight_exponent > 0:
-            raw = np.maximum(counts, 1).astype(np.float64) ** -cfg.user_weight_exponent
-            user_w = (raw[rows] / self.user_weight_norm_).astype(np.float32)
-        weight = self._pair_weights(history.data, self.item_weights_[history.indices], user_w)
-        if cfg.feedback == "implicit":
-            target = np.ones(history.nnz, np.float32)
-        else:
-            target = (history.data - self.global_mean_
-                      - (self.item_bias_[history.indices] if cfg.biases else 0.0)).astype(
-                np.float32)
+        rows = np.repeat(np.arange(history.shape[0]), counts)
+        fixed, gram = (self.user_factors_, self.user_gram_) if items else (
+            self.item_factors_, self.item_gram_)
+        exponent = cfg.item_weight_exponent if items else cfg.user_weight_exponent
+        new_w = _scaled_weights(counts, exponent, float(self.weight_norms_[int(not items)]))
+        weight = self._pair_weights(history.data, self._existing_weights(items)[history.indices],
+                                    new_w[rows])
+        target = np.ones(history.nnz, np.float32) if cfg.feedback == "implicit" else (
+            history.data - self.global_mean_).astype(np.float32)
+        if cfg.biases:
+            other_bias = self.user_bias_ if items else self.item_bias_
+            target -= other_bias[history.indices]
         reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
-        Y = self.item_factors_
-        X = np.zeros((history.shape[0], Y.shape[1]), np.float32)
+        out = np.zeros((history.shape[0], fixed.shape[1]), np.float32)
         solve = kernels.solve_cholesky if history.shape[0] > 1 else kernels.solve_cholesky_serial
-        solve(history.indptr, history.indices, weight, target, Y, self.item_gram_,
-                               reg.astype(np.float64), X, np.float32(cfg.unobserved_weight))
-        return X, weight
+        solve(history.indptr, history.indices, weight, target, fixed, gram,
+              reg.astype(np.float64), out, np.float32(cfg.unobserved_weight))
+        return out, weight
+
+    def _existing_weights(self, users: bool) -> np.ndarray:
+        """Training rows' weights: ``R_u`` per user (if ``users``) or ``C_i`` per item."""
+        if not users:
+            return self.item_weights_
+        counts = np.diff(self.user_items_.indptr)
+        return _scaled_weights(counts, self.config.user_weight_exponent,
+                               float(self.weight_norms_[0]))
+
+    def fold_in_item(self, audience: list[str] | dict[str, float]) -> np.ndarray:
+        """The embedding of a new item from the users who chose it (ids, or id → value).
+
+        Unknown user ids are ignored. The item can then be scored and targeted at once.
+        """
+        check_fitted(self)
+        weights = dict(audience) if isinstance(audience, dict) else dict.fromkeys(audience, 1.0)
+        idx = self.users_.index(list(weights), missing="negative")
+        values = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+        keep = idx >= 0
+        row = csr_from_pairs(np.zeros(int(keep.sum()), np.int64), idx[keep], values[keep],
+                             (1, len(self.users_)))
+        vectors, _ = self._fold_in(row, items=True)
+        return vectors[0]
 
     def fold_in(self, history: list[str] | dict[str, float]) -> np.ndarray:
         """The embedding of a user known only by their items (ids, or id → feedback/rating)."""
@@ -349,14 +388,21 @@ def _gram(factors: np.ndarray, w0: float) -> np.ndarray:
     return (np.float32(w0) * (factors.T @ factors)).astype(np.float32)
 
 
+def _scaled_weights(counts: np.ndarray, exponent: float, norm: float) -> np.ndarray:
+    """``n^-e / norm`` per row (1 everywhere when ``e = 0``)."""
+    if exponent == 0:
+        return np.ones(len(counts), np.float32)
+    return (np.maximum(counts, 1).astype(np.float64) ** -exponent / norm).astype(np.float32)
+
+
 def _side_weights(counts: np.ndarray, exponent: float,
                   pair_rows: np.ndarray) -> tuple[np.ndarray, float]:
-    """``n^-e`` per row over its mean across observed pairs, and that mean (e = 0: all 1)."""
+    """Row weights ``n^-e`` scaled to mean 1 over the observed pairs, and the scale used."""
     if exponent == 0:
         return np.ones(len(counts), np.float32), 1.0
-    raw = np.maximum(counts, 1).astype(np.float64) ** -exponent
-    mean = float(raw[pair_rows].mean()) if len(pair_rows) else 1.0
-    return (raw / mean).astype(np.float32), mean
+    raw = _scaled_weights(counts, exponent, 1.0)
+    norm = float(raw[pair_rows].mean()) if len(pair_rows) else 1.0
+    return (raw / norm).astype(np.float32), norm
 
 
 def _transpose(matrix: sp.csr_array) -> tuple[sp.csr_array, np.ndarray]:
@@ -368,9 +414,3 @@ def _transpose(matrix: sp.csr_array) -> tuple[sp.csr_array, np.ndarray]:
     order = flipped.data.astype(np.int64) - 1
     return sp.csr_array((matrix.data[order], flipped.indices, flipped.indptr),
                         shape=flipped.shape), order
-
-
-def _cosine(query: np.ndarray, table: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(table, axis=1)
-    q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-    return (q @ table.T) / np.maximum(norms, 1e-12)
