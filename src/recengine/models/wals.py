@@ -12,7 +12,13 @@ objective):
 
 ``C_i ∝ n_i^(−item_weight_exponent)`` favours rare items (the course's column weights) and
 ``R_u ∝ n_u^(−user_weight_exponent)`` tempers prolific users; both are scaled to mean 1 over the
-observed pairs so that ``alpha`` keeps its meaning. Each sweep solves all users, then all items,
+observed pairs so that ``alpha`` keeps its meaning.
+
+Defaults (32 factors, λ = 30, α = 1, 15 CG sweeps) were chosen on validation splits carved from
+the training parts of MovieLens 100K, Last.fm 2K and the synthetic rentals (never their test
+parts); ``recengine tune`` finds better ones per dataset. For explicit ratings start from
+``feedback="explicit", biases=True, scale_regularization=True, unobserved_weight=0.003,
+regularization=0.25``. Each sweep solves all users, then all items,
 exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compiled parallel loops.
 """
 
@@ -68,13 +74,13 @@ class WALS(Recommender):
     name = "wals"
 
     class Config(ModelConfig):
-        factors: int = Field(64, ge=1, description="Embedding size.")
+        factors: int = Field(32, ge=1, description="Embedding size.")
         iterations: int = Field(15, ge=1, description="Sweeps (users, then items).")
-        regularization: float = Field(0.05, ge=0, description="L2 weight λ on embeddings.")
+        regularization: float = Field(30.0, ge=0, description="L2 weight λ on embeddings.")
         scale_regularization: bool = Field(
             False, description="Multiply λ by each row's number of pairs (ALS-WR, as Spark).")
         feedback: Literal["implicit", "explicit"] = "implicit"
-        alpha: float = Field(2.0, ge=0, description="Weight of observed feedback.")
+        alpha: float = Field(1.0, ge=0, description="Weight of observed feedback.")
         unobserved_weight: float = Field(
             1.0, ge=0, description="w0: weight pulling unobserved cells to 0 (1 for implicit; "
             "small, e.g. 0.01, for explicit).")
