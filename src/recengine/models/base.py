@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -29,6 +29,9 @@ from recengine.models import kernels
 from recengine.progress import ProgressCallback
 
 __all__ = ["ModelConfig", "Recommender", "check_fitted", "top_k"]
+
+#: Rewrites a block of score rows ``[batch, n_items]`` (e.g. business rules).
+ScoreTransform = Callable[[np.ndarray], np.ndarray]
 
 #: Users scored per block: bounds memory at ``batch × n_items`` floats.
 DEFAULT_BATCH = 1024
@@ -76,6 +79,9 @@ class Recommender(ABC):
     state: ClassVar[tuple[str, ...]] = ()
     #: Whether ``score`` predicts ratings on the data's scale (so RMSE and MAE apply).
     predicts_ratings: ClassVar[bool] = False
+    #: Whether a user unknown to the model needs some history to be scored (personalised
+    #: models); popularity-like models answer for anyone.
+    needs_history: ClassVar[bool] = False
 
     users_: Vocabulary
     items_: Vocabulary
@@ -161,13 +167,16 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         candidates: np.ndarray | None = None,
         history: sp.csr_array | None = None,
+        transform: ScoreTransform | None = None,
         batch_size: int = DEFAULT_BATCH,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores for each user index, best first.
 
         ``candidates`` (item indices) restricts the answer to those items; ``history`` gives the
         users' interactions when they were not in training (pass -1 as their index) and is then
-        also what ``exclude_seen`` excludes. Short lists are padded with -1 and NaN.
+        also what ``exclude_seen`` excludes. ``transform(scores)`` rewrites each block of score
+        rows before the top-k (business rules, constraints). Short lists are padded with -1 and
+        NaN.
         """
         check_fitted(self)
         users = np.asarray(users, dtype=np.int32)
@@ -182,6 +191,8 @@ class Recommender(ABC):
             stop = min(start + batch_size, len(users))
             block = rows[start:stop]
             scores = np.array(self._score(users[start:stop], block), dtype=np.float32)
+            if transform is not None:
+                scores = transform(scores)
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
             if exclude_seen:

@@ -72,6 +72,7 @@ class WALS(Recommender):
     """
 
     name = "wals"
+    needs_history = True
 
     class Config(ModelConfig):
         factors: int = Field(32, ge=1, description="Embedding size.")

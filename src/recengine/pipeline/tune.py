@@ -3,12 +3,14 @@
 The test part of the split is never seen while tuning: the training part is split again (same
 protocol, another seed) into fit and validation, trials are scored on validation, and the best
 configuration is written to a JSON file that ``evaluate`` and ``train`` read with ``--config``.
-The search is optuna's TPE sampler, seeded, within a trial and/or time budget.
+The search is optuna's multivariate TPE sampler, seeded, starting from the model's defaults,
+within a trial and/or time budget.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +108,14 @@ def tune(
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if higher else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Multivariate TPE models the dimensions jointly (factors and λ interact); the first trial
+    # is the model's defaults, so a short search never ends worse than not tuning.
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
+    defaults = klass.Config().model_dump()
+    study.enqueue_trial({key: defaults[key] for key in space if key not in fixed},
+                        skip_if_exists=True)
     study.optimize(objective, n_trials=trials, timeout=timeout)
     return TuneResult(
         model=name, metric=metric, best_params=fixed | study.best_params,

@@ -1,0 +1,76 @@
+"""A fallback chain: personalised first, then simpler models, so that every request gets k items.
+
+A personalised model cannot answer for a user it has never seen who has no history, and rules
+or filters may leave it short of k items. The chain asks each model in turn (for example
+``wals → category-popularity → popularity``) and fills the remaining slots with items not chosen
+yet. Each item keeps the name of the model that chose it and that model's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recengine.errors import DataError
+from recengine.models.base import Recommender, check_fitted
+from recengine.models.rules import RuleEngine
+
+__all__ = ["FallbackChain", "RankedItem"]
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    """One recommended item: its id, the score it got, which model chose it, and why."""
+
+    item: str
+    score: float
+    source: str
+    reason: str
+
+
+class FallbackChain:
+    """Fitted models asked in order; all must share one item catalogue."""
+
+    def __init__(self, models: Sequence[Recommender], rules: RuleEngine | None = None) -> None:
+        if not models:
+            raise DataError("a fallback chain needs at least one model")
+        for model in models:
+            check_fitted(model)
+        items = models[0].items_
+        if any(m.items_ != items for m in models[1:]):
+            raise DataError("the models of a fallback chain must share their item catalogue")
+        self.models = list(models)
+        self.rules = rules
+
+    def recommend(self, user: str, n: int = 10, *,
+                  history: Sequence[str] | Mapping[str, float] | None = None,
+                  ) -> list[RankedItem]:
+        """Up to ``n`` items for ``user``; ``history`` helps models that do not know the user."""
+        chosen: list[RankedItem] = []
+        taken: set[int] = set()
+        for model in self.models:
+            if len(chosen) == n:
+                break
+            known = user in model.users_
+            if not known and model.needs_history and not history:
+                continue
+            row = None if known else model.history_row(history or [])
+            users = np.array([model.users_.index([user])[0] if known else -1])
+            depth = n + len(taken)
+            if self.rules is not None:
+                idx, val = self.rules.recommend(model, users, depth, history=row)
+            else:
+                idx, val = model.recommend_indices(users, depth, history=row)
+            fresh = [(int(i), float(s)) for i, s in zip(idx[0], val[0], strict=True)
+                     if i >= 0 and int(i) not in taken][: n - len(chosen)]
+            if not fresh:
+                continue
+            picked = np.array([i for i, _ in fresh])
+            reasons = model._explain(int(users[0]), row if row is not None else
+                                     model.user_items_[[int(users[0])]], picked)
+            for (i, score), reason in zip(fresh, reasons, strict=True):
+                chosen.append(RankedItem(str(model.items_.ids[i]), score, model.name, reason))
+                taken.add(i)
+        return chosen
