@@ -114,7 +114,8 @@ def tune(
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
     study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
     defaults = klass.Config().model_dump()
-    study.enqueue_trial({key: defaults[key] for key in space if key not in fixed},
+    study.enqueue_trial({key: min(max(defaults[key], low), high)  # defaults, within the space
+                         for key, (_, low, high, _) in space.items() if key not in fixed},
                         skip_if_exists=True)
     study.optimize(objective, n_trials=trials, timeout=timeout)
     return TuneResult(
