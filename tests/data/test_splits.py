@@ -93,3 +93,18 @@ def test_bad_fractions_are_rejected(pairs, fraction):
 def test_unknown_split_name(pairs):
     with pytest.raises(DataError, match="unknown split 'weird'"):
         make_split(pairs, "weird")
+
+
+def test_cold_items_hold_whole_items_out(pairs):
+    split = make_split(pairs, "cold-items", test_fraction=0.2, seed=3)
+    held = set(split.candidates)
+    assert held and held.isdisjoint(split.train["item_id"])
+    assert set(split.test["item_id"]) <= held
+    assert set(split.test["user_id"]) <= set(split.train["user_id"])
+
+
+def test_cold_users_have_no_history(pairs):
+    split = make_split(pairs, "cold-users", test_fraction=0.2, seed=3)
+    cold = set(split.test["user_id"])
+    assert cold and cold.isdisjoint(split.train["user_id"])
+    assert keys(split.train) | keys(split.test) == keys(pairs)

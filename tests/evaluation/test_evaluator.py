@@ -104,3 +104,18 @@ def test_report_files(synthetic_pairs, tmp_path):
     for p in paths.values():
         assert p.stat().st_size > 1000
     assert '"ndcg@10"' in paths["json"].read_text()
+
+
+def test_cold_items_rank_only_the_held_out_items_and_give_auc(synthetic_pairs):
+    from recengine.data.splits import cold_items
+
+    split = cold_items(synthetic_pairs, 0.2, seed=0)
+    data = TrainingData.from_interactions(split.train, extra_items=split.candidates)
+    oracle = Oracle()
+    oracle.test = split.test
+    result = evaluate({"oracle": oracle, "random": RandomItems()}, data, split, ks=[10])
+    cold = set(data.items.index(split.candidates).tolist())
+    recommended = result.models["random"].recommended
+    assert set(recommended[recommended >= 0].tolist()) <= cold
+    assert result.models["oracle"].metrics["auc"] == pytest.approx(1.0)
+    assert 0.4 < result.models["random"].metrics["auc"] < 0.6

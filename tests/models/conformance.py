@@ -125,8 +125,12 @@ class RecommenderConformance:
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(sa, sb)
 
+    def other_data(self) -> TrainingData:
+        """A second, different dataset for the refit check (override to add features)."""
+        return small_data(seed=1, n_users=10)
+
     def test_refit_replaces_the_first_fit(self, data):
-        other = small_data(seed=1, n_users=10)
+        other = self.other_data()
         model = self.model_class(**self.params).fit(other).fit(data)
         assert len(model.users_) == data.n_users
         fresh = self.model_class(**self.params).fit(data)

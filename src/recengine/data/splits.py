@@ -10,6 +10,8 @@ scored. Rows are put in a canonical order first, so the input's row order does n
 - :func:`leave_last_n`: each user's n most recent pairs are the test set.
 - :func:`held_out_users`: strong generalisation: some users are absent from training; part of
   each one's history is *given* to the model at prediction time (fold-in), the rest is scored.
+- :func:`cold_items` and :func:`cold_users`: whole items, or whole users with no history, held
+  out: the cold-start protocols.
 """
 
 from __future__ import annotations
@@ -21,17 +23,21 @@ import pandas as pd
 
 from recengine.errors import DataError
 
-__all__ = ["SPLITS", "Split", "held_out_users", "leave_last_n", "make_split", "stratified",
-           "time_cutoff"]
+__all__ = ["SPLITS", "Split", "cold_items", "cold_users", "held_out_users", "leave_last_n",
+           "make_split", "stratified", "time_cutoff"]
 
 
 @dataclass(frozen=True)
 class Split:
-    """A train table, a test table, and for held-out users the history they give the model."""
+    """A train table, a test table, and for held-out users the history they give the model.
+
+    ``candidates`` (item ids), when set, are the only items the protocol ranks (the cold items).
+    """
 
     train: pd.DataFrame
     test: pd.DataFrame
     given: pd.DataFrame | None = None
+    candidates: np.ndarray | None = None
     description: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -142,7 +148,46 @@ def held_out_users(interactions: pd.DataFrame, user_fraction: float = 0.1,
                               "given_fraction": given_fraction, "seed": seed})
 
 
-SPLITS = ("stratified", "time", "last", "users")
+def cold_items(interactions: pd.DataFrame, item_fraction: float = 0.2, *,
+               seed: int = 0) -> Split:
+    """Hold whole items out: every pair of a held-out item is a test pair (new-item protocol).
+
+    Test pairs of users with no training pair are dropped (nothing to profile them by).
+    """
+    _check_fraction("item_fraction", item_fraction)
+    frame = _canonical(interactions)
+    items = np.sort(frame["item_id"].unique())
+    held = np.random.default_rng(seed).choice(items, size=max(1, round(len(items) *
+                                                                   item_fraction)),
+                                              replace=False)
+    is_held = frame["item_id"].isin(held).to_numpy()
+    train = frame[~is_held]
+    test = frame[is_held & frame["user_id"].isin(train["user_id"]).to_numpy()]
+    return Split(train.reset_index(drop=True), test.reset_index(drop=True),
+                 candidates=np.sort(held),
+                 description={"split": "cold-items", "item_fraction": item_fraction,
+                              "seed": seed, "cold_items": len(held)})
+
+
+def cold_users(interactions: pd.DataFrame, user_fraction: float = 0.2, *,
+               seed: int = 0) -> Split:
+    """Hold whole users out with no history at all (new-user protocol): all their pairs are test.
+
+    They stay known by their metadata (see ``TrainingData.from_interactions(extra_users=)``).
+    """
+    _check_fraction("user_fraction", user_fraction)
+    frame = _canonical(interactions)
+    users = np.sort(frame["user_id"].unique())
+    held = np.random.default_rng(seed).choice(users, size=max(1, round(len(users) *
+                                                                   user_fraction)),
+                                              replace=False)
+    is_held = frame["user_id"].isin(held).to_numpy()
+    return Split(frame[~is_held].reset_index(drop=True), frame[is_held].reset_index(drop=True),
+                 description={"split": "cold-users", "user_fraction": user_fraction,
+                              "seed": seed})
+
+
+SPLITS = ("stratified", "time", "last", "users", "cold-items", "cold-users")
 
 
 def make_split(interactions: pd.DataFrame, name: str, *, test_fraction: float = 0.25,
@@ -156,4 +201,8 @@ def make_split(interactions: pd.DataFrame, name: str, *, test_fraction: float = 
         return leave_last_n(interactions, last_n)
     if name == "users":
         return held_out_users(interactions, test_fraction, seed=seed)
+    if name == "cold-items":
+        return cold_items(interactions, test_fraction, seed=seed)
+    if name == "cold-users":
+        return cold_users(interactions, test_fraction, seed=seed)
     raise DataError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}", column="--split")

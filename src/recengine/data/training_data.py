@@ -85,16 +85,24 @@ class TrainingData:
         item_feature_kinds: dict[str, FeatureKind] | None = None,
         user_feature_kinds: dict[str, FeatureKind] | None = None,
         extra_items: np.ndarray | None = None,
+        extra_users: np.ndarray | None = None,
     ) -> TrainingData:
         """Build from a per-pair table (``user_id, item_id, rating, feedback``).
 
-        The user vocabulary is the users in ``interactions``; the item vocabulary is the items in
-        ``interactions``, then ``extra_items``, then the rest of the ``items`` catalogue.
+        The user vocabulary is the users in ``interactions``, then ``extra_users`` (users who
+        signed up but have no training events: cold users, known by their features); the item
+        vocabulary is the items in ``interactions``, then ``extra_items``, then the rest of the
+        ``items`` catalogue.
         """
-        user_vocab = Vocabulary(interactions["user_id"], name="user")
+        # Extra ids are sorted: their order must not carry information (a test set lists
+        # popular items first, and index order breaks score ties).
+        user_ids = [interactions["user_id"].to_numpy(dtype=object)]
+        if extra_users is not None:
+            user_ids.append(np.sort(np.asarray(extra_users, dtype=str)).astype(object))
+        user_vocab = Vocabulary(np.concatenate(user_ids), name="user")
         catalogue = [interactions["item_id"].to_numpy(dtype=object)]
         if extra_items is not None:
-            catalogue.append(np.asarray(extra_items, dtype=object))
+            catalogue.append(np.sort(np.asarray(extra_items, dtype=str)).astype(object))
         if items is not None:
             catalogue.append(items.index.to_numpy(dtype=object))
         item_vocab = Vocabulary(np.concatenate(catalogue), name="item")

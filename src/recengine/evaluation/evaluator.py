@@ -111,7 +111,11 @@ def evaluate(
     curve_ks: Sequence[int] = CURVE_KS,
     progress: ProgressCallback | None = None,
 ) -> EvaluationResult:
-    """Fit each model on ``data`` (the split's training part) and measure it on the test part."""
+    """Fit each model on ``data`` (the split's training part) and measure it on the test part.
+
+    When the split names ``candidates`` (the cold-item protocol's held-out items), every ranking
+    is restricted to them, and each user's whole candidate ranking also gives an AUC.
+    """
     users, _, relevant, history = _test_matrix(split, data)
     n_relevant = np.diff(relevant.indptr)
     scored = n_relevant > 0
@@ -124,11 +128,17 @@ def evaluate(
     ks = sorted(set(ks))
     curve = sorted(set(curve_ks) | set(ks))
     depth = max(curve)
+    cand_idx = None
+    if split.candidates is not None:
+        cand_idx = data.items.index(split.candidates, missing="negative")
+        cand_idx = cand_idx[cand_idx >= 0]
+        depth = max(depth, len(cand_idx))
     context = _Context(data, relevant, n_relevant, groups, ks, curve, split,
                        item_popularity=data.item_counts(), item_vectors=data.feedback.T.tocsr())
     results = {}
     for name, model in models.items():
-        results[name] = _evaluate_one(name, model, data, users, history, depth, context, progress)
+        results[name] = _evaluate_one(name, model, data, users, history, depth, context,
+                                      progress, cand_idx)
     return EvaluationResult(
         ks=ks, curve_ks=curve, n_users=len(users), n_items=data.n_items,
         group_sizes={g: int((groups == g).sum()) for g in GROUPS}, models=results,
@@ -152,16 +162,20 @@ class _Context:
 
 def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.ndarray,
                   history: sp.csr_array | None, depth: int, ctx: _Context,
-                  progress: ProgressCallback | None) -> ModelResult:
+                  progress: ProgressCallback | None,
+                  candidates: np.ndarray | None) -> ModelResult:
     if progress:
         progress(f"fitting {name}", 0, 1)
     start = time.perf_counter()
     model.fit(data, progress=progress)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    recommended = _recommend_all(name, model, users, history, depth, progress)
+    recommended = _recommend_all(name, model, users, history, depth, progress, candidates)
     recommend_seconds = time.perf_counter() - start
     overall = _ranking_metrics(recommended, ctx, np.ones(len(users), dtype=bool), ctx.curve)
+    if candidates is not None:
+        overall["auc"] = _mean(m.auc(m.hits(recommended[:, :len(candidates)], ctx.relevant)))
+        recommended = recommended[:, :max(ctx.curve)]
     by_group = {g: _ranking_metrics(recommended, ctx, ctx.groups == g, ctx.ks) for g in GROUPS}
     if model.predicts_ratings and history is None:
         overall |= _rating_metrics(model, ctx.split, data)
@@ -170,12 +184,14 @@ def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.n
 
 def _recommend_all(name: str, model: Recommender, users: np.ndarray,
                    history: sp.csr_array | None, depth: int,
-                   progress: ProgressCallback | None, block: int = 2048) -> np.ndarray:
+                   progress: ProgressCallback | None, candidates: np.ndarray | None = None,
+                   block: int = 2048) -> np.ndarray:
     out = np.empty((len(users), depth), dtype=np.int32)
     for start in range(0, len(users), block):
         stop = min(start + block, len(users))
         part = None if history is None else history[start:stop]
-        out[start:stop], _ = model.recommend_indices(users[start:stop], depth, history=part)
+        out[start:stop], _ = model.recommend_indices(users[start:stop], depth, history=part,
+                                                     candidates=candidates)
         if progress:
             progress(f"recommending with {name}", stop, len(users))
     return out

@@ -41,6 +41,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "activity_groups",
+    "auc",
     "average_precision_at_k",
     "catalogue_coverage",
     "hit_rate_at_k",
@@ -301,6 +302,26 @@ def hit_rate_at_k(hit: np.ndarray, k: int) -> np.ndarray:
     array([1., 0.])
     """
     return _check_hit(hit, k).any(axis=1).astype(np.float64)
+
+
+def auc(hit: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve of each user's full ranking of a candidate set.
+
+    ``hit`` ranks every candidate (``[n_users, n_candidates]``, best first); AUC is the share of
+    (relevant, irrelevant) pairs ranked in the right order. NaN for users with no relevant or no
+    irrelevant candidate.
+
+    Examples
+    --------
+    >>> auc(np.array([[True, False, True, False]]))  # 3 of the 4 pairs in order
+    array([0.75])
+    """
+    h = np.asarray(hit, dtype=bool)
+    n_pos = h.sum(axis=1)
+    n_neg = h.shape[1] - n_pos
+    negatives_above = np.cumsum(~h, axis=1)
+    misordered = np.where(h, negatives_above, 0).sum(axis=1)
+    return _ratio(n_pos * n_neg - misordered, n_pos * n_neg)
 
 
 # --------------------------------------------------------------------------- ratings

@@ -6,6 +6,7 @@ from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.registry import MODELS, create_model
+from recengine.models.segment_popularity import SegmentPopularity
 from recengine.models.wals import WALS
 
 __all__ = [
@@ -15,6 +16,6 @@ __all__ = [
            "CategoryPopularity",
            "Popularity",
            "RandomItems",
-           "Recommender",
+           "Recommender", "SegmentPopularity",
            "create_model",
 ]

@@ -8,12 +8,14 @@ from recengine.models.bias import Bias
 from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
+from recengine.models.segment_popularity import SegmentPopularity
 from recengine.models.wals import WALS
 
 __all__ = ["MODELS", "create_model", "model_class"]
 
 MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, CategoryPopularity, RandomItems, Bias, WALS)
+    cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
+                              Bias, WALS)
 }
 
 

@@ -24,7 +24,8 @@ class Prepared:
 
 
 def training_data(dataset: Dataset, interactions: pd.DataFrame, *,
-                  extra_items: np.ndarray | None = None) -> TrainingData:
+                  extra_items: np.ndarray | None = None,
+                  extra_users: np.ndarray | None = None) -> TrainingData:
     """Training matrices over the dataset's whole catalogue, with its feature tables."""
     return TrainingData.from_interactions(
         interactions,
@@ -33,6 +34,7 @@ def training_data(dataset: Dataset, interactions: pd.DataFrame, *,
         item_feature_kinds=dataset.item_features or None,
         user_feature_kinds=dataset.user_features or None,
         extra_items=extra_items,
+        extra_users=extra_users,
     )
 
 
@@ -41,7 +43,11 @@ def _prepared(dataset: Dataset, interactions: pd.DataFrame, split: str, *,
     parts = make_split(interactions, split, test_fraction=test_fraction, seed=seed,
                        last_n=last_n)
     test_items = np.asarray(parts.test["item_id"].unique(), dtype=object)
-    return Prepared(training_data(dataset, parts.train, extra_items=test_items), parts)
+    # New users are known by their metadata only; every other split's test users have history.
+    cold = (np.asarray(parts.test["user_id"].unique(), dtype=object)
+            if split == "cold-users" else None)
+    return Prepared(training_data(dataset, parts.train, extra_items=test_items,
+                                  extra_users=cold), parts)
 
 
 def prepare(dataset: Dataset, split: str = "stratified", *, test_fraction: float = 0.25,
