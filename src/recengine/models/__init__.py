@@ -3,6 +3,8 @@
 from recengine.models.base import Recommender
 from recengine.models.bias import Bias
 from recengine.models.category_popularity import CategoryPopularity
+from recengine.models.content import ContentBased
+from recengine.models.feature_map import FeatureMappedWALS
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.registry import MODELS, create_model
@@ -10,12 +12,15 @@ from recengine.models.segment_popularity import SegmentPopularity
 from recengine.models.wals import WALS
 
 __all__ = [
-           "MODELS",
-           "WALS",
-           "Bias",
-           "CategoryPopularity",
-           "Popularity",
-           "RandomItems",
-           "Recommender", "SegmentPopularity",
-           "create_model",
+    "MODELS",
+    "WALS",
+    "Bias",
+    "CategoryPopularity",
+    "ContentBased",
+    "FeatureMappedWALS",
+    "Popularity",
+    "RandomItems",
+    "Recommender",
+    "SegmentPopularity",
+    "create_model",
 ]

@@ -149,9 +149,13 @@ class WALS(Recommender):
                                         "lower alpha or raise regularization")
                 if progress:
                     progress("training wals", sweep + 1, cfg.iterations)
+        self._set_factors(X, Y)
+
+    def _set_factors(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Install learned factors and the grams every fold-in shares."""
         self.user_factors_, self.item_factors_ = X, Y
-        self.item_gram_ = _gram(Y, cfg.unobserved_weight)
-        self.user_gram_ = _gram(X, cfg.unobserved_weight)
+        self.item_gram_ = _gram(Y, self.config.unobserved_weight)
+        self.user_gram_ = _gram(X, self.config.unobserved_weight)
 
     def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side]:
         """Both least-squares problems (users, then items), built once per fit."""

@@ -1,0 +1,186 @@
+"""Content-based filtering: items whose features match what the user already chose.
+
+The course's content filter by hand, as three sparse products:
+
+1. Each item is a unit-length row ``x_i`` of a feature matrix ``X`` (see
+   :mod:`recengine.models.features`: genres, tags, buckets, TF-IDF terms).
+2. A user's taste profile is ``p_u = normalise(Σ_i r_ui · x_i)``: their history row (feedback,
+   e.g. stars) times ``X``, L2-normalised.
+3. ``score(u, i) = cos(p_u, x_i) = p_u · x_i``.
+
+Profiles are built from the history passed at scoring time, never learned per user, so a new user
+known only by a few items (fold-in) is served exactly like a training user. A user with no history
+(or only featureless items) gets the catalogue's mean item weighted by popularity: the content of
+what most people choose, still a ranked list. A tiny popularity term breaks ties between items
+with identical features (every "Comedy|Drama" film), which cosine alone would leave to index order.
+
+The model needs no other user's behaviour, so it can rank items nobody has chosen yet and explain
+itself by shared features; but it learns likeness, not quality, which is why it pairs well with a
+collaborative model in a hybrid.
+
+Saved as arrays only: ``X`` as CSR arrays, its feature names and readable labels, the default
+profile and popularity. The fitted :class:`~recengine.models.features.FeatureEncoder` stays on the
+fitted object as ``encoder_`` (not saved: it holds scikit-learn objects), to encode new items;
+after :meth:`~recengine.models.base.Recommender.load` only the stored items can be scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from recengine.data.training_data import TrainingData
+from recengine.models.base import Recommender, check_fitted
+from recengine.models.features import EncoderConfig, FeatureEncoder, normalize_rows
+from recengine.progress import ProgressCallback
+
+__all__ = ["ContentBased"]
+
+#: Shared features named in one explanation.
+_REASONS = 2
+
+
+class ContentBased(Recommender):
+    """Cosine between each user's feature profile and every item's features.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recengine.data.schema import FeatureKind
+    >>> pairs = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["a", "b", "c"],
+    ...                       "rating": float("nan"), "feedback": 1.0})
+    >>> items = pd.DataFrame({"genres": [["Sci-Fi"], ["Sci-Fi", "Drama"], ["Comedy"],
+    ...                                  ["Sci-Fi"]]}, index=pd.Index(list("abcd"), name="id"))
+    >>> data = TrainingData.from_interactions(
+    ...     pairs, items=items, item_feature_kinds={"genres": FeatureKind.MULTI})
+    >>> model = ContentBased(min_count=1).fit(data)
+    >>> model.recommend("u", n=1)[0].tolist()
+    ['d']
+    >>> model.explain("u", ["d"])
+    ['because you like Sci-Fi']
+    >>> [name for name, _ in model.profile("u")]
+    ['genres=Sci-Fi', 'genres=Drama']
+    """
+
+    name = "content"
+    needs_history = True  # with no history it can only offer the popular content
+
+    class Config(EncoderConfig):
+        tie_break: float = Field(1e-6, ge=0, le=1e-3, description="Weight of popularity (0..1) "
+                                 "added to the cosine, to order items with equal features.")
+
+    state = ("item_data_", "item_indices_", "item_indptr_", "feature_names_", "feature_labels_",
+             "default_profile_", "item_popularity_")
+    item_data_: np.ndarray
+    item_indices_: np.ndarray
+    item_indptr_: np.ndarray
+    feature_names_: np.ndarray
+    feature_labels_: np.ndarray
+    default_profile_: np.ndarray
+    item_popularity_: np.ndarray
+    #: The fitted encoder, for new items; not saved, so absent after ``load``.
+    encoder_: FeatureEncoder
+
+    # -- training -----------------------------------------------------------------------------
+    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+        encoder = FeatureEncoder(self.config)
+        vectors = normalize_rows(encoder.fit_transform(data.item_features,
+                                                       data.item_feature_kinds))
+        self.item_data_, self.item_indices_, self.item_indptr_ = (
+            vectors.data, vectors.indices, vectors.indptr)
+        self.feature_names_ = encoder.feature_names_
+        self.feature_labels_ = encoder.feature_labels_
+        popularity = data.item_counts().astype(np.float32)
+        self.item_popularity_ = popularity / max(float(popularity.max()), 1.0)
+        mean_item = sp.csr_array(popularity[None, :]) @ vectors
+        self.default_profile_ = normalize_rows(mean_item).toarray()[0]
+        self.encoder_ = encoder
+
+    def item_vectors(self) -> sp.csr_array:
+        """The unit-length ``items × features`` matrix (columns named by ``feature_names_``)."""
+        check_fitted(self)
+        return sp.csr_array((self.item_data_, self.item_indices_, self.item_indptr_),
+                            shape=(len(self.items_), len(self.feature_names_)))
+
+    # -- profiles -----------------------------------------------------------------------------
+    def _taste(self, history: sp.csr_array) -> tuple[sp.csr_array, np.ndarray]:
+        """Unit profiles ``[rows, features]``, and which rows fell back to the default."""
+        profiles = normalize_rows(sp.csr_array(history, dtype=np.float32) @ self.item_vectors())
+        profiles.eliminate_zeros()  # items with zero feedback add nothing to the taste
+        empty = np.asarray(abs(profiles).sum(axis=1)).ravel() == 0
+        if empty.any():
+            default = sp.csr_array(self.default_profile_[None, :])
+            profiles = sp.csr_array(profiles + sp.csr_array(empty[:, None], dtype=np.float32)
+                                    @ default)
+        return profiles, empty
+
+    def profile(self, user_or_history: str | Sequence[str] | Mapping[str, float],
+                n: int | None = 10) -> list[tuple[str, float]]:
+        """The strongest features of a taste profile, as ``(feature name, weight)``, best first.
+
+        Pass a training user's id, or a history (item ids, or id → feedback) for anyone else.
+        """
+        check_fitted(self)
+        if isinstance(user_or_history, str):
+            row = self.user_items_[self.users_.index([user_or_history])]
+        else:
+            row = self.history_row(user_or_history)
+        profile = self._taste(row)[0]
+        order = np.argsort(-profile.data, kind="stable")[:n]
+        return [(str(self.feature_names_[profile.indices[j]]), float(profile.data[j]))
+                for j in order]
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _with_tie_break(self, cosines: np.ndarray, popularity: np.ndarray) -> np.ndarray:
+        out = np.ascontiguousarray(cosines, dtype=np.float32)
+        out += self.config.tie_break * popularity
+        return out
+
+    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+        profiles = self._taste(history)[0]
+        return self._with_tie_break(_cosines(profiles, self.item_vectors()),
+                                    self.item_popularity_)
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        vectors = self.item_vectors()
+        return self._with_tie_break(_cosines(vectors[items], vectors), self.item_popularity_)
+
+    def _item_scores(self, items: np.ndarray) -> np.ndarray:
+        """Every training user's score for each item: one product, not a pass over all users."""
+        profiles = self._taste(self.user_items_)[0]
+        return self._with_tie_break(_cosines(self.item_vectors()[items], profiles),
+                                    self.item_popularity_[items][:, None])
+
+    # -- explanations -------------------------------------------------------------------------
+    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+        profiles, empty = self._taste(history)
+        profile = profiles.toarray()[0]
+        vectors = self.item_vectors()
+        return [self._reason(vectors[[int(i)]], profile, bool(empty[0])) for i in items]
+
+    def _reason(self, item: sp.csr_array, profile: np.ndarray, popular: bool) -> str:
+        """Name the item's features that weigh most in the profile ("because you like ...")."""
+        shared = item.data * profile[item.indices]
+        order = np.argsort(-shared, kind="stable")
+        words = [str(self.feature_labels_[item.indices[j]]) for j in order if shared[j] > 0]
+        words = [w for w in words if w][:_REASONS]
+        if not words:
+            return "popular overall" if popular else "shares no feature with your taste profile"
+        liked = " and ".join(words)
+        return f"popular content: {liked}" if popular else f"because you like {liked}"
+
+
+def _cosines(rows: sp.csr_array, vectors: sp.csr_array) -> np.ndarray:
+    """``rows @ vectors.T`` as a dense ``[len(rows), len(vectors)]`` block.
+
+    Profiles are far denser than items (a user's films cover most genres), and sparse × sparse
+    products with a near-dense output are slow: sparse ``vectors`` times the densified ``rows``
+    is ten times faster on MovieLens. Densifying costs no more memory than the output block as
+    long as there are fewer features than vectors; otherwise stay sparse until the end.
+    """
+    if rows.shape[1] <= vectors.shape[0]:
+        return np.asarray(vectors @ rows.toarray().T).T
+    return (rows @ vectors.T).toarray()

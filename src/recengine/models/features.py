@@ -1,0 +1,348 @@
+"""Item (or user) features as one sparse matrix with readable column names.
+
+Content models compare things by the columns they share: an item with an item (cosine of their
+rows), a user's taste profile with an item. So each feature kind is encoded so that sharing a
+column means being alike:
+
+- categorical and multi-valued (genres, tags) → one-/multi-hot over a vocabulary. Labels seen on
+  fewer than ``min_count`` items, and labels first seen after ``fit``, share one
+  ``<field>=<other>`` column: the vocabulary does not grow with noise, and a new item with an
+  unseen label still lands somewhere.
+- numeric → one-hot of its quantile bucket. Magnitudes are not similarities (3 and 6 bedrooms are
+  not "half alike"); quantiles give every bucket a fair share of the catalogue whatever the
+  distribution. NaN has its own bucket; a min-max scaled column can add order.
+- date → age in years at the catalogue's newest date (not "today", so a refit on the same data
+  gives the same columns), bucketised like a number.
+- text → TF-IDF with english stop words, fitted on the catalogue.
+
+Each field's block is L2-normalised per row, then multiplied by a weight (per kind, or per field).
+Normalising per field rather than per kind keeps an item's twenty tags from drowning its three
+genres although both are multi-valued, and keeps a 5,000-term text block from drowning a region.
+
+The encoder holds fitted scikit-learn objects, so it is not saved. Models store the encoded
+matrix (plain CSR arrays and the names) and keep the encoder only for the life of the process,
+to encode new items with :meth:`FeatureEncoder.transform`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Annotated, Any, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import Field, ValidationError
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from recengine.data.schema import FeatureKind
+from recengine.errors import DataError, NotFittedError
+from recengine.models.base import ModelConfig
+
+__all__ = ["DEFAULT_WEIGHTS", "EncoderConfig", "FeatureEncoder", "normalize_rows"]
+
+#: Weight of each kind's blocks unless ``EncoderConfig.weights`` says otherwise.
+DEFAULT_WEIGHTS: dict[FeatureKind, float] = {
+    FeatureKind.CATEGORICAL: 1.0,
+    FeatureKind.MULTI: 1.0,
+    FeatureKind.TEXT: 1.0,
+    FeatureKind.NUMERIC: 0.5,
+    FeatureKind.DATE: 0.5,
+}
+_OTHER = "<other>"
+_MISSING = "<missing>"
+
+
+class EncoderConfig(ModelConfig):
+    """What to encode and how; JSON round-trippable, so a model's config can extend it."""
+
+    columns: tuple[str, ...] | None = Field(
+        None, description="Feature columns to encode; default: every declared feature.")
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="Block weights by kind ('text') or by column "
+        "('tags'); a column's weight wins over its kind's. Default: DEFAULT_WEIGHTS.")
+    max_text_features: int = Field(2000, ge=1, description="TF-IDF vocabulary size per column.")
+    min_count: int = Field(2, ge=1, description="Labels on fewer items go to <field>=<other>.")
+    n_buckets: int = Field(5, ge=1, description="Quantile buckets per numeric or date column.")
+    scale_numeric: bool = Field(False, description="Add a min-max scaled column per numeric "
+                                "or date column, beside its bucket.")
+
+
+def normalize_rows(matrix: sp.csr_array) -> sp.csr_array:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32 CSR.
+
+    >>> normalize_rows(sp.csr_array(np.array([[3.0, 4.0], [0.0, 0.0]]))).toarray().tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    matrix = sp.csr_array(matrix, dtype=np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1))).ravel()
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_array(sp.diags_array(inverse.astype(np.float32)) @ matrix)
+
+
+# -- one field ----------------------------------------------------------------------------------
+
+
+class _Field(ABC):
+    """One column's encoder: its feature names, readable labels, and a block per table."""
+
+    def __init__(self, field: str, kind: FeatureKind) -> None:
+        self.field = field
+        self.kind = kind
+        self.names: list[str] = []
+        #: Words for explanations; "" for columns that explain nothing (<other>, <missing>).
+        self.labels: list[str] = []
+
+    @abstractmethod
+    def fit(self, values: pd.Series) -> Self: ...
+
+    @abstractmethod
+    def transform(self, values: pd.Series) -> sp.csr_array:
+        """The block ``[len(values), len(self.names)]``, before normalisation."""
+
+
+def _labels(value: object) -> list[str]:
+    """The labels of one cell: a list's distinct entries, a scalar, or none when missing."""
+    if isinstance(value, list | tuple | set | np.ndarray | pd.Series):
+        return list(dict.fromkeys(str(v) for v in value if str(v) != ""))
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return [str(value)] if str(value) != "" else []
+
+
+def _one_hot(columns: Sequence[np.ndarray], width: int) -> sp.csr_array:
+    """A 0/1 matrix with ones at ``columns[row]`` in each row."""
+    indptr = np.zeros(len(columns) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in columns], out=indptr[1:])
+    indices = (np.concatenate(columns) if columns else np.zeros(0)).astype(np.int32)
+    return sp.csr_array((np.ones(len(indices), dtype=np.float32), indices, indptr),
+                        shape=(len(columns), width))
+
+
+class _LabelField(_Field):
+    """Categorical and multi-valued columns: one column per kept label, plus ``<other>``."""
+
+    def __init__(self, field: str, kind: FeatureKind, min_count: int) -> None:
+        super().__init__(field, kind)
+        self.min_count = min_count
+        self.vocabulary: dict[str, int] = {}
+
+    def fit(self, values: pd.Series) -> Self:
+        counts = Counter(label for cell in values for label in _labels(cell))
+        kept = sorted((label for label, c in counts.items() if c >= self.min_count),
+                      key=lambda label: (-counts[label], label))
+        self.vocabulary = {label: j for j, label in enumerate(kept)}
+        self.names = [f"{self.field}={label}" for label in kept] + [f"{self.field}={_OTHER}"]
+        self.labels = [*kept, ""]
+        return self
+
+    def transform(self, values: pd.Series) -> sp.csr_array:
+        other = len(self.vocabulary)
+        columns = [np.unique([self.vocabulary.get(label, other) for label in _labels(cell)])
+                   for cell in values]
+        return _one_hot(columns, len(self.names))
+
+
+def _number(x: float) -> str:
+    """A bucket edge for people: 1995, 2.5, 0.33."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _spans(edges: np.ndarray) -> list[str]:
+    """Labels of the ``len(edges) + 1`` buckets that ``edges`` cut: ``<a``, ``a-b``, ``>=b``."""
+    if len(edges) == 0:
+        return ["all"]
+    cuts = [_number(e) for e in edges]
+    sep = "-" if edges[0] >= 0 else " to "
+    return [f"<{cuts[0]}", *(f"{a}{sep}{b}" for a, b in pairwise(cuts)),
+            f">={cuts[-1]}"]
+
+
+class _BucketField(_Field):
+    """Numeric and date columns: one-hot of the quantile bucket, a missing bucket, and
+    optionally the value min-max scaled. Dates become their age in years first."""
+
+    def __init__(self, field: str, kind: FeatureKind, n_buckets: int, scale: bool) -> None:
+        super().__init__(field, kind)
+        self.n_buckets = n_buckets
+        self.scale = scale
+        self.reference = pd.NaT
+        self.edges = np.zeros(0)
+        self.low = self.high = 0.0
+
+    def _numbers(self, values: pd.Series) -> np.ndarray:
+        if self.kind is FeatureKind.DATE:
+            days = (self.reference - pd.to_datetime(values, errors="coerce")).dt.total_seconds()
+            return (days / (365.25 * 86400)).to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def fit(self, values: pd.Series) -> Self:
+        if self.kind is FeatureKind.DATE:
+            self.reference = pd.to_datetime(values, errors="coerce").max()
+        x = self._numbers(values)
+        finite = x[np.isfinite(x)]
+        if len(finite):
+            self.low, self.high = float(finite.min()), float(finite.max())
+            q = np.linspace(0, 1, self.n_buckets + 1)[1:-1]
+            edges = np.unique(np.quantile(finite, q, method="higher"))
+            self.edges = edges[edges > self.low]  # no bucket below the smallest value
+        date = self.kind is FeatureKind.DATE
+        prefix = f"{self.field}:age" if date else f"{self.field}:bucket"
+        unit = " years old" if date else ""
+        spans = _spans(self.edges)
+        self.names = [f"{prefix}={s}" for s in spans] + [f"{prefix}={_MISSING}"]
+        self.labels = [f"{self.field} {s}{unit}" for s in spans] + [""]
+        if self.scale:
+            self.names.append(f"{self.field}:age:scaled" if date else f"{self.field}:scaled")
+            self.labels.append("")
+        return self
+
+    def transform(self, values: pd.Series) -> sp.csr_array:
+        x = self._numbers(values)
+        finite = np.isfinite(x)
+        missing = len(self.edges) + 1
+        bucket = np.where(finite, np.searchsorted(self.edges, np.where(finite, x, 0),
+                                                  side="right"), missing)
+        rows, cols = np.arange(len(x)), bucket
+        data = np.ones(len(x), dtype=np.float32)
+        if self.scale:
+            width = self.high - self.low
+            scaled = np.clip((np.where(finite, x, self.low) - self.low) / width, 0, 1) \
+                if width > 0 else np.zeros(len(x))
+            rows = np.concatenate([rows, np.arange(len(x))])
+            cols = np.concatenate([cols, np.full(len(x), missing + 1)])
+            data = np.concatenate([data, scaled.astype(np.float32)])
+        block = sp.csr_array((data, (rows, cols)), shape=(len(x), len(self.names)))
+        block.eliminate_zeros()
+        return block
+
+
+class _TextField(_Field):
+    """Free text: TF-IDF over the catalogue's words, english stop words dropped."""
+
+    def __init__(self, field: str, kind: FeatureKind, max_features: int) -> None:
+        super().__init__(field, kind)
+        self.max_features = max_features
+        self.vectorizer: TfidfVectorizer | None = None
+
+    @staticmethod
+    def _texts(values: pd.Series) -> list[str]:
+        return [" ".join(_labels(v)) for v in values]
+
+    def fit(self, values: pd.Series) -> Self:
+        vectorizer = TfidfVectorizer(stop_words="english", max_features=self.max_features,
+                                     dtype=np.float32)
+        try:
+            vectorizer.fit(self._texts(values))
+        except ValueError:  # "empty vocabulary": no text, or stop words only
+            return self
+        self.vectorizer = vectorizer
+        terms = vectorizer.get_feature_names_out().tolist()
+        self.names = [f"{self.field}:{t}" for t in terms]
+        self.labels = [f'"{t}"' for t in terms]
+        return self
+
+    def transform(self, values: pd.Series) -> sp.csr_array:
+        if self.vectorizer is None:
+            return sp.csr_array((len(values), 0), dtype=np.float32)
+        return sp.csr_array(self.vectorizer.transform(self._texts(values)))
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+class FeatureEncoder:
+    """Encodes a feature table into a sparse ``rows × features`` matrix with readable names.
+
+    ``fit(table, kinds)`` learns vocabularies, bucket edges and TF-IDF weights; ``transform``
+    encodes any table with the same columns (new items included: unseen labels go to
+    ``<field>=<other>``, out-of-range numbers to the outer buckets).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"genres": [["Comedy"], ["Comedy", "Drama"], []],
+    ...                       "rooms": [1.0, 3.0, float("nan")]})
+    >>> kinds = {"genres": FeatureKind.MULTI, "rooms": FeatureKind.NUMERIC}
+    >>> enc = FeatureEncoder(min_count=1, n_buckets=2).fit(table, kinds)
+    >>> enc.feature_names_.tolist()
+    ['genres=Comedy', 'genres=Drama', 'genres=<other>', 'rooms:bucket=<3', \
+'rooms:bucket=>=3', 'rooms:bucket=<missing>']
+    >>> enc.transform(table).shape
+    (3, 6)
+    """
+
+    fields_: list[_Field]
+    weights_: np.ndarray
+    feature_names_: np.ndarray
+    feature_labels_: np.ndarray
+
+    def __init__(self, config: EncoderConfig | None = None, **params: Any) -> None:
+        if config is not None and params:
+            raise TypeError("pass either a config or keyword parameters, not both")
+        try:
+            self.config = config if config is not None else EncoderConfig(**params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise DataError(f"invalid encoder parameter: {first['msg']}",
+                            column=".".join(str(p) for p in first["loc"])) from None
+
+    def fit(self, table: pd.DataFrame, kinds: Mapping[str, FeatureKind]) -> Self:
+        """Learn each selected column's encoding from ``table``; returns ``self``."""
+        columns = self._columns(table, kinds)
+        self._check_weights(columns)
+        self.fields_ = [self._field(c, FeatureKind(kinds[c])).fit(table[c]) for c in columns]
+        self.weights_ = np.array([self._weight(f) for f in self.fields_], dtype=np.float32)
+        self.feature_names_ = np.array([n for f in self.fields_ for n in f.names], dtype=str)
+        self.feature_labels_ = np.array([n for f in self.fields_ for n in f.labels], dtype=str)
+        return self
+
+    def transform(self, table: pd.DataFrame) -> sp.csr_array:
+        """Encode ``table`` (rows in any number, the fitted columns present) as float32 CSR."""
+        if not hasattr(self, "fields_"):
+            raise NotFittedError("FeatureEncoder is not fitted yet: call fit(table, kinds) first")
+        absent = [f.field for f in self.fields_ if f.field not in table.columns]
+        if absent:
+            raise DataError(f"feature table lacks fitted column(s): {', '.join(absent)}",
+                            column=absent[0])
+        blocks = [normalize_rows(f.transform(table[f.field])) * w
+                  for f, w in zip(self.fields_, self.weights_, strict=True)]
+        return sp.csr_array(sp.hstack(blocks, format="csr", dtype=np.float32))
+
+    def fit_transform(self, table: pd.DataFrame,
+                      kinds: Mapping[str, FeatureKind]) -> sp.csr_array:
+        """``fit`` then ``transform`` the same table."""
+        return self.fit(table, kinds).transform(table)
+
+    def _columns(self, table: pd.DataFrame, kinds: Mapping[str, FeatureKind]) -> list[str]:
+        columns = list(self.config.columns) if self.config.columns is not None else list(kinds)
+        for c in columns:
+            if c not in kinds:
+                raise DataError(f"{c!r} is not a declared feature (declared: "
+                                f"{', '.join(kinds) or 'none'})", column=c)
+            if c not in table.columns:
+                raise DataError(f"feature table has no column {c!r}", column=c)
+        if not columns:
+            raise DataError("no features to encode: the data declares none")
+        return columns
+
+    def _check_weights(self, columns: list[str]) -> None:
+        allowed = set(columns) | {k.value for k in FeatureKind}
+        for key in self.config.weights:
+            if key not in allowed:
+                raise DataError(f"weight for {key!r}, which is neither a feature kind nor an "
+                                f"encoded column ({', '.join(columns)})", column="weights")
+
+    def _weight(self, field: _Field) -> float:
+        weights = self.config.weights
+        return weights.get(field.field, weights.get(field.kind.value, DEFAULT_WEIGHTS[field.kind]))
+
+    def _field(self, column: str, kind: FeatureKind) -> _Field:
+        cfg = self.config
+        if kind in (FeatureKind.CATEGORICAL, FeatureKind.MULTI):
+            return _LabelField(column, kind, cfg.min_count)
+        if kind in (FeatureKind.NUMERIC, FeatureKind.DATE):
+            return _BucketField(column, kind, cfg.n_buckets, cfg.scale_numeric)
+        return _TextField(column, kind, cfg.max_text_features)
