@@ -148,6 +148,15 @@ def held_out_users(interactions: pd.DataFrame, user_fraction: float = 0.1,
                               "given_fraction": given_fraction, "seed": seed})
 
 
+def _hold_out_whole(frame: pd.DataFrame, column: str, fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded ``fraction`` of the distinct ``column`` values, and the mask of their rows."""
+    values = np.sort(frame[column].unique())
+    size = max(1, round(len(values) * fraction))
+    held = np.sort(np.random.default_rng(seed).choice(values, size=size, replace=False))
+    return held, frame[column].isin(held).to_numpy()
+
+
 def cold_items(interactions: pd.DataFrame, item_fraction: float = 0.2, *,
                seed: int = 0) -> Split:
     """Hold whole items out: every pair of a held-out item is a test pair (new-item protocol).
@@ -156,15 +165,10 @@ def cold_items(interactions: pd.DataFrame, item_fraction: float = 0.2, *,
     """
     _check_fraction("item_fraction", item_fraction)
     frame = _canonical(interactions)
-    items = np.sort(frame["item_id"].unique())
-    held = np.random.default_rng(seed).choice(items, size=max(1, round(len(items) *
-                                                                   item_fraction)),
-                                              replace=False)
-    is_held = frame["item_id"].isin(held).to_numpy()
+    held, is_held = _hold_out_whole(frame, "item_id", item_fraction, seed)
     train = frame[~is_held]
     test = frame[is_held & frame["user_id"].isin(train["user_id"]).to_numpy()]
-    return Split(train.reset_index(drop=True), test.reset_index(drop=True),
-                 candidates=np.sort(held),
+    return Split(train.reset_index(drop=True), test.reset_index(drop=True), candidates=held,
                  description={"split": "cold-items", "item_fraction": item_fraction,
                               "seed": seed, "cold_items": len(held)})
 
@@ -177,11 +181,7 @@ def cold_users(interactions: pd.DataFrame, user_fraction: float = 0.2, *,
     """
     _check_fraction("user_fraction", user_fraction)
     frame = _canonical(interactions)
-    users = np.sort(frame["user_id"].unique())
-    held = np.random.default_rng(seed).choice(users, size=max(1, round(len(users) *
-                                                                   user_fraction)),
-                                              replace=False)
-    is_held = frame["user_id"].isin(held).to_numpy()
+    _, is_held = _hold_out_whole(frame, "user_id", user_fraction, seed)
     return Split(frame[~is_held].reset_index(drop=True), frame[is_held].reset_index(drop=True),
                  description={"split": "cold-users", "user_fraction": user_fraction,
                               "seed": seed})
