@@ -5,6 +5,7 @@ from recengine.models.bias import Bias
 from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
 from recengine.models.feature_map import FeatureMappedWALS
+from recengine.models.knowledge import KnowledgeBased
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.registry import MODELS, create_model
@@ -18,6 +19,7 @@ __all__ = [
     "CategoryPopularity",
     "ContentBased",
     "FeatureMappedWALS",
+    "KnowledgeBased",
     "Popularity",
     "RandomItems",
     "Recommender",

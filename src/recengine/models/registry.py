@@ -8,6 +8,7 @@ from recengine.models.bias import Bias
 from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
 from recengine.models.feature_map import FeatureMappedWALS
+from recengine.models.knowledge import KnowledgeBased
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.segment_popularity import SegmentPopularity
@@ -17,7 +18,7 @@ __all__ = ["MODELS", "create_model", "model_class"]
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
-                              Bias, WALS, FeatureMappedWALS, ContentBased)
+                              Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased)
 }
 
 
