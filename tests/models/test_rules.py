@@ -116,3 +116,15 @@ def test_fallback_fills_k_for_unknown_users_and_after_exclusions(data):
     ruled = FallbackChain([wals, pop], rules=engine).recommend("u9", 5)
     assert len(ruled) == 5 and not {"i0", "i1", "i2"} & {r.item for r in ruled}
     assert len({r.item for r in ruled}) == 5  # no item twice across the chain
+
+
+def test_constraint_rules_require_and_exclude(data, popularity):
+    engine = RuleEngine(parse_rules([{"kind": "require", "where": 'region in ("west", "east")'},
+                                     {"kind": "exclude", "where": 'tags has "c"'}]),
+                        data.items, data.item_features, data.item_feature_kinds)
+    idx, _ = engine.recommend(popularity, popularity.users_.index(["u9"]), 5,
+                              exclude_seen=False)
+    assert data.items.id_of(idx[0][idx[0] >= 0]).tolist() == ["i6", "i7", "i9"]
+    with pytest.raises(DataError, match="need the item feature kinds"):
+        RuleEngine(parse_rules([{"kind": "require", "where": "region == 'x'"}]), data.items,
+                   data.item_features)

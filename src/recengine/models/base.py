@@ -28,7 +28,7 @@ from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotS
 from recengine.models import kernels
 from recengine.progress import ProgressCallback
 
-__all__ = ["ModelConfig", "Recommender", "check_fitted", "top_k"]
+__all__ = ["ModelConfig", "Recommender", "check_fitted", "normalise_scores", "top_k"]
 
 #: Rewrites a block of score rows ``[batch, n_items]`` (e.g. business rules).
 ScoreTransform = Callable[[np.ndarray], np.ndarray]
@@ -64,6 +64,23 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     val = np.empty((scores.shape[0], k), dtype=np.float32)
     kernels.select_top_k(scores, k, idx, val)
     return idx, val
+
+
+def normalise_scores(scores: np.ndarray) -> np.ndarray:
+    """Each row's finite scores min-max scaled to [0, 1]; everything else becomes -inf.
+
+    Rules and constraints reweight scores of models whose scales differ (cosines, counts,
+    dot products); on [0, 1] a boost factor or a preference bonus means the same for all.
+
+    >>> normalise_scores(np.array([[2.0, 4.0, -np.inf]])).tolist()
+    [[0.0, 1.0, -inf]]
+    """
+    finite = np.isfinite(scores)
+    safe = np.where(finite, scores, 0.0)
+    low = np.where(finite, safe, np.inf).min(axis=1, keepdims=True)
+    high = np.where(finite, safe, -np.inf).max(axis=1, keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    return np.where(finite, (safe - low) / span, -np.inf)
 
 
 class Recommender(ABC):

@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError, RecengineWarning
-from recengine.models.base import ModelConfig, Recommender, ScoreTransform
+from recengine.models.base import ModelConfig, Recommender, ScoreTransform, normalise_scores
 from recengine.models.constraints import (
     Catalog,
     Constraint,
@@ -179,16 +179,6 @@ def _tie_break(preference: np.ndarray, allowed: np.ndarray,
     return (0.5 * gap * popularity / (popularity.max(initial=0) + 1.0)).astype(np.float32)
 
 
-def _normalise_rows(scores: np.ndarray) -> np.ndarray:
-    """Each row's finite scores min-max scaled to [0, 1]; everything else becomes -inf."""
-    finite = np.isfinite(scores)
-    safe = np.where(finite, scores, 0.0)
-    low = np.where(finite, safe, np.inf).min(axis=1, keepdims=True)
-    high = np.where(finite, safe, -np.inf).max(axis=1, keepdims=True)
-    span = np.where(high > low, high - low, 1.0)
-    return np.where(finite, (safe - low) / span, -np.inf)
-
-
 def constraint_transform(catalog: Catalog, constraint: ConstraintSource = None,
                          preferences: PreferenceSource = None, weight: float = 1.0,
                          ) -> ScoreTransform:
@@ -207,7 +197,7 @@ def constraint_transform(catalog: Catalog, constraint: ConstraintSource = None,
         out = np.array(np.atleast_2d(scores), dtype=np.float64)
         if allowed is not None:
             out[:, ~allowed] = -np.inf
-        return (_normalise_rows(out) + bonus).astype(np.float32)
+        return (normalise_scores(out) + bonus).astype(np.float32)
 
     return transform
 

@@ -15,20 +15,22 @@ so they can be set globally or per request, and they work on any model through i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from recengine.data.schema import FeatureKind
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import DataError
-from recengine.models.base import Recommender, check_fitted
+from recengine.models.base import Recommender, check_fitted, normalise_scores
+from recengine.models.constraints import Catalog
 
-__all__ = ["Boost", "Exclude", "Freshness", "MaxPer", "Mmr", "Pin", "Rule", "RuleEngine",
-           "parse_rules"]
+__all__ = ["Boost", "Exclude", "Freshness", "MaxPer", "Mmr", "Pin", "Require", "Rule",
+           "RuleEngine", "parse_rules"]
 
 Scalar = str | float | int | bool
 
@@ -38,12 +40,21 @@ class _Rule(BaseModel):
 
 
 class Exclude(_Rule):
-    """Never recommend these items, or items whose ``field`` equals (or lists) ``value``."""
+    """Never recommend these items, items whose ``field`` equals (or lists) ``value``, or items
+    matching a constraint (``where``: the constraint language's string or JSON form)."""
 
     kind: Literal["exclude"] = "exclude"
     items: list[str] = Field(default_factory=list)
     field: str | None = None
     value: Scalar | None = None
+    where: str | dict[str, Any] | None = None
+
+
+class Require(_Rule):
+    """Only recommend items matching a constraint (a knowledge-based filter on any model)."""
+
+    kind: Literal["require"] = "require"
+    where: str | dict[str, Any]
 
 
 class Boost(_Rule):
@@ -87,7 +98,8 @@ class Pin(_Rule):
     position: int = Field(ge=1)
 
 
-Rule = Annotated[Exclude | Boost | Freshness | MaxPer | Mmr | Pin, Field(discriminator="kind")]
+Rule = Annotated[Exclude | Require | Boost | Freshness | MaxPer | Mmr | Pin,
+                 Field(discriminator="kind")]
 _RULES = TypeAdapter(list[Rule])
 
 #: Candidates fetched per requested item before list rules re-rank them.
@@ -112,11 +124,12 @@ def parse_rules(data: object) -> list[Rule]:
 class RuleEngine:
     """Rules bound to a catalogue: per-item masks and multipliers are computed once."""
 
-    def __init__(self, rules: Sequence[Rule], items: Vocabulary,
-                 item_features: pd.DataFrame) -> None:
+    def __init__(self, rules: Sequence[Rule], items: Vocabulary, item_features: pd.DataFrame,
+                 kinds: Mapping[str, FeatureKind] | None = None) -> None:
         self.rules = list(rules)
         self.items = items
         self.features = item_features
+        self.kinds = kinds
         n = len(items)
         self.excluded = np.zeros(n, dtype=bool)
         self.multiplier = np.ones(n, dtype=np.float32)
@@ -126,6 +139,10 @@ class RuleEngine:
                 self.excluded[idx[idx >= 0]] = True
                 if rule.field is not None:
                     self.excluded |= self._matches(rule.field, rule.value)
+                if rule.where is not None:
+                    self.excluded |= self._catalog().mask(rule.where)
+            elif isinstance(rule, Require):
+                self.excluded |= ~self._catalog().mask(rule.where)
             elif isinstance(rule, Boost):
                 self.multiplier[self._matches(rule.field, rule.value)] *= rule.factor
             elif isinstance(rule, Freshness):
@@ -134,6 +151,13 @@ class RuleEngine:
         self.caps = [r for r in self.rules if isinstance(r, MaxPer)]
         self.mmr = next((r for r in self.rules if isinstance(r, Mmr)), None)
         self._cap_labels = {cap.field: self._labels(cap.field) for cap in self.caps}
+
+    def _catalog(self) -> Catalog:
+        if self.kinds is None:
+            raise DataError("constraint rules need the item feature kinds", column="where")
+        if not hasattr(self, "_catalog_cache"):
+            self._catalog_cache = Catalog(self.features, self.kinds)
+        return self._catalog_cache
 
     def _column(self, field: str) -> pd.Series:
         if field not in self.features.columns:
@@ -159,11 +183,7 @@ class RuleEngine:
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
         """Score rules on a block of rows: normalise each row to [0, 1], scale, exclude."""
-        finite = np.isfinite(scores)
-        low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
-        high = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True)
-        span = np.where(high > low, high - low, 1.0)
-        out = np.where(finite, (scores - low) / span + 1e-6, -np.inf) * self.multiplier
+        out = (normalise_scores(scores) + 1e-6) * self.multiplier
         out[:, self.excluded] = -np.inf
         return out.astype(np.float32)
 
