@@ -350,6 +350,11 @@ class Recommender(ABC):
         u = int(self.users_.index([user])[0])
         return self._explain(u, self.user_items_[[u]], self.items_.index(items))
 
+    def explain_history(self, history: Sequence[str] | Mapping[str, float],
+                        items: Sequence[str]) -> list[str]:
+        """A reason for each of ``items`` recommended to a user known only by ``history``."""
+        return self._explain(-1, self.history_row(history), self.items_.index(items))
+
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``model.json`` (name, config) and ``state.npz`` (vocabularies, arrays)."""

@@ -17,10 +17,13 @@ from rich.table import Table
 from recengine.data.dataset import Dataset
 from recengine.data.readers import read_events, read_metadata
 from recengine.data.schema import FeatureKind
+from recengine.data.training_data import TrainingData
 from recengine.data.validation import ValidationReport
 from recengine.evaluation.evaluator import evaluate
 from recengine.evaluation.report import print_table, write_report
 from recengine.models.base import Recommender
+from recengine.models.constraints import Catalog, relax
+from recengine.models.knowledge import KnowledgeBased
 from recengine.models.registry import MODELS
 from recengine.pipeline.prepare import prepare
 from recengine.progress import progress_bar
@@ -137,7 +140,32 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
             title = _title(dataset.items, item)
             console.print(f"   {item:<8} {score:8.4f}  {title}  — {why}", highlight=False,
                           markup=False)
+    console.rule("5. knowledge-based: what a family needs, with relaxation when nothing fits")
+    _knowledge_step(prepared.data, console)
     return result.metrics_by_model()
+
+
+#: A family's requirements: the seed's example of a knowledge-based query.
+FAMILY = 'bedrooms >= 3 and price_per_night <= 200 and amenities has "pets allowed"'
+TOO_MUCH = FAMILY + ' and amenities has "ski-in" and price_per_night <= 60'
+
+
+def _knowledge_step(data: TrainingData, console: Console) -> None:
+    catalog = Catalog.from_training_data(data)
+    model = KnowledgeBased(constraint=FAMILY,
+                           preferences='prefer 2: amenities has "hot tub"; 1: amenities has '
+                                       '"wifi"').fit(data)
+    console.print(f"query: {FAMILY}  →  {catalog.count(FAMILY)} rentals qualify", markup=False)
+    ids, _ = model.recommend_history([], n=5)
+    items = [i for i in ids if i is not None]
+    for item, why in zip(items, model.explain_history([], items), strict=True):
+        console.print(f"   {item:<8} {_title(data.item_features, item)}  — {why}",
+                      markup=False, highlight=False)
+    console.print(f"query: {TOO_MUCH}  →  {catalog.count(TOO_MUCH)} rentals; relax by:",
+                  markup=False)
+    for option in relax(catalog, TOO_MUCH)[:3]:
+        console.print(f"   drop {' and '.join(option.dropped)}  →  {option.count} rentals",
+                      markup=False, highlight=False)
 
 
 def _title(items: pd.DataFrame, item: str) -> str:
