@@ -128,3 +128,23 @@ def test_tune_writes_a_config_that_evaluate_and_train_use(capsys, tmp_path):
 def test_tune_rejects_bad_settings(capsys, argv, message):
     code, _, err = run(capsys, *argv, "--trials", "1")
     assert code == 2 and message in err
+
+
+def test_retrain_gates_and_the_registry_commands(capsys, tmp_path):
+    registry = str(tmp_path / "registry")
+    base = ["--dataset", "synthetic", "--seed", "1", "--registry", registry]
+    code, out, _ = run(capsys, "retrain", *base, "--models", "popularity")
+    assert code == 0 and "published and activated v0001" in out
+    code, out, _ = run(capsys, "retrain", *base, "--models", "random")
+    assert code == 0 and out.startswith("not published") and "kept v0001" in out
+    code, out, _ = run(capsys, "retrain", *base, "--models", "category-popularity")
+    assert code == 0 and "published and activated v0002" in out
+    code, out, _ = run(capsys, "models", "list", "--registry", registry, "--json")
+    listed = json.loads(out)
+    assert [(m["version"], m["active"]) for m in listed] == [("v0002", True), ("v0001", False)]
+    code, out, _ = run(capsys, "models", "rollback", "--registry", registry)
+    assert code == 0 and "active: v0001" in out
+    code, out, _ = run(capsys, "models", "show", "v0002", "--registry", registry)
+    assert json.loads(out)["models"]["category-popularity"]["model"] == "category-popularity"
+    code, _, err = run(capsys, "models", "activate", "v0009", "--registry", registry)
+    assert code == 2 and "unknown version 'v0009'" in err

@@ -14,12 +14,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
 
 __all__ = ["main"]
 
+DEFAULT_REGISTRY = Path("recengine-output/registry")
+#: Metrics `models list` shows per model.
+LISTED_METRICS = ("precision@10", "ndcg@10")
 DATASET_NAMES = ("synthetic", "movielens-100k", "movielens-latest-small", "lastfm-2k",
                  "amazon-gift-cards")
 
@@ -120,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="popularity", choices=sorted(MODELS))
     train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
     train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
+
+    retrain = sub.add_parser("retrain", help="train on the latest data, evaluate on the most "
+                             "recent events, publish to the registry only if not worse")
+    _add_dataset_args(retrain)
+    retrain.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY,
+                         help=f"model registry folder (default: {DEFAULT_REGISTRY})")
+    retrain.add_argument("--models", type=_csv_list, default=["wals"],
+                         help="models to train; the first is the one the gate judges")
+    retrain.add_argument("--config", type=Path, action="append", default=[],
+                         help="a model's configuration (JSON from `recengine tune`)")
+    retrain.add_argument("--holdout", choices=("time", "last"), default="time",
+                         help="most recent pairs (time cutoff) or each user's last n")
+    retrain.add_argument("--test-fraction", type=float, default=0.1)
+    retrain.add_argument("--metric", default="ndcg@10")
+    retrain.add_argument("--tolerance", type=float, default=0.01,
+                         help="publish if the candidate >= current x (1 - tolerance)")
+
+    models = sub.add_parser("models", help="the model registry: list, show, activate, rollback")
+    models.add_argument("action", choices=("list", "show", "activate", "rollback"))
+    models.add_argument("version", nargs="?", help="for show and activate")
+    models.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    models.add_argument("--json", action="store_true")
 
     rec = sub.add_parser("recommend", help="recommendations from a saved model")
     rec.add_argument("--model-dir", type=Path, required=True)
@@ -288,6 +314,61 @@ def run_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_retrain(args: argparse.Namespace) -> int:
+    from recengine.data.loaders import load_dataset
+    from recengine.pipeline.retrain import retrain
+    from recengine.pipeline.tune import read_config_file
+    from recengine.store.registry import ModelRegistry
+
+    console, err = _console(), _console(stderr=True)
+    configs = dict(read_config_file(path) for path in args.config)
+    names = list(dict.fromkeys([*args.models, *configs]))
+    with err.status(f"loading {args.dataset}"):
+        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+    with progress_bar(err) as progress:
+        result = retrain(dataset, ModelRegistry(args.registry),
+                         models={name: configs.get(name, {}) for name in names},
+                         holdout=args.holdout, test_fraction=args.test_fraction,
+                         metric=args.metric, tolerance=args.tolerance, seed=args.seed,
+                         progress=progress)
+    verdict = "published and activated " + str(result.version) if result.activated else (
+        "not published")
+    console.print(f"{verdict}: {result.reason}", markup=False, highlight=False)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from recengine.evaluation.report import json_text
+    from recengine.store.registry import ModelRegistry
+
+    registry = ModelRegistry(args.registry)
+    if args.action in ("show", "activate") and not args.version:
+        raise DataError(f"models {args.action} needs a version", column="version")
+    if args.action == "activate":
+        registry.activate(args.version)
+        answer: object = {"active": args.version}
+    elif args.action == "rollback":
+        answer = {"active": registry.rollback()}
+    elif args.action == "show":
+        answer = registry.show(args.version)
+    else:
+        answer = registry.list()
+    if args.json or args.action == "show":
+        print(json_text(answer))
+    elif args.action == "list":
+        table = Table("version", "active", "created", "models", "metrics")
+        for m in answer:  # type: ignore[union-attr]
+            metrics = "; ".join(f"{name}: " + ", ".join(
+                f"{k} {values[k]:.4f}" for k in LISTED_METRICS if isinstance(values.get(k), float))
+                for name, values in m.get("metrics", {}).items())
+            table.add_row(m["version"], "*" if m.get("active") else "", m.get("created_at", ""),
+                          ", ".join(m.get("models", {})), metrics)
+        _console().print(table)
+    else:
+        _console().print(f"active: {answer['active']}")  # type: ignore[index]
+    return 0
+
+
 def run_recommend(args: argparse.Namespace) -> int:
     from recengine.evaluation.report import json_text
     from recengine.models.base import Recommender
@@ -328,7 +409,8 @@ def _ranked(ids: object, scores: object) -> list[dict[str, object]]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "tune": run_tune,
-    "train": run_train, "recommend": run_recommend,
+    "train": run_train, "recommend": run_recommend, "retrain": run_retrain,
+    "models": run_models,
 }
 
 

@@ -1,0 +1,271 @@
+"""Retrain on the newest data and replace the served model only when the new one is not worse.
+
+Why a gate: a scheduled retrain runs unattended, and a new configuration, a bug or a shift in the
+data can make a model worse. So each run holds out the most recent pairs (a time cutoff, or each
+user's last ``n``), trains the configured models on the rest, scores them there, and publishes
+and activates a new registry version only if the *primary* model (the first one configured)
+scores at least ``current × (1 − tolerance)``.
+
+What "current" is scored as — the design decision. The fair comparison is the one that changes
+nothing but the model, so the current version's *configuration* (read from its manifest) is
+re-trained on this run's training part and scored on this run's holdout. Its saved model is not
+scored as it is, because
+
+- it was trained on older data that may include this run's holdout pairs (it was refitted on
+  everything it had), so it would be flattered by leakage;
+- it does not know users and items that arrived since, so it would be penalised for them;
+- the two scores would come from models that saw different data, mixing "better configuration"
+  with "newer data".
+
+The metrics stored in its manifest are not used either: they were measured on another holdout.
+When the candidate's primary configuration equals the current one (the usual scheduled retrain),
+the two scores are the same by construction and no second fit is needed. The price of this
+choice: the gate compares configurations on today's data; it does not catch data that is bad for
+every model alike (the manifests' data snapshots and metrics across versions show that).
+
+A rejected candidate is not published at all: the registry holds only what may be served, and a
+servable model needs the refit on all data below, which a rejected one is not worth. Its metrics
+and the reason come back in :class:`RetrainResult` for the caller's log.
+
+After the gate passes, every configured model is re-trained on *all* pairs (holdout included),
+so the served models have seen the newest events and share one vocabulary; the manifest keeps the
+holdout metrics and says so in its notes. Datasets without timestamps cannot hold out "the newest"
+pairs: they fall back to a stratified random holdout, with a note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from recengine.data.dataset import Dataset
+from recengine.data.weighting import Weighting, aggregate
+from recengine.errors import DataError
+from recengine.evaluation.evaluator import evaluate
+from recengine.models.base import Recommender
+from recengine.models.registry import create_model
+from recengine.pipeline.prepare import Prepared, prepare, training_data
+from recengine.progress import ProgressCallback
+from recengine.store.registry import ModelRegistry
+
+__all__ = ["HOLDOUTS", "RetrainResult", "event_snapshot", "gate", "retrain"]
+
+#: Holdouts a retrain can use: a global time cutoff, or each user's last ``n`` pairs.
+HOLDOUTS = ("time", "last")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What one retrain did, and why.
+
+    ``metrics`` are the candidates' holdout metrics (model name → metric → value);
+    ``current_metrics`` the current version's primary configuration re-trained and scored on the
+    same split (None on the first run). ``previous`` is the version active before the run.
+    """
+
+    version: str | None
+    published: bool
+    activated: bool
+    reason: str
+    metrics: dict[str, dict[str, float]]
+    current_metrics: dict[str, float] | None
+    previous: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def gate(candidate: float, current: float, *, metric: str = "ndcg@10", tolerance: float = 0.01,
+         against: str = "current") -> tuple[bool, str]:
+    """Whether ``candidate`` ≥ ``current × (1 − tolerance)``, and the sentence that says so.
+
+    A candidate that is not a number never passes; a current score that is not a number cannot
+    be beaten, so the candidate passes. ``against`` names the current model in the sentence.
+
+    Examples
+    --------
+    >>> gate(0.3465, 0.35, tolerance=0.01)
+    (True, 'ndcg@10 0.3465 ≥ current 0.3500 × 0.99 = 0.3465')
+    >>> gate(0.31, 0.35)[0]
+    False
+    """
+    if not math.isfinite(candidate):
+        return False, f"candidate {metric} is {candidate}, not a number"
+    if not math.isfinite(current):
+        return True, f"{against} {metric} is {current}, not a number: nothing to beat"
+    threshold = current * (1 - tolerance)
+    passed = candidate >= threshold
+    sign = "≥" if passed else "<"
+    return passed, (f"{metric} {candidate:.4f} {sign} {against} {current:.4f} × "
+                    f"{1 - tolerance:.2f} = {threshold:.4f}")
+
+
+def event_snapshot(dataset: Dataset) -> dict[str, Any]:
+    """What a version was trained on: event count, time range and a hash of the event table."""
+    events = dataset.events
+    digest = hashlib.sha256(pd.util.hash_pandas_object(events, index=False).to_numpy().tobytes())
+    times = events["timestamp"]
+    first, last = times.min(), times.max()
+    return {"dataset": dataset.name, "count": len(events), "sha256": digest.hexdigest(),
+            "min_timestamp": None if pd.isna(first) else first.isoformat(),
+            "max_timestamp": None if pd.isna(last) else last.isoformat()}
+
+
+def retrain(
+    dataset: Dataset,
+    registry: ModelRegistry,
+    *,
+    models: Mapping[str, Mapping[str, Any]],
+    holdout: str = "time",
+    test_fraction: float = 0.1,
+    last_n: int = 1,
+    metric: str = "ndcg@10",
+    tolerance: float = 0.01,
+    ks: Sequence[int] = (10,),
+    data_snapshot: Mapping[str, Any] | None = None,
+    weighting: Weighting | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> RetrainResult:
+    """Train ``models`` (name → config), gate the first against the active version, publish.
+
+    A config may name its model class under ``"model"`` (default: the name itself), so two
+    configurations of one class can sit side by side. ``holdout`` is ``"time"`` (the most recent
+    ``test_fraction`` of the pairs) or ``"last"`` (each user's ``last_n`` most recent pairs).
+    ``tolerance`` is relative; a negative one demands an improvement. ``data_snapshot`` goes into
+    the manifest (default: :func:`event_snapshot` of the dataset).
+    """
+    _check(models, holdout, tolerance)
+    notes: list[str] = []
+    prepared = _split(dataset, holdout, test_fraction, last_n, seed, weighting, notes)
+    run = _Run(prepared, _with_metric_k(ks, metric), metric, progress, notes)
+    candidates = {name: _build(name, config) for name, config in models.items()}
+    metrics = evaluate(candidates, prepared.data, prepared.split, ks=run.ks,
+                       progress=progress).metrics_by_model()
+    previous = registry.current()
+    passed, verdict, current_metrics = _judge(run, registry, previous, candidates, metrics,
+                                              tolerance)
+    if not passed:
+        return RetrainResult(None, False, False, f"{verdict}: kept {previous}", metrics,
+                             current_metrics, previous, tuple(notes))
+    version = _publish(dataset, registry, candidates, metrics, verdict, notes,
+                       data_snapshot, weighting, progress)
+    registry.activate(version)
+    reason = f"{verdict}: {version} replaces {previous}" if previous else (
+        f"{verdict}: {version} activated")
+    return RetrainResult(version, True, True, reason, metrics, current_metrics, previous,
+                         tuple(notes))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one retrain's steps share."""
+
+    prepared: Prepared
+    ks: list[int]
+    metric: str
+    progress: ProgressCallback | None
+    notes: list[str]
+
+
+def _check(models: Mapping[str, Mapping[str, Any]], holdout: str, tolerance: float) -> None:
+    if not models:
+        raise DataError("no models to retrain: pass at least one name → config", column="models")
+    if holdout not in HOLDOUTS:
+        raise DataError(f"unknown holdout {holdout!r}; choose one of {', '.join(HOLDOUTS)}",
+                        column="holdout")
+    if not tolerance < 1:
+        raise DataError(f"tolerance must be below 1, got {tolerance}", column="tolerance")
+
+
+def _split(dataset: Dataset, holdout: str, test_fraction: float, last_n: int, seed: int,
+           weighting: Weighting | None, notes: list[str]) -> Prepared:
+    """The holdout split; a stratified one, with a note, when events have no timestamps."""
+    if dataset.has_timestamps:
+        prepared = prepare(dataset, holdout, test_fraction=test_fraction, seed=seed,
+                           last_n=last_n, weighting=weighting)
+    else:
+        notes.append(f"the dataset has no timestamps, so its newest pairs are unknown: held out "
+                     f"a random {test_fraction:.0%} of each user's pairs (stratified split) "
+                     f"instead of the {holdout!r} holdout")
+        prepared = prepare(dataset, "stratified", test_fraction=test_fraction, seed=seed,
+                           weighting=weighting)
+    described = ", ".join(f"{k}={v}" for k, v in prepared.split.description.items())
+    notes.append(f"holdout: {described}; {len(prepared.split.test)} pairs scored after training "
+                 f"on {len(prepared.split.train)}")
+    return prepared
+
+
+def _with_metric_k(ks: Sequence[int], metric: str) -> list[int]:
+    """``ks`` plus the cut-off the gate's metric needs (``ndcg@20`` needs 20)."""
+    _, at, k = metric.rpartition("@")
+    return sorted({*ks, int(k)} if at and k.isdigit() else set(ks))
+
+
+def _build(name: str, config: Mapping[str, Any]) -> Recommender:
+    params = dict(config)
+    return create_model(str(params.pop("model", name)), **params)
+
+
+def _score(values: Mapping[str, float], metric: str, who: str) -> float:
+    if metric not in values:
+        found = ", ".join(sorted(values)) or "none: the holdout has no user to score"
+        raise DataError(f"no metric {metric!r} for {who}; computed: {found}", column="metric")
+    return float(values[metric])
+
+
+def _same_model(a: Recommender, kind: str, config: Mapping[str, Any]) -> bool:
+    return a.name == kind and a.config.model_dump(mode="json") == dict(config)
+
+
+def _judge(run: _Run, registry: ModelRegistry, previous: str | None,
+           candidates: dict[str, Recommender], metrics: dict[str, dict[str, float]],
+           tolerance: float) -> tuple[bool, str, dict[str, float] | None]:
+    """The gate on the primary model: passed, why, and the current version's metrics."""
+    primary = next(iter(candidates))
+    score = _score(metrics[primary], run.metric, primary)
+    if previous is None:
+        return True, "first version: nothing to compare with", None
+    current = _current_metrics(run, registry, previous, candidates[primary], metrics[primary])
+    passed, verdict = gate(score, _score(current, run.metric, f"current {previous}"),
+                           metric=run.metric, tolerance=tolerance, against=f"current {previous}")
+    return passed, verdict, current
+
+
+def _current_metrics(run: _Run, registry: ModelRegistry, version: str, candidate: Recommender,
+                     candidate_metrics: dict[str, float]) -> dict[str, float]:
+    """The current version's primary configuration, trained and scored on this run's split.
+
+    When it is the candidate's own configuration, the candidate's metrics are the answer.
+    """
+    name, entry = next(iter(registry.show(version)["models"].items()))
+    kind, config = entry["model"], entry["config"]
+    label = f"{version}'s {name} ({kind})"
+    if _same_model(candidate, kind, config):
+        run.notes.append(f"gate: {label} has the candidate's configuration, so the same scores")
+        return dict(candidate_metrics)
+    baseline = create_model(kind, **config)
+    run.notes.append(f"gate: {label} re-trained on the same training part and scored on the "
+                     "same holdout")
+    result = evaluate({label: baseline}, run.prepared.data, run.prepared.split, ks=run.ks,
+                      progress=run.progress)
+    return result.metrics_by_model()[label]
+
+
+def _publish(dataset: Dataset, registry: ModelRegistry, models: dict[str, Recommender],
+             metrics: dict[str, dict[str, float]], verdict: str, notes: list[str],
+             snapshot: Mapping[str, Any] | None, weighting: Weighting | None,
+             progress: ProgressCallback | None) -> str:
+    """Re-train every model on all pairs (holdout included) and publish them, not activated."""
+    full = training_data(dataset, aggregate(dataset.events, dataset.schema, weighting))
+    for model in models.values():
+        model.fit(full, progress=progress)
+    notes.append(f"gate: {verdict}")
+    notes.append(f"after the gate every model was re-trained on all {full.feedback.nnz} pairs "
+                 f"({full.n_users} users, {full.n_items} items), holdout included, so the served "
+                 "models have seen the newest events; the metrics are those of the holdout run")
+    data = event_snapshot(dataset) if snapshot is None else dict(snapshot)
+    return registry.publish(models, data=data, metrics=metrics, notes="\n".join(notes))

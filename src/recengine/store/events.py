@@ -1,0 +1,694 @@
+"""A durable, append-only event log with item and user catalogues, in SQLite or PostgreSQL.
+
+Files are how recengine starts; a running service needs somewhere to put events as they arrive,
+that survives a crash, answers "what came in since the last training run" and can be read back as
+a :class:`~recengine.data.dataset.Dataset`. :class:`EventStore` is that place:
+
+- **Durable before acknowledged**: :meth:`EventStore.append` returns only after its transaction
+  has committed (SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL's default durability).
+- **All or nothing**: one batch is one transaction; a batch that fails, or a process killed midway,
+  leaves the store as it was before the batch.
+- **Idempotent**: an event's optional ``event_id`` is unique, so a client that retries a batch
+  gets ``duplicates`` back instead of twice the events.
+- **Ordered**: every event gets the store's own increasing ``id`` (never reused, with gaps where
+  a duplicate was skipped), so a trainer can ask for ``events(since_id=N)`` and record
+  :meth:`EventStore.snapshot` of exactly what it saw.
+  On PostgreSQL appends take a table lock so ids are committed in order, and a reader that has
+  seen id N can never later find a smaller id appear.
+
+Validation is not repeated here: :meth:`EventStore.ingest` runs records through
+:func:`~recengine.data.validation.validate_events`, the same checks as file ingestion, and
+:meth:`EventStore.append` trusts events that were already validated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from recengine.data.dataset import Dataset
+from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
+from recengine.data.validation import (
+    ColumnMapping,
+    Issue,
+    RawTable,
+    ValidationReport,
+    parse_numbers,
+    parse_timestamps,
+    validate_events,
+)
+from recengine.errors import DataError, RecengineError
+
+__all__ = ["AppendResult", "EventStore", "StoreError"]
+
+#: Rows sent to the database per statement; a batch is still one transaction.
+_CHUNK_ROWS = 10_000
+#: Seconds a SQLite writer waits for another writer's lock before giving up.
+_SQLITE_BUSY_SECONDS = 30
+#: PostgreSQL advisory lock held while creating the tables ("recengine" in ASCII).
+_DDL_LOCK_KEY = 0x72_65_63_65_6E_67_69_6E
+_URL_HELP = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+
+_metadata = sa.MetaData()
+
+_EVENTS = sa.Table(
+    "events",
+    _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("event_id", sa.String(), nullable=True, unique=True),
+    sa.Column("user_id", sa.String(), nullable=False),
+    sa.Column("item_id", sa.String(), nullable=False),
+    sa.Column("event_type", sa.String(), nullable=False),
+    sa.Column("value", sa.Double(), nullable=True),
+    sa.Column("timestamp", sa.DateTime(), nullable=True),
+    sa.Column("ingested_at", sa.DateTime(), nullable=False),
+    sa.Index("ix_events_user_id", "user_id"),
+    sa.Index("ix_events_timestamp", "timestamp"),
+    sqlite_autoincrement=True,  # never reuse the id of a deleted last row: "since N" stays exact
+)
+
+
+def _catalogue_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        _metadata,
+        sa.Column("id", sa.String(), primary_key=True),
+        sa.Column("features", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+    )
+
+
+_ITEMS = _catalogue_table("items")
+_USERS = _catalogue_table("users")
+
+#: SQLAlchemy keeps the row count of INSERTs only when asked to.
+_ROWCOUNT = {"preserve_rowcount": True}
+#: The columns an append writes, in the order of PostgreSQL's COPY.
+_WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at")
+
+#: Where PostgreSQL appends land first (COPY is many times faster than INSERT), per transaction.
+_INCOMING = sa.Table(
+    "recengine_incoming",
+    sa.MetaData(),
+    sa.Column("ord", sa.BigInteger(), sa.Identity(always=True)),
+    *(sa.Column(c.name, c.type) for c in _EVENTS.columns if c.name in _WRITTEN),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+class StoreError(RecengineError):
+    """The event store's database cannot be reached, opened or written.
+
+    Examples
+    --------
+    >>> EventStore("mysql://me:secret@db/events")
+    Traceback (most recent call last):
+    ...
+    recengine.store.events.StoreError: unsupported database 'mysql' in mysql://me:***@db/events: \
+use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE
+    """
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one batch did: events stored, and events skipped because their event_id existed."""
+
+    accepted: int
+    duplicates: int
+
+
+class EventStore:
+    """Events, items and users in one database: SQLite by default, PostgreSQL by URL.
+
+    Tables are created on first use. Every method but :meth:`dataset` is one transaction; the
+    store may be shared by threads, and by processes on the same database.
+
+    Examples
+    --------
+    >>> store = EventStore("sqlite://")  # in memory; "sqlite:///recengine.db" for a file
+    >>> click = {"user_id": "u1", "item_id": "i1", "event_type": "click", "event_id": "e1"}
+    >>> result, report = store.ingest([click, {**click, "event_id": "e2", "value": "-1"}])
+    >>> result
+    AppendResult(accepted=1, duplicates=0)
+    >>> [str(issue) for issue in report.issues]
+    ["request, row 2, column 'value': click value -1 is negative"]
+    >>> store.ingest([click])[0]  # a retry is recognised by its event_id
+    AppendResult(accepted=0, duplicates=1)
+    >>> store.events()[["id", "user_id", "item_id", "event_type", "value"]]
+       id user_id item_id event_type  value
+    0   1      u1      i1      click    1.0
+    >>> store.close()
+    """
+
+    def __init__(self, url: str = "sqlite:///recengine.db") -> None:
+        self.url = url
+        self._engine = _create_engine(url)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"EventStore({_mask(self.url)!r})"
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """The kind of database behind the store."""
+        return "sqlite" if self._engine.dialect.name == "sqlite" else "postgresql"
+
+    def close(self) -> None:
+        """Close the store's database connections (it reconnects if used again)."""
+        self._engine.dispose()
+
+    # --- events ---------------------------------------------------------------------------
+
+    def append(self, events: pd.DataFrame) -> AppendResult:
+        """Store validated events in one transaction and return once they are durable.
+
+        ``events`` has the canonical columns (see :data:`~recengine.data.schema.EVENT_COLUMNS`)
+        and optionally ``event_id``: a row whose event_id is already stored, or repeated earlier
+        in the batch, is skipped and counted as a duplicate. Rows without one are always stored.
+        If anything fails, nothing of the batch is stored.
+        """
+        columns = _event_columns(events)
+        n_rows = len(events)
+        if n_rows == 0:
+            return AppendResult(0, 0)
+        accepted = 0
+        with self._write("append events") as conn:
+            if self.backend == "postgresql":
+                _prepare_postgres_append(conn)
+            ingested_at = _utcnow()
+            for start in range(0, n_rows, _CHUNK_ROWS):
+                rows = _event_rows(columns, start, min(start + _CHUNK_ROWS, n_rows), ingested_at)
+                accepted += self._insert_chunk(conn, rows)
+        return AppendResult(accepted, n_rows - accepted)
+
+    def ingest(
+        self,
+        raw: Sequence[Mapping[str, Any]] | pd.DataFrame,
+        schema: EventSchema | None = None,
+        *,
+        strict: bool = False,
+    ) -> tuple[AppendResult, ValidationReport]:
+        """Validate records (such as JSON from an API) as file ingestion does, then store the valid.
+
+        Each record has ``user_id``, ``item_id`` and optionally ``event_type``, ``value``,
+        ``timestamp`` (unix seconds or ISO 8601) and ``event_id``. Bad records are reported by
+        record number (1-based) and field and left out; with ``strict=True`` the first one raises
+        :class:`~recengine.errors.DataError` and nothing is stored. An event_id repeated within
+        the records is such an issue; one already stored counts in ``duplicates``.
+        """
+        table = _raw_table(raw)
+        mapping = ColumnMapping(event_id="event_id" if "event_id" in table.frame else None)
+        events, report = validate_events(table, mapping, schema, strict=strict)
+        if "event_id" in table.frame:
+            events = events.assign(event_id=_accepted_event_ids(table, report))
+        return self.append(events), report
+
+    def events(self, since_id: int = 0, until_id: int | None = None) -> pd.DataFrame:
+        """Events with ``since_id < id <= until_id``, in id order, in the canonical format.
+
+        The columns are ``id`` and those of :data:`~recengine.data.schema.EVENT_COLUMNS`, with the
+        dtypes of :class:`~recengine.data.dataset.Dataset` events.
+        """
+        query = (sa.select(_EVENTS.c.id, *(_EVENTS.c[c] for c in EVENT_COLUMNS))
+                 .where(_id_range(since_id, until_id)).order_by(_EVENTS.c.id))
+        with self._read("read events") as conn:
+            rows = conn.execute(query).all()
+        return _event_frame(rows)
+
+    def last_id(self) -> int:
+        """The largest event id stored, 0 when there are none."""
+        with self._read("read the last event id") as conn:
+            return int(conn.execute(sa.select(sa.func.max(_EVENTS.c.id))).scalar() or 0)
+
+    def count(self, since_id: int = 0) -> int:
+        """The number of events stored, or of those with an id above ``since_id``."""
+        query = sa.select(sa.func.count()).select_from(_EVENTS).where(_EVENTS.c.id > since_id)
+        with self._read("count events") as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def snapshot(self, until_id: int | None = None) -> dict[str, Any]:
+        """A fingerprint of the events (up to ``until_id``), for a training run to record.
+
+        ``sha256`` hashes the canonical fields of every event in id order, so it is the same
+        whenever the same events are stored, in SQLite or PostgreSQL, and changes with any
+        append, delete or edit. Empty stores have ``last_id`` 0 and None for the other bounds.
+        """
+        with self._read("take a snapshot", consistent=True) as conn:
+            stats = conn.execute(sa.select(
+                sa.func.min(_EVENTS.c.id), sa.func.max(_EVENTS.c.id), sa.func.count(),
+                sa.func.min(_EVENTS.c.timestamp), sa.func.max(_EVENTS.c.timestamp),
+            ).where(_id_range(0, until_id))).one()
+            last_id = int(stats[1] or 0)
+            digest = _digest(conn, last_id)
+        return {
+            "first_id": None if stats[0] is None else int(stats[0]),
+            "last_id": last_id,
+            "count": int(stats[2]),
+            "min_timestamp": _iso(stats[3]),
+            "max_timestamp": _iso(stats[4]),
+            "sha256": digest,
+        }
+
+    # --- items and users ------------------------------------------------------------------
+
+    def upsert_items(self, frame: pd.DataFrame) -> int:
+        """Insert or replace items: ``frame`` indexed by item id, one column per feature.
+
+        A stored item's features are replaced as a whole. Values may be numbers, strings, lists
+        of labels or dates (stored as ISO strings); missing values are stored as absent.
+        Returns the number of items written.
+        """
+        return self._upsert(_ITEMS, frame, "item")
+
+    def upsert_users(self, frame: pd.DataFrame) -> int:
+        """Insert or replace users, as :meth:`upsert_items` does for items."""
+        return self._upsert(_USERS, frame, "user")
+
+    def items(self) -> pd.DataFrame:
+        """Stored items indexed by ``item_id``, each feature as stored (lists, numbers, strings).
+
+        Dates come back as ISO strings and absent values as None: :meth:`dataset` types the
+        columns by their :class:`~recengine.data.schema.FeatureKind`.
+        """
+        return self._catalogue(_ITEMS, "item_id")
+
+    def users(self) -> pd.DataFrame:
+        """Stored users indexed by ``user_id``, as :meth:`items` returns items."""
+        return self._catalogue(_USERS, "user_id")
+
+    def delete_item(self, item_id: str) -> bool:
+        """Remove an item from the catalogue (its events stay); whether it was there."""
+        with self._write("delete an item") as conn:
+            return conn.execute(sa.delete(_ITEMS).where(_ITEMS.c.id == str(item_id))).rowcount > 0
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove a user and all their events in one transaction; the number of events deleted."""
+        with self._write("delete a user") as conn:
+            deleted = conn.execute(sa.delete(_EVENTS).where(_EVENTS.c.user_id == str(user_id)))
+            conn.execute(sa.delete(_USERS).where(_USERS.c.id == str(user_id)))
+            return int(deleted.rowcount)
+
+    # --- everything -----------------------------------------------------------------------
+
+    def dataset(
+        self,
+        name: str = "store",
+        schema: EventSchema | None = None,
+        item_features: Mapping[str, FeatureKind] | None = None,
+        user_features: Mapping[str, FeatureKind] | None = None,
+        *,
+        until_id: int | None = None,
+    ) -> Dataset:
+        """Everything stored, as a :class:`~recengine.data.dataset.Dataset` for training.
+
+        Only the features named in ``item_features`` and ``user_features`` are kept, typed by
+        their kind. Without stored items (users), the ids seen in the events make the catalogue.
+        Pass ``until_id=store.snapshot()["last_id"]`` to train on exactly what a snapshot saw.
+        """
+        events = self.events(until_id=until_id).drop(columns="id")
+        item_kinds, user_kinds = dict(item_features or {}), dict(user_features or {})
+        items = _typed(self.items(), item_kinds, events["item_id"], "item")
+        users = _typed(self.users(), user_kinds, events["user_id"], "user")
+        return Dataset(name=name, events=events, items=items, users=users,
+                       item_features=item_kinds, user_features=user_kinds,
+                       schema=schema or EventSchema())
+
+    # --- private --------------------------------------------------------------------------
+
+    def _insert_chunk(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert rows in the open transaction, skipping known event ids; the number inserted."""
+        if self.backend == "postgresql":
+            return _insert_postgres(conn, rows)
+        statement = sqlite.insert(_EVENTS).on_conflict_do_nothing(
+            index_elements=[_EVENTS.c.event_id])
+        return int(conn.execute(statement, rows, execution_options=_ROWCOUNT).rowcount)  # summed
+
+    def _upsert(self, table: sa.Table, frame: pd.DataFrame, what: str) -> int:
+        rows = _catalogue_rows(frame, what, _utcnow())
+        dialect = postgresql if self.backend == "postgresql" else sqlite
+        statement = dialect.insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={"features": statement.excluded.features,
+                  "updated_at": statement.excluded.updated_at})
+        with self._write(f"write {what}s") as conn:
+            for start in range(0, len(rows), _CHUNK_ROWS):
+                conn.execute(statement, rows[start:start + _CHUNK_ROWS])
+        return len(rows)
+
+    def _catalogue(self, table: sa.Table, index_name: str) -> pd.DataFrame:
+        with self._read(f"read {table.name}") as conn:
+            rows = conn.execute(sa.select(table.c.id, table.c.features).order_by(table.c.id)).all()
+        records = [json.loads(features) for _, features in rows]
+        names = list(dict.fromkeys(name for record in records for name in record))
+        index = pd.Index([row[0] for row in rows], dtype=object, name=index_name)
+        return pd.DataFrame({name: pd.Series([r.get(name) for r in records], index=index,
+                                             dtype=object) for name in names}, index=index)
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn the database's errors into a :class:`StoreError` naming the store."""
+        driver_error = self._engine.dialect.loaded_dbapi.Error  # raised by COPY, outside Core
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, driver_error) as exc:
+            raise StoreError(f"cannot {action} in {_mask(self.url)}: {_reason(exc, self.url)}"
+                             ) from None
+
+    def _ensure_tables(self) -> None:
+        if not self._ready:
+            with self._transaction() as conn:
+                if self.backend == "postgresql":  # two processes starting on an empty database
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DDL_LOCK_KEY)))
+                _metadata.create_all(conn)
+            self._ready = True
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction, committed on leaving.
+
+        On SQLite it takes the write lock as it begins (BEGIN IMMEDIATE), where the busy timeout
+        applies; a transaction that read first and then wrote would fail at once instead.
+        """
+        with self._engine.connect() as conn:
+            conn.execution_options(recengine_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sa.Connection]:
+        """A connection in a write transaction, with errors reported as ``cannot {action}``."""
+        with self._guard(action):
+            self._ensure_tables()
+            with self._transaction() as conn:
+                yield conn
+
+    @contextmanager
+    def _read(self, action: str, *, consistent: bool = False) -> Iterator[sa.Connection]:
+        """A connection in a read transaction; ``consistent``: one snapshot for all statements."""
+        with self._guard(action):
+            self._ensure_tables()
+            with self._engine.connect() as conn:
+                if consistent and self.backend == "postgresql":
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+
+
+# --- engine ------------------------------------------------------------------------------------
+
+
+def _create_engine(url: str) -> sa.Engine:
+    """An engine for ``url``, configured for durability; StoreError for anything unusable."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreError(f"not a database URL: {_mask(url)!r}; {_URL_HELP}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"unsupported database {backend!r} in {_mask(url)}: {_URL_HELP}")
+    try:
+        if backend == "sqlite":
+            engine = sa.create_engine(parsed, connect_args={"timeout": _SQLITE_BUSY_SECONDS})
+            _configure_sqlite(engine)
+        else:
+            engine = sa.create_engine(parsed, pool_pre_ping=True,
+                                      connect_args={"connect_timeout": 10})
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use {_mask(url)}: {exc}; {_URL_HELP}") from None
+    return engine
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    """WAL, fsync on every commit, foreign keys, a busy timeout; BEGIN issued by us.
+
+    pysqlite's own transaction handling skips BEGIN before reads and cannot BEGIN IMMEDIATE, so
+    it is turned off and each transaction starts with the mode its connection asks for.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get("recengine_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _prepare_postgres_append(conn: sa.Connection) -> None:
+    """Serialise appends, so ids become visible in order ("since N" is exact), and stage rows."""
+    conn.execute(sa.text("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"))
+    _INCOMING.create(conn)
+
+
+def _insert_postgres(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    """COPY rows to the staging table, move the new ones to ``events`` in order, clear it."""
+    names = ", ".join(f'"{name}"' for name in _WRITTEN)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY recengine_incoming ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[name] for name in _WRITTEN])
+    staged = sa.select(*(_INCOMING.c[name] for name in _WRITTEN)).order_by(_INCOMING.c.ord)
+    move = (postgresql.insert(_EVENTS).from_select(list(_WRITTEN), staged)
+            .on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id]))
+    inserted = int(conn.execute(move, execution_options=_ROWCOUNT).rowcount)
+    conn.execute(sa.text("TRUNCATE recengine_incoming"))
+    return inserted
+
+
+def _mask(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _reason(exc: Exception, url: str) -> str:
+    """The first line of what the driver said, without the password should it echo it."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(original).__name__
+    password = sa.make_url(url).password
+    return reason.replace(str(password), "***") if password else reason
+
+
+def _utcnow() -> datetime:
+    return pd.Timestamp.now(tz="UTC").tz_convert(None).floor("us").to_pydatetime()
+
+
+# --- events: frames to rows and back -------------------------------------------------------
+
+
+def _event_columns(events: pd.DataFrame) -> dict[str, list[Any]]:
+    """The batch as Python values per column, None where absent (trusting validation)."""
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise DataError(f"events lack the columns {', '.join(missing)}: append takes validated "
+                        f"events (see recengine.data.validation), ingest validates raw records")
+    event_ids = events["event_id"] if "event_id" in events.columns else None
+    values = events["value"].astype("float64")
+    stamps = pd.to_datetime(events["timestamp"])
+    return {
+        "user_id": _strings(events["user_id"]),
+        "item_id": _strings(events["item_id"]),
+        "event_type": _strings(events["event_type"]),
+        "value": [None if math.isnan(v) else v for v in values.tolist()],
+        "timestamp": [None if pd.isna(t) else t.to_pydatetime() for t in stamps],
+        "event_id": [None] * len(events) if event_ids is None else _strings(event_ids, blank=True),
+    }
+
+
+def _strings(column: pd.Series, *, blank: bool = False) -> list[str | None]:
+    """Values as str, None where missing (or empty, with ``blank``)."""
+    out = [None if absent else str(v) for v, absent in zip(column.tolist(), column.isna(),
+                                                             strict=True)]
+    return [None if v == "" else v for v in out] if blank else out
+
+
+def _event_rows(columns: dict[str, list[Any]], start: int, stop: int,
+                ingested_at: datetime) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [dict(zip(names, values, strict=True), ingested_at=ingested_at)
+            for values in zip(*(columns[n][start:stop] for n in names), strict=True)]
+
+
+def _id_range(since_id: int, until_id: int | None) -> sa.ColumnElement[bool]:
+    condition = _EVENTS.c.id > int(since_id)
+    return condition if until_id is None else condition & (_EVENTS.c.id <= int(until_id))
+
+
+def _event_frame(rows: Sequence[sa.Row[Any]]) -> pd.DataFrame:
+    """Rows of (id, user, item, type, value, timestamp) as a canonical event frame with ``id``."""
+    ids, users, items, types, values, stamps = (list(c) for c in zip(*rows, strict=True)) if rows \
+        else ([], [], [], [], [], [])
+    return pd.DataFrame({
+        "id": np.asarray(ids, dtype=np.int64),
+        "user_id": pd.Series(users, dtype=object),
+        "item_id": pd.Series(items, dtype=object),
+        "event_type": pd.Series(types, dtype=object),
+        "value": pd.Series(values, dtype="float64"),
+        "timestamp": pd.Series(stamps, dtype="datetime64[s]"),
+    })
+
+
+def _digest(conn: sa.Connection, last_id: int) -> str:
+    """SHA-256 of the canonical fields of events up to ``last_id``, one JSON line each."""
+    digest = hashlib.sha256()
+    query = (sa.select(*(_EVENTS.c[c] for c in EVENT_COLUMNS))
+             .where(_EVENTS.c.id <= last_id).order_by(_EVENTS.c.id))
+    for user, item, kind, value, stamp in conn.execution_options(yield_per=_CHUNK_ROWS).execute(
+            query):
+        line = [user, item, kind, None if value is None else float(value), _iso(stamp)]
+        digest.update(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _iso(stamp: datetime | None) -> str | None:
+    return None if stamp is None else stamp.isoformat()
+
+
+# --- ingest: records to a RawTable -----------------------------------------------------------
+
+
+def _raw_table(raw: Sequence[Mapping[str, Any]] | pd.DataFrame) -> RawTable:
+    """Records as a table of strings, numbered 1..n; records that are not objects are issues."""
+    if isinstance(raw, pd.DataFrame):
+        records: list[Any] = raw.to_dict(orient="records")
+    elif isinstance(raw, Sequence) and not isinstance(raw, str | bytes):
+        records = list(raw)
+    else:
+        raise TypeError(f"ingest takes a list of records or a DataFrame, not {type(raw).__name__}")
+    issues = [Issue("request", n, None, "malformed record",
+                    f"a record must be an object, not {type(r).__name__}")
+              for n, r in enumerate(records, start=1) if not isinstance(r, Mapping)]
+    good = [(n, r) for n, r in enumerate(records, start=1) if isinstance(r, Mapping)]
+    names = list(dict.fromkeys(["user_id", "item_id", *(k for _, r in good for k in r)]))
+    frame = pd.DataFrame({name: pd.Series([_cell(r.get(name)) for _, r in good], dtype=object)
+                          for name in names})
+    rows = np.asarray([n for n, _ in good], dtype=np.int64)
+    return RawTable("request", frame, rows, issues)
+
+
+def _cell(value: Any) -> str:
+    """A field as validation reads it: text, with absent values empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _accepted_event_ids(table: RawTable, report: ValidationReport) -> list[str | None]:
+    """The event ids of the rows validation kept, in order."""
+    rejected = {issue.row for issue in report.issues}
+    ids = table.frame["event_id"].tolist()
+    return [i or None for i, row in zip(ids, table.rows, strict=True) if int(row) not in rejected]
+
+
+# --- items and users: frames to JSON and back ---------------------------------------------
+
+
+def _catalogue_rows(frame: pd.DataFrame, what: str, updated_at: datetime) -> list[dict[str, Any]]:
+    """One row per id: the features as JSON text."""
+    ids = [str(i) for i in frame.index]
+    if frame.index.hasnans:
+        raise DataError(f"a {what} without an id: index the frame by {what} id", column="id")
+    repeated = frame.index[frame.index.duplicated()]
+    if len(repeated):
+        raise DataError(f"{what} id {str(repeated[0])!r} appears twice in one upsert", column="id")
+    records = frame.to_dict(orient="records")
+    return [{"id": i, "features": _features_json(record, what, i), "updated_at": updated_at}
+            for i, record in zip(ids, records, strict=True)]
+
+
+def _features_json(record: Mapping[Any, Any], what: str, ident: str) -> str:
+    features = {}
+    for name, value in record.items():
+        try:
+            features[str(name)] = _jsonable(value)
+        except TypeError as exc:
+            raise DataError(f"{what} {ident!r}: {exc}", column=str(name)) from None
+    return json.dumps(features, ensure_ascii=False, allow_nan=False)
+
+
+def _jsonable(value: Any) -> Any:
+    """A feature value as JSON: lists stay lists, dates become ISO strings, NaN becomes null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else value
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Series):
+        return [_jsonable(v) for v in value]
+    raise TypeError(f"a {type(value).__name__} cannot be stored as a feature "
+                    f"(use numbers, strings, lists or dates)")
+
+
+def _typed(stored: pd.DataFrame, kinds: Mapping[str, FeatureKind], seen: pd.Series,
+           what: str) -> pd.DataFrame:
+    """The stored catalogue with only the features of ``kinds``, each typed by its kind."""
+    index_name = f"{what}_id"
+    if len(stored.index) == 0:
+        stored = pd.DataFrame(index=pd.Index(sorted(seen.unique()), dtype=object,
+                                             name=index_name))
+    columns = {}
+    for name, kind in kinds.items():
+        if name not in stored.columns:
+            if len(stored.columns):
+                raise DataError(f"no stored {what} has the feature {name!r} (stored: "
+                                f"{', '.join(map(str, stored.columns))})", column=name)
+            column = pd.Series(None, index=stored.index, dtype=object)
+        else:
+            column = stored[name]
+        columns[name] = _typed_column(column, FeatureKind(kind), what, name)
+    return pd.DataFrame(columns, index=stored.index)
+
+
+def _typed_column(column: pd.Series, kind: FeatureKind, what: str, name: str) -> pd.Series:
+    present = column.notna().to_numpy()
+    if kind is FeatureKind.MULTI:
+        return column.map(lambda v: [] if v is None else
+                          [str(x) for x in v] if isinstance(v, list) else [str(v)])
+    if kind not in (FeatureKind.NUMERIC, FeatureKind.DATE):
+        return column.map(lambda v: None if v is None else str(v)).astype(object)
+    text = column.map(lambda v: "" if v is None else str(v)).astype(object)
+    parsed = parse_numbers(text) if kind is FeatureKind.NUMERIC else parse_timestamps(text)
+    bad = present & parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{what} {column.index[first]!r}: {text.iloc[first]!r} is not a "
+                        f"{'number' if kind is FeatureKind.NUMERIC else 'date'}", column=name)
+    return parsed
