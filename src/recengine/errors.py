@@ -14,6 +14,8 @@ __all__ = [
     "NotSupportedError",
     "RecengineError",
     "RecengineWarning",
+    "RegistryError",
+    "StoreError",
     "UnknownIdError",
 ]
 
@@ -82,6 +84,25 @@ class NotSupportedError(RecengineError, NotImplementedError):
 
 class ModelNotFoundError(RecengineError, LookupError):
     """No model of that name, or no saved model at that path."""
+
+
+class StoreError(RecengineError):
+    """The event store's database cannot be reached, opened or written.
+
+    Examples
+    --------
+    >>> from recengine.store import EventStore
+    >>> EventStore("mysql://me:secret@db/events")
+    Traceback (most recent call last):
+    ...
+    recengine.errors.StoreError: unsupported database 'mysql' in mysql://me:***@db/events: \
+use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE
+    """
+
+
+class RegistryError(RecengineError, ValueError):
+    """A registry operation that would break an invariant: deleting the active version,
+    rolling back with no earlier version, publishing no model."""
 
 
 class RecengineWarning(UserWarning):

@@ -49,7 +49,7 @@ from recengine.data.validation import (
     parse_timestamps,
     validate_events,
 )
-from recengine.errors import DataError, RecengineError
+from recengine.errors import DataError, StoreError
 
 __all__ = ["AppendResult", "EventStore", "StoreError"]
 
@@ -108,19 +108,6 @@ _INCOMING = sa.Table(
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
 )
-
-
-class StoreError(RecengineError):
-    """The event store's database cannot be reached, opened or written.
-
-    Examples
-    --------
-    >>> EventStore("mysql://me:secret@db/events")
-    Traceback (most recent call last):
-    ...
-    recengine.store.events.StoreError: unsupported database 'mysql' in mysql://me:***@db/events: \
-use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE
-    """
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recengine.errors import ModelNotFoundError, RecengineError
+from recengine.errors import ModelNotFoundError, RegistryError
 from recengine.models.base import Recommender
 
 __all__ = ["ModelRegistry", "RegistryError"]
@@ -64,14 +64,6 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: Module-level aliases: inside the class, ``list`` is the method of that name.
 _Manifests = list[dict[str, Any]]
 _Ids = list[str]
-
-
-class RegistryError(RecengineError, ValueError):
-    """A registry operation that would break an invariant.
-
-    Examples: deleting the active version, rolling back with no earlier version, publishing no
-    model. (It belongs in :mod:`recengine.errors` with the rest of the tree.)
-    """
 
 
 def _version_id(number: int) -> str:
