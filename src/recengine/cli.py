@@ -395,7 +395,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         console = _console()
         for answer in answers:
             head = {k: v for k, v in answer.items() if k not in ("items", "similar")}
-            console.print(f"[bold]{head}[/]")
+            console.print(str(head), style="bold", markup=False, highlight=False)
             for rank, r in enumerate(answer.get("items") or answer.get("similar") or [], 1):
                 why = f"  — {r['reason']}" if "reason" in r else ""
                 console.print(f"{rank:>3}. {r['item']}  {r['score']:.4f}{why}", highlight=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import reduce
@@ -33,6 +32,7 @@ from recengine.data.validation import (
     ColumnMapping,
     RawTable,
     ValidationReport,
+    parse_labels,
     validate_events,
     validate_metadata,
 )
@@ -182,19 +182,8 @@ def _iso_dates(text: pd.Series, fmt: str) -> pd.Series:
     return parsed.dt.strftime("%Y-%m-%d").where(parsed.notna(), text)
 
 
-def _json_list(text: str) -> list[str]:
-    """A JSON list cell of the JSON Lines reader as strings (a bare string is a one-item list)."""
-    if not text.startswith("["):
-        return [text] if text else []
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError:
-        return [text]
-    return [str(v) for v in values if v is not None] if isinstance(values, list) else [text]
-
-
 def _joined(column: pd.Series, separator: str) -> pd.Series:
-    return column.map(lambda text: separator.join(_json_list(text)))
+    return column.map(lambda text: separator.join(parse_labels(text, _LIST_SEP)))
 
 
 def _distinct(lists: pd.Series) -> pd.Series:

@@ -25,6 +25,7 @@ __all__ = [
     "Issue",
     "RawTable",
     "ValidationReport",
+    "parse_labels",
     "validate_events",
     "validate_metadata",
 ]
@@ -328,15 +329,19 @@ def _check_duplicates(check: _Checker, table: RawTable, mapping: ColumnMapping,
                lambda i: f"duplicate of row {int(table.rows[first_of[i]])}")
 
 
-def _labels(text: str, separator: str) -> list[str]:
-    """A multi-valued cell: a JSON list (from JSON Lines or Parquet) or ``a|b|c``."""
+def parse_labels(text: str, separator: str = "|") -> list[str]:
+    """A multi-valued cell: a JSON list (from JSON Lines or Parquet) or ``a|b|c``.
+
+    >>> parse_labels('["x", "y"]'), parse_labels("x| y"), parse_labels("")
+    (['x', 'y'], ['x', 'y'], [])
+    """
     if text.startswith("["):
         try:
             values = json.loads(text)
         except json.JSONDecodeError:
             values = None
         if isinstance(values, list):
-            return [str(v).strip() for v in values if str(v).strip()]
+            return [str(v).strip() for v in values if v is not None and str(v).strip()]
     return [p.strip() for p in text.split(separator) if p.strip()]
 
 
@@ -375,7 +380,7 @@ def validate_metadata(
             check.flag(((text != "") & parsed.isna()).to_numpy(), name, "unparsable date",
                        lambda i, t=text: f"{t.iloc[i]!r} is not a date")
         elif kind == FeatureKind.MULTI:
-            parsed = text.map(lambda s: _labels(s, list_separator))
+            parsed = text.map(lambda s: parse_labels(s, list_separator))
         else:
             parsed = text.where(text != "", None)
         columns[name] = parsed
