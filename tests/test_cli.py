@@ -148,3 +148,17 @@ def test_retrain_gates_and_the_registry_commands(capsys, tmp_path):
     assert json.loads(out)["models"]["category-popularity"]["model"] == "category-popularity"
     code, _, err = run(capsys, "models", "activate", "v0009", "--registry", registry)
     assert code == 2 and "unknown version 'v0009'" in err
+
+
+def test_ingest_into_the_event_store_is_idempotent_by_event_id(capsys, tmp_path):
+    f = tmp_path / "e.csv"
+    f.write_text("id,user,item,kind\ne1,u1,i1,view\ne2,u1,i2,click\ne3,,i3,view\n")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    argv = ["ingest", str(f), "--columns", "event_id=id,user_id=user,item_id=item,"
+            "event_type=kind", "--store", url, "--json"]
+    code, out, _ = run(capsys, *argv)
+    first = json.loads(out)
+    assert code == 0 and (first["stored"], first["rows_skipped"]) == (2, 1)
+    code, out, _ = run(capsys, *argv)
+    again = json.loads(out)
+    assert (again["stored"], again["duplicates"]) == (0, 2)

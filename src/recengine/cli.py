@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--encoding", default="utf-8")
     ingest.add_argument("--strict", action="store_true", help="stop at the first bad row")
     ingest.add_argument("--output", type=Path, help="write the valid events to this Parquet file")
+    ingest.add_argument("--store", metavar="URL",
+                        help="append the valid events to an event store (sqlite:///PATH or "
+                             "postgresql+psycopg://...): durable once the command returns")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
     evaluate = sub.add_parser("evaluate", help="compare recommenders on one split")
@@ -210,12 +213,25 @@ def run_ingest(args: argparse.Namespace) -> int:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         events.to_parquet(args.output, index=False)
+    stored = None
+    if args.store:
+        from recengine.store import EventStore
+
+        with EventStore(args.store) as store:
+            stored = store.append(events)
+    summary = report.to_dict()
+    if stored is not None:
+        summary |= {"stored": stored.accepted, "duplicates": stored.duplicates}
     if args.json:
-        print(json_text(report.to_dict()))
+        print(json_text(summary))
     else:
         print_validation(report, _console())
         if args.output:
             _console().print(f"{len(events)} valid events written to {args.output}")
+        if stored is not None:
+            _console().print(f"{stored.accepted} events stored durably in {args.store} "
+                             f"({stored.duplicates} duplicates of stored event ids skipped)",
+                             highlight=False)
     return 0
 
 

@@ -210,6 +210,9 @@ def validate_events(
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check every row of ``table`` and return the valid events in canonical form, and a report.
 
+    The events have the columns of :data:`EVENT_COLUMNS`, plus ``event_id`` when the mapping
+    names an event-id column.
+
     Checks: a missing user or item id; an unknown event type; a value that is not a number, missing
     where its type requires one, or outside its type's range (a rating out of range, a negative
     count); a timestamp that is unparsable or in the future; a duplicate (same event id, or same
@@ -244,9 +247,14 @@ def validate_events(
                            "timestamp": timestamps})
     _check_duplicates(check, table, mapping, events)
     report = check.finish(strict)
+    columns = list(EVENT_COLUMNS)
+    ids = _column(table, mapping.event_id)
+    if ids is not None:  # kept, so that the event store can be idempotent by it
+        events["event_id"] = ids.where(ids != "", None).astype(object)
+        columns.append("event_id")
     if report.rows_accepted == 0:
-        return empty_events(), report
-    return events.loc[~check.bad, list(EVENT_COLUMNS)].reset_index(drop=True), report
+        return empty_events().reindex(columns=columns), report
+    return events.loc[~check.bad, columns].reset_index(drop=True), report
 
 
 def _check_values(check: _Checker, table: RawTable, mapping: ColumnMapping,

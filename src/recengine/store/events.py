@@ -206,8 +206,6 @@ class EventStore:
         table = _raw_table(raw)
         mapping = ColumnMapping(event_id="event_id" if "event_id" in table.frame else None)
         events, report = validate_events(table, mapping, schema, strict=strict)
-        if "event_id" in table.frame:
-            events = events.assign(event_id=_accepted_event_ids(table, report))
         return self.append(events), report
 
     def events(self, since_id: int = 0, until_id: int | None = None) -> pd.DataFrame:
@@ -591,13 +589,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
-
-
-def _accepted_event_ids(table: RawTable, report: ValidationReport) -> list[str | None]:
-    """The event ids of the rows validation kept, in order."""
-    rejected = {issue.row for issue in report.issues}
-    ids = table.frame["event_id"].tolist()
-    return [i or None for i, row in zip(ids, table.rows, strict=True) if int(row) not in rejected]
 
 
 # --- items and users: frames to JSON and back ---------------------------------------------
