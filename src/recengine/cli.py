@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     models.add_argument("--json", action="store_true")
 
+    serve = sub.add_parser("serve", help="the HTTP API (settings from RECENGINE_* variables: "
+                           "database_url, registry, read_keys, write_keys, ...)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--registry", help="overrides RECENGINE_REGISTRY")
+    serve.add_argument("--database-url", help="overrides RECENGINE_DATABASE_URL")
+
     rec = sub.add_parser("recommend", help="recommendations from a saved model")
     rec.add_argument("--model-dir", type=Path, required=True)
     who = rec.add_mutually_exclusive_group(required=True)
@@ -385,6 +392,23 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from recengine.serving import Settings, create_app
+
+    overrides = {k: v for k, v in (("registry", args.registry),
+                                   ("database_url", args.database_url)) if v}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DataError(first["msg"], column=".".join(map(str, first["loc"]))) from None
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def run_recommend(args: argparse.Namespace) -> int:
     from recengine.evaluation.report import json_text
     from recengine.models.base import Recommender
@@ -426,7 +450,7 @@ def _ranked(ids: object, scores: object) -> list[dict[str, object]]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "tune": run_tune,
     "train": run_train, "recommend": run_recommend, "retrain": run_retrain,
-    "models": run_models,
+    "models": run_models, "serve": run_serve,
 }
 
 

@@ -1,0 +1,154 @@
+"""``create_app()``: the FastAPI application, one router per resource.
+
+Run it with ``uvicorn --factory recengine.serving.app:create_app`` (settings from
+``RECENGINE_*`` environment variables).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from recengine.errors import (
+    DataError,
+    ModelNotFoundError,
+    NotFittedError,
+    NotSupportedError,
+    RecengineError,
+    RegistryError,
+    StoreError,
+    UnknownIdError,
+)
+from recengine.serving.metrics import Metrics
+from recengine.serving.routes import events, health, items, models, recommendations, users
+from recengine.serving.settings import Settings
+from recengine.serving.state import NoActiveModelError, ServingState
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
+
+__all__ = ["create_app"]
+
+#: Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[RecengineError], int]] = [
+    (DataError, 422),
+    (UnknownIdError, 404),
+    (NoActiveModelError, 503),
+    (ModelNotFoundError, 404),
+    (NotFittedError, 503),
+    (NotSupportedError, 400),
+    (StoreError, 503),
+    (RegistryError, 409),
+]
+
+
+def _recengine_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+    if isinstance(exc, DataError):
+        return JSONResponse({"detail": exc.message, "field": exc.column}, status_code=status)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    field = ".".join(loc) or None
+    return JSONResponse({"detail": str(first.get("msg")), "field": field,
+                         "errors": json.loads(json.dumps(errors, default=str))},
+                        status_code=422)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path with ``{name}`` for each path parameter; "unmatched" if none."""
+    if "route" not in scope and "endpoint" not in scope:
+        return "unmatched"
+    by_value = {str(v): k for k, v in scope.get("path_params", {}).items()}
+    segments = [f"{{{by_value[unquote(s)]}}}" if unquote(s) in by_value else s
+                for s in scope["path"].split("/")]
+    return "/".join(segments)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class LimitAndMeasure:
+    """ASGI middleware: 413 for bodies over ``max_bytes``; request counts and latency."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500, "started": False}
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+            await send(message)
+
+        try:
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and int(length) > self.max_bytes:
+                raise _TooLarge
+            received = 0
+
+            async def receiving() -> Message:
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+                return message
+
+            await self.app(scope, receiving, sending)
+        except _TooLarge:
+            if status["started"]:
+                raise
+            response = JSONResponse(
+                {"detail": f"request body larger than {self.max_bytes} bytes", "field": "body"},
+                status_code=413)
+            await response(scope, receive, sending)
+        finally:
+            self.metrics.observe(scope["method"], _route_template(scope), int(status["code"]),
+                                 time.perf_counter() - start)
+
+
+def create_app(settings: Settings | None = None, state: ServingState | None = None) -> FastAPI:
+    """The API; without ``state`` it opens the store and registry named by ``settings``."""
+    settings = settings or Settings()
+    if state is None:
+        state = ServingState(ModelRegistry(settings.registry), EventStore(settings.database_url))
+        state.load_current()
+    app = FastAPI(title="recengine", version="1")
+    app.state.settings = settings
+    app.state.serving = state
+    app.state.metrics = metrics = Metrics()
+    app.add_exception_handler(RecengineError, _recengine_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(LimitAndMeasure, max_bytes=settings.max_request_bytes, metrics=metrics)
+    routers: list[tuple[Any, str, str]] = [
+        (recommendations.router, "/v1", "recommendations"),
+        (items.router, "/v1", "items"),
+        (users.router, "/v1", "users"),
+        (events.router, "/v1", "events"),
+        (models.router, "/v1/models", "models"),
+        (health.router, "", "health"),
+    ]
+    for router, prefix, tag in routers:
+        app.include_router(router, prefix=prefix, tags=[tag])
+    return app

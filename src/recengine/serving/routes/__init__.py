@@ -1,0 +1,1 @@
+"""One router per resource, composed by :func:`recengine.serving.app.create_app`."""

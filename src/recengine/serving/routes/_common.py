@@ -1,0 +1,25 @@
+"""Checks shared by the routes."""
+
+from __future__ import annotations
+
+import math
+
+from recengine.errors import DataError
+from recengine.models.fallback import RankedItem
+from recengine.serving.schemas import RecommendationList, RecommendedItem
+
+
+def check_limit(value: int, limit: int, name: str) -> None:
+    if value > limit:
+        raise DataError(f"{name} must be at most {limit}, got {value}", column=name)
+
+
+def score(value: float) -> float:
+    return float(value) if math.isfinite(value) else 0.0
+
+
+def recommendation_list(user: str, version: str, items: list[RankedItem],
+                        explain: bool) -> RecommendationList:
+    out = [RecommendedItem(item_id=r.item, score=score(r.score), source=r.source,
+                           reason=r.reason if explain else None) for r in items]
+    return RecommendationList(user_id=user, model_version=version, items=out, count=len(out))

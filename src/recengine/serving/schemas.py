@@ -1,0 +1,163 @@
+"""Request and response models: the API's only wire format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AudienceBatch", "AudienceList", "AudienceUser", "BatchRecommendations", "EventBatch",
+    "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion",
+    "RecommendationBatch", "RecommendationList", "RecommendedItem", "SimilarBatch",
+    "SimilarList", "Status", "UserIn", "UserOut",
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    source: str
+    reason: str | None = None
+
+
+class RecommendationList(BaseModel):
+    user_id: str
+    model_version: str
+    items: list[RecommendedItem]
+    count: int
+
+
+class RecommendationBatch(_In):
+    users: list[str] = Field(min_length=1)
+    k: int = Field(10, ge=1)
+
+
+class BatchRecommendations(BaseModel):
+    data: list[RecommendationList]
+    count: int
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class SimilarList(BaseModel):
+    item_id: str
+    model_version: str
+    items: list[SimilarItem]
+    count: int
+
+
+class SimilarBatch(_In):
+    items: list[str] = Field(min_length=1)
+    k: int = Field(10, ge=1)
+
+
+class SimilarBatchOut(BaseModel):
+    data: list[SimilarList]
+    count: int
+
+
+class AudienceUser(BaseModel):
+    user_id: str
+    score: float
+
+
+class AudienceList(BaseModel):
+    items: list[str]
+    model_version: str
+    users: list[AudienceUser]
+    count: int
+
+
+class AudienceBatch(_In):
+    items: list[str] = Field(min_length=1)
+    n: int = Field(100, ge=1)
+    combine: bool = False
+
+
+class AudienceBatchOut(BaseModel):
+    data: list[AudienceList]
+    count: int
+
+
+class EventIn(_In):
+    """One event; values are checked by the event store's validation, not here."""
+
+    user_id: str | int
+    item_id: str | int
+    event_type: str | None = None
+    value: float | str | None = None
+    timestamp: float | str | None = None
+    event_id: str | None = None
+
+
+class EventBatch(_In):
+    events: list[EventIn] = Field(min_length=1)
+
+
+class IssueOut(BaseModel):
+    row: int
+    field: str | None
+    problem: str
+    message: str
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    issues: list[IssueOut]
+
+
+class ItemIn(_In):
+    features: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    features: dict[str, Any]
+
+
+class UserIn(_In):
+    features: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserOut(BaseModel):
+    user_id: str
+    features: dict[str, Any]
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+    events_deleted: int = 0
+
+
+class ModelVersion(BaseModel):
+    version: str
+    created_at: str | None = None
+    models: list[str]
+    active: bool
+    notes: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    data: list[ModelVersion]
+    count: int
+
+
+class Activated(BaseModel):
+    model_version: str
+
+
+class Status(BaseModel):
+    status: str
+    model_version: str | None = None

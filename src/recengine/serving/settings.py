@@ -1,0 +1,61 @@
+"""Server settings: one pydantic-settings class read from ``RECENGINE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+#: Keys nobody should deploy with.
+_DEFAULT_SECRETS = frozenset({"changeme", "changethis", "secret", "password", "key"})
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment, validated at start-up.
+
+    ``read_keys`` and ``write_keys`` are comma-separated API keys (header ``X-API-Key``). Empty
+    ``read_keys`` leaves reads open; writes always need a write key unless
+    ``allow_anonymous_writes`` (local demos only).
+
+    >>> Settings(write_keys="k1-long-enough, k2-long-enough").write_key_set == {
+    ...     "k1-long-enough", "k2-long-enough"}
+    True
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RECENGINE_", extra="ignore")
+
+    database_url: str = "sqlite:///recengine-output/recengine.db"
+    registry: str = "recengine-output/registry"
+    read_keys: str = ""
+    write_keys: str = ""
+    allow_anonymous_writes: bool = False
+    max_request_bytes: int = Field(1024 * 1024, ge=1)
+    max_batch: int = Field(1000, ge=1)
+    max_k: int = Field(1000, ge=1)
+
+    @field_validator("read_keys", "write_keys")
+    @classmethod
+    def _no_default_secrets(cls, value: str) -> str:
+        for key in _split(value):
+            if key.lower() in _DEFAULT_SECRETS:
+                raise ValueError(f"refusing the default secret {key!r}: set a real API key")
+        return value
+
+    @model_validator(mode="after")
+    def _database(self) -> Settings:
+        if not self.database_url.startswith(("sqlite://", "postgresql")):
+            raise ValueError("database_url must start with sqlite:// or postgresql")
+        return self
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        return _split(self.read_keys)
+
+    @property
+    def write_key_set(self) -> frozenset[str]:
+        return _split(self.write_keys)

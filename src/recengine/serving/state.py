@@ -1,0 +1,232 @@
+"""What the server holds between requests: the active model, its fallback, live histories.
+
+The active model is one immutable :class:`Active` snapshot. :meth:`ServingState.swap` builds the
+new snapshot first (loading from the registry, fitting the popularity fallback) and only then
+replaces the reference under a lock, so a request that already took the old snapshot finishes on
+it, and no request ever sees a half-loaded model.
+
+Events posted to the API are stored *and* remembered per user: that user's next recommendation
+folds them in (``recommend_history`` over the training row plus the new items) without retraining.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recengine.data.schema import FeatureKind
+from recengine.data.training_data import TrainingData, csr_from_pairs
+from recengine.data.vocabulary import Vocabulary
+from recengine.errors import DataError, ModelNotFoundError
+from recengine.models.base import Recommender
+from recengine.models.constraints import parse_constraint
+from recengine.models.fallback import FallbackChain, RankedItem
+from recengine.models.popularity import Popularity
+from recengine.models.rules import Require, RuleEngine
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
+
+__all__ = ["Active", "NoActiveModelError", "ServingState"]
+
+#: A user id no vocabulary can hold: asks the fallback chain to score by history only.
+_HISTORY_ONLY = "\x00history-only"
+
+
+class NoActiveModelError(ModelNotFoundError):
+    """The server has no model loaded yet (maps to 503, not 404)."""
+
+
+@dataclass
+class Active:
+    """One loaded registry version: never mutated after construction, except its caches."""
+
+    version: str
+    name: str
+    model: Recommender
+    popularity: Recommender
+    names: list[str]
+    others: dict[str, Recommender] = field(default_factory=dict)
+    features: tuple[pd.DataFrame, dict[str, FeatureKind]] | None = None
+
+
+def _popularity_from_store(model: Recommender, store: EventStore) -> Recommender:
+    """Popularity over the model's own item catalogue (a fallback chain needs one catalogue)."""
+    events = store.events()
+    if len(events):
+        idx = model.items_.index(events["item_id"].astype(str), missing="negative")
+        keep = idx >= 0
+        events = events[keep]
+        idx = idx[keep]
+    if len(events) == 0:
+        users, feedback = model.users_, model.user_items_
+    else:
+        codes, uniques = pd.factorize(events["user_id"].astype(str))
+        users = Vocabulary(uniques, name="user_id")
+        feedback = csr_from_pairs(codes.astype(np.int64), idx.astype(np.int64),
+                                  np.ones(len(codes)), (len(uniques), len(model.items_)))
+        feedback.sum_duplicates()
+        feedback.data[:] = 1.0
+    empty = csr_from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                           feedback.shape)
+    data = TrainingData(users=users, items=model.items_, feedback=feedback, ratings=empty)
+    return Popularity().fit(data)
+
+
+def _infer_kind(column: pd.Series) -> FeatureKind | None:
+    values = column.dropna()
+    if values.empty:
+        return None
+    first = values.iloc[0]
+    if isinstance(first, list | tuple | np.ndarray):
+        return FeatureKind.MULTI
+    if all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values):
+        return FeatureKind.NUMERIC
+    if all(isinstance(v, str) for v in values):
+        return FeatureKind.CATEGORICAL
+    return None
+
+
+class ServingState:
+    """The serving state shared by every request (thread-safe)."""
+
+    def __init__(self, registry: ModelRegistry, store: EventStore) -> None:
+        self.registry = registry
+        self.store = store
+        self._lock = threading.Lock()
+        self._active: Active | None = None
+        self._live: dict[str, dict[str, float]] = {}
+
+    # -- the model ------------------------------------------------------------------------
+    @property
+    def active(self) -> Active:
+        current = self._active  # one reference read: atomic
+        if current is None:
+            raise NoActiveModelError("no model is loaded: publish and activate a registry "
+                                     "version, then POST /v1/models/{version}/activate")
+        return current
+
+    @property
+    def version(self) -> str | None:
+        current = self._active
+        return None if current is None else current.version
+
+    def load_current(self) -> str | None:
+        """Load the registry's active version if there is one; its id or None."""
+        version = self.registry.current()
+        if version is not None:
+            self.swap(version)
+        return version
+
+    def build(self, version: str) -> Active:
+        """Load ``version`` and its fallback without touching what is served."""
+        manifest = self.registry.show(version)
+        names = list(manifest["models"])
+        primary = names[0]
+        model = self.registry.load(version, primary)
+        popularity: Recommender | None = None
+        for name, entry in manifest["models"].items():
+            if name != primary and entry["model"] == "popularity":
+                candidate = self.registry.load(version, name)
+                if candidate.items_ == model.items_:
+                    popularity = candidate
+                    break
+        if popularity is None:
+            popularity = (model if model.name == "popularity"
+                          else _popularity_from_store(model, self.store))
+        return Active(version=version, name=primary, model=model, popularity=popularity,
+                      names=names)
+
+    def swap(self, version: str, *, activate: bool = False) -> Active:
+        """Serve ``version`` from now on; requests already running finish on the old model."""
+        new = self.build(version)
+        with self._lock:
+            if activate:
+                self.registry.activate(version)
+            self._active = new
+        return new
+
+    def rollback(self) -> Active:
+        with self._lock:
+            target = self.registry.rollback()
+        return self.swap(target)
+
+    def named(self, active: Active, name: str | None) -> Recommender:
+        if name is None or name == active.name:
+            return active.model
+        if name not in active.names:
+            raise ModelNotFoundError(f"version {active.version} has no model {name!r}; it has "
+                                     f"{', '.join(active.names)}")
+        if name not in active.others:
+            active.others[name] = self.registry.load(active.version, name)
+        return active.others[name]
+
+    def item_features(self, active: Active) -> tuple[pd.DataFrame, dict[str, FeatureKind]]:
+        """The store's item features aligned with the model's items, with inferred kinds."""
+        cached = active.features
+        if cached is None:
+            stored = self.store.items()
+            frame = stored.reindex(active.model.items_.ids.astype(str))
+            kinds = {str(c): k for c in frame.columns if (k := _infer_kind(frame[c])) is not None}
+            cached = (frame.reset_index(drop=True), kinds)
+            active.features = cached
+        return cached
+
+    def invalidate_features(self) -> None:
+        current = self._active
+        if current is not None:
+            current.features = None
+
+    # -- live histories -------------------------------------------------------------------
+    def remember(self, records: Sequence[Mapping[str, Any]], rejected_rows: set[int]) -> None:
+        """Add accepted records (1-based row numbers not in ``rejected_rows``) to live histories."""
+        with self._lock:
+            for row, record in enumerate(records, start=1):
+                if row in rejected_rows:
+                    continue
+                items = self._live.setdefault(str(record["user_id"]), {})
+                item = str(record["item_id"])
+                items[item] = items.get(item, 0.0) + 1.0
+
+    def forget(self, user: str) -> None:
+        with self._lock:
+            self._live.pop(user, None)
+
+    def history(self, model: Recommender, user: str) -> dict[str, float] | None:
+        """Training row plus live events for ``user``, or None when there are no live events."""
+        live = self._live.get(user)
+        if not live:
+            return None
+        history: dict[str, float] = {}
+        if user in model.users_:
+            u = int(model.users_.index([user])[0])
+            row = model.user_items_[[u]]
+            for i, v in zip(row.indices, row.data, strict=True):
+                history[str(model.items_.ids[i])] = float(v)
+        for item, v in live.items():
+            history[item] = history.get(item, 0.0) + v
+        return history
+
+    # -- answers --------------------------------------------------------------------------
+    def recommend(self, user: str, k: int, *, offset: int = 0, name: str | None = None,
+                  constraint: str | None = None, active: Active | None = None,
+                  ) -> tuple[Active, list[RankedItem]]:
+        """Up to ``k`` items for ``user`` after ``offset``, the model first, then popularity."""
+        active = active or self.active
+        model = self.named(active, name)
+        rules = None
+        if constraint is not None:
+            parse_constraint(constraint)
+            features, kinds = self.item_features(active)
+            try:
+                rules = RuleEngine([Require(where=constraint)], model.items_, features, kinds)
+            except DataError as exc:
+                raise DataError(exc.message, column="constraint") from None
+        history = self.history(model, user)
+        chain = FallbackChain([model, active.popularity], rules)
+        query = user if history is None else _HISTORY_ONLY
+        return active, chain.recommend(query, offset + k, history=history)[offset:]

@@ -1,0 +1,61 @@
+"""One real server: uvicorn in a subprocess on a free loopback port, configured by env vars."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.serving.conftest import WRITE_KEY, World
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_uvicorn_serves_recommendations(world: World, tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(world.registry_root, registry)
+    db = tmp_path / "events.db"
+    shutil.copy(world.database_url.removeprefix("sqlite:///"), db)
+    port = _free_port()
+    env = {**os.environ, "RECENGINE_DATABASE_URL": f"sqlite:///{db}",
+           "RECENGINE_REGISTRY": str(registry), "RECENGINE_WRITE_KEYS": WRITE_KEY}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "recengine.serving.app:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up within 30 s"
+            time.sleep(0.1)
+        response = httpx.get(f"{base}/v1/users/{world.users[0]}/recommendations",
+                             params={"k": 3}, timeout=10)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model_version"] == world.versions[0]
+        assert body["count"] == 3
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
