@@ -62,7 +62,8 @@ class Vocabulary:
         return str(item) in self._lookup
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and np.array_equal(self._ids, other._ids)
+        return other is self or (isinstance(other, Vocabulary)
+                                 and np.array_equal(self._ids, other._ids))
 
     __hash__ = None  # type: ignore[assignment]
 

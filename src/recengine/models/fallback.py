@@ -46,8 +46,11 @@ class FallbackChain:
 
     def recommend(self, user: str, n: int = 10, *,
                   history: Sequence[str] | Mapping[str, float] | None = None,
-                  ) -> list[RankedItem]:
-        """Up to ``n`` items for ``user``; ``history`` helps models that do not know the user."""
+                  explain: bool = True) -> list[RankedItem]:
+        """Up to ``n`` items for ``user``; ``history`` helps models that do not know the user.
+
+        ``explain=False`` skips the reasons (``""``): they cost more than the ranking.
+        """
         chosen: list[RankedItem] = []
         taken: set[int] = set()
         for model in self.models:
@@ -69,7 +72,8 @@ class FallbackChain:
                 continue
             picked = np.array([i for i, _ in fresh])
             reasons = model._explain(int(users[0]), row if row is not None else
-                                     model.user_items_[[int(users[0])]], picked)
+                                     model.user_items_[[int(users[0])]], picked) if explain \
+                else [""] * len(picked)
             for (i, score), reason in zip(fresh, reasons, strict=True):
                 chosen.append(RankedItem(str(model.items_.ids[i]), score, model.name, reason))
                 taken.add(i)

@@ -359,10 +359,11 @@ class WALS(Recommender):
         row = self.history_row(history)
         row.sort_indices()
         return dict(zip(self.items_.ids[row.indices],
-                        self._contributions(row, int(self.items_.index([item])[0])).tolist(),
+                        self._contributions(row, self.items_.index([item]))[0].tolist(),
                         strict=True))
 
-    def _contributions(self, row: sp.csr_array, item: int) -> np.ndarray:
+    def _contributions(self, row: sp.csr_array, items: np.ndarray) -> np.ndarray:
+        """``[len(items), row.nnz]``: each past item's share of each item's score (one solve)."""
         cfg = self.config
         _, weight = self._fold_in(row)
         Y = self.item_factors_.astype(np.float64)
@@ -376,8 +377,8 @@ class WALS(Recommender):
         else:
             target = row.data - float(self.global_mean_) - (
                 self.item_bias_[row.indices] if cfg.biases else 0.0)
-        solved = np.linalg.solve(A, Y[item])
-        return weight * target * (past @ solved)
+        solved = np.linalg.solve(A, Y[np.asarray(items)].T)  # [factors, len(items)]
+        return (weight * target)[None, :] * (past @ solved).T
 
     def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
         row = sp.csr_array(history, dtype=np.float32)
@@ -385,8 +386,7 @@ class WALS(Recommender):
         if row.nnz == 0:
             return ["popular with similar users"] * len(items)
         reasons = []
-        for i in items:
-            contrib = self._contributions(row, int(i))
+        for contrib in self._contributions(row, items):
             best = np.argsort(-contrib, kind="stable")[:2]
             names = [str(self.items_.ids[row.indices[j]]) for j in best if contrib[j] > 0]
             reasons.append("because you liked " + " and ".join(names) if names

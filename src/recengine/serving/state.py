@@ -214,7 +214,7 @@ class ServingState:
     # -- answers --------------------------------------------------------------------------
     def recommend(self, user: str, k: int, *, offset: int = 0, name: str | None = None,
                   constraint: str | None = None, active: Active | None = None,
-                  ) -> tuple[Active, list[RankedItem]]:
+                  explain: bool = False) -> tuple[Active, list[RankedItem]]:
         """Up to ``k`` items for ``user`` after ``offset``, the model first, then popularity."""
         active = active or self.active
         model = self.named(active, name)
@@ -229,4 +229,5 @@ class ServingState:
         history = self.history(model, user)
         chain = FallbackChain([model, active.popularity], rules)
         query = user if history is None else _HISTORY_ONLY
-        return active, chain.recommend(query, offset + k, history=history)[offset:]
+        return active, chain.recommend(query, offset + k, history=history,
+                                       explain=explain)[offset:]

@@ -32,7 +32,7 @@ def recommend(
     check_limit(k, settings.max_k, "k")
     check_limit(offset, settings.max_k, "offset")
     active, items = state.recommend(user_id, k, offset=offset, name=model or None,
-                                    constraint=constraint or None)
+                                    constraint=constraint or None, explain=explain)
     return recommendation_list(user_id, active.version, items, explain)
 
 
