@@ -215,6 +215,9 @@ def test_top_k_kernel_agrees_with_its_numpy_twin():
     slow = (np.empty((40, 7), np.int32), np.empty((40, 7), np.float32))
     kernels.select_top_k(scores, 7, *fast)
     kernels.select_top_k_numpy(scores, 7, *slow)
+    serial = (np.empty((40, 7), np.int32), np.empty((40, 7), np.float32))
+    kernels.select_top_k_serial(scores, 7, *serial)
+    np.testing.assert_array_equal(serial[0], fast[0])
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_array_equal(fast[1], slow[1])
     assert fast[0][3].tolist() == [29, 28, -1, -1, -1, -1, -1]

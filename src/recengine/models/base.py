@@ -33,6 +33,9 @@ __all__ = ["ModelConfig", "Recommender", "check_fitted", "normalise_scores", "to
 #: Rewrites a block of score rows ``[batch, n_items]`` (e.g. business rules).
 ScoreTransform = Callable[[np.ndarray], np.ndarray]
 
+#: Below this many rows, top-k runs on one thread: waking a thread pool costs milliseconds.
+SERIAL_ROWS = 8
+
 #: Users scored per block: bounds memory at ``batch × n_items`` floats.
 DEFAULT_BATCH = 1024
 FORMAT_VERSION = 1
@@ -62,7 +65,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     scores = np.ascontiguousarray(scores, dtype=np.float32)
     idx = np.empty((scores.shape[0], k), dtype=np.int32)
     val = np.empty((scores.shape[0], k), dtype=np.float32)
-    kernels.select_top_k(scores, k, idx, val)
+    select = kernels.select_top_k if scores.shape[0] >= SERIAL_ROWS else (
+        kernels.select_top_k_serial)
+    select(scores, k, idx, val)
     return idx, val
 
 

@@ -19,6 +19,7 @@ from numba import njit, prange
 __all__ = [
     "select_top_k",
     "select_top_k_numpy",
+    "select_top_k_serial",
     "solve_cg",
     "solve_cg_numpy",
     "solve_cholesky",
@@ -184,8 +185,7 @@ def solve_cg_numpy(indptr, indices, weight, target, Y, gram, reg, X, w0, steps):
         X[u] = x
 
 
-@njit(parallel=True, cache=True)
-def select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
+def _select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
     """The ``k`` largest finite scores per row, best first, ties to the lower index.
 
     Keeps a sorted buffer of ``k`` per row: one pass over the row, and most scores fall below
@@ -213,6 +213,12 @@ def select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
             out_idx[r, pos] = j
             if filled < k:
                 filled += 1
+
+
+#: Rows in parallel (evaluation, batch recommendation).
+select_top_k = njit(parallel=True, cache=True)(_select_top_k)
+#: The same code on one thread: waking the pool costs more than one row (a server request).
+select_top_k_serial = njit(cache=True)(_select_top_k)
 
 
 def select_top_k_numpy(scores, k, out_idx, out_val):
