@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,6 +28,8 @@ from recengine.errors import (
     StoreError,
     UnknownIdError,
 )
+from recengine.pipeline.schedule import RetrainScheduler
+from recengine.serving.deps import ReadKey
 from recengine.serving.metrics import Metrics
 from recengine.serving.routes import events, health, items, models, recommendations, users
 from recengine.serving.settings import Settings
@@ -128,15 +132,43 @@ class LimitAndMeasure:
                                  time.perf_counter() - start)
 
 
+def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
+    """Background retraining whose published versions are hot-swapped into ``state``."""
+
+    def publish(version: str) -> None:
+        state.swap(version)
+
+    return RetrainScheduler(state.store, state.registry, models=settings.retrain_model_configs,
+                            every_seconds=settings.retrain_every_seconds,
+                            after_events=settings.retrain_after_events, on_published=publish)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start background retraining when a trigger is set; stop it on shutdown."""
+    settings: Settings = app.state.settings
+    scheduler = None
+    if settings.retraining:
+        scheduler = _scheduler(settings, app.state.serving)
+        scheduler.start()
+    app.state.retraining = scheduler
+    try:
+        yield
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+
+
 def create_app(settings: Settings | None = None, state: ServingState | None = None) -> FastAPI:
     """The API; without ``state`` it opens the store and registry named by ``settings``."""
     settings = settings or Settings()
     if state is None:
         state = ServingState(ModelRegistry(settings.registry), EventStore(settings.database_url))
         state.load_current()
-    app = FastAPI(title="recengine", version="1")
+    app = FastAPI(title="recengine", version="1", lifespan=_lifespan)
     app.state.settings = settings
     app.state.serving = state
+    app.state.retraining = None
     app.state.metrics = metrics = Metrics()
     app.add_exception_handler(RecengineError, _recengine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -149,6 +181,16 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         (models.router, "/v1/models", "models"),
         (health.router, "", "health"),
     ]
+    app.add_api_route("/v1/models/retraining", _retraining_status, methods=["GET"],
+                      dependencies=[ReadKey], tags=["models"])
     for router, prefix, tag in routers:
         app.include_router(router, prefix=prefix, tags=[tag])
     return app
+
+
+def _retraining_status(request: Request) -> dict[str, Any]:
+    """The background retraining's last run, result and pending events; enabled false if off."""
+    scheduler: RetrainScheduler | None = request.app.state.retraining
+    if scheduler is None:
+        return {"enabled": False}
+    return {"enabled": True, **scheduler.status()}

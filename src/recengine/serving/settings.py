@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1024 * 1024, ge=1)
     max_batch: int = Field(1000, ge=1)
     max_k: int = Field(1000, ge=1)
+    retrain_every_seconds: float | None = Field(None, gt=0)
+    retrain_after_events: int | None = Field(None, ge=1)
+    retrain_models: str = "wals"
 
     @field_validator("read_keys", "write_keys")
     @classmethod
@@ -51,6 +54,30 @@ class Settings(BaseSettings):
         if not self.database_url.startswith(("sqlite://", "postgresql")):
             raise ValueError("database_url must start with sqlite:// or postgresql")
         return self
+
+    @field_validator("retrain_models")
+    @classmethod
+    def _known_models(cls, value: str) -> str:
+        from recengine.models.registry import MODELS
+
+        names = [part.strip() for part in value.split(",") if part.strip()]
+        if not names:
+            raise ValueError("retrain_models names no model")
+        unknown = [n for n in names if n not in MODELS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(sorted(MODELS))}")
+        return value
+
+    @property
+    def retraining(self) -> bool:
+        """Whether a retrain trigger is set (the server then retrains in the background)."""
+        return self.retrain_every_seconds is not None or self.retrain_after_events is not None
+
+    @property
+    def retrain_model_configs(self) -> dict[str, dict[str, object]]:
+        """``retrain_models`` as name → config (each model's default configuration)."""
+        return {part.strip(): {} for part in self.retrain_models.split(",") if part.strip()}
 
     @property
     def read_key_set(self) -> frozenset[str]:

@@ -1,0 +1,144 @@
+"""The background retrain scheduler: data trigger, time trigger, failures, prompt stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from recengine.data.synthetic import generate
+from recengine.pipeline.schedule import RetrainScheduler
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    events = generate(n_users=150, n_items=80, seed=0).events
+    return events.astype({"timestamp": str}).to_dict("records")
+
+
+@pytest.fixture
+def store(tmp_path: Path, records: list[dict]) -> Iterator[EventStore]:
+    with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as s:
+        s.ingest(records[:-200])
+        yield s
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def scheduler(store: EventStore, registry: ModelRegistry, published: list[str],
+              **kwargs) -> RetrainScheduler:
+    options = {"models": {"popularity": {}}, "every_seconds": None, "after_events": None,
+               "on_published": published.append, "poll_seconds": 0.05, **kwargs}
+    return RetrainScheduler(store, registry, **options)
+
+
+def test_data_trigger_waits_for_enough_new_events(store, registry, records):
+    published: list[str] = []
+    s = scheduler(store, registry, published, after_events=50)
+    s.start()
+    try:
+        store.ingest(records[-200:-170])  # 30 new events: below the trigger
+        time.sleep(0.5)
+        assert s.runs == 0 and published == [] and registry.current() is None
+        assert s.status()["events_since_last_training"] == 30
+        store.ingest(records[-170:-140])  # 60 in all
+        assert wait_for(lambda: published != [], timeout=30)
+        time.sleep(0.3)  # no second run: the trained events are no longer "new"
+        assert s.runs == 1 and published == ["v0001"] and registry.current() == "v0001"
+        assert registry.show("v0001")["data"]["last_id"] == store.last_id()
+        status = s.status()
+        assert status["events_since_last_training"] == 0 and status["last_error"] is None
+        assert status["last_trigger"] == "events" and status["last_version"] == "v0001"
+        assert status["last_reason"].startswith("first version")
+    finally:
+        s.stop()
+
+
+def test_time_trigger_retrains_on_schedule(store, registry):
+    published: list[str] = []
+    s = scheduler(store, registry, published, every_seconds=0.2)
+    start = time.monotonic()
+    s.start()
+    try:
+        assert wait_for(lambda: s.runs >= 2, timeout=10)
+        assert time.monotonic() - start >= 0.4
+    finally:
+        s.stop()
+    assert published[0] == "v0001"
+    assert s.status()["last_trigger"] == "schedule" and s.last_error is None
+
+
+def test_schedule_is_not_due_before_its_time(store, registry):
+    now = [0.0]
+    s = scheduler(store, registry, [], every_seconds=60, clock=lambda: now[0])
+    assert s.due() is None
+    now[0] = 59.9
+    assert s.due() is None
+    now[0] = 60.0
+    assert s.due() == "schedule"
+
+
+def test_a_failing_retrain_is_recorded_and_the_thread_lives_on(store, registry):
+    published: list[str] = []
+    s = scheduler(store, registry, published, every_seconds=0.1,
+                  models={"no-such-model": {}})
+    s.start()
+    try:
+        assert wait_for(lambda: s.failures >= 2, timeout=10)
+        assert s.running
+        assert "no-such-model" in (s.status()["last_error"] or "")
+        assert published == [] and registry.current() is None
+    finally:
+        s.stop()
+
+
+def test_a_failing_swap_is_recorded_too(store, registry):
+    def broken(_version: str) -> None:
+        raise RuntimeError("swap exploded")
+
+    s = RetrainScheduler(store, registry, models={"popularity": {}}, every_seconds=0.1,
+                         after_events=None, on_published=broken, poll_seconds=0.05)
+    s.start()
+    try:
+        assert wait_for(lambda: s.failures >= 1, timeout=10)
+        assert s.last_error == "RuntimeError: swap exploded" and s.running
+    finally:
+        s.stop()
+
+
+def test_stop_returns_promptly(store, registry):
+    s = scheduler(store, registry, [], after_events=10**9, poll_seconds=None)
+    s.start()
+    assert s.running and s.poll_seconds == 1.0
+    start = time.monotonic()
+    s.stop()
+    assert time.monotonic() - start < 0.5
+    assert not s.running
+
+
+def test_one_retrain_at_a_time(store, registry):
+    s = scheduler(store, registry, [], after_events=1)
+    with s._run_lock:
+        assert s.run_once() is False
+    assert s.runs == 0
+
+
+def test_needs_a_trigger(store, registry):
+    with pytest.raises(ValueError, match="every_seconds, after_events"):
+        scheduler(store, registry, [])

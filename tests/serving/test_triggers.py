@@ -1,0 +1,99 @@
+"""Background retraining in the server: events posted through the API trigger a hot swap."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recengine.pipeline.retrain import retrain
+from recengine.serving.app import create_app
+from recengine.serving.settings import Settings
+from recengine.serving.state import ServingState
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
+from tests.serving.conftest import WRITE_KEY, World
+
+
+@pytest.fixture
+def popular_state(world: World, tmp_path: Path) -> Iterator[ServingState]:
+    """The world's events, and a registry whose active v0001 is what the trigger retrains."""
+    db = tmp_path / "events.db"
+    shutil.copy(world.database_url.removeprefix("sqlite:///"), db)
+    store = EventStore(f"sqlite:///{db}")
+    registry = ModelRegistry(tmp_path / "registry")
+    first = retrain(store.dataset(), registry, models={"popularity": {}},
+                    data_snapshot=store.snapshot())
+    assert first.version == "v0001" and first.activated
+    state = ServingState(registry, store)
+    state.load_current()
+    yield state
+    store.close()
+
+
+def test_posted_events_trigger_a_retrain_and_a_hot_swap(popular_state: ServingState,
+                                                        world: World) -> None:
+    settings = Settings(write_keys=WRITE_KEY, retrain_after_events=30,
+                        retrain_models="popularity")
+    url = f"/v1/users/{world.users[0]}/recommendations"
+    statuses: list[int] = []
+    versions: list[str] = []
+    with TestClient(create_app(settings, popular_state)) as client:
+        status = client.get("/v1/models/retraining").json()
+        assert status["enabled"] is True and status["after_events"] == 30
+        assert status["runs"] == 0 and status["events_since_last_training"] == 0
+        assert client.get(url).json()["model_version"] == "v0001"
+        assert "brand-new-item" not in popular_state.active.model.items_
+        for n in range(3):  # 30 events for one new item: enough to fire the trigger
+            batch = [{"user_id": f"new-user-{n}-{i}", "item_id": "brand-new-item",
+                      "event_type": "view"} for i in range(10)]
+            response = client.post("/v1/events", json={"events": batch},
+                                   headers={"X-API-Key": WRITE_KEY})
+            assert response.status_code == 200 and response.json()["accepted"] == 10
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            response = client.get(url)
+            statuses.append(response.status_code)
+            versions.append(response.json().get("model_version", ""))
+            if versions[-1] == "v0002":
+                break
+            time.sleep(0.02)
+        status = client.get("/v1/models/retraining").json()
+    assert versions[-1] == "v0002", status
+    assert set(statuses) == {200}
+    assert status["runs"] == 1 and status["last_version"] == "v0002"
+    assert status["last_error"] is None and status["events_since_last_training"] == 0
+    assert popular_state.registry.current() == "v0002"
+    # the new version saw the posted events: it knows the new item, v0001 did not
+    assert "brand-new-item" in popular_state.active.model.items_
+    assert "brand-new-item" not in popular_state.registry.load("v0001").items_
+
+
+def test_no_trigger_no_scheduler(popular_state: ServingState) -> None:
+    with TestClient(create_app(Settings(write_keys=WRITE_KEY), popular_state)) as client:
+        assert client.get("/v1/models/retraining").json() == {"enabled": False}
+        assert client.app.state.retraining is None
+
+
+def test_the_scheduler_stops_with_the_app(popular_state: ServingState) -> None:
+    settings = Settings(write_keys=WRITE_KEY, retrain_every_seconds=3600,
+                        retrain_models="popularity")
+    app = create_app(settings, popular_state)
+    with TestClient(app):
+        scheduler = app.state.retraining
+        assert scheduler is not None and scheduler.running
+    assert not scheduler.running
+
+
+def test_retrain_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        Settings(retrain_models="popularity, nope")
+    with pytest.raises(ValueError):
+        Settings(retrain_after_events=0)
+    assert Settings(retrain_models="wals, popularity").retrain_model_configs == {
+        "wals": {}, "popularity": {}}
+    assert not Settings().retraining and Settings(retrain_every_seconds=5).retraining
