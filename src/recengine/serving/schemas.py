@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AudienceBatch", "AudienceList", "AudienceUser", "BatchRecommendations", "EventBatch",
     "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion",
-    "RecommendationBatch", "RecommendationList", "RecommendedItem", "SimilarBatch",
+    "Page", "RecommendationBatch", "RecommendationList", "RecommendedItem", "SimilarBatch",
     "SimilarList", "Status", "UserIn", "UserOut",
 ]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """Every list response: ``{data: [...], count: N}``, the count derived from the data."""
+
+    data: list[T]
+    count: int
+
+    @classmethod
+    def of(cls, data: list[T]) -> Self:
+        return cls(data=data, count=len(data))
 
 
 class _In(BaseModel):
@@ -37,9 +51,7 @@ class RecommendationBatch(_In):
     k: int = Field(10, ge=1)
 
 
-class BatchRecommendations(BaseModel):
-    data: list[RecommendationList]
-    count: int
+BatchRecommendations = Page[RecommendationList]
 
 
 class SimilarItem(BaseModel):
@@ -59,9 +71,7 @@ class SimilarBatch(_In):
     k: int = Field(10, ge=1)
 
 
-class SimilarBatchOut(BaseModel):
-    data: list[SimilarList]
-    count: int
+SimilarBatchOut = Page[SimilarList]
 
 
 class AudienceUser(BaseModel):
@@ -82,9 +92,7 @@ class AudienceBatch(_In):
     combine: bool = False
 
 
-class AudienceBatchOut(BaseModel):
-    data: list[AudienceList]
-    count: int
+AudienceBatchOut = Page[AudienceList]
 
 
 class EventIn(_In):
@@ -149,9 +157,7 @@ class ModelVersion(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-class ModelList(BaseModel):
-    data: list[ModelVersion]
-    count: int
+ModelList = Page[ModelVersion]
 
 
 class Activated(BaseModel):

@@ -63,7 +63,7 @@ def similar_batch(body: SimilarBatch, state: StateDep, settings: SettingsDep) ->
     check_limit(body.k, settings.max_k, "k")
     check_limit(len(body.items), settings.max_batch, "items")
     data = [_similar(state, item, body.k) for item in body.items]
-    return SimilarBatchOut(data=data, count=len(data))
+    return SimilarBatchOut.of(data)
 
 
 @router.get("/items/{item_id}/audience", response_model=AudienceList, dependencies=[ReadKey])
@@ -80,7 +80,7 @@ def audience_batch(body: AudienceBatch, state: StateDep,
     check_limit(body.n, settings.max_k, "n")
     check_limit(len(body.items), settings.max_batch, "items")
     data = _audience(state, body.items, body.n, body.combine)
-    return AudienceBatchOut(data=data, count=len(data))
+    return AudienceBatchOut.of(data)
 
 
 @router.put("/items/{item_id}", response_model=ItemOut, dependencies=[WriteKey])

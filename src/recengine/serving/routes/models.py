@@ -16,7 +16,7 @@ def list_models(state: StateDep) -> ModelList:
                          models=list(m.get("models", {})), active=m["active"],
                          notes=m.get("notes", ""), metrics=m.get("metrics", {}))
             for m in state.registry.list()]
-    return ModelList(data=data, count=len(data))
+    return ModelList.of(data)
 
 
 @router.post("/rollback", response_model=Activated, dependencies=[WriteKey])

@@ -46,4 +46,4 @@ def recommend_batch(body: RecommendationBatch, state: StateDep,
     data = [recommendation_list(user, active.version,
                                 state.recommend(user, body.k, active=active)[1], False)
             for user in body.users]
-    return BatchRecommendations(data=data, count=len(data))
+    return BatchRecommendations.of(data)
