@@ -198,6 +198,14 @@ def _consoles(as_json: bool) -> tuple[Console, Console]:
     return (err if as_json else _console()), err
 
 
+def _model_configs(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """``--models`` (default configs) and ``--config`` files (tuned ones) as name → config."""
+    from recengine.pipeline.tune import read_config_file
+
+    configs = dict(read_config_file(path) for path in args.config)
+    return {name: configs.get(name, {}) for name in dict.fromkeys([*args.models, *configs])}
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from recengine.pipeline.demo import run_demo as demo
 
@@ -248,12 +256,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from recengine.evaluation.report import json_text, print_table, write_report
     from recengine.models.registry import create_model
     from recengine.pipeline.prepare import prepare
-    from recengine.pipeline.tune import read_config_file
 
     human, err = _consoles(args.json)
-    configs = dict(read_config_file(path) for path in args.config)
-    names = list(dict.fromkeys([*args.models, *configs]))
-    models = {name: create_model(name, **configs.get(name, {})) for name in names}
+    models = {name: create_model(name, **config) for name, config in _model_configs(args).items()}
     with err.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
         prepared = prepare(dataset, args.split, test_fraction=args.test_fraction,
@@ -340,17 +345,15 @@ def run_tune(args: argparse.Namespace) -> int:
 def run_retrain(args: argparse.Namespace) -> int:
     from recengine.data.loaders import load_dataset
     from recengine.pipeline.retrain import retrain
-    from recengine.pipeline.tune import read_config_file
     from recengine.store.registry import ModelRegistry
 
     console, err = _console(), _console(stderr=True)
-    configs = dict(read_config_file(path) for path in args.config)
-    names = list(dict.fromkeys([*args.models, *configs]))
+    models = _model_configs(args)
     with err.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
     with progress_bar(err) as progress:
         result = retrain(dataset, ModelRegistry(args.registry),
-                         models={name: configs.get(name, {}) for name in names},
+                         models=models,
                          holdout=args.holdout, test_fraction=args.test_fraction,
                          metric=args.metric, tolerance=args.tolerance, seed=args.seed,
                          progress=progress)
