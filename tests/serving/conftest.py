@@ -60,7 +60,8 @@ def state(world: World, tmp_path: Path) -> ServingState:
     shutil.copytree(world.registry_root, registry)
     db = tmp_path / "events.db"
     shutil.copy(world.database_url.removeprefix("sqlite:///"), db)
-    serving = ServingState(ModelRegistry(registry), EventStore(f"sqlite:///{db}"))
+    serving = ServingState(ModelRegistry(registry), EventStore(f"sqlite:///{db}"),
+                           cache_users=1000)
     serving.load_current()
     yield serving
     serving.store.close()

@@ -273,6 +273,15 @@ def test_models_list_activate_rollback(client: TestClient, world: World,
     assert client.post("/v1/models/v9999/activate", headers=write).status_code == 404
 
 
+def test_swapping_back_reuses_the_loaded_version(state: ServingState, world: World) -> None:
+    v1, v2 = world.versions
+    first = state.active
+    assert state.swap(v2).version == v2
+    assert state.swap(v1) is first  # kept loaded: no second load or index build
+    assert state.swap(v1) is first
+    assert state.swap(v2) is not first
+
+
 def test_hot_swap_under_load(client: TestClient, world: World, write: dict[str, str]) -> None:
     v1, v2 = world.versions
     failures: list[str] = []

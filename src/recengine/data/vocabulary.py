@@ -82,6 +82,14 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary({self.name}, {len(self)} ids)"
 
+    def get(self, ident: str) -> int:
+        """The index of one id, -1 if unknown: the single lookup of a request, without arrays.
+
+        >>> Vocabulary(["a", "b"]).get("b"), Vocabulary(["a"]).get("zz")
+        (1, -1)
+        """
+        return self._lookup.get(ident, -1)
+
     def index(self, ids: Iterable[object] | str, *, missing: Missing = "error") -> np.ndarray:
         """Indices of ``ids`` (int32); unknown ids raise, or become -1 if ``missing="negative"``."""
         values = _as_str_array([ids] if isinstance(ids, str) else ids)

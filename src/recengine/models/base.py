@@ -26,6 +26,7 @@ from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
 from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
 from recengine.models import kernels
+from recengine.models.retrieval import ItemIndex
 from recengine.progress import ProgressCallback
 
 __all__ = ["ModelConfig", "Recommender", "check_fitted", "normalise_scores", "top_k"]
@@ -108,6 +109,8 @@ class Recommender(ABC):
     users_: Vocabulary
     items_: Vocabulary
     user_items_: sp.csr_array
+    #: An approximate top-k index (:meth:`build_index`); not saved, dropped by :meth:`fit`.
+    retrieval_: ItemIndex | None = None
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -135,6 +138,7 @@ class Recommender(ABC):
         self.users_ = data.users
         self.items_ = data.items
         self.user_items_ = data.feedback
+        self.retrieval_ = None
         self._fit(data, progress)
         return self
 
@@ -148,6 +152,21 @@ class Recommender(ABC):
         ``users`` holds training indices, or -1 for a user known only by ``history``, whose row
         ``k`` is user ``k``'s interactions (for known users, their training row).
         """
+
+    def _embed(self, users: np.ndarray,
+               history: sp.csr_array | None) -> tuple[np.ndarray, np.ndarray]:
+        """``_score`` as inner products: query vectors ``q`` and offsets ``c`` per user, with
+        ``_score(users, history)[u] == q[u] @ self._item_vectors().T + c[u]``. ``history`` may
+        be None when every user is known.
+
+        Factor models implement it (and :meth:`_item_vectors`) so that :meth:`build_index` can
+        answer top-k approximately.
+        """
+        raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
+
+    def _item_vectors(self) -> np.ndarray:
+        """The item side of :meth:`_embed`, ``[n_items, dim]``."""
+        raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Similarity ``[len(items), n_items]`` of each item to every item."""
@@ -171,15 +190,17 @@ class Recommender(ABC):
         return [f"scored by {self.name}"] * len(items)
 
     # -- index level --------------------------------------------------------------------------
-    def _history_rows(self, users: np.ndarray, history: sp.csr_array | None) -> sp.csr_array:
+    def _check_history(self, users: np.ndarray, history: sp.csr_array | None) -> None:
         if history is not None:
             if history.shape != (len(users), len(self.items_)):
                 raise DataError(f"history must be {len(users)} × {len(self.items_)}, "
                                 f"got {history.shape[0]} × {history.shape[1]}")
-            return sp.csr_array(history)
-        if (users < 0).any():
+        elif (users < 0).any():
             raise DataError("users given as -1 need a history")
-        return self.user_items_[users]
+
+    def _history_rows(self, users: np.ndarray, history: sp.csr_array | None) -> sp.csr_array:
+        self._check_history(users, history)
+        return sp.csr_array(history) if history is not None else self.user_items_[users]
 
     def recommend_indices(
         self,
@@ -202,7 +223,17 @@ class Recommender(ABC):
         """
         check_fitted(self)
         users = np.asarray(users, dtype=np.int32)
+        if self.retrieval_ is not None and candidates is None and transform is None:
+            self._check_history(users, history)
+            return self._recommend_approximate(users, history, n, exclude_seen)
         rows = self._history_rows(users, history)
+        return self._recommend_exact(users, rows, n, exclude_seen, candidates, transform,
+                                     batch_size)
+
+    def _recommend_exact(self, users: np.ndarray, rows: sp.csr_array, n: int,
+                         exclude_seen: bool, candidates: np.ndarray | None,
+                         transform: ScoreTransform | None,
+                         batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
         allowed = None
         if candidates is not None:
             allowed = np.zeros(len(self.items_), dtype=bool)
@@ -222,6 +253,39 @@ class Recommender(ABC):
                 scores[r, block.indices] = -np.inf
             out_idx[start:stop], out_val[start:stop] = top_k(scores, n)
         return out_idx, out_val
+
+    def build_index(self, *, neighbours: int = 16, ef_construction: int = 80,
+                    ef_search: int = 64) -> Self:
+        """Answer plain top-k (no candidates, no transform) from an HNSW index from now on.
+
+        Approximate: see :mod:`recengine.models.retrieval` for the trade-off and the
+        parameters. Only models with a vector form (:meth:`_embed`) support it.
+        """
+        check_fitted(self)
+        self.retrieval_ = ItemIndex(self._item_vectors(), neighbours=neighbours,
+                                    ef_construction=ef_construction, ef_search=ef_search)
+        return self
+
+    def _recommend_approximate(self, users: np.ndarray, history: sp.csr_array | None, n: int,
+                               exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n from :attr:`retrieval_`; rows it leaves short are answered exactly.
+
+        Known users are looked up without slicing the training matrix: a scipy row slice costs
+        more than the graph search.
+        """
+        assert self.retrieval_ is not None
+        source, rows = ((self.user_items_, users) if history is None
+                        else (sp.csr_array(history), np.arange(len(users))))
+        seen = [source.indices[source.indptr[r]:source.indptr[r + 1]] for r in rows.tolist()]
+        queries, offsets = self._embed(users, history)
+        idx, val, short = self.retrieval_.search(queries, n, seen if exclude_seen else None)
+        val += offsets[:, None].astype(np.float32)
+        if short.any():
+            which = np.flatnonzero(short)
+            exact_rows = source[rows[which]]
+            idx[which], val[which] = self._recommend_exact(users[which], exact_rows, n,
+                                                           exclude_seen, None, None)
+        return idx, val
 
     # -- id level -----------------------------------------------------------------------------
     def recommend(

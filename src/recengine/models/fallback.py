@@ -56,25 +56,27 @@ class FallbackChain:
         for model in self.models:
             if len(chosen) == n:
                 break
-            known = user in model.users_
-            if not known and model.needs_history and not history:
+            position = model.users_.get(user)
+            if position < 0 and model.needs_history and not history:
                 continue
-            row = None if known else model.history_row(history or [])
-            users = np.array([model.users_.index([user])[0] if known else -1])
+            row = None if position >= 0 else model.history_row(history or [])
+            users = np.array([position], dtype=np.int32)
             depth = n + len(taken)
             if self.rules is not None:
                 idx, val = self.rules.recommend(model, users, depth, history=row)
             else:
                 idx, val = model.recommend_indices(users, depth, history=row)
-            fresh = [(int(i), float(s)) for i, s in zip(idx[0], val[0], strict=True)
-                     if i >= 0 and int(i) not in taken][: n - len(chosen)]
+            fresh = [(i, s) for i, s in zip(idx[0].tolist(), val[0].tolist(), strict=True)
+                     if i >= 0 and i not in taken][: n - len(chosen)]
             if not fresh:
                 continue
-            picked = np.array([i for i, _ in fresh])
-            reasons = model._explain(int(users[0]), row if row is not None else
-                                     model.user_items_[[int(users[0])]], picked) if explain \
-                else [""] * len(picked)
+            if explain:
+                seen = row if row is not None else model.user_items_[[position]]
+                reasons = model._explain(position, seen, np.array([i for i, _ in fresh]))
+            else:
+                reasons = [""] * len(fresh)
+            ids = model.items_.ids
             for (i, score), reason in zip(fresh, reasons, strict=True):
-                chosen.append(RankedItem(str(model.items_.ids[i]), score, model.name, reason))
+                chosen.append(RankedItem(ids[i], score, model.name, reason))
                 taken.add(i)
         return chosen

@@ -232,21 +232,42 @@ class WALS(Recommender):
         return own_aug, np.ascontiguousarray(other_aug), gram
 
     # -- scoring ------------------------------------------------------------------------------
-    def _user_vectors(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+    def _user_vectors(self, users: np.ndarray, history: sp.csr_array | None) -> np.ndarray:
         """Learned vectors for known users; folded in from ``history`` for the others (-1)."""
-        vectors = np.empty((len(users), self.item_factors_.shape[1]), np.float32)
         known = users >= 0
+        if known.all():
+            return self.user_factors_[users]
+        assert history is not None, "users given as -1 need a history"
+        vectors = np.empty((len(users), self.item_factors_.shape[1]), np.float32)
         vectors[known] = self.user_factors_[users[known]]
-        if (~known).any():
-            vectors[~known], _ = self._fold_in(history[np.flatnonzero(~known)])
+        vectors[~known], _ = self._fold_in(history[np.flatnonzero(~known)])
         return vectors
 
     def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
         scores = self._user_vectors(users, history) @ self.item_factors_.T
         if self.config.biases:
-            user_bias = np.where(users >= 0, self.user_bias_[np.maximum(users, 0)], 0.0)
-            scores += (self.global_mean_ + user_bias)[:, None] + self.item_bias_[None, :]
+            scores += self._offsets(users)[:, None] + self.item_bias_[None, :]
         return scores
+
+    def _offsets(self, users: np.ndarray) -> np.ndarray:
+        """Global mean plus user bias (0 for users known only by their history)."""
+        user_bias = np.where(users >= 0, self.user_bias_[np.maximum(users, 0)], 0.0)
+        return (self.global_mean_ + user_bias).astype(np.float32)
+
+    def _embed(self, users: np.ndarray,
+               history: sp.csr_array | None) -> tuple[np.ndarray, np.ndarray]:
+        """User vectors (with a 1 that picks up the item bias) and :meth:`_offsets`."""
+        vectors = self._user_vectors(users, history)
+        if not self.config.biases:
+            return vectors, np.zeros(len(users), np.float32)
+        ones = np.ones((len(users), 1), np.float32)
+        return np.hstack([vectors, ones]), self._offsets(users)
+
+    def _item_vectors(self) -> np.ndarray:
+        """Item factors, with the item bias as one more column when biases are learned."""
+        if not self.config.biases:
+            return self.item_factors_
+        return np.column_stack([self.item_factors_, self.item_bias_]).astype(np.float32)
 
     def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Pair scores as row-wise dot products (no full score rows)."""

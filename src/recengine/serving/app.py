@@ -29,7 +29,7 @@ from recengine.errors import (
     UnknownIdError,
 )
 from recengine.pipeline.schedule import RetrainScheduler
-from recengine.serving.deps import ReadKey
+from recengine.serving.deps import Context, Reader
 from recengine.serving.metrics import Metrics
 from recengine.serving.routes import events, health, items, models, recommendations, users
 from recengine.serving.settings import Settings
@@ -146,10 +146,10 @@ def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start background retraining when a trigger is set; stop it on shutdown."""
-    settings: Settings = app.state.settings
+    context: Context = app.state.context
     scheduler = None
-    if settings.retraining:
-        scheduler = _scheduler(settings, app.state.serving)
+    if context.settings.retraining:
+        scheduler = _scheduler(context.settings, context.state)
         scheduler.start()
     app.state.retraining = scheduler
     try:
@@ -163,13 +163,15 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
     """The API; without ``state`` it opens the store and registry named by ``settings``."""
     settings = settings or Settings()
     if state is None:
-        state = ServingState(ModelRegistry(settings.registry), EventStore(settings.database_url))
+        state = ServingState(ModelRegistry(settings.registry), EventStore(settings.database_url),
+                             approximate_min_items=settings.approximate_from,
+                             ef_search=settings.approximate_ef_search,
+                             cache_users=settings.cache_users)
         state.load_current()
     app = FastAPI(title="recengine", version="1", lifespan=_lifespan)
-    app.state.settings = settings
-    app.state.serving = state
+    metrics = Metrics()
+    app.state.context = Context(state, settings, metrics)
     app.state.retraining = None
-    app.state.metrics = metrics = Metrics()
     app.add_exception_handler(RecengineError, _recengine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(LimitAndMeasure, max_bytes=settings.max_request_bytes, metrics=metrics)
@@ -182,13 +184,13 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         (health.router, "", "health"),
     ]
     app.add_api_route("/v1/models/retraining", _retraining_status, methods=["GET"],
-                      dependencies=[ReadKey], tags=["models"])
+                      tags=["models"])
     for router, prefix, tag in routers:
         app.include_router(router, prefix=prefix, tags=[tag])
     return app
 
 
-def _retraining_status(request: Request) -> dict[str, Any]:
+def _retraining_status(request: Request, _ctx: Reader) -> dict[str, Any]:
     """The background retraining's last run, result and pending events; enabled false if off."""
     scheduler: RetrainScheduler | None = request.app.state.retraining
     if scheduler is None:

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     retrain_every_seconds: float | None = Field(None, gt=0)
     retrain_after_events: int | None = Field(None, ge=1)
     retrain_models: str = "wals"
+    #: Catalogues of at least this many items answer top-k from an HNSW graph (approximate,
+    #: several times faster); 0 answers every model exactly.
+    approximate_min_items: int = Field(50_000, ge=0)
+    #: The HNSW search depth: higher keeps more of the exact top-k, slower.
+    approximate_ef_search: int = Field(64, ge=1)
+    #: Users whose last plain answers are kept until their history or the model changes; 0 off.
+    cache_users: int = Field(100_000, ge=0)
 
     @field_validator("read_keys", "write_keys")
     @classmethod
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
     def retrain_model_configs(self) -> dict[str, dict[str, object]]:
         """``retrain_models`` as name → config (each model's default configuration)."""
         return {part.strip(): {} for part in self.retrain_models.split(",") if part.strip()}
+
+    @property
+    def approximate_from(self) -> int | None:
+        """The catalogue size from which top-k is approximate; None when it is always exact."""
+        return self.approximate_min_items or None
 
     @property
     def read_key_set(self) -> frozenset[str]:

@@ -11,6 +11,7 @@ folds them in (``recommend_history`` over the training row plus the new items) w
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +23,13 @@ import pandas as pd
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
-from recengine.errors import DataError, ModelNotFoundError
+from recengine.errors import DataError, ModelNotFoundError, NotSupportedError
 from recengine.models.base import Recommender
 from recengine.models.constraints import parse_constraint
 from recengine.models.fallback import FallbackChain, RankedItem
 from recengine.models.popularity import Popularity
 from recengine.models.rules import Require, RuleEngine
+from recengine.serving.cache import AnswerCache
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
@@ -92,13 +94,25 @@ def _infer_kind(column: pd.Series) -> FeatureKind | None:
 
 
 class ServingState:
-    """The serving state shared by every request (thread-safe)."""
+    """The serving state shared by every request (thread-safe).
 
-    def __init__(self, registry: ModelRegistry, store: EventStore) -> None:
+    Models of at least ``approximate_min_items`` items answer plain top-k from an HNSW index
+    (:mod:`recengine.models.retrieval`) searched with ``ef_search``; None answers exactly.
+    Plain answers (no constraint, no reasons) of the last ``cache_users`` users are kept until
+    their history or the model changes.
+    """
+
+    def __init__(self, registry: ModelRegistry, store: EventStore, *,
+                 approximate_min_items: int | None = None, ef_search: int = 64,
+                 cache_users: int = 0) -> None:
         self.registry = registry
         self.store = store
+        self.approximate_min_items = approximate_min_items
+        self.ef_search = ef_search
+        self.answers: AnswerCache[list[RankedItem]] = AnswerCache(cache_users)
         self._lock = threading.Lock()
         self._active: Active | None = None
+        self._previous: Active | None = None
         self._live: dict[str, dict[str, float]] = {}
 
     # -- the model ------------------------------------------------------------------------
@@ -127,7 +141,7 @@ class ServingState:
         manifest = self.registry.show(version)
         names = list(manifest["models"])
         primary = names[0]
-        model = self.registry.load(version, primary)
+        model = self._load(version, primary)
         popularity: Recommender | None = None
         for name, entry in manifest["models"].items():
             if name != primary and entry["model"] == "popularity":
@@ -142,12 +156,22 @@ class ServingState:
                       names=names)
 
     def swap(self, version: str, *, activate: bool = False) -> Active:
-        """Serve ``version`` from now on; requests already running finish on the old model."""
-        new = self.build(version)
+        """Serve ``version`` from now on; requests already running finish on the old model.
+
+        The version served before stays loaded, so that rolling back to it is instant (loading
+        and indexing 100,000 items takes seconds).
+        """
+        current = self._active
+        new = current if current is not None and current.version == version else (
+            self._previous if self._previous is not None and self._previous.version == version
+            else self.build(version))
         with self._lock:
             if activate:
                 self.registry.activate(version)
+            if current is not new:
+                self._previous = current
             self._active = new
+            self.answers.clear()
         return new
 
     def rollback(self) -> Active:
@@ -162,8 +186,17 @@ class ServingState:
             raise ModelNotFoundError(f"version {active.version} has no model {name!r}; it has "
                                      f"{', '.join(active.names)}")
         if name not in active.others:
-            active.others[name] = self.registry.load(active.version, name)
+            active.others[name] = self._load(active.version, name)
         return active.others[name]
+
+    def _load(self, version: str, name: str) -> Recommender:
+        """A registry model, indexed for approximate top-k when its catalogue is large enough."""
+        model = self.registry.load(version, name)
+        limit = self.approximate_min_items
+        if limit is not None and len(model.items_) >= limit:
+            with contextlib.suppress(NotSupportedError):  # no vector form: exact top-k
+                model.build_index(ef_search=self.ef_search)
+        return model
 
     def item_features(self, active: Active) -> tuple[pd.DataFrame, dict[str, FeatureKind]]:
         """The store's item features aligned with the model's items, with inferred kinds."""
@@ -188,13 +221,16 @@ class ServingState:
             for row, record in enumerate(records, start=1):
                 if row in rejected_rows:
                     continue
-                items = self._live.setdefault(str(record["user_id"]), {})
+                user = str(record["user_id"])
+                items = self._live.setdefault(user, {})
                 item = str(record["item_id"])
                 items[item] = items.get(item, 0.0) + 1.0
+                self.answers.forget(user)
 
     def forget(self, user: str) -> None:
         with self._lock:
             self._live.pop(user, None)
+            self.answers.forget(user)
 
     def history(self, model: Recommender, user: str) -> dict[str, float] | None:
         """Training row plus live events for ``user``, or None when there are no live events."""
@@ -226,8 +262,16 @@ class ServingState:
                 rules = RuleEngine([Require(where=constraint)], model.items_, features, kinds)
             except DataError as exc:
                 raise DataError(exc.message, column="constraint") from None
+        plain = rules is None and not explain
+        key = (active.version, model.name, offset + k)
+        cached = self.answers.get(user, key) if plain else None
+        if cached is not None:
+            return active, cached[offset:]
+        ticket = self.answers.ticket()
         history = self.history(model, user)
         chain = FallbackChain([model, active.popularity], rules)
         query = user if history is None else _HISTORY_ONLY
-        return active, chain.recommend(query, offset + k, history=history,
-                                       explain=explain)[offset:]
+        answer = chain.recommend(query, offset + k, history=history, explain=explain)
+        if plain:
+            self.answers.put(user, key, answer, ticket)
+        return active, answer[offset:]

@@ -5,24 +5,23 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from recengine.serving.deps import MetricsDep, SettingsDep, StateDep, StoreDep, WriteKey
+from recengine.serving.deps import Writer
 from recengine.serving.routes._common import check_limit
 from recengine.serving.schemas import EventBatch, EventIn, EventsAccepted, IssueOut
 
-router = APIRouter(dependencies=[WriteKey])
+router = APIRouter()
 
 
 @router.post("/events", response_model=EventsAccepted,
              responses={422: {"description": "every record was rejected"}})
-def post_events(body: EventIn | EventBatch, store: StoreDep, state: StateDep,
-                settings: SettingsDep, metrics: MetricsDep) -> EventsAccepted | JSONResponse:
+def post_events(body: EventIn | EventBatch, ctx: Writer) -> EventsAccepted | JSONResponse:
     """One event or ``{events: [...]}``; bad records are reported and left out."""
     events = body.events if isinstance(body, EventBatch) else [body]
-    check_limit(len(events), settings.max_batch, "events")
+    check_limit(len(events), ctx.settings.max_batch, "events")
     records = [e.model_dump(exclude_none=True) for e in events]
     for record in records:
         record["user_id"], record["item_id"] = str(record["user_id"]), str(record["item_id"])
-    result, report = store.ingest(records)
+    result, report = ctx.store.ingest(records)
     issues = [IssueOut(row=i.row, field=i.column, problem=i.problem, message=i.message)
               for i in report.issues]
     rejected_rows = {i.row for i in report.issues}
@@ -32,6 +31,6 @@ def post_events(body: EventIn | EventBatch, store: StoreDep, state: StateDep,
         return JSONResponse(status_code=422, content={
             "detail": "every event was rejected", "field": issues[0].field if issues else None,
             **out.model_dump()})
-    metrics.add_events(result.accepted)
-    state.remember(records, rejected_rows)
+    ctx.metrics.add_events(result.accepted)
+    ctx.state.remember(records, rejected_rows)
     return out

@@ -7,7 +7,7 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 
-from recengine.serving.deps import ReadKey, SettingsDep, StateDep, StoreDep, WriteKey
+from recengine.serving.deps import Reader, Writer
 from recengine.serving.routes._common import check_limit, score
 from recengine.serving.schemas import (
     AudienceBatch,
@@ -22,11 +22,12 @@ from recengine.serving.schemas import (
     SimilarItem,
     SimilarList,
 )
+from recengine.serving.state import ServingState
 
 router = APIRouter()
 
 
-def _similar(state: StateDep, item: str, k: int) -> SimilarList:
+def _similar(state: ServingState, item: str, k: int) -> SimilarList:
     active = state.active
     ids, vals = active.model.similar_items(item, k)
     out = [SimilarItem(item_id=str(i), score=score(v))
@@ -34,7 +35,7 @@ def _similar(state: StateDep, item: str, k: int) -> SimilarList:
     return SimilarList(item_id=item, model_version=active.version, items=out, count=len(out))
 
 
-def _audience(state: StateDep, items: list[str], n: int, combine: bool) -> list[AudienceList]:
+def _audience(state: ServingState, items: list[str], n: int, combine: bool) -> list[AudienceList]:
     active = state.active
     ids, vals = active.model.audience(items, n, combine=combine)
     if combine:
@@ -50,52 +51,51 @@ def _audience(state: StateDep, items: list[str], n: int, combine: bool) -> list[
     return out
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarList, dependencies=[ReadKey])
-def similar(item_id: str, state: StateDep, settings: SettingsDep,
+@router.get("/items/{item_id}/similar", response_model=SimilarList)
+def similar(item_id: str, ctx: Reader,
             k: Annotated[int, Query(ge=1)] = 10) -> SimilarList:
     """The k items most similar to ``item_id``; 404 for an item the model does not know."""
-    check_limit(k, settings.max_k, "k")
-    return _similar(state, item_id, k)
+    check_limit(k, ctx.settings.max_k, "k")
+    return _similar(ctx.state, item_id, k)
 
 
-@router.post("/similar", response_model=SimilarBatchOut, dependencies=[ReadKey])
-def similar_batch(body: SimilarBatch, state: StateDep, settings: SettingsDep) -> SimilarBatchOut:
-    check_limit(body.k, settings.max_k, "k")
-    check_limit(len(body.items), settings.max_batch, "items")
-    data = [_similar(state, item, body.k) for item in body.items]
+@router.post("/similar", response_model=SimilarBatchOut)
+def similar_batch(body: SimilarBatch, ctx: Reader) -> SimilarBatchOut:
+    check_limit(body.k, ctx.settings.max_k, "k")
+    check_limit(len(body.items), ctx.settings.max_batch, "items")
+    data = [_similar(ctx.state, item, body.k) for item in body.items]
     return SimilarBatchOut.of(data)
 
 
-@router.get("/items/{item_id}/audience", response_model=AudienceList, dependencies=[ReadKey])
-def audience(item_id: str, state: StateDep, settings: SettingsDep,
+@router.get("/items/{item_id}/audience", response_model=AudienceList)
+def audience(item_id: str, ctx: Reader,
              n: Annotated[int, Query(ge=1)] = 100) -> AudienceList:
     """Targeting: the n users most likely to engage with ``item_id``."""
-    check_limit(n, settings.max_k, "n")
-    return _audience(state, [item_id], n, False)[0]
+    check_limit(n, ctx.settings.max_k, "n")
+    return _audience(ctx.state, [item_id], n, False)[0]
 
 
-@router.post("/audience", response_model=AudienceBatchOut, dependencies=[ReadKey])
-def audience_batch(body: AudienceBatch, state: StateDep,
-                   settings: SettingsDep) -> AudienceBatchOut:
-    check_limit(body.n, settings.max_k, "n")
-    check_limit(len(body.items), settings.max_batch, "items")
-    data = _audience(state, body.items, body.n, body.combine)
+@router.post("/audience", response_model=AudienceBatchOut)
+def audience_batch(body: AudienceBatch, ctx: Reader) -> AudienceBatchOut:
+    check_limit(body.n, ctx.settings.max_k, "n")
+    check_limit(len(body.items), ctx.settings.max_batch, "items")
+    data = _audience(ctx.state, body.items, body.n, body.combine)
     return AudienceBatchOut.of(data)
 
 
-@router.put("/items/{item_id}", response_model=ItemOut, dependencies=[WriteKey])
-def put_item(item_id: str, body: ItemIn, store: StoreDep, state: StateDep) -> ItemOut:
+@router.put("/items/{item_id}", response_model=ItemOut)
+def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
     """Insert or replace an item's features."""
     frame = pd.DataFrame([body.features], index=pd.Index([item_id], name="item_id"))
-    store.upsert_items(frame)
-    state.invalidate_features()
+    ctx.store.upsert_items(frame)
+    ctx.state.invalidate_features()
     return ItemOut(item_id=item_id, features=body.features)
 
 
-@router.delete("/items/{item_id}", response_model=Deleted, dependencies=[WriteKey])
-def delete_item(item_id: str, store: StoreDep, state: StateDep) -> Deleted:
+@router.delete("/items/{item_id}", response_model=Deleted)
+def delete_item(item_id: str, ctx: Writer) -> Deleted:
     """Remove an item from the catalogue (its events stay); 404 if it was not there."""
-    if not store.delete_item(item_id):
+    if not ctx.store.delete_item(item_id):
         raise HTTPException(404, f"no item {item_id!r} in the catalogue")
-    state.invalidate_features()
+    ctx.state.invalidate_features()
     return Deleted(id=item_id, deleted=True)

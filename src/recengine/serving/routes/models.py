@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from recengine.serving.deps import ReadKey, StateDep, WriteKey
+from recengine.serving.deps import Reader, Writer
 from recengine.serving.schemas import Activated, ModelList, ModelVersion
 
 router = APIRouter()
 
 
-@router.get("", response_model=ModelList, dependencies=[ReadKey])
-def list_models(state: StateDep) -> ModelList:
+@router.get("", response_model=ModelList)
+def list_models(ctx: Reader) -> ModelList:
     data = [ModelVersion(version=m["version"], created_at=m.get("created_at"),
                          models=list(m.get("models", {})), active=m["active"],
                          notes=m.get("notes", ""), metrics=m.get("metrics", {}))
-            for m in state.registry.list()]
+            for m in ctx.state.registry.list()]
     return ModelList.of(data)
 
 
-@router.post("/rollback", response_model=Activated, dependencies=[WriteKey])
-def rollback(state: StateDep) -> Activated:
+@router.post("/rollback", response_model=Activated)
+def rollback(ctx: Writer) -> Activated:
     """Re-activate the previous version and serve it (requests in flight finish on the old)."""
-    return Activated(model_version=state.rollback().version)
+    return Activated(model_version=ctx.state.rollback().version)
 
 
-@router.post("/{version}/activate", response_model=Activated, dependencies=[WriteKey])
-def activate(version: str, state: StateDep) -> Activated:
+@router.post("/{version}/activate", response_model=Activated)
+def activate(version: str, ctx: Writer) -> Activated:
     """Activate ``version`` in the registry and hot-swap it in; 404 for an unknown version."""
-    return Activated(model_version=state.swap(version, activate=True).version)
+    return Activated(model_version=ctx.state.swap(version, activate=True).version)

@@ -1,0 +1,75 @@
+"""Kept answers: reused, bounded, dropped when a history or the model changes, never stale."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recengine.serving.cache import AnswerCache
+from recengine.serving.state import ServingState
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
+from tests.serving.conftest import World
+
+
+def test_least_recent_user_leaves_first() -> None:
+    cache = AnswerCache[str](max_users=2)
+    for user in ("a", "b"):
+        cache.put(user, 10, user.upper(), cache.ticket())
+    assert cache.get("a", 10) == "A"  # a is now the most recent
+    cache.put("c", 10, "C", cache.ticket())
+    assert cache.get("b", 10) is None
+    assert (cache.get("a", 10), cache.get("c", 10), len(cache)) == ("A", "C", 2)
+    assert cache.get("a", 5) is None  # another request key
+
+
+def test_forget_clear_and_stale_tickets() -> None:
+    cache = AnswerCache[str](max_users=10)
+    ticket = cache.ticket()
+    cache.put("a", 10, "A", ticket)
+    cache.forget("a")
+    assert cache.get("a", 10) is None
+    cache.put("a", 10, "computed before the change", ticket)
+    assert cache.get("a", 10) is None
+    cache.put("a", 10, "A", cache.ticket())
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_zero_keeps_nothing() -> None:
+    cache = AnswerCache[str](max_users=0)
+    cache.put("a", 10, "A", cache.ticket())
+    assert cache.get("a", 10) is None
+
+
+def test_state_reuses_answers_until_the_user_or_the_model_changes(state: ServingState,
+                                                                   world: World) -> None:
+    user = world.users[0]
+    _, first = state.recommend(user, 5)
+    assert len(state.answers) == 1
+    _, again = state.recommend(user, 5)
+    assert again == first
+    _, page = state.recommend(user, 2, offset=3)  # another depth: computed, then kept too
+    assert page == first[3:5]
+    state.recommend(user, 5, explain=True)  # reasons are never kept
+    state.remember([{"user_id": user, "item_id": first[0].item}], set())
+    _, after = state.recommend(user, 5)
+    assert first[0].item not in [r.item for r in after]
+    state.swap(world.versions[1])
+    assert len(state.answers) == 0
+
+
+def test_large_catalogues_are_answered_from_the_graph(world: World, tmp_path) -> None:
+    exact = ServingState(ModelRegistry(world.registry_root), EventStore(world.database_url))
+    graph = ServingState(ModelRegistry(world.registry_root), EventStore(world.database_url),
+                         approximate_min_items=len(world.items))
+    exact.load_current()
+    graph.load_current()
+    assert exact.active.model.retrieval_ is None
+    assert graph.active.model.retrieval_ is not None
+    overlap = []
+    for user in world.users[:50]:
+        want = {r.item for r in exact.recommend(user, 10)[1]}
+        got = [r.item for r in graph.recommend(user, 10)[1]]
+        assert len(got) == len(set(got)) == 10
+        overlap.append(len(want & set(got)) / 10)
+    assert np.mean(overlap) >= 0.95
