@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 and the package registries):
-#   make demo   - builds .venv from the pinned requirements, then runs `recengine demo`
+#   make demo   - builds .venv from the pinned requirements, then runs `recengine demo`, which
+#                 ends by serving on 127.0.0.1:8000 until Ctrl-C
 #   make test   - builds .venv the same way, then runs the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

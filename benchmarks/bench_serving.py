@@ -1,137 +1,232 @@
 """Load on one `recengine serve` process over loopback, measured with wrk (a real load generator).
 
 Builds a synthetic catalogue (100,000 rentals by default), trains WALS (64 factors) on its log,
-publishes it to a registry, stores the events in SQLite, starts `recengine serve` in a
-subprocess, then measures, at a fixed concurrency:
+publishes it to a registry, stores the events in SQLite (and in a throwaway PostgreSQL server
+on loopback, `recengine.store.local_postgres`, fsync on), starts `recengine serve` in a
+subprocess per store, then measures, at a fixed concurrency:
 
-- `/healthz`: the framework's ceiling on this machine;
-- top-10 recommendations for rotating known users;
-- event ingestion: single-event `POST /v1/events`, durable (SQLite, synchronous=FULL) before the
-  reply;
-- the post-then-fetch round trip (a user's new event, then their recommendations), p99.
+- read: `/healthz` (the framework's ceiling on this machine) and top-10 recommendations for
+  rotating known users;
+- swap: the recommendations load again, while the benchmark publishes a second registry version
+  and alternately activates it and rolls back (`POST /v1/models/{version}/activate`,
+  `POST /v1/models/rollback`): failed requests (non-2xx, socket errors), the swaps a probe saw in
+  the served `model_version`, and the probe's latency around the swaps;
+- ingestion: `POST /v1/events`, one event per request and batches of 100, each durable before
+  the reply (SQLite synchronous=FULL; PostgreSQL with fsync and synchronous_commit on), per store;
+- roundtrip: a user's new event, then their recommendations, sequentially, p99, per store.
 
     python benchmarks/bench_serving.py --items 100000 --users 20000
+    python benchmarks/bench_serving.py --items 20000 --seconds 5 --only ingestion,swap
 
-Requires Debian's `wrk` (`apt-get install wrk`). Every request loop is bounded in time.
+Requires Debian's `wrk` (`apt-get install wrk`); PostgreSQL rows need `postgresql` (else they
+are left out, saying so). Every request loop is bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 
 from recengine.data.synthetic import generate
 from recengine.data.weighting import aggregate
 from recengine.models import WALS, Popularity
+from recengine.models.base import Recommender
 from recengine.pipeline.prepare import training_data
-from recengine.store import EventStore
+from recengine.store import EventStore, local_postgres
 from recengine.store.registry import ModelRegistry
 
 WRITE_KEY = "bench-write-key"
+SECTIONS = ("read", "swap", "ingestion", "roundtrip")
+STORES = ("sqlite", "postgresql")
+#: Events per request in the batched ingestion rows.
+BATCH = 100
+#: Bounds on anything that waits: a server becoming ready, one swap (it loads a model, which may
+#: build an index), one probe request, one round-trip series.
+READY_SECONDS = 180
+SWAP_SECONDS = 600
+CALL_SECONDS = 60
+ROUND_TRIP_SECONDS = 120
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass
+class World:
+    """What every measurement shares: the registry, the data to store, ids to request."""
+
+    folder: Path
+    registry: ModelRegistry
+    models: dict[str, Recommender]
+    events: pd.DataFrame  # stored once per backend
+    items_frame: pd.DataFrame
+    users: list[str]
+    items: list[str]
 
 
-def build(folder: Path, n_users: int, n_items: int, factors: int) -> tuple[str, list[str]]:
-    """Registry + SQLite store in ``folder``; returns the database URL and some user ids."""
+def build(folder: Path, n_users: int, n_items: int, factors: int) -> World:
+    """Generate, train and publish (active) version 1; the data is stored per backend later."""
     started = time.perf_counter()
     dataset = generate(n_users=n_users, n_items=n_items, seed=0, mean_events_per_user=20)
     data = training_data(dataset, aggregate(dataset.events, dataset.schema))
-    model = WALS(factors=factors, iterations=10).fit(data)
+    models: dict[str, Recommender] = {"wals": WALS(factors=factors, iterations=10).fit(data),
+                                      "popularity": Popularity().fit(data)}
     registry = ModelRegistry(folder / "registry")
-    version = registry.publish({"wals": model, "popularity": Popularity().fit(data)},
-                               data={"events": len(dataset.events)}, metrics={})
-    registry.activate(version)
-    url = f"sqlite:///{folder / 'events.db'}"
-    with EventStore(url) as store:
-        store.append(dataset.events)
-        store.upsert_items(dataset.items)
+    registry.activate(registry.publish(models, data={"events": len(dataset.events)}, metrics={}))
     print(f"built: {len(dataset.events):,} events, {data.n_users:,} users, {data.n_items:,} "
           f"items, {factors} factors in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return url, list(data.users.ids[:1000])
+    return World(folder, registry, models, dataset.events, dataset.items,
+                 [str(u) for u in data.users.ids[:1000]], [str(i) for i in data.items.ids[:1000]])
 
 
-def serve(folder: Path, url: str, port: int) -> subprocess.Popen[bytes]:
+def fill(world: World, url: str) -> None:
+    """Store the world's events and items (one transaction each) at ``url``."""
+    started = time.perf_counter()
+    with EventStore(url) as store:
+        store.append(world.events)
+        store.upsert_items(world.items_frame)
+        backend = store.backend
+    print(f"stored in {backend} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def serving(world: World, url: str) -> Iterator[str]:
+    """``recengine serve`` (the CLI, BLAS pinned as in production) on ``url``; its base URL."""
+    port = local_postgres.free_port()
     env = {**os.environ, "RECENGINE_DATABASE_URL": url,
-           "RECENGINE_REGISTRY": str(folder / "registry"), "RECENGINE_WRITE_KEYS": WRITE_KEY}
+           "RECENGINE_REGISTRY": str(world.registry.root), "RECENGINE_WRITE_KEYS": WRITE_KEY}
     recengine = Path(sys.executable).with_name("recengine")
     proc = subprocess.Popen([str(recengine), "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_SECONDS
+        while not _ready(base):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready in {READY_SECONDS} s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the server did not become ready in 120 s")
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# -- wrk ---------------------------------------------------------------------------------------
+
+def _wrk_command(url: str, seconds: float, connections: int, script: Path | None) -> list[str]:
+    script_args = ["-s", str(script)] if script is not None else []
+    return ["wrk", *script_args, "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
+            url]
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if script is not None:
-        cmd[1:1] = ["-s", str(script)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                         check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {p: _ms(re.search(rf"\s{p}%\s+([\d.]+\w+)", out).group(1)) for p in ("50", "99")}
+    """One wrk run of ``seconds``; its figures (see :func:`parse_wrk`)."""
+    out = subprocess.run(_wrk_command(url, seconds, connections, script), capture_output=True,
+                         text=True, timeout=seconds + 60, check=True).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """requests, rps, p50/p99/max latency (ms), non-2xx and socket errors of wrk's report."""
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", out))
+    lat = {p: _ms(_find(rf"\s{p}%\s+([\d.]+\w+)", out)) for p in ("50", "99")}
+    max_ms = _ms(_find(r"Latency\s+\S+\s+\S+\s+([\d.]+\w+)", out))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"],
-            "non_2xx": int(errors.group(1)) if errors else 0}
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        out)
+    return {"requests": int(_find(r"(\d+) requests in", out)), "rps": rps,
+            "p50_ms": lat["50"], "p99_ms": lat["99"], "max_ms": max_ms,
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sum(map(int, sockets.groups())) if sockets else 0}
+
+
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"wrk's report has no {pattern!r}:\n{text}")
+    return match.group(1)
 
 
 def _ms(text: str) -> float:
     value, unit = float(re.match(r"[\d.]+", text).group()), re.sub(r"[\d.]+", "", text)
-    return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
-def lua_users(folder: Path, users: list[str]) -> Path:
-    path = folder / "users.lua"
-    quoted = ",".join(json.dumps(u) for u in users)
-    path.write_text(f"local users = {{{quoted}}}\nlocal i = 0\nrequest = function()\n"
-                    "  i = i + 1\n  local u = users[(i % #users) + 1]\n"
-                    "  return wrk.format('GET', '/v1/users/' .. u .. '/recommendations?k=10')\n"
-                    "end\n")
+def lua_script(folder: Path, name: str, users: Sequence[str], request: str,
+               setup: str = "") -> Path:
+    """A wrk script whose ``request`` body sees ``u``, the next user of a rotation."""
+    path = folder / f"{name}.lua"
+    path.write_text(f"local users = {{{','.join(json.dumps(u) for u in users)}}}\n"
+                    f"local i = 0\n{setup}"
+                    "request = function()\n  i = i + 1\n  local u = users[(i % #users) + 1]\n"
+                    f"  {request}\nend\n")
     return path
 
 
-def lua_events(folder: Path, users: list[str]) -> Path:
-    path = folder / "events.lua"
-    quoted = ",".join(json.dumps(u) for u in users)
-    path.write_text(
-        f"local users = {{{quoted}}}\nlocal i = 0\n"
-        "wrk.method = 'POST'\n"
-        f"wrk.headers['Content-Type'] = 'application/json'\n"
-        f"wrk.headers['X-API-Key'] = '{WRITE_KEY}'\n"
-        "request = function()\n  i = i + 1\n  local u = users[(i % #users) + 1]\n"
-        "  local body = '{\"user_id\":\"' .. u .. '\",\"item_id\":\"i00001\","
-        "\"event_type\":\"view\"}'\n"
-        "  return wrk.format(nil, '/v1/events', nil, body)\nend\n")
-    return path
+def lua_recommendations(folder: Path, users: Sequence[str]) -> Path:
+    return lua_script(folder, "recommendations", users,
+                      "return wrk.format('GET', '/v1/users/' .. u .. '/recommendations?k=10')")
 
 
-def round_trips(port: int, users: list[str], n: int, items: list[str]) -> list[float]:
-    times = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+_POST = ("wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
+         f"wrk.headers['X-API-Key'] = '{WRITE_KEY}'\n")
+
+
+def lua_events(folder: Path, users: Sequence[str]) -> Path:
+    """One view event per request, for the next user."""
+    body = ("'{\"user_id\":\"' .. u .. '\",\"item_id\":\"i00001\",\"event_type\":\"view\"}'")
+    return lua_script(folder, "events", users,
+                      f"return wrk.format(nil, '/v1/events', nil, {body})", _POST)
+
+
+def lua_batches(folder: Path, users: Sequence[str], items: Sequence[str]) -> Path:
+    """``BATCH`` events per request: bodies built once here, so wrk only sends them."""
+    rng = np.random.default_rng(0)
+    bodies = [json.dumps({"events": [
+        {"user_id": users[int(rng.integers(len(users)))],
+         "item_id": items[int(rng.integers(len(items)))], "event_type": "view"}
+        for _ in range(BATCH)]}) for _ in range(20)]
+    setup = _POST + "local bodies = {" + ",".join(f"[==[{b}]==]" for b in bodies) + "}\n"
+    return lua_script(folder, "batches", users,
+                      "return wrk.format(nil, '/v1/events', nil, bodies[(i % #bodies) + 1])",
+                      setup)
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+def round_trips(base: str, users: list[str], n: int, items: list[str]) -> list[float]:
+    """Milliseconds of ``n`` sequential post-then-fetch round trips (fewer if time runs out)."""
+    times: list[float] = []
+    deadline = time.monotonic() + ROUND_TRIP_SECONDS
+    with httpx.Client(base_url=base, timeout=10) as client:
         for k in range(n):
+            if time.monotonic() > deadline:
+                break
             user, item = users[k % len(users)], items[k % len(items)]
             start = time.perf_counter()
             client.post("/v1/events", json={"user_id": user, "item_id": item,
@@ -142,48 +237,246 @@ def round_trips(port: int, users: list[str], n: int, items: list[str]) -> list[f
     return times
 
 
+@dataclass
+class Probe:
+    """One request at a time beside the load: when it ran, how long, its status and version."""
+
+    base: str
+    user: str
+    samples: list[tuple[float, float, int, str | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            while not self._stop.wait(0.02):
+                start = time.monotonic()
+                try:
+                    response = client.get(f"/v1/users/{self.user}/recommendations",
+                                          params={"k": 10})
+                    status = response.status_code
+                    version = response.json().get("model_version") if status == 200 else None
+                except httpx.HTTPError:
+                    status, version = 0, None
+                self.samples.append((start, (time.monotonic() - start) * 1000, status, version))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def versions_seen(self) -> list[str]:
+        """The served versions in the order the probe saw them, repeats collapsed."""
+        seen: list[str] = []
+        for *_, version in self.samples:
+            if version is not None and (not seen or seen[-1] != version):
+                seen.append(version)
+        return seen
+
+    def latencies(self, start: float, end: float, *, inside: bool) -> list[float]:
+        return [ms for t, ms, *_ in self.samples if (start <= t <= end) == inside]
+
+
+@dataclass
+class SwapRun:
+    """What the swap section saw: wrk's report, each swap call, and the probe's view."""
+
+    wrk: dict[str, float]
+    calls: list[tuple[str, str, float]]  # (path, version served after, milliseconds)
+    publish_s: float
+    load_s: float
+    window_s: float
+    probe: Probe
+    inside: list[float]  # probe latencies (ms) in the swap window
+    outside: list[float]
+
+
+def hot_swaps(world: World, base: str, seconds: int, connections: int, swaps: int) -> SwapRun:
+    """wrk on recommendations; after a third of ``seconds``, publish v2 and swap ``swaps`` times.
+
+    Each swap waits for the server's answer (the new model is loaded by then), then a pause of
+    ``seconds / 3 / swaps``; the load goes on ``seconds / 3`` after the last. wrk is started with
+    an upper bound on its duration and stopped with SIGINT, which makes it print its report.
+    """
+    cmd = _wrk_command(base, seconds + swaps * SWAP_SECONDS, connections,
+                       lua_recommendations(world.folder, world.users))
+    probe = Probe(base, world.users[1])
+    thread = threading.Thread(target=probe.run, daemon=True)
+    calls: list[tuple[str, str, float]] = []
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load_start = time.monotonic()
+    thread.start()
+    try:
+        time.sleep(seconds / 3)
+        window_start = time.monotonic()
+        started = time.perf_counter()
+        second = world.registry.publish(world.models, data={"events": len(world.events)},
+                                        metrics={}, notes="second version for the swap bench")
+        publish_s = time.perf_counter() - started
+        with httpx.Client(base_url=base, timeout=SWAP_SECONDS,
+                          headers={"X-API-Key": WRITE_KEY}) as client:
+            for k in range(swaps):
+                path = f"/v1/models/{second}/activate" if k % 2 == 0 else "/v1/models/rollback"
+                started = time.perf_counter()
+                answer = client.post(path)
+                answer.raise_for_status()
+                calls.append((path, answer.json()["model_version"],
+                              (time.perf_counter() - started) * 1000))
+                time.sleep(seconds / 3 / max(swaps, 1))
+        window_end = time.monotonic() + 1.0  # requests queued behind the last swap count too
+        time.sleep(seconds / 3)
+        load_s = time.monotonic() - load_start
+    finally:
+        load.send_signal(signal.SIGINT)  # wrk stops and prints its report
+        out, _ = load.communicate(timeout=60)
+        probe.stop()
+        thread.join(timeout=CALL_SECONDS)
+    return SwapRun(parse_wrk(out), calls, publish_s, load_s, window_end - window_start, probe,
+                   probe.latencies(window_start, window_end, inside=True),
+                   probe.latencies(window_start, window_end, inside=False))
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def _pct(values: Sequence[float], q: float) -> str:
+    return f"{np.percentile(values, q):.2f}" if len(values) else "–"
+
+
+def print_rows(rows: dict[tuple[str, str], dict[str, float]], per_request: dict[str, int]) -> None:
+    print("| measurement | store | requests/s | events/s | p50 ms | p99 ms | non-2xx "
+          "| socket errors |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    for (name, store), r in rows.items():
+        events = f"{r['rps'] * per_request[name]:.0f}" if per_request.get(name) else ""
+        print(f"| {name} | {store} | {r['rps']:.0f} | {events} | {r['p50_ms']:.2f} | "
+              f"{r['p99_ms']:.2f} | {r['non_2xx']} | {r['socket_errors']} |")
+
+
+def print_swap(swap: SwapRun, seconds: int, connections: int) -> None:
+    r, versions, samples = swap.wrk, swap.probe.versions_seen(), swap.probe.samples
+    print(f"\nHot swaps under load: wrk -t2 -c{connections} on top-10 recommendations for "
+          f"{swap.load_s:.0f} s; after {seconds / 3:.1f} s the benchmark publishes a second "
+          f"version ({swap.publish_s:.2f} s), then swaps {len(swap.calls)} times, alternately "
+          f"activating it and rolling back, each swap answered once the new model is loaded "
+          f"(swap window {swap.window_s:.1f} s); {seconds / 3:.1f} s more load after. A probe "
+          f"requests one user's list every 20 ms beside the load. wrk counts a reply slower than "
+          f"2 s as a socket error (timeout).\n")
+    print("| requests | requests/s | non-2xx | socket errors | p50 ms | p99 ms | max ms |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {r['requests']} | {r['rps']:.0f} | {r['non_2xx']} | {r['socket_errors']} | "
+          f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} |")
+    print("\n| swap call | served after | took ms |\n|---|---|---:|")
+    for path, version, ms in swap.calls:
+        print(f"| `POST {path}` | {version} | {ms:.0f} |")
+    failed = sum(1 for *_, status, _version in samples if status != 200)
+    inside, outside = swap.inside, swap.outside
+    print(f"\nThe probe saw the served version change {len(versions) - 1} times "
+          f"({' → '.join(versions)}); {failed} of its {len(samples)} requests failed. Its "
+          f"latency during the swap window: p50 {_pct(inside, 50)} ms, p99 {_pct(inside, 99)} "
+          f"ms, max {max(inside, default=0):.2f} ms ({len(inside)} requests); outside it: p50 "
+          f"{_pct(outside, 50)} ms, p99 {_pct(outside, 99)} ms.")
+
+
+# -- main --------------------------------------------------------------------------------------
+
+def _subset(allowed: tuple[str, ...], flag: str) -> Callable[[str], list[str]]:
+    """A parser of ``flag``'s comma-separated value: some of ``allowed``."""
+    def parse(text: str) -> list[str]:
+        names = [t.strip() for t in text.split(",") if t.strip()]
+        if not names or set(names) - set(allowed):
+            raise argparse.ArgumentTypeError(f"{flag} takes some of {', '.join(allowed)}")
+        return names
+    return parse
+
+
+@dataclass
+class Results:
+    rows: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    trips: dict[str, list[float]] = field(default_factory=dict)
+    swap: SwapRun | None = None
+
+
+def plan(sections: list[str], stores: list[str]) -> dict[str, set[str]]:
+    """Store → the sections measured on it: read and swap once (on SQLite), the rest per store."""
+    out: dict[str, set[str]] = {}
+    for store in STORES:
+        wanted = set(sections) & {"ingestion", "roundtrip"} if store in stores else set()
+        if store == "sqlite":
+            wanted |= set(sections) & {"read", "swap"}
+        if wanted:
+            out[store] = wanted
+    return out
+
+
+def measure(world: World, base: str, store: str, sections: set[str],
+            args: argparse.Namespace, results: Results) -> None:
+    """``sections`` against one running server on ``store``."""
+    seconds, connections = args.seconds, args.connections
+    if "read" in sections:
+        results.rows["/healthz", store] = wrk(f"{base}/healthz", seconds, connections)
+        results.rows["top-10 recommendations", store] = wrk(
+            base, seconds, connections, lua_recommendations(world.folder, world.users))
+    if "swap" in sections:  # before ingestion: no live histories yet
+        results.swap = hot_swaps(world, base, seconds, connections, args.swaps)
+    if "ingestion" in sections:
+        results.rows["POST /v1/events, 1 event", store] = wrk(
+            base, seconds, connections, lua_events(world.folder, world.users))
+        results.rows[f"POST /v1/events, {BATCH} events", store] = wrk(
+            base, seconds, connections, lua_batches(world.folder, world.users, world.items))
+    if "roundtrip" in sections:
+        results.trips[store] = round_trips(base, world.users, 300, world.items)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--only", type=_subset(SECTIONS, "--only"), default=list(SECTIONS),
+                        help=f"comma-separated sections: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--stores", type=_subset(STORES, "--stores"), default=list(STORES),
+                        help="event stores for ingestion and roundtrip (default: both)")
+    parser.add_argument("--swaps", type=int, default=4,
+                        help="hot swaps (activate, rollback, ...) in the swap section")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     print(f"```\npython benchmarks/bench_serving.py {' '.join(sys.argv[1:])}\n```\n")
+    notes: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="recengine-bench-"))
+    results = Results()
     try:
-        url, users = build(folder, args.users, args.items, args.factors)
-        port = free_port()
-        proc = serve(folder, url, port)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            rows = {
-                "/healthz": wrk(f"{base}/healthz", args.seconds, args.connections),
-                "top-10 recommendations": wrk(base, args.seconds, args.connections,
-                                              lua_users(folder, users)),
-                "POST /v1/events (1 event, durable)": wrk(base, args.seconds, args.connections,
-                                                          lua_events(folder, users)),
-            }
-            trips = round_trips(port, users, 300, [f"i{i:05d}" for i in range(2, 400)])
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        print(f"One server process, wrk -t2 -c{args.connections} -d{args.seconds}s, "
-              f"{args.items:,} items, {args.factors} factors, SQLite.\n")
-        print("| endpoint | requests/s | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|")
-        for name, r in rows.items():
-            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                  f"{r['non_2xx']} |")
-        ratio = rows["top-10 recommendations"]["rps"] / rows["/healthz"]["rps"]
-        print(f"\nRecommendations reach {ratio:.0%} of /healthz throughput.")
-        print(f"Post an event, then fetch that user's recommendations (300 sequential round "
-              f"trips): p50 {np.percentile(trips, 50):.2f} ms, p99 "
-              f"{np.percentile(trips, 99):.2f} ms.")
+        world = build(folder, args.users, args.items, args.factors)
+        for store, sections in plan(args.only, args.stores).items():
+            with contextlib.ExitStack() as stack:
+                if store == "sqlite":
+                    url = f"sqlite:///{folder / 'events.db'}"
+                elif local_postgres.find_bin_dir() is None:
+                    notes.append("PostgreSQL rows left out: no server binaries "
+                                 "(apt-get install postgresql)")
+                    continue
+                else:
+                    url = stack.enter_context(local_postgres.start(durable=True)).url()
+                fill(world, url)
+                base = stack.enter_context(serving(world, url))
+                measure(world, base, store, sections, args, results)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    print(f"One server process, wrk -t2 -c{args.connections} -d{args.seconds}s, "
+          f"{args.items:,} items, {args.users:,} users, {args.factors} factors; every event "
+          f"durable before the reply.\n")
+    if results.rows:
+        print_rows(results.rows, {"POST /v1/events, 1 event": 1,
+                                  f"POST /v1/events, {BATCH} events": BATCH})
+    if {"/healthz", "top-10 recommendations"} <= {name for name, _ in results.rows}:
+        ratio = (results.rows["top-10 recommendations", "sqlite"]["rps"]
+                 / results.rows["/healthz", "sqlite"]["rps"])
+        print(f"\nRecommendations reach {ratio:.0%} of /healthz throughput.")
+    for store, trips in results.trips.items():
+        print(f"\nPost an event, then fetch that user's recommendations ({len(trips)} sequential "
+              f"round trips, {store}): p50 {_pct(trips, 50)} ms, p99 {_pct(trips, 99)} ms.")
+    if results.swap is not None:
+        print_swap(results.swap, args.seconds, args.connections)
+    for note in notes:
+        print(f"\n{note}.")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from recengine.cli import main
+from recengine.store.local_postgres import free_port
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -163,3 +168,72 @@ def test_ingest_into_the_event_store_is_idempotent_by_event_id(capsys, tmp_path)
     code, out, _ = run(capsys, *argv)
     again = json.loads(out)
     assert (again["stored"], again["duplicates"]) == (0, 2)
+
+
+#: The smallest demo that still trains and evaluates every model (a few seconds).
+SMALL_DEMO = ("demo", "--users", "200", "--items", "100", "--seed", "7")
+
+
+def test_demo_without_serving_stores_the_events_and_activates_a_version(capsys, tmp_path):
+    from recengine.pipeline.demo import BAD_ROWS
+    from recengine.store import EventStore
+    from recengine.store.registry import ModelRegistry
+
+    code, out, _ = run(capsys, *SMALL_DEMO, "--output", str(tmp_path), "--no-serve")
+    assert code == 0
+    registry = ModelRegistry(tmp_path / "registry")
+    active = registry.current()
+    assert active is not None
+    manifest = registry.show(active)
+    assert list(manifest["models"])[-1] == "popularity"  # the best model first, then its fallback
+    exported = len((tmp_path / "data" / "events.csv").read_text().splitlines()) - 1
+    with EventStore(f"sqlite:///{tmp_path / 'recengine.db'}") as store:
+        assert store.count() == exported - len(BAD_ROWS) == manifest["data"]["count"]
+        assert len(store.items()) == 100
+    assert f"recengine serve --port 8000 --registry {tmp_path / 'registry'}" in out
+    assert "/v1/users/" in out and "X-API-Key: demo-" in out and "/docs" in out
+
+
+def test_demo_ends_by_serving_what_it_published(tmp_path):
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "recengine", *SMALL_DEMO, "--output", str(tmp_path / "out"),
+             "--port", str(port)], stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not _ready(base):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the demo did not serve within 180 s"
+            time.sleep(0.2)
+        printed = re.search(rf"curl '({re.escape(base)}/v1/users/[^']+/recommendations[^']*)'",
+                            log.read_text())
+        assert printed is not None, log.read_text()
+        response = httpx.get(printed.group(1), timeout=30)
+        assert response.status_code == 200, log.read_text()[-4000:]
+        body = response.json()
+        assert body["model_version"] == "v0001" and body["count"] == 5
+    finally:
+        process.terminate()  # as Ctrl-C would: uvicorn shuts down
+        try:
+            process.wait(timeout=30)
+        finally:
+            process.kill()  # a no-op once it has exited
+
+
+def test_demo_refuses_a_busy_port_before_any_work(capsys, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run(capsys, *SMALL_DEMO, "--output", str(tmp_path), "--port", str(port))
+    assert code == 2 and f"port {port} on 127.0.0.1 is in use" in err and out == ""
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -69,12 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="synthetic data end to end: ingest, train, evaluate, "
-                          "recommend with reasons")
+                          "recommend with reasons, then serve the best model over HTTP")
     demo.add_argument("--users", type=int, default=3000)
     demo.add_argument("--items", type=int, default=1200)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--output", type=Path, default=Path("recengine-output/demo"),
-                      help="where the generated files, report and plots go")
+                      help="where the generated files, report, plots, event store and model "
+                           "registry go")
+    demo.add_argument("--port", type=int, default=8000,
+                      help="serve on 127.0.0.1 at this port (default: 8000)")
+    demo.add_argument("--no-serve", action="store_true",
+                      help="stop once the models are published (print how to serve them)")
 
     ingest = sub.add_parser("ingest", help="validate an event file and report every bad row")
     ingest.add_argument("file", type=Path)
@@ -207,11 +212,35 @@ def _model_configs(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    import secrets
+
+    from recengine.pipeline.demo import print_try_it
     from recengine.pipeline.demo import run_demo as demo
 
-    demo(n_users=args.users, n_items=args.items, seed=args.seed, output=args.output,
-         console=_console())
-    return 0
+    if not args.no_serve:
+        _check_port_free(args.port)  # before minutes of training, not after
+    console = _console()
+    result = demo(n_users=args.users, n_items=args.items, seed=args.seed, output=args.output,
+                  console=console)
+    write_key = "demo-" + secrets.token_urlsafe(12)  # the server's only write key
+    print_try_it(result, console, port=args.port, write_key=write_key, serving=not args.no_serve)
+    if args.no_serve:
+        return 0
+    return _serve({"registry": str(result.registry), "database_url": result.database_url,
+                   "read_keys": "", "write_keys": write_key}, "127.0.0.1", args.port)
+
+
+def _check_port_free(port: int) -> None:
+    """Fail with a clear message when something already listens on 127.0.0.1:``port``."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise DataError(f"port {port} on 127.0.0.1 is in use: pass another --port, or "
+                            "--no-serve", column="--port") from None
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -396,14 +425,19 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("registry", args.registry),
+                                   ("database_url", args.database_url)) if v}
+    return _serve(overrides, args.host, args.port)
+
+
+def _serve(overrides: dict[str, str], host: str, port: int) -> int:
+    """Serve until stopped: settings from RECENGINE_* variables and ``overrides``, validated."""
     import uvicorn
     from pydantic import ValidationError
     from threadpoolctl import threadpool_limits
 
     from recengine.serving import Settings, create_app
 
-    overrides = {k: v for k, v in (("registry", args.registry),
-                                   ("database_url", args.database_url)) if v}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -412,7 +446,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # Requests run concurrently in threads; BLAS fanning out inside each of them only contends
     # (measured: 6 % of /healthz throughput with it, see docs/benchmarks.md).
     threadpool_limits(1, user_api="blas")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     return 0
 
 

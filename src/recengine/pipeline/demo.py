@@ -2,11 +2,20 @@
 
 Generate a realistic event log → write it to files the way an export would look (with a few bad
 rows, as real logs have) → ingest and validate them → split → train and evaluate every model →
-print the comparison and a few users' recommendations with the reason for each.
+print the comparison and a few users' recommendations with the reason for each → store the events
+in a SQLite event store and publish the best model (with popularity as its fallback) to a model
+registry, ready for ``recengine serve``, which the ``demo`` command then starts.
+
+Everything goes under the output folder: ``data/`` (the exported files), ``report/``,
+``recengine.db`` (the event store) and ``registry/``. The store and the registry are replaced on
+every run, so they hold exactly this run's events and models.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +28,19 @@ from recengine.data.readers import read_events, read_metadata
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
 from recengine.data.validation import ValidationReport
-from recengine.evaluation.evaluator import evaluate
+from recengine.data.weighting import aggregate
+from recengine.evaluation.evaluator import EvaluationResult, evaluate
 from recengine.evaluation.report import print_table, write_report
 from recengine.models.base import Recommender
 from recengine.models.constraints import Catalog, relax
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.registry import MODELS
-from recengine.pipeline.prepare import prepare
+from recengine.pipeline.prepare import prepare, training_data
 from recengine.progress import progress_bar
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
 
-__all__ = ["print_validation", "run_demo"]
+__all__ = ["DemoResult", "print_try_it", "print_validation", "run_demo"]
 
 #: Rows a real export might contain: a bad rating, a missing user, an unknown event type, a
 #: timestamp from the future, an unparsable value, and a line with a missing field.
@@ -103,10 +115,25 @@ def _describe_history(model: Recommender, dataset: Dataset, user: str) -> str:
     return f"{len(ids)} items, mostly " + ", ".join(f"{k} ({v})" for k, v in top.items())
 
 
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo leaves behind: each model's metrics, and a store and registry to serve."""
+
+    metrics: dict[str, dict[str, float]]
+    #: The event store's URL (``sqlite:///<output>/recengine.db``).
+    database_url: str
+    #: The model registry's folder; ``version`` is active in it.
+    registry: Path
+    version: str
+    #: A demo user with a history, and the first item recommended to them, for examples.
+    user: str
+    item: str
+
+
 def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
              output: Path = Path("recengine-output/demo"),
-             console: Console | None = None) -> dict[str, dict[str, float]]:
-    """Run the demo; returns each model's overall metrics."""
+             console: Console | None = None) -> DemoResult:
+    """Run the demo, ending with its events stored and its best model published and active."""
     from recengine.data.synthetic import generate
 
     console = console or Console()
@@ -142,7 +169,80 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
                           markup=False)
     console.rule("5. knowledge-based: what a family needs, with relaxation when nothing fits")
     _knowledge_step(prepared.data, console)
-    return result.metrics_by_model()
+    console.rule(f"6. store the events, publish {best} for serving")
+    url, version = _publish(dataset, result, best, output, console)
+    return DemoResult(metrics=result.metrics_by_model(), database_url=url,
+                      registry=output / "registry", version=version, user=str(users[0]),
+                      item=str(next(i for i in ids[0] if i is not None)))
+
+
+def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path,
+             console: Console) -> tuple[str, str]:
+    """Store the events, items and users; publish ``best`` and popularity; the URL and version.
+
+    The evaluated models saw only the training 75 %, while the store holds every event: served
+    as they are, they would recommend items users already booked. So, as ``recengine retrain``
+    does after its gate, the published models are refitted on all events; the manifest keeps
+    the evaluation's metrics and says so. Popularity goes second: the server's fallback for
+    users the best model cannot serve.
+    """
+    database = output / "recengine.db"
+    for stale in (database, database.with_name("recengine.db-wal"),
+                  database.with_name("recengine.db-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(output / "registry", ignore_errors=True)
+    url = f"sqlite:///{database}"
+    with EventStore(url) as store:
+        stored = store.append(dataset.events)
+        store.upsert_items(dataset.items)
+        store.upsert_users(dataset.users)
+        snapshot = store.snapshot()
+    data = training_data(dataset, aggregate(dataset.events, dataset.schema))
+    names = list(dict.fromkeys([best, "popularity"]))
+    with console.status(f"fitting {', '.join(names)} on all {stored.accepted} events"):
+        fitted = {name: MODELS[name]().fit(data) for name in names}
+    registry = ModelRegistry(output / "registry")
+    metrics = result.metrics_by_model()
+    version = registry.publish(fitted, data=snapshot,
+                               metrics={name: metrics[name] for name in names},
+                               notes="recengine demo: refitted on all events; metrics from the "
+                                     "stratified 75/25 evaluation")
+    registry.activate(version)
+    console.print(f"event store: {database} ({stored.accepted} events, {len(dataset.items)} "
+                  f"items, {len(dataset.users)} users)\nmodel registry: {registry.root} "
+                  f"({version} active: {', '.join(names)})", highlight=False, markup=False)
+    return url, version
+
+
+def print_try_it(result: DemoResult, console: Console, *, port: int, write_key: str,
+                 serving: bool) -> None:
+    """The commands to try the demo's server: curl for each kind of request, and the docs.
+
+    Without ``serving``, first the ``recengine serve`` command that serves what the demo
+    published (with ``write_key`` as its write key).
+    """
+    base = f"http://127.0.0.1:{port}"
+    if serving:
+        console.rule(f"7. serving on {base} (Ctrl-C stops); try:")
+    else:
+        console.rule("7. serve it, then try:")
+        console.print(f"RECENGINE_WRITE_KEYS={write_key} recengine serve --port {port} "
+                      f"--registry {result.registry} --database-url {result.database_url}",
+                      markup=False, highlight=False, soft_wrap=True)
+    event = json.dumps({"user_id": result.user, "item_id": result.item,
+                        "event_type": "booking"})
+    lines = [
+        f"curl '{base}/v1/users/{result.user}/recommendations?k=5&explain=true'",
+        f"curl '{base}/v1/items/{result.item}/similar?k=5'",
+        f"curl '{base}/v1/items/{result.item}/audience?n=5'",
+        f"curl -X POST {base}/v1/events -H 'Content-Type: application/json' "
+        f"-H 'X-API-Key: {write_key}' -d '{event}'",
+        "# ...then ask for the recommendations again: the booking counts at once",
+        f"curl {base}/metrics",
+        f"# the OpenAPI documentation, in a browser: {base}/docs",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 #: A family's requirements: the seed's example of a knowledge-based query.
