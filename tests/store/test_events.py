@@ -20,6 +20,12 @@ import pytest
 
 from recengine.data.dataset import Dataset
 from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
+from recengine.data.validation import (
+    ColumnMapping,
+    RawTable,
+    validate_event_records,
+    validate_events,
+)
 from recengine.errors import DataError
 from recengine.store import AppendResult, EventStore, StoreError
 from recengine.store import events as events_module
@@ -101,6 +107,17 @@ def test_duplicates_inside_one_batch_are_skipped(store: EventStore) -> None:
     batch["event_id"] = ["a", "a", "b", None, ""]  # rows without an id are never duplicates
     assert store.append(batch) == AppendResult(accepted=4, duplicates=1)
     assert store.events()["item_id"].tolist() == ["i0", "i2", "i3", "i4"]
+
+
+def test_large_and_small_chunks_of_one_batch_keep_order_and_count_duplicates(
+        store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_module, "_CHUNK_ROWS", 1000)  # PostgreSQL: COPY, COPY, INSERT
+    batch = make_events(2500)
+    assert store.append(batch) == AppendResult(2500, 0)
+    assert store.append(make_events(2000, start=1500)) == AppendResult(1000, 1000)
+    stored = store.events()
+    assert stored["item_id"].tolist() == [f"i{k}" for k in range(3500)]
+    pd.testing.assert_frame_equal(canonical(stored.iloc[:2500]), canonical(batch))
 
 
 # --- atomicity and durability ------------------------------------------------------------------
@@ -518,3 +535,122 @@ def test_a_wrong_password_is_reported_masked(postgres_server: PostgresServer) ->
     assert "password authentication failed" in message
     assert "wrong-pw" not in message and ":***@127.0.0.1" in message
     _no_traceback_of_the_driver(caught.value)
+
+
+# --- ingest: small batches are validated record by record, with the same outcome ---------------
+
+
+NOW = pd.Timestamp("2025-06-01 12:00:00")
+ABSENT = object()  # the field is left out of the record
+#: Per field: usual values, then unusual and bad ones (taken one time in eight).
+FIELDS: dict[str, tuple[list[object], list[object]]] = {
+    "user_id": (["u1", "u2", " u2 ", 7], ["", "  ", None, ABSENT]),
+    "item_id": (["i1", "i2", 3.5], ["", None, ABSENT]),
+    "event_type": ([ABSENT, "view", "rating", " play ", "watch", "dwell"], ["", "teleport"]),
+    "value": ([ABSENT, None, 4, 4.5, 0.5, "2e-3", "  3 ", True],
+              ["9", -1, "", 1e300, "1e400", "abc", "nan", "-0", "+5"]),
+    "timestamp": ([ABSENT, 1_700_000_000, 1_700_000_000.7, "1700000000", -1.5,
+                   "2024-01-02T03:04:05Z", "2024-01-02 03:04:05.999+02:00", "2024-01-02",
+                   "1969-12-31T23:59:59.5", "2025-06-01T12:04:00",
+                   pd.Timestamp("2024-05-06 07:08:09")],
+                  ["2025-06-01T12:06:00Z", 99_999_999_999, 12_345_678_901_234, "", None,
+                   "2024-02-30", "next tuesday", "1e9", "2024-01-02T03:04"]),
+    "event_id": ([ABSENT, "e1", "e1 ", "e2", "e3", 3, "3"], [""]),
+}
+
+
+def _random_records(rng: np.random.Generator, n: int, *, with_ids: bool) -> list[object]:
+    records: list[object] = []
+    for _ in range(n):
+        record = {}
+        for name, (usual, unusual) in FIELDS.items():
+            pool = unusual if rng.random() < 1 / 8 else usual
+            record[name] = pool[rng.integers(len(pool))]
+        records.append({k: v for k, v in record.items()
+                        if v is not ABSENT and (with_ids or k != "event_id")})
+    if rng.random() < 0.1:
+        records.insert(int(rng.integers(len(records) + 1)), "not a record")
+    return records
+
+
+def _validated_both_ways(records: list[object]) -> tuple[object, object]:
+    """(columns, report) from the record-by-record twin (None if it defers) and from pandas."""
+    raw = events_module._raw_records(records)  # type: ignore[arg-type]
+    mapping = ColumnMapping(event_id="event_id" if "event_id" in raw.columns else None)
+    twin = validate_event_records(raw, mapping, now=NOW)
+    frame, report = validate_events(raw.table(), mapping, now=NOW)
+    return twin, (events_module._event_columns(frame), report)
+
+
+@pytest.mark.parametrize("records", [
+    pytest.param([{"item_id": "i1"}, {"user_id": " ", "item_id": "i1"}], id="missing user_id"),
+    pytest.param([{"user_id": "u1", "item_id": "i1", "timestamp": "2024-13-01T00:00:00"},
+                  {"user_id": "u1", "item_id": "i2", "timestamp": 1e12}], id="bad timestamp"),
+    pytest.param([{"user_id": "u", "item_id": "i", "event_type": "teleport"}], id="unknown type"),
+    pytest.param([{"user_id": "u", "item_id": "i", "event_type": "rating", "value": 9},
+                  {"user_id": "u", "item_id": "i", "event_type": "rating"},
+                  {"user_id": "u", "item_id": "i", "event_type": "view", "value": -2}],
+                 id="bad value"),
+    pytest.param([{"user_id": "u", "item_id": "i", "timestamp": "2025-06-01T13:00:00Z"}],
+                 id="future timestamp"),
+    pytest.param([{"user_id": "u", "item_id": "i", "event_id": "e"},
+                  {"user_id": "v", "item_id": "j", "event_id": " e"},
+                  {"user_id": "w", "item_id": "k"}], id="repeated event_id"),
+    pytest.param([{"user_id": "u", "item_id": "i", "timestamp": 1},
+                  {"user_id": "u", "item_id": "i", "timestamp": "1970-01-01T00:00:01"}],
+                 id="same event without ids"),
+    pytest.param([{"user_id": "u", "item_id": "i", "event_type": "rating", "value": 4,
+                   "timestamp": 1_700_000_000, "event_id": "ok"}, 42], id="good and malformed"),
+    pytest.param(RECORDS, id="RECORDS"),
+])
+def test_the_record_by_record_twin_decides_like_pandas(records: list[object]) -> None:
+    twin, (columns, report) = _validated_both_ways(records)
+    assert twin is not None, "these forms are the twin's to decide"
+    assert repr(twin) == repr((columns, report))  # repr: -0.0 and 0.0 differ, so must they
+
+
+def test_the_twin_agrees_with_pandas_on_random_records() -> None:
+    rng = np.random.default_rng(0)
+    decided = 0
+    for k in range(400):
+        records = _random_records(rng, int(rng.integers(1, 12)), with_ids=k % 3 != 0)
+        twin, expected = _validated_both_ways(records)
+        if twin is not None:
+            decided += 1
+            assert repr(twin) == repr(expected), records
+    assert decided > 100  # the forms it leaves to pandas are the rare ones
+
+
+@pytest.mark.parametrize("text", ["+5", "1_000", "-0", "abc", "nan", "0x10"])
+def test_the_twin_leaves_unusual_numbers_to_pandas(text: str) -> None:
+    twin, _ = _validated_both_ways([{"user_id": "u", "item_id": "i", "value": text}])
+    assert twin is None
+
+
+def test_strict_twin_raises_the_first_issue_as_pandas_does() -> None:
+    raw = events_module._raw_records(RECORDS)
+    mapping = ColumnMapping(event_id="event_id")
+    with pytest.raises(DataError) as twin:
+        validate_event_records(raw, mapping, strict=True)
+    with pytest.raises(DataError) as pandas:
+        validate_events(raw.table(), mapping, strict=True)
+    assert str(twin.value) == str(pandas.value) == (
+        "request, row 2, column 'value': rating value 9 is outside 1..5")
+
+
+def test_small_batches_skip_pandas_and_large_ones_use_it(
+        store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def counting(table: RawTable, *args: object, **kwargs: object) -> object:
+        calls.append(len(table.frame))
+        return validate_events(table, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(events_module, "validate_events", counting)
+    monkeypatch.setattr(events_module, "_RECORD_BY_RECORD", 3)
+    click = {"user_id": "u", "item_id": "i", "event_type": "click"}
+    assert store.ingest([{**click, "event_id": f"s{k}"} for k in range(3)])[0].accepted == 3
+    assert calls == []
+    assert store.ingest([{**click, "event_id": f"l{k}"} for k in range(4)])[0].accepted == 4
+    assert store.ingest([{**click, "value": "+1"}])[0].accepted == 1  # a form left to pandas
+    assert calls == [4, 1]

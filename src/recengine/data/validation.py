@@ -4,34 +4,67 @@ Readers hand over a :class:`RawTable` of strings (so nothing is lost to a parser
 checks here are vectorised over the whole table and either skip bad rows, counting them in a
 :class:`ValidationReport`, or, in strict mode, raise :class:`~recengine.errors.DataError` for the
 first one in file order.
+
+Vectorised checks cost a few milliseconds per call whatever the size, which is all of an API
+request's budget; :func:`validate_event_records` is their record-by-record twin for a few records.
+Both take each rule's problem and message from the same :class:`_Rule` constants, and the twin
+defers to :func:`validate_events` whenever a text is in a form only pandas' parsers decide.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recengine.data.dataset import empty_events
-from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
+from recengine.data.schema import EVENT_COLUMNS, EventSchema, EventType, FeatureKind
 from recengine.errors import DataError
 
 __all__ = [
     "ColumnMapping",
     "Issue",
+    "RawRecords",
     "RawTable",
     "ValidationReport",
     "parse_labels",
+    "validate_event_records",
     "validate_events",
     "validate_metadata",
 ]
 
 #: Clock skew tolerated before a timestamp counts as "in the future".
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A check's problem name and message, the same whichever validator applies it."""
+
+    problem: str
+    template: str
+
+    def message(self, **fields: object) -> str:
+        return self.template.format(**fields)
+
+
+_MISSING_ID = _Rule("missing id", "missing {what} id")
+_UNKNOWN_TYPE = _Rule("unknown event type", "unknown event type {name!r} (known: {known})")
+_NOT_A_NUMBER = _Rule("unparsable value", "{text!r} is not a number")
+_NOT_FINITE = _Rule("unparsable value", "{text!r} is not a finite number")
+_NO_VALUE = _Rule("missing value", "{name} needs a value")
+_NOT_A_TIME = _Rule("unparsable timestamp",
+                    "{text!r} is not a timestamp (use unix seconds or ISO 8601)")
+_FUTURE = _Rule("future timestamp", "timestamp {stamp} is in the future")
+_DUPLICATE = _Rule("duplicate", "duplicate of row {row}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,28 @@ class RawTable:
     frame: pd.DataFrame
     rows: np.ndarray
     issues: list[Issue] = field(default_factory=list)
+
+
+@dataclass
+class RawRecords:
+    """A few records as text, before validation: what :func:`validate_event_records` checks.
+
+    Every record has the keys ``columns`` (empty text where the source had nothing), so a column
+    is present exactly as it would be in the :class:`RawTable` of :meth:`table`. ``rows`` and
+    ``issues`` are as in a :class:`RawTable`.
+    """
+
+    file: str
+    columns: list[str]
+    records: list[dict[str, str]]
+    rows: list[int]
+    issues: list[Issue] = field(default_factory=list)
+
+    def table(self) -> RawTable:
+        """The same records as a :class:`RawTable`, for :func:`validate_events`."""
+        frame = pd.DataFrame({name: pd.Series([r[name] for r in self.records], dtype=object)
+                              for name in self.columns})
+        return RawTable(self.file, frame, np.asarray(self.rows, dtype=np.int64), self.issues)
 
 
 @dataclass
@@ -155,13 +210,25 @@ class _Checker:
                                      message(int(i))))
         self.bad |= mask
 
-    def finish(self, strict: bool, accepted: int | None = None) -> ValidationReport:
-        self.issues.sort(key=lambda i: i.row)
-        if strict and self.issues:
-            raise self.issues[0].as_error()
+    def finish(self, strict: bool) -> ValidationReport:
         n_read = len(self.table.frame) + len(self.table.issues)
-        kept = int((~self.bad).sum()) if accepted is None else accepted
-        return ValidationReport(self.table.file, n_read, kept, self.issues)
+        return _report(self.table.file, n_read, int((~self.bad).sum()), self.issues, strict)
+
+
+def _report(file: str, n_read: int, kept: int, issues: list[Issue],
+            strict: bool) -> ValidationReport:
+    """Issues in row order; in strict mode the first one raised."""
+    issues.sort(key=lambda i: i.row)
+    if strict and issues:
+        raise issues[0].as_error()
+    return ValidationReport(file, n_read, kept, issues)
+
+
+def _defaults(mapping: ColumnMapping | None, schema: EventSchema | None,
+              now: pd.Timestamp | None) -> tuple[ColumnMapping, EventSchema, pd.Timestamp]:
+    """An event validation's mapping, schema and clock (UTC, naive), defaulted."""
+    return (mapping or ColumnMapping(), schema or EventSchema(),
+            pd.Timestamp.now(tz="UTC").tz_convert(None) if now is None else now)
 
 
 def _column(table: RawTable, name: str | None) -> pd.Series | None:
@@ -171,13 +238,13 @@ def _column(table: RawTable, name: str | None) -> pd.Series | None:
     return column.where(column.notna(), "").astype(str).str.strip()
 
 
-def _require_columns(table: RawTable, mapping: ColumnMapping) -> None:
+def _require_columns(file: str, columns: Sequence[object], mapping: ColumnMapping) -> None:
     for field_name in ("user_id", "item_id"):
         column = getattr(mapping, field_name)
-        if column not in table.frame.columns:
-            found = ", ".join(map(str, table.frame.columns)) or "none"
+        if column not in columns:
+            found = ", ".join(map(str, columns)) or "none"
             raise DataError(f"no column {column!r} for {field_name} (columns found: {found}); "
-                            f"map it with --columns {field_name}=NAME", file=table.file)
+                            f"map it with --columns {field_name}=NAME", file=file)
 
 
 def parse_numbers(text: pd.Series) -> pd.Series:
@@ -218,26 +285,25 @@ def validate_events(
     count); a timestamp that is unparsable or in the future; a duplicate (same event id, or same
     user, item, type and time as an earlier row).
     """
-    mapping = mapping or ColumnMapping()
-    schema = schema or EventSchema()
-    now = pd.Timestamp.now(tz="UTC").tz_convert(None) if now is None else now
-    _require_columns(table, mapping)
+    mapping, schema, now = _defaults(mapping, schema, now)
+    _require_columns(table.file, list(table.frame.columns), mapping)
     check = _Checker(table)
 
     users, items = _column(table, mapping.user_id), _column(table, mapping.item_id)
     assert users is not None and items is not None
-    check.flag((users == "").to_numpy(), mapping.user_id, "missing id", lambda i: "missing user id")
-    check.flag((items == "").to_numpy(), mapping.item_id, "missing id", lambda i: "missing item id")
+    check.flag((users == "").to_numpy(), mapping.user_id, _MISSING_ID.problem,
+               lambda i: _MISSING_ID.message(what="user"))
+    check.flag((items == "").to_numpy(), mapping.item_id, _MISSING_ID.problem,
+               lambda i: _MISSING_ID.message(what="item"))
 
     types_text = _column(table, mapping.event_type)
     if types_text is None:
         types = pd.Series(mapping.default_event_type, index=table.frame.index, dtype=object)
     else:
         types = types_text.where(types_text != "", mapping.default_event_type)
-        known = sorted(schema.event_types)
-        unknown = ~types.isin(known).to_numpy()
-        check.flag(unknown, mapping.event_type, "unknown event type",
-                   lambda i: f"unknown event type {types.iloc[i]!r} (known: {', '.join(known)})")
+        unknown = ~types.isin(list(schema.event_types)).to_numpy()
+        check.flag(unknown, mapping.event_type, _UNKNOWN_TYPE.problem,
+                   lambda i: _unknown_type(types.iloc[i], schema))
 
     values = _check_values(check, table, mapping, schema, types)
     timestamps = _check_timestamps(check, table, mapping, now)
@@ -264,30 +330,39 @@ def _check_values(check: _Checker, table: RawTable, mapping: ColumnMapping,
         text = pd.Series("", index=table.frame.index, dtype=object)
     values = parse_numbers(text)
     column = mapping.value
-    check.flag(((text != "") & values.isna()).to_numpy(), column, "unparsable value",
-               lambda i: f"{text.iloc[i]!r} is not a number")
-    check.flag((values.notna() & ~np.isfinite(values)).to_numpy(), column, "unparsable value",
-               lambda i: f"{text.iloc[i]!r} is not a finite number")
+    check.flag(((text != "") & values.isna()).to_numpy(), column, _NOT_A_NUMBER.problem,
+               lambda i: _NOT_A_NUMBER.message(text=text.iloc[i]))
+    check.flag((values.notna() & ~np.isfinite(values)).to_numpy(), column, _NOT_FINITE.problem,
+               lambda i: _NOT_FINITE.message(text=text.iloc[i]))
     for name, spec in schema.event_types.items():
         of_type = (types == name).to_numpy()
         if not of_type.any():
             continue
         missing = of_type & (text == "").to_numpy()
         if spec.value_required:
-            check.flag(missing, column, "missing value", lambda i, n=name: f"{n} needs a value")
+            check.flag(missing, column, _NO_VALUE.problem,
+                       lambda i, n=name: _NO_VALUE.message(name=n))
         else:
             values[missing] = spec.default_value
         v = values.to_numpy()
         if spec.min_value is not None:
             low = of_type & (v < spec.min_value)
-            problem = "negative value" if spec.min_value == 0 else "value out of range"
-            check.flag(low, column, problem,
+            check.flag(low, column, _range_problem(spec, low=True),
                        lambda i, n=name, s=spec, v=v: _range_message(n, v[i], s))
         if spec.max_value is not None:
             high = of_type & (v > spec.max_value)
-            check.flag(high, column, "value out of range",
+            check.flag(high, column, _range_problem(spec, low=False),
                        lambda i, n=name, s=spec, v=v: _range_message(n, v[i], s))
     return values
+
+
+def _unknown_type(name: str, schema: EventSchema) -> str:
+    return _UNKNOWN_TYPE.message(name=name, known=", ".join(sorted(schema.event_types)))
+
+
+def _range_problem(spec: EventType, *, low: bool) -> str:
+    """Below a minimum of 0 is "negative"; any other bound crossed is "out of range"."""
+    return "negative value" if low and spec.min_value == 0 else "value out of range"
 
 
 def _range_message(name: str, value: float, spec: object) -> str:
@@ -306,11 +381,10 @@ def _check_timestamps(check: _Checker, table: RawTable, mapping: ColumnMapping,
         return pd.Series(pd.NaT, index=table.frame.index, dtype="datetime64[s]")
     stamps = parse_timestamps(text)
     column = mapping.timestamp
-    check.flag(((text != "") & stamps.isna()).to_numpy(), column, "unparsable timestamp",
-               lambda i: f"{text.iloc[i]!r} is not a timestamp (use unix seconds or ISO 8601)")
+    check.flag(((text != "") & stamps.isna()).to_numpy(), column, _NOT_A_TIME.problem,
+               lambda i: _NOT_A_TIME.message(text=text.iloc[i]))
     future = (stamps > now + FUTURE_TOLERANCE).to_numpy()
-    check.flag(future, column, "future timestamp",
-               lambda i: f"timestamp {stamps.iloc[i]} is in the future")
+    check.flag(future, column, _FUTURE.problem, lambda i: _FUTURE.message(stamp=stamps.iloc[i]))
     return stamps
 
 
@@ -333,8 +407,159 @@ def _check_duplicates(check: _Checker, table: RawTable, mapping: ColumnMapping,
     first_of = dict(zip(positions, first, strict=True))
     dup = np.zeros(len(eligible), dtype=bool)
     dup[positions[dup_live]] = True
-    check.flag(dup, column, "duplicate",
-               lambda i: f"duplicate of row {int(table.rows[first_of[i]])}")
+    check.flag(dup, column, _DUPLICATE.problem,
+               lambda i: _DUPLICATE.message(row=int(table.rows[first_of[i]])))
+
+
+#: Numbers that ``float`` reads exactly as ``pd.to_numeric`` does in any column: no sign "+"
+#: (pandas reads those less precisely), no "_", no words, integers that fit in int64.
+_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,18}|\d{0,18}\.\d{1,18}|\d{1,18}\.)(?:[eE][+-]?\d{1,3})?",
+                           re.ASCII)
+#: ISO 8601 as ``datetime.fromisoformat`` and pandas read it alike (an offset needs a time).
+_PLAIN_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
+                        r"(?:Z|[+-]\d{2}:[0-5]\d)?)?", re.ASCII)
+_EPOCH = datetime(1970, 1, 1)
+_UNIX_RANGE = 1e11  # seconds; as in parse_timestamps
+
+
+class _PandasDecides(Exception):
+    """A text whose reading only pandas' parsers settle (and may depend on the whole column)."""
+
+
+def validate_event_records(
+    raw: RawRecords,
+    mapping: ColumnMapping | None = None,
+    schema: EventSchema | None = None,
+    *,
+    strict: bool = False,
+    now: pd.Timestamp | None = None,
+) -> tuple[dict[str, list[Any]], ValidationReport] | None:
+    """:func:`validate_events` record by record, for a few records: the same issues and events.
+
+    The valid events come as Python values per column (those of :data:`EVENT_COLUMNS` and
+    ``event_id``, None where absent), the form the event store writes. Returns None when a value
+    or timestamp is in a form this twin leaves to pandas (``+5``, ``1_000``, ``-0``, ``1e3`` as a
+    date, an ISO 8601 variant...): then call :func:`validate_events` on ``raw.table()``.
+    """
+    mapping, schema, now = _defaults(mapping, schema, now)
+    _require_columns(raw.file, raw.columns, mapping)
+    try:
+        outcomes = [_check_record(r, mapping, schema, now + FUTURE_TOLERANCE)
+                    for r in raw.records]
+    except _PandasDecides:
+        return None
+    by_id = mapping.event_id in raw.columns
+    first_row: dict[object, int] = {}  # of each event id (or event) among the valid records
+    events: dict[str, list[Any]] = {name: [] for name in (*EVENT_COLUMNS, "event_id")}
+    issues = list(raw.issues)
+    for row, outcome in zip(raw.rows, outcomes, strict=True):
+        if isinstance(outcome, dict):
+            key = outcome["event_id"] if by_id else tuple(outcome[c] for c in _SAME_EVENT)
+            if key is not None and key in first_row:
+                outcome = (mapping.event_id if by_id else None, _DUPLICATE.problem,
+                           _DUPLICATE.message(row=first_row[key]))
+            elif key is not None:
+                first_row[key] = row
+        if isinstance(outcome, tuple):
+            issues.append(Issue(raw.file, row, *outcome))
+        else:
+            for name, values in events.items():
+                values.append(outcome[name])
+    n_read = len(raw.records) + len(raw.issues)
+    return events, _report(raw.file, n_read, len(events["user_id"]), issues, strict)
+
+
+#: What makes two events without an event id the same event (as in _check_duplicates).
+_SAME_EVENT = ("user_id", "item_id", "event_type", "timestamp")
+_Found = tuple[str | None, str, str]
+
+
+def _check_record(record: Mapping[str, str], mapping: ColumnMapping, schema: EventSchema,
+                  latest: pd.Timestamp) -> dict[str, Any] | _Found:
+    """One record's event, or its first issue in :func:`validate_events`' order of checks."""
+    user, item = _text(record, mapping.user_id), _text(record, mapping.item_id)
+    if not user:
+        return mapping.user_id, _MISSING_ID.problem, _MISSING_ID.message(what="user")
+    if not item:
+        return mapping.item_id, _MISSING_ID.problem, _MISSING_ID.message(what="item")
+    typed = _text(record, mapping.event_type)
+    kind = typed or mapping.default_event_type
+    if typed is not None and kind not in schema.event_types:
+        return mapping.event_type, _UNKNOWN_TYPE.problem, _unknown_type(kind, schema)
+    value, problem = _record_value(_text(record, mapping.value) or "", kind, schema)
+    if problem is not None:
+        return mapping.value, *problem
+    stamp, problem = _record_timestamp(_text(record, mapping.timestamp), latest)
+    if problem is not None:
+        return mapping.timestamp, *problem
+    return {"user_id": user, "item_id": item, "event_type": kind, "value": value,
+            "timestamp": stamp, "event_id": _text(record, mapping.event_id) or None}
+
+
+def _text(record: Mapping[str, str], name: str | None) -> str | None:
+    """A field as :func:`_column` reads it: stripped text, None without such a column."""
+    return None if name is None or name not in record else record[name].strip()
+
+
+def _record_value(text: str, kind: str,
+                  schema: EventSchema) -> tuple[float | None, tuple[str, str] | None]:
+    """:func:`_check_values` for one record: its value (defaulted) or its problem and message."""
+    value = _plain_float(text) if text else None
+    if value is not None and not math.isfinite(value):
+        return None, (_NOT_FINITE.problem, _NOT_FINITE.message(text=text))
+    spec = schema.event_types.get(kind)
+    if spec is None:
+        return value, None
+    if value is None:
+        if spec.value_required:
+            return None, (_NO_VALUE.problem, _NO_VALUE.message(name=kind))
+        value = spec.default_value
+    for low, bound in ((True, spec.min_value), (False, spec.max_value)):
+        if bound is not None and (value < bound if low else value > bound):
+            return None, (_range_problem(spec, low=low), _range_message(kind, value, spec))
+    return value, None
+
+
+def _record_timestamp(text: str | None, latest: pd.Timestamp
+                      ) -> tuple[datetime | None, tuple[str, str] | None]:
+    """:func:`_check_timestamps` for one record: its time or its problem and message."""
+    if not text:
+        return None, None
+    stamp = _plain_timestamp(text)
+    if stamp is None:
+        return None, (_NOT_A_TIME.problem, _NOT_A_TIME.message(text=text))
+    if stamp > latest:
+        return None, (_FUTURE.problem, _FUTURE.message(stamp=stamp))
+    return stamp, None
+
+
+def _plain_float(text: str) -> float:
+    """:func:`parse_numbers` of one non-empty text in a plain form."""
+    if not _PLAIN_NUMBER.fullmatch(text):
+        raise _PandasDecides(text)
+    value = float(text)
+    if value == 0 and text.startswith("-"):  # -0 is 0 in a column of integers, else -0.0
+        raise _PandasDecides(text)
+    return value
+
+
+def _plain_timestamp(text: str) -> datetime | None:
+    """:func:`parse_timestamps` of one non-empty text in a plain form, None if unparsable."""
+    if not _PLAIN_ISO.fullmatch(text):
+        seconds = _plain_float(text)  # unix seconds, truncated as astype("int64") does
+        if not (math.isfinite(seconds) and abs(seconds) < _UNIX_RANGE):
+            return None
+        try:
+            return _EPOCH + timedelta(seconds=int(seconds))
+        except OverflowError:  # before year 1: pandas can, datetime cannot
+            raise _PandasDecides(text) from None
+    try:
+        stamp = datetime.fromisoformat(text)
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # 2024-02-30, 24:00:00, a year 1 shifted before 1
+        raise _PandasDecides(text) from None
+    return stamp.replace(microsecond=0)  # whole seconds, floored as astype("datetime64[s]")
 
 
 def parse_labels(text: str, separator: str = "|") -> list[str]:
