@@ -15,8 +15,10 @@ so they can be set globally or per request, and they work on any model through i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -30,7 +32,7 @@ from recengine.models.base import Recommender, check_fitted, normalise_scores
 from recengine.models.constraints import Catalog
 
 __all__ = ["Boost", "Exclude", "Freshness", "MaxPer", "Mmr", "Pin", "Require", "Rule",
-           "RuleEngine", "parse_rules"]
+           "RuleEngine", "parse_rules", "read_rules"]
 
 Scalar = str | float | int | bool
 
@@ -119,6 +121,19 @@ def parse_rules(data: object) -> list[Rule]:
         where = "rules" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
                                   for p in first["loc"])
         raise DataError(first["msg"], column=where) from None
+
+
+def read_rules(path: str | Path) -> list[Rule]:
+    """Rules from a JSON file (a list, as :func:`parse_rules` takes); errors name the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read rules: {exc}", file=str(path)) from None
+    try:
+        return parse_rules(data)
+    except DataError as exc:
+        raise DataError(exc.message, file=str(path), column=exc.column) from None
 
 
 class RuleEngine:

@@ -28,6 +28,7 @@ from recengine.errors import (
     StoreError,
     UnknownIdError,
 )
+from recengine.models.rules import read_rules
 from recengine.pipeline.schedule import RetrainScheduler
 from recengine.serving.deps import Context, Reader
 from recengine.serving.metrics import Metrics
@@ -133,7 +134,11 @@ class LimitAndMeasure:
 
 
 def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
-    """Background retraining whose published versions are hot-swapped into ``state``."""
+    """Background retraining whose published versions are hot-swapped into ``state``.
+
+    Without ``retrain_models`` it retrains what is served: the active version's models and
+    configurations, read at each run, so a version activated through the API is retrained next.
+    """
 
     def publish(version: str) -> None:
         state.swap(version)
@@ -166,7 +171,8 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         state = ServingState(ModelRegistry(settings.registry), EventStore(settings.database_url),
                              approximate_min_items=settings.approximate_from,
                              ef_search=settings.approximate_ef_search,
-                             cache_users=settings.cache_users)
+                             cache_users=settings.cache_users,
+                             rules=read_rules(settings.rules_file) if settings.rules_file else ())
         state.load_current()
     app = FastAPI(title="recengine", version="1", lifespan=_lifespan)
     metrics = Metrics()

@@ -47,8 +47,18 @@ class RecommendationList(BaseModel):
 
 
 class RecommendationBatch(_In):
+    """Recommendations for several users, each with the options of the single request."""
+
     users: list[str] = Field(min_length=1)
     k: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    model: str | None = None
+    constraint: str | None = None
+    rules: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Business rules for this request, e.g. {\"kind\": \"boost\", \"field\": \"region\", "
+        "\"value\": \"Coast\", \"factor\": 2}: kinds exclude, require, boost, freshness, "
+        "max_per, mmr, pin."))
+    explain: bool = False
 
 
 BatchRecommendations = Page[RecommendationList]

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     max_k: int = Field(1000, ge=1)
     retrain_every_seconds: float | None = Field(None, gt=0)
     retrain_after_events: int | None = Field(None, ge=1)
-    retrain_models: str = "wals"
+    #: Comma-separated model names retrained with their default configurations; empty (the
+    #: default) retrains the active version's models with the configurations they were served with.
+    retrain_models: str = ""
     #: Catalogues of at least this many items answer top-k from an HNSW graph (approximate,
     #: several times faster); 0 answers every model exactly.
     approximate_min_items: int = Field(50_000, ge=0)
@@ -47,6 +49,8 @@ class Settings(BaseSettings):
     approximate_ef_search: int = Field(64, ge=1)
     #: Users whose last plain answers are kept until their history or the model changes; 0 off.
     cache_users: int = Field(100_000, ge=0)
+    #: A JSON file of business rules applied to every recommendation (see models/rules.py).
+    rules_file: str | None = None
 
     @field_validator("read_keys", "write_keys")
     @classmethod
@@ -68,8 +72,6 @@ class Settings(BaseSettings):
         from recengine.models.registry import MODELS
 
         names = [part.strip() for part in value.split(",") if part.strip()]
-        if not names:
-            raise ValueError("retrain_models names no model")
         unknown = [n for n in names if n not in MODELS]
         if unknown:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from "
@@ -82,9 +84,14 @@ class Settings(BaseSettings):
         return self.retrain_every_seconds is not None or self.retrain_after_events is not None
 
     @property
-    def retrain_model_configs(self) -> dict[str, dict[str, object]]:
-        """``retrain_models`` as name → config (each model's default configuration)."""
-        return {part.strip(): {} for part in self.retrain_models.split(",") if part.strip()}
+    def retrain_model_configs(self) -> dict[str, dict[str, object]] | None:
+        """``retrain_models`` as name → config (defaults); None: the active version's models.
+
+        >>> Settings().retrain_model_configs is None
+        True
+        """
+        return {part.strip(): {} for part in self.retrain_models.split(",")
+                if part.strip()} or None
 
     @property
     def approximate_from(self) -> int | None:

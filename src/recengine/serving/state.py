@@ -28,7 +28,7 @@ from recengine.models.base import Recommender
 from recengine.models.constraints import parse_constraint
 from recengine.models.fallback import FallbackChain, RankedItem
 from recengine.models.popularity import Popularity
-from recengine.models.rules import Require, RuleEngine
+from recengine.models.rules import Require, Rule, RuleEngine
 from recengine.serving.cache import AnswerCache
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -52,8 +52,12 @@ class Active:
     model: Recommender
     popularity: Recommender
     names: list[str]
+    #: The last event id the version was trained on, when its manifest records one.
+    trained_through: int | None = None
     others: dict[str, Recommender] = field(default_factory=dict)
     features: tuple[pd.DataFrame, dict[str, FeatureKind]] | None = None
+    #: The server's global rules bound to each model's catalogue (built once per features).
+    engines: dict[str, RuleEngine] = field(default_factory=dict)
 
 
 def _popularity_from_store(model: Recommender, store: EventStore) -> Recommender:
@@ -93,20 +97,29 @@ def _infer_kind(column: pd.Series) -> FeatureKind | None:
     return None
 
 
+def _add_rows(live: dict[str, dict[str, float]], users: list[str], items: list[str]) -> None:
+    """Count each (user, item) event once into ``live`` (user → item → events)."""
+    for user, item in zip(users, items, strict=True):
+        row = live.setdefault(str(user), {})
+        row[str(item)] = row.get(str(item), 0.0) + 1.0
+
+
 class ServingState:
     """The serving state shared by every request (thread-safe).
 
     Models of at least ``approximate_min_items`` items answer plain top-k from an HNSW index
     (:mod:`recengine.models.retrieval`) searched with ``ef_search``; None answers exactly.
-    Plain answers (no constraint, no reasons) of the last ``cache_users`` users are kept until
-    their history or the model changes.
+    Plain answers (no rules, no constraint, no reasons) of the last ``cache_users`` users are
+    kept until their history or the model changes. ``rules`` (business rules) apply to every
+    answer, before those of the request.
     """
 
     def __init__(self, registry: ModelRegistry, store: EventStore, *,
                  approximate_min_items: int | None = None, ef_search: int = 64,
-                 cache_users: int = 0) -> None:
+                 cache_users: int = 0, rules: Sequence[Rule] = ()) -> None:
         self.registry = registry
         self.store = store
+        self.rules = list(rules)
         self.approximate_min_items = approximate_min_items
         self.ef_search = ef_search
         self.answers: AnswerCache[list[RankedItem]] = AnswerCache(cache_users)
@@ -152,8 +165,12 @@ class ServingState:
         if popularity is None:
             popularity = (model if model.name == "popularity"
                           else _popularity_from_store(model, self.store))
-        return Active(version=version, name=primary, model=model, popularity=popularity,
-                      names=names)
+        last_id = manifest.get("data", {}).get("last_id")
+        active = Active(version=version, name=primary, model=model, popularity=popularity,
+                        names=names, trained_through=None if last_id is None else int(last_id))
+        if self.rules:
+            self._global_engine(active, model)  # a bad global rule fails the load, not requests
+        return active
 
     def swap(self, version: str, *, activate: bool = False) -> Active:
         """Serve ``version`` from now on; requests already running finish on the old model.
@@ -165,14 +182,35 @@ class ServingState:
         new = current if current is not None and current.version == version else (
             self._previous if self._previous is not None and self._previous.version == version
             else self.build(version))
+        live, seen_id = self._replay(new)
         with self._lock:
             if activate:
                 self.registry.activate(version)
             if current is not new:
                 self._previous = current
+            if live is not None:
+                self._live = live
+                meanwhile = self.store.events(since_id=seen_id)
+                self._remember(meanwhile["user_id"].tolist(), meanwhile["item_id"].tolist())
             self._active = new
             self.answers.clear()
         return new
+
+    def _replay(self, active: Active) -> tuple[dict[str, dict[str, float]] | None, int]:
+        """Live histories for ``active``: the stored events it was not trained on.
+
+        So a restarted server (or several) folds in what arrived after training, and a newly
+        trained version does not count twice what it has already learned. None (keep the live
+        histories as they are) when the manifest does not say which events the version saw.
+        An event stored while the swap runs may be counted twice; none is lost.
+        """
+        if active.trained_through is None:
+            return None, 0
+        events = self.store.events(since_id=active.trained_through)
+        live: dict[str, dict[str, float]] = {}
+        _add_rows(live, events["user_id"].tolist(), events["item_id"].tolist())
+        seen_id = int(events["id"].max()) if len(events) else active.trained_through
+        return live, seen_id
 
     def rollback(self) -> Active:
         with self._lock:
@@ -213,19 +251,37 @@ class ServingState:
         current = self._active
         if current is not None:
             current.features = None
+            current.engines.clear()
+            if self.rules:
+                self.answers.clear()  # the global rules may read the features that changed
+
+    def _global_engine(self, active: Active, model: Recommender) -> RuleEngine:
+        engine = active.engines.get(model.name)
+        if engine is None:
+            engine = self._engine(active, model, self.rules, blame="rules")
+            active.engines[model.name] = engine
+        return engine
+
+    def _engine(self, active: Active, model: Recommender, rules: Sequence[Rule], *,
+                blame: str) -> RuleEngine:
+        features, kinds = self.item_features(active)
+        try:
+            return RuleEngine(rules, model.items_, features, kinds)
+        except DataError as exc:
+            raise DataError(exc.message, column=blame) from None
 
     # -- live histories -------------------------------------------------------------------
     def remember(self, records: Sequence[Mapping[str, Any]], rejected_rows: set[int]) -> None:
         """Add accepted records (1-based row numbers not in ``rejected_rows``) to live histories."""
+        accepted = [r for row, r in enumerate(records, start=1) if row not in rejected_rows]
         with self._lock:
-            for row, record in enumerate(records, start=1):
-                if row in rejected_rows:
-                    continue
-                user = str(record["user_id"])
-                items = self._live.setdefault(user, {})
-                item = str(record["item_id"])
-                items[item] = items.get(item, 0.0) + 1.0
-                self.answers.forget(user)
+            self._remember([str(r["user_id"]) for r in accepted],
+                           [str(r["item_id"]) for r in accepted])
+
+    def _remember(self, users: list[str], items: list[str]) -> None:
+        _add_rows(self._live, users, items)
+        for user in set(users):
+            self.answers.forget(user)
 
     def forget(self, user: str) -> None:
         with self._lock:
@@ -249,27 +305,32 @@ class ServingState:
 
     # -- answers --------------------------------------------------------------------------
     def recommend(self, user: str, k: int, *, offset: int = 0, name: str | None = None,
-                  constraint: str | None = None, active: Active | None = None,
+                  constraint: str | None = None, rules: Sequence[Rule] = (),
+                  active: Active | None = None,
                   explain: bool = False) -> tuple[Active, list[RankedItem]]:
-        """Up to ``k`` items for ``user`` after ``offset``, the model first, then popularity."""
+        """Up to ``k`` items for ``user`` after ``offset``, the model first, then popularity.
+
+        The server's rules apply first, then the request's ``rules`` and ``constraint``.
+        """
         active = active or self.active
         model = self.named(active, name)
-        rules = None
-        if constraint is not None:
-            parse_constraint(constraint)
-            features, kinds = self.item_features(active)
-            try:
-                rules = RuleEngine([Require(where=constraint)], model.items_, features, kinds)
-            except DataError as exc:
-                raise DataError(exc.message, column="constraint") from None
-        plain = rules is None and not explain
+        engine = self._global_engine(active, model) if self.rules else None
+        per_request = constraint is not None or bool(rules)
+        if per_request:
+            requested = list(rules)
+            if constraint is not None:
+                parse_constraint(constraint)
+                requested.append(Require(where=constraint))
+            engine = self._engine(active, model, [*self.rules, *requested],
+                                  blame="rules" if rules else "constraint")
+        plain = not per_request and not explain
         key = (active.version, model.name, offset + k)
         cached = self.answers.get(user, key) if plain else None
         if cached is not None:
             return active, cached[offset:]
         ticket = self.answers.ticket()
         history = self.history(model, user)
-        chain = FallbackChain([model, active.popularity], rules)
+        chain = FallbackChain([model, active.popularity], engine)
         query = user if history is None else _HISTORY_ONLY
         answer = chain.recommend(query, offset + k, history=history, explain=explain)
         if plain:

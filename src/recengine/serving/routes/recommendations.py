@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from recengine.errors import DataError
+from recengine.models.rules import Rule, parse_rules
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import check_limit, recommendation_list
 from recengine.serving.schemas import (
@@ -26,31 +29,46 @@ async def recommend(
     k: Annotated[int, Query(ge=1)] = 10,
     model: Annotated[str | None, Query()] = None,
     constraint: Annotated[str | None, Query()] = None,
+    rules: Annotated[str | None, Query(description=(
+        "Business rules as a JSON list, as in the batch request's rules"))] = None,
     explain: bool = False,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RecommendationList:
     """Top-k for a user; unknown users get the popularity fallback, never an error.
 
-    A plain request (no constraint, no reasons) costs a fraction of a millisecond: it runs on
-    the event loop, since handing it to a worker thread would cost more than the answer. The
-    rest read the item catalogue or explain each item and run in the thread pool.
+    A plain request (no rules, no constraint, no reasons) costs a fraction of a millisecond: it
+    runs on the event loop, since handing it to a worker thread would cost more than the answer.
+    The rest read the item catalogue or explain each item and run in the thread pool.
     """
     check_limit(k, ctx.settings.max_k, "k")
     check_limit(offset, ctx.settings.max_k, "offset")
     answer = partial(ctx.state.recommend, user_id, k, offset=offset, name=model or None,
-                     constraint=constraint or None, explain=explain)
-    active, items = answer() if constraint is None and not explain else (
-        await run_in_threadpool(answer))
+                     constraint=constraint or None, rules=_rules_query(rules), explain=explain)
+    plain = constraint is None and rules is None and not explain
+    active, items = answer() if plain else await run_in_threadpool(answer)
     return recommendation_list(user_id, active.version, items, explain)
 
 
 @router.post("/recommendations", response_model=BatchRecommendations)
 def recommend_batch(body: RecommendationBatch, ctx: Reader) -> BatchRecommendations:
-    """Top-k for each user in ``users``, all from one model version."""
+    """Top-k for each user in ``users``, all from one model version, with the same options."""
     check_limit(body.k, ctx.settings.max_k, "k")
+    check_limit(body.offset, ctx.settings.max_k, "offset")
     check_limit(len(body.users), ctx.settings.max_batch, "users")
     active = ctx.state.active
-    data = [recommendation_list(user, active.version,
-                                ctx.state.recommend(user, body.k, active=active)[1], False)
-            for user in body.users]
+    rules = parse_rules(body.rules)
+    data = [recommendation_list(user, active.version, ctx.state.recommend(
+        user, body.k, offset=body.offset, name=body.model, constraint=body.constraint,
+        rules=rules, active=active, explain=body.explain)[1], body.explain)
+        for user in body.users]
     return BatchRecommendations.of(data)
+
+
+def _rules_query(text: str | None) -> list[Rule]:
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"rules must be a JSON list of rules: {exc}", column="rules") from None
+    return parse_rules(data)
