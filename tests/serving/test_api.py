@@ -199,6 +199,21 @@ def test_oversized_body_is_413(client: TestClient, write: dict[str, str]) -> Non
     assert response.status_code == 413
 
 
+def test_streamed_oversized_body_is_413(client: TestClient, write: dict[str, str]) -> None:
+    """No Content-Length to check up front: the limit applies to the bytes as they arrive."""
+    chunk = b'{"events": [' + b'{"user_id": "u", "item_id": "i", "event_type": "view"},' * 200
+
+    def body():
+        for _ in range(20):  # 20 × ~11 KB, over the 64 KB limit
+            yield chunk
+
+    response = client.post("/v1/events", content=body(),
+                           headers={**write, "Content-Type": "application/json"})
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 413
+    assert response.json()["field"] == "body"
+
+
 def test_settings_refuse_default_secrets() -> None:
     import pytest
     from pydantic import ValidationError
@@ -224,6 +239,16 @@ def test_events_response_and_partial_rejection(client: TestClient, world: World,
     assert body["issues"][0]["field"] == "value"
     again = client.post("/v1/events", json=good, headers=write).json()
     assert (again["accepted"], again["duplicates"]) == (0, 1)
+
+
+def test_timestamps_no_database_can_hold_are_422(client: TestClient, world: World,
+                                                 write: dict[str, str]) -> None:
+    for stamp in (-99999999999, "-99999999999", "-62135596801"):
+        event = {"user_id": world.users[0], "item_id": world.items[0], "event_type": "view",
+                 "timestamp": stamp}
+        response = client.post("/v1/events", json=event, headers=write)
+        assert response.status_code == 422, (stamp, response.text)
+        assert response.json()["field"] == "timestamp"
 
 
 def test_all_bad_events_is_422(client: TestClient, world: World, write: dict[str, str]) -> None:

@@ -252,6 +252,10 @@ def parse_numbers(text: pd.Series) -> pd.Series:
     return pd.to_numeric(text.where(text != "", None), errors="coerce").astype("float64")
 
 
+#: The earliest time a stored event may have (Python's datetime and SQL start at year 1).
+_YEAR_ONE = np.datetime64("0001-01-01T00:00:00", "s")
+
+
 def parse_timestamps(text: pd.Series) -> pd.Series:
     """UTC ``datetime64[s]`` from unix seconds or ISO 8601 strings; unparsable become NaT."""
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[s]")
@@ -264,6 +268,7 @@ def parse_timestamps(text: pd.Series) -> pd.Series:
     if rest.any():
         parsed = pd.to_datetime(text[rest], errors="coerce", utc=True, format="ISO8601")
         out[rest] = parsed.dt.tz_convert(None).astype("datetime64[s]")
+    out[out.to_numpy() < _YEAR_ONE] = pd.NaT  # no database or datetime holds them
     return out
 
 
@@ -551,8 +556,8 @@ def _plain_timestamp(text: str) -> datetime | None:
             return None
         try:
             return _EPOCH + timedelta(seconds=int(seconds))
-        except OverflowError:  # before year 1: pandas can, datetime cannot
-            raise _PandasDecides(text) from None
+        except OverflowError:  # before year 1: not a time anyone stores (parse_timestamps too)
+            return None
     try:
         stamp = datetime.fromisoformat(text)
         if stamp.tzinfo is not None:

@@ -81,12 +81,13 @@ def _route_template(scope: Scope) -> str:
     return "/".join(segments)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class LimitAndMeasure:
-    """ASGI middleware: 413 for bodies over ``max_bytes``; request counts and latency."""
+    """ASGI middleware: 413 for bodies over ``max_bytes``; request counts and latency.
+
+    A body is read whole here, before the application sees it, so the limit holds for streamed
+    (chunked) bodies too: raised from inside the application's own read, the error would reach
+    the client as FastAPI's 400 "error parsing the body".
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int, metrics: Metrics) -> None:
         self.app = app
@@ -98,39 +99,60 @@ class LimitAndMeasure:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = {"code": 500, "started": False}
+        status = {"code": 500}
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                status["started"] = True
             await send(message)
 
         try:
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and int(length) > self.max_bytes:
-                raise _TooLarge
-            received = 0
-
-            async def receiving() -> Message:
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-                return message
-
-            await self.app(scope, receiving, sending)
-        except _TooLarge:
-            if status["started"]:
-                raise
-            response = JSONResponse(
-                {"detail": f"request body larger than {self.max_bytes} bytes", "field": "body"},
-                status_code=413)
-            await response(scope, receive, sending)
+            if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                await self.app(scope, receive, sending)
+                return
+            body = await self._body(scope, receive)
+            if body is None:
+                response = JSONResponse(
+                    {"detail": f"request body larger than {self.max_bytes} bytes",
+                     "field": "body"}, status_code=413)
+                await response(scope, receive, sending)
+                return
+            await self.app(scope, _replay(body, receive), sending)
         finally:
             self.metrics.observe(scope["method"], _route_template(scope), int(status["code"]),
                                  time.perf_counter() - start)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it is known to exceed the limit."""
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and int(length) > self.max_bytes:
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the application will see it
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives ``body`` once, then waits on the real one (for a disconnect)."""
+    sent = False
+
+    async def receiving() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receiving
 
 
 def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
