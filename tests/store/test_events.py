@@ -17,6 +17,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from recengine.data.dataset import Dataset
 from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
@@ -393,6 +394,83 @@ def test_deleting_an_item_keeps_its_events(store: EventStore) -> None:
     store.upsert_items(_catalogue())
     assert store.delete_item("i1") is True and store.delete_item("i1") is False
     assert store.items().index.tolist() == ["i2", "i3"] and store.count() == 3
+
+
+def test_deleted_items_are_recorded_until_written_again(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.upsert_items(_catalogue())
+        assert store.delete_item("i1") is True and store.delete_item("i1") is False
+        assert store.delete_item("i9") is True  # never seen: deleted ahead of its events
+        assert store.deleted_items() == {"i1", "i9"}
+        assert store.items().index.tolist() == ["i2", "i3"]
+    with EventStore(store_url) as reopened:  # durable, as everything the store acknowledged
+        assert reopened.deleted_items() == {"i1", "i9"}
+        reopened.upsert_items(_catalogue().loc[["i1"]])  # written again: revived
+        assert reopened.deleted_items() == {"i9"}
+        assert reopened.items().index.tolist() == ["i1", "i2", "i3"]
+        assert reopened.delete_item("i1") is True
+
+
+def test_dataset_leaves_out_the_events_of_deleted_items(store: EventStore) -> None:
+    store.append(make_events(6))  # items i0..i5
+    store.delete_item("i2")
+    assert store.count() == 6  # the events stay...
+    assert "i2" not in set(store.dataset().events["item_id"])  # ...but are not trained on
+    assert len(store.dataset().events) == 5
+    store.upsert_items(pd.DataFrame({"year": [2000]}, index=["i2"]))
+    assert len(store.dataset().events) == 6  # revived with its whole history
+
+
+def _drop_deleted_items_table(store: EventStore) -> None:
+    """Make the last statement of a delete or an upsert fail: the record of deleted items."""
+    store.deleted_items()  # the tables exist, and the store will not create them again
+    with store._engine.connect() as conn, conn.begin():
+        conn.execute(sa.text("DROP TABLE deleted_items"))
+
+
+def test_a_delete_or_upsert_failing_midway_changes_nothing(store: EventStore) -> None:
+    store.upsert_items(_catalogue(), kinds={"year": "numeric"})
+    _drop_deleted_items_table(store)
+    with pytest.raises(StoreError, match="cannot delete an item"):
+        store.delete_item("i1")  # the row went first, then recording the id failed
+    assert store.items().index.tolist() == ["i1", "i2", "i3"]
+    replacement = pd.DataFrame({"year": [1], "released": ["2030-01-01"]}, index=["i1"])
+    with pytest.raises(StoreError, match="cannot write items"):
+        store.upsert_items(replacement, kinds={"released": "date"})
+    assert store.items().loc["i1", "year"] == 1999
+    assert store.feature_kinds() == {"year": FeatureKind.NUMERIC}
+
+
+def test_feature_kinds_are_kept_and_type_the_catalogue(store: EventStore) -> None:
+    kinds = {"genres": "multi", "year": "numeric", "released": FeatureKind.DATE}
+    store.upsert_items(_catalogue(), kinds=kinds)
+    store.upsert_items(pd.DataFrame({"title": ["Later"]}, index=["i4"]))  # kinds stay
+    store.upsert_users(pd.DataFrame({"age": [30]}, index=["u1"]), kinds={"age": "numeric"})
+    assert store.feature_kinds("item") == {name: FeatureKind(k) for name, k in kinds.items()}
+    assert store.feature_kinds("user") == {"age": FeatureKind.NUMERIC}
+    items, typed = store.typed_items()
+    assert typed == store.feature_kinds("item")  # title has no recorded kind
+    assert items["released"].dtype == "datetime64[s]" and items["year"].dtype == "float64"
+    assert items.loc["i3", "released"] == pd.Timestamp("2021-05-06 07:08:09")
+    assert items.loc["i2", "genres"] == [] and items.loc["i4", "title"] == "Later"
+    store.upsert_items(pd.DataFrame({"title": ["T"]}, index=["i5"]), kinds={"year": "text"})
+    assert store.feature_kinds()["year"] is FeatureKind.TEXT  # given again: replaced
+    assert store.typed_items()[0].loc["i3", "year"] == "2005.5"
+
+
+def test_values_must_fit_the_kinds_recorded(store: EventStore) -> None:
+    store.upsert_items(_catalogue(), kinds={"released": "date"})
+    with pytest.raises(DataError, match="column 'released': item 'i4': 'soon' is not a date"):
+        store.upsert_items(pd.DataFrame({"released": ["soon"]}, index=["i4"]))
+    with pytest.raises(DataError, match="column 'title': item 'i1': 'Ünïcode' is not a number"):
+        store.upsert_items(pd.DataFrame({"title": ["7"]}, index=["i4"]),
+                           kinds={"title": "numeric"})  # a new kind: stored values checked
+    store.upsert_items(pd.DataFrame({"title": ["7"]}, index=["i1"]),
+                       kinds={"year": "numeric"})  # i1's old title is replaced, not checked
+    with pytest.raises(DataError, match="column 'year': 'when' is not a kind of item feature"):
+        store.upsert_items(_catalogue(), kinds={"year": "when"})
+    assert "i4" not in store.items().index
+    assert store.feature_kinds() == {"released": FeatureKind.DATE, "year": FeatureKind.NUMERIC}
 
 
 # --- ingest ------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ yet. Each item keeps the name of the model that chose it and that model's reason
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from recengine.errors import DataError
 from recengine.models.base import Recommender, check_fitted
@@ -46,10 +47,12 @@ class FallbackChain:
 
     def recommend(self, user: str, n: int = 10, *,
                   history: Sequence[str] | Mapping[str, float] | None = None,
-                  explain: bool = True) -> list[RankedItem]:
+                  explain: bool = True, hidden: Set[int] = frozenset()) -> list[RankedItem]:
         """Up to ``n`` items for ``user``; ``history`` helps models that do not know the user.
 
         ``explain=False`` skips the reasons (``""``): they cost more than the ranking.
+        ``hidden`` item indices (deleted items, say) are never returned: they are stepped over
+        like items an earlier model chose, so the models keep their fast top-k.
         """
         chosen: list[RankedItem] = []
         taken: set[int] = set()
@@ -60,14 +63,7 @@ class FallbackChain:
             if position < 0 and model.needs_history and not history:
                 continue
             row = None if position >= 0 else model.history_row(history or [])
-            users = np.array([position], dtype=np.int32)
-            depth = n + len(taken)
-            if self.rules is not None:
-                idx, val = self.rules.recommend(model, users, depth, history=row)
-            else:
-                idx, val = model.recommend_indices(users, depth, history=row)
-            fresh = [(i, s) for i, s in zip(idx[0].tolist(), val[0].tolist(), strict=True)
-                     if i >= 0 and i not in taken][: n - len(chosen)]
+            fresh = self._best(model, position, row, n, n - len(chosen), taken, hidden)
             if not fresh:
                 continue
             if explain:
@@ -80,3 +76,26 @@ class FallbackChain:
                 chosen.append(RankedItem(ids[i], score, model.name, reason))
                 taken.add(i)
         return chosen
+
+    def _best(self, model: Recommender, position: int, row: sp.csr_array | None, n: int,
+              want: int, taken: Set[int], hidden: Set[int]) -> list[tuple[int, float]]:
+        """``model``'s best ``want`` items that are neither ``taken`` nor ``hidden``.
+
+        Asks for ``want`` plus at most ``n`` more first, which is enough unless more than ``n``
+        taken or hidden items rank above the answer: so thousands of hidden items cost a deeper
+        search only for the users whose top items they are. If that fell short of a model that
+        had more to give (its list was not padded), asks again as deep as can be needed.
+        """
+        users = np.array([position], dtype=np.int32)
+        full = want + len(taken) + len(hidden)
+        depth = min(full, want + n)
+        while True:
+            if self.rules is not None:
+                idx, val = self.rules.recommend(model, users, depth, history=row)
+            else:
+                idx, val = model.recommend_indices(users, depth, history=row)
+            fresh = [(i, s) for i, s in zip(idx[0].tolist(), val[0].tolist(), strict=True)
+                     if i >= 0 and i not in taken and i not in hidden][:want]
+            if len(fresh) == want or depth == full or idx[0, -1] < 0:
+                return fresh
+            depth = full

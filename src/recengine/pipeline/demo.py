@@ -194,8 +194,8 @@ def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path
     url = f"sqlite:///{database}"
     with EventStore(url) as store:
         stored = store.append(dataset.events)
-        store.upsert_items(dataset.items)
-        store.upsert_users(dataset.users)
+        store.upsert_items(dataset.items, kinds=dataset.item_features)  # dates, text: not guessed
+        store.upsert_users(dataset.users, kinds=dataset.user_features)
         snapshot = store.snapshot()
     data = training_data(dataset, aggregate(dataset.events, dataset.schema))
     names = list(dict.fromkeys([best, "popularity"]))

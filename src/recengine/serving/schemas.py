@@ -6,6 +6,8 @@ from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recengine.data.schema import FeatureKind
+
 __all__ = [
     "AudienceBatch", "AudienceList", "AudienceUser", "BatchRecommendations", "EventBatch",
     "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion",
@@ -136,11 +138,16 @@ class EventsAccepted(BaseModel):
 
 class ItemIn(_In):
     features: dict[str, Any] = Field(default_factory=dict)
+    kinds: dict[str, FeatureKind] = Field(default_factory=dict, description=(
+        "The kind of features, kept by the store for every item: e.g. {\"listed_date\": "
+        "\"date\", \"description\": \"text\"} makes date comparisons and text search "
+        "available in constraints. Features without a recorded kind are guessed from values."))
 
 
 class ItemOut(BaseModel):
     item_id: str
     features: dict[str, Any]
+    kinds: dict[str, FeatureKind] = Field(default_factory=dict)
 
 
 class UserIn(_In):

@@ -7,6 +7,13 @@ it, and no request ever sees a half-loaded model.
 
 Events posted to the API are stored *and* remembered per user: that user's next recommendation
 folds them in (``recommend_history`` over the training row plus the new items) without retraining.
+
+Deleted items (:meth:`~recengine.store.events.EventStore.deleted_items`) are never served, whatever
+the model learned: each loaded version holds them as indices of its own vocabulary
+(:attr:`Active.hidden`), read from the store when it starts being served and again after every
+catalogue write, and every answer steps over them. The item features that rules and constraints
+read are typed by the kinds the store recorded, and guessed from the values only where it has
+none.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from recengine.models.base import Recommender
 from recengine.models.constraints import parse_constraint
 from recengine.models.fallback import FallbackChain, RankedItem
 from recengine.models.popularity import Popularity
-from recengine.models.rules import Require, Rule, RuleEngine
+from recengine.models.rules import Exclude, Require, Rule, RuleEngine
 from recengine.serving.cache import AnswerCache
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -45,7 +52,8 @@ class NoActiveModelError(ModelNotFoundError):
 
 @dataclass
 class Active:
-    """One loaded registry version: never mutated after construction, except its caches."""
+    """One loaded registry version: never mutated after construction, except its caches and
+    the set of its items hidden because they were deleted."""
 
     version: str
     name: str
@@ -58,6 +66,14 @@ class Active:
     features: tuple[pd.DataFrame, dict[str, FeatureKind]] | None = None
     #: The server's global rules bound to each model's catalogue (built once per features).
     engines: dict[str, RuleEngine] = field(default_factory=dict)
+    #: Indices of deleted items in this version's vocabulary: never served. Replaced whole (under
+    #: the state's lock), so a request reads one consistent set.
+    hidden: frozenset[int] = frozenset()
+
+    @property
+    def hidden_ids(self) -> set[str]:
+        """The ids of :attr:`hidden`."""
+        return set(self.model.items_.ids[sorted(self.hidden)].tolist())
 
 
 def _popularity_from_store(model: Recommender, store: EventStore) -> Recommender:
@@ -84,6 +100,7 @@ def _popularity_from_store(model: Recommender, store: EventStore) -> Recommender
 
 
 def _infer_kind(column: pd.Series) -> FeatureKind | None:
+    """A guess for a feature whose kind the store has not recorded (dates look categorical)."""
     values = column.dropna()
     if values.empty:
         return None
@@ -184,6 +201,7 @@ class ServingState:
             else self.build(version))
         live, seen_id = self._replay(new)
         with self._lock:
+            self._hide(new, self.store.deleted_items())  # under the lock: see catalogue_changed
             if activate:
                 self.registry.activate(version)
             if current is not new:
@@ -237,23 +255,50 @@ class ServingState:
         return model
 
     def item_features(self, active: Active) -> tuple[pd.DataFrame, dict[str, FeatureKind]]:
-        """The store's item features aligned with the model's items, with inferred kinds."""
+        """The store's item features aligned with the model's items, and their kinds.
+
+        Kinds the store recorded come first, their columns typed by them; the others are
+        guessed from the values (:func:`_infer_kind`).
+        """
         cached = active.features
         if cached is None:
-            stored = self.store.items()
+            stored, recorded = self.store.typed_items()
             frame = stored.reindex(active.model.items_.ids.astype(str))
-            kinds = {str(c): k for c in frame.columns if (k := _infer_kind(frame[c])) is not None}
+            kinds = {str(c): k for c in frame.columns
+                     if (k := recorded.get(str(c)) or _infer_kind(frame[c])) is not None}
             cached = (frame.reset_index(drop=True), kinds)
             active.features = cached
         return cached
 
-    def invalidate_features(self) -> None:
-        current = self._active
-        if current is not None:
-            current.features = None
-            current.engines.clear()
-            if self.rules:
-                self.answers.clear()  # the global rules may read the features that changed
+    def catalogue_changed(self) -> None:
+        """After an item was written or deleted: re-read the deleted items, drop stale caches.
+
+        Both loaded versions are updated: the one kept for rollback must not come back with
+        stale features. Kept answers are dropped when the deleted items changed, or when the
+        server's rules may read the features that did. The store is read under the lock, as
+        :meth:`swap` does: two deletes applied out of order would otherwise leave one visible.
+        """
+        with self._lock:
+            deleted = self.store.deleted_items()
+            changed = False
+            for active in (self._active, self._previous):
+                if active is not None:
+                    active.features = None
+                    active.engines.clear()
+                    changed |= self._hide(active, deleted)
+            if changed or self.rules:
+                self.answers.clear()
+
+    @staticmethod
+    def _hide(active: Active, deleted: set[str]) -> bool:
+        """Hide the ``deleted`` items ``active`` knows; whether its hidden set changed."""
+        idx = active.model.items_.index(sorted(deleted), missing="negative")
+        hidden = frozenset(idx[idx >= 0].tolist())
+        if hidden == active.hidden:
+            return False
+        active.hidden = hidden
+        active.engines.clear()  # they exclude the hidden items
+        return True
 
     def _global_engine(self, active: Active, model: Recommender) -> RuleEngine:
         engine = active.engines.get(model.name)
@@ -264,7 +309,11 @@ class ServingState:
 
     def _engine(self, active: Active, model: Recommender, rules: Sequence[Rule], *,
                 blame: str) -> RuleEngine:
+        """``rules`` bound to the catalogue, hidden items excluded: so that they take no place
+        in a diversity cap or a pinned slot before the fallback chain would drop them."""
         features, kinds = self.item_features(active)
+        if active.hidden:
+            rules = [*rules, Exclude(items=sorted(active.hidden_ids))]
         try:
             return RuleEngine(rules, model.items_, features, kinds)
         except DataError as exc:
@@ -332,7 +381,20 @@ class ServingState:
         history = self.history(model, user)
         chain = FallbackChain([model, active.popularity], engine)
         query = user if history is None else _HISTORY_ONLY
-        answer = chain.recommend(query, offset + k, history=history, explain=explain)
+        answer = chain.recommend(query, offset + k, history=history, explain=explain,
+                                 hidden=active.hidden)  # read after the ticket: never stale
         if plain:
             self.answers.put(user, key, answer, ticket)
         return active, answer[offset:]
+
+    def similar(self, item: str, k: int) -> tuple[Active, list[tuple[str, float]]]:
+        """The ``k`` items most similar to ``item``, deleted items left out.
+
+        ``item`` itself may be deleted: "no longer available, but here are similar ones".
+        """
+        active = self.active
+        hidden = active.hidden_ids if active.hidden else set()
+        ids, scores = active.model.similar_items(item, k + len(hidden))
+        found = [(str(i), float(v)) for i, v in zip(ids, scores, strict=True)
+                 if i is not None and i not in hidden]
+        return active, found[:k]

@@ -18,6 +18,18 @@ a :class:`~recengine.data.dataset.Dataset`. :class:`EventStore` is that place:
   On PostgreSQL appends take a table lock so ids are committed in order, and a reader that has
   seen id N can never later find a smaller id appear.
 
+The item and user catalogues keep two more things a server needs:
+
+- **Deleted items**: :meth:`EventStore.delete_item` removes an item's row and records its id in
+  ``deleted_items``, in one transaction; an upsert of that id removes the record in the same
+  transaction as the row's write, so an id is listed, deleted or unknown, never two at once.
+  The events stay (they still describe their users), but :meth:`EventStore.dataset` leaves them
+  out of training, and a server never recommends an id of :meth:`EventStore.deleted_items`.
+- **Feature kinds**: values alone cannot say that ``"2026-06-01"`` is a date or a long string a
+  text to search, so whoever knows the kinds passes them to :meth:`EventStore.upsert_items`;
+  they are kept per feature (``feature_kinds``) and every value written, then or later, is
+  checked against them. :meth:`EventStore.typed_items` reads the catalogue typed by them.
+
 Validation is not repeated here: :meth:`EventStore.ingest` runs records through
 :func:`~recengine.data.validation.validate_events`, the same checks as file ingestion (a few
 records through its record-by-record twin, which answers the same in microseconds rather than
@@ -100,6 +112,25 @@ def _catalogue_table(name: str) -> sa.Table:
 
 _ITEMS = _catalogue_table("items")
 _USERS = _catalogue_table("users")
+
+#: Ids of deleted items: a record, not a flag on the item's row, so that tables created before
+#: it existed need no migration, and the row (with its features) really is gone.
+_DELETED = sa.Table(
+    "deleted_items",
+    _metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("deleted_at", sa.DateTime(), nullable=False),
+)
+
+#: The kind of each feature of a catalogue ("items" or "users"): one per feature, not per row,
+#: so that two rows cannot disagree.
+_KINDS = sa.Table(
+    "feature_kinds",
+    _metadata,
+    sa.Column("catalogue", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("kind", sa.String(), nullable=False),
+)
 
 #: SQLAlchemy keeps the row count of INSERTs only when asked to.
 _ROWCOUNT = {"preserve_rowcount": True}
@@ -272,24 +303,40 @@ class EventStore:
 
     # --- items and users ------------------------------------------------------------------
 
-    def upsert_items(self, frame: pd.DataFrame) -> int:
+    def upsert_items(self, frame: pd.DataFrame,
+                     kinds: Mapping[str, FeatureKind | str] | None = None) -> int:
         """Insert or replace items: ``frame`` indexed by item id, one column per feature.
 
         A stored item's features are replaced as a whole. Values may be numbers, strings, lists
         of labels or dates (stored as ISO strings); missing values are stored as absent.
-        Returns the number of items written.
-        """
-        return self._upsert(_ITEMS, frame, "item")
+        ``kinds`` records the :class:`~recengine.data.schema.FeatureKind` of features (a kind
+        given again replaces the one recorded). Values must fit the kinds recorded: those of
+        ``frame``, and, when a kind is new or changes, those already stored; otherwise
+        :class:`~recengine.errors.DataError` names the item and the feature, and nothing is
+        written. A deleted item written again is no longer deleted. Returns the number of items
+        written.
 
-    def upsert_users(self, frame: pd.DataFrame) -> int:
+        >>> store = EventStore("sqlite://")
+        >>> listing = pd.DataFrame({"listed": ["2026-06-01"]}, index=["i1"])
+        >>> store.upsert_items(listing, kinds={"listed": "date"})
+        1
+        >>> store.upsert_items(pd.DataFrame({"listed": ["soon"]}, index=["i2"]))
+        Traceback (most recent call last):
+        recengine.errors.DataError: column 'listed': item 'i2': 'soon' is not a date
+        """
+        return self._upsert(_ITEMS, frame, "item", kinds)
+
+    def upsert_users(self, frame: pd.DataFrame,
+                     kinds: Mapping[str, FeatureKind | str] | None = None) -> int:
         """Insert or replace users, as :meth:`upsert_items` does for items."""
-        return self._upsert(_USERS, frame, "user")
+        return self._upsert(_USERS, frame, "user", kinds)
 
     def items(self) -> pd.DataFrame:
         """Stored items indexed by ``item_id``, each feature as stored (lists, numbers, strings).
 
-        Dates come back as ISO strings and absent values as None: :meth:`dataset` types the
-        columns by their :class:`~recengine.data.schema.FeatureKind`.
+        Dates come back as ISO strings and absent values as None: :meth:`dataset` and
+        :meth:`typed_items` type the columns by their :class:`~recengine.data.schema.FeatureKind`.
+        Deleted items are not among them.
         """
         return self._catalogue(_ITEMS, "item_id")
 
@@ -297,10 +344,50 @@ class EventStore:
         """Stored users indexed by ``user_id``, as :meth:`items` returns items."""
         return self._catalogue(_USERS, "user_id")
 
+    def typed_items(self) -> tuple[pd.DataFrame, dict[str, FeatureKind]]:
+        """Stored items, each feature of a recorded kind typed by it (as :meth:`dataset` does),
+        and those kinds; features without a recorded kind come as stored. One read transaction,
+        so the columns and the kinds agree.
+
+        >>> store = EventStore("sqlite://")
+        >>> _ = store.upsert_items(pd.DataFrame({"listed": ["2026-06-01"], "beds": [2]},
+        ...                                     index=["i1"]), kinds={"listed": "date"})
+        >>> items, kinds = store.typed_items()
+        >>> items.dtypes.astype(str).to_dict(), kinds
+        ({'listed': 'datetime64[s]', 'beds': 'object'}, {'listed': <FeatureKind.DATE: 'date'>})
+        """
+        with self._read("read items", consistent=True) as conn:
+            stored = _catalogue_frame(conn, _ITEMS, "item_id")
+            kinds = _recorded_kinds(conn, _ITEMS)
+        typed = {name: _typed_column(stored[name], kind, "item", name)
+                 for name, kind in kinds.items() if name in stored.columns}
+        return stored.assign(**typed), {n: k for n, k in kinds.items() if n in stored.columns}
+
+    def feature_kinds(self, what: Literal["item", "user"] = "item") -> dict[str, FeatureKind]:
+        """The kinds recorded for item (or user) features, by feature name."""
+        with self._read(f"read {what} feature kinds") as conn:
+            return _recorded_kinds(conn, _USERS if what == "user" else _ITEMS)
+
     def delete_item(self, item_id: str) -> bool:
-        """Remove an item from the catalogue (its events stay); whether it was there."""
+        """Remove an item from the catalogue and record it as deleted, in one transaction.
+
+        Its events stay (they describe their users too), but :meth:`dataset` leaves them out
+        and a server hides the item. An id never seen may be deleted too, ahead of its events.
+        Returns False when the item was already deleted (and not written since).
+        """
+        item_id = str(item_id)
+        dialect = postgresql if self.backend == "postgresql" else sqlite
         with self._write("delete an item") as conn:
-            return conn.execute(sa.delete(_ITEMS).where(_ITEMS.c.id == str(item_id))).rowcount > 0
+            self._lock_catalogue(conn, _ITEMS)
+            conn.execute(sa.delete(_ITEMS).where(_ITEMS.c.id == item_id))
+            record = (dialect.insert(_DELETED).values(id=item_id, deleted_at=_utcnow())
+                      .on_conflict_do_nothing(index_elements=[_DELETED.c.id]))
+            return conn.execute(record, execution_options=_ROWCOUNT).rowcount > 0
+
+    def deleted_items(self) -> set[str]:
+        """The ids of deleted items: never to be recommended until written again."""
+        with self._read("read deleted items") as conn:
+            return set(conn.execute(sa.select(_DELETED.c.id)).scalars())
 
     def delete_user(self, user_id: str) -> int:
         """Remove a user and all their events in one transaction; the number of events deleted."""
@@ -320,13 +407,22 @@ class EventStore:
         *,
         until_id: int | None = None,
     ) -> Dataset:
-        """Everything stored, as a :class:`~recengine.data.dataset.Dataset` for training.
+        """Everything servable, as a :class:`~recengine.data.dataset.Dataset` for training.
 
         Only the features named in ``item_features`` and ``user_features`` are kept, typed by
         their kind. Without stored items (users), the ids seen in the events make the catalogue.
         Pass ``until_id=store.snapshot()["last_id"]`` to train on exactly what a snapshot saw.
+
+        The events of deleted items are left out. A model trained on them would spend a row of
+        its vocabulary, popularity and neighbourhoods on an item the server must hide, and pull
+        other items towards it; what the users' rows lose is one item each that no one can be
+        offered any more. The events stay stored, so an item written again (revived) is trained
+        on with its whole history.
         """
         events = self.events(until_id=until_id).drop(columns="id")
+        deleted = self.deleted_items()
+        if deleted:
+            events = events[~events["item_id"].isin(deleted)].reset_index(drop=True)
         item_kinds, user_kinds = dict(item_features or {}), dict(user_features or {})
         items = _typed(self.items(), item_kinds, events["item_id"], "item")
         users = _typed(self.users(), user_kinds, events["user_id"], "user")
@@ -370,8 +466,18 @@ class EventStore:
             return _insert_postgres(conn, rows)
         return _insert_values(conn, sqlite.insert(_EVENTS), rows)
 
-    def _upsert(self, table: sa.Table, frame: pd.DataFrame, what: str) -> int:
-        rows = _catalogue_rows(frame, what, _utcnow())
+    def _upsert(self, table: sa.Table, frame: pd.DataFrame, what: str,
+                kinds: Mapping[str, FeatureKind | str] | None) -> int:
+        """Write rows, their kinds and (for items) revive deleted ids: one transaction.
+
+        The kinds recorded are read and checked inside the write transaction, under the
+        catalogue's lock, so a value and a kind written at the same time cannot disagree.
+        """
+        declared = _declared_kinds(kinds, what)
+        ids, records = _catalogue_records(frame, what)
+        updated_at = _utcnow()
+        rows = [{"id": i, "features": json.dumps(r, ensure_ascii=False, allow_nan=False),
+                 "updated_at": updated_at} for i, r in zip(ids, records, strict=True)]
         dialect = postgresql if self.backend == "postgresql" else sqlite
         statement = dialect.insert(table)
         statement = statement.on_conflict_do_update(
@@ -379,18 +485,41 @@ class EventStore:
             set_={"features": statement.excluded.features,
                   "updated_at": statement.excluded.updated_at})
         with self._write(f"write {what}s") as conn:
+            self._lock_catalogue(conn, table)
+            recorded = _recorded_kinds(conn, table)
+            _check_kinds(_records_frame(ids, records), recorded | declared, what)
+            changed = {n: k for n, k in declared.items() if recorded.get(n) != k}
+            if changed:
+                stored = _catalogue_frame(conn, table, "id")
+                _check_kinds(stored.drop(index=ids, errors="ignore"), changed, what)
             for start in range(0, len(rows), _CHUNK_ROWS):
                 conn.execute(statement, rows[start:start + _CHUNK_ROWS])
+            if changed:
+                kind_rows = [{"catalogue": table.name, "name": n, "kind": k.value}
+                             for n, k in changed.items()]
+                record = dialect.insert(_KINDS)
+                conn.execute(record.on_conflict_do_update(
+                    index_elements=[_KINDS.c.catalogue, _KINDS.c.name],
+                    set_={"kind": record.excluded.kind}), kind_rows)
+            if table is _ITEMS:
+                for start in range(0, len(ids), _CHUNK_ROWS):
+                    conn.execute(sa.delete(_DELETED).where(
+                        _DELETED.c.id.in_(ids[start:start + _CHUNK_ROWS])))
         return len(rows)
+
+    def _lock_catalogue(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Serialise writes to a catalogue (SQLite's BEGIN IMMEDIATE already does; readers pass).
+
+        Without it, on PostgreSQL, a delete and an upsert of one id could each miss the other's
+        uncommitted write and leave the id both listed and deleted, or a new kind could be checked
+        against the stored values while another transaction writes one that does not fit.
+        """
+        if self.backend == "postgresql":
+            conn.execute(sa.text(f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE"))
 
     def _catalogue(self, table: sa.Table, index_name: str) -> pd.DataFrame:
         with self._read(f"read {table.name}") as conn:
-            rows = conn.execute(sa.select(table.c.id, table.c.features).order_by(table.c.id)).all()
-        records = [json.loads(features) for _, features in rows]
-        names = list(dict.fromkeys(name for record in records for name in record))
-        index = pd.Index([row[0] for row in rows], dtype=object, name=index_name)
-        return pd.DataFrame({name: pd.Series([r.get(name) for r in records], index=index,
-                                             dtype=object) for name in names}, index=index)
+            return _catalogue_frame(conn, table, index_name)
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
@@ -651,8 +780,8 @@ def _cell(value: Any) -> str:
 # --- items and users: frames to JSON and back ---------------------------------------------
 
 
-def _catalogue_rows(frame: pd.DataFrame, what: str, updated_at: datetime) -> list[dict[str, Any]]:
-    """One row per id: the features as JSON text."""
+def _catalogue_records(frame: pd.DataFrame, what: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The ids, and each row's features as JSON-ready values."""
     ids = [str(i) for i in frame.index]
     if frame.index.hasnans:
         raise DataError(f"a {what} without an id: index the frame by {what} id", column="id")
@@ -660,18 +789,59 @@ def _catalogue_rows(frame: pd.DataFrame, what: str, updated_at: datetime) -> lis
     if len(repeated):
         raise DataError(f"{what} id {str(repeated[0])!r} appears twice in one upsert", column="id")
     records = frame.to_dict(orient="records")
-    return [{"id": i, "features": _features_json(record, what, i), "updated_at": updated_at}
-            for i, record in zip(ids, records, strict=True)]
+    return ids, [_features(record, what, i) for i, record in zip(ids, records, strict=True)]
 
 
-def _features_json(record: Mapping[Any, Any], what: str, ident: str) -> str:
+def _features(record: Mapping[Any, Any], what: str, ident: str) -> dict[str, Any]:
     features = {}
     for name, value in record.items():
         try:
             features[str(name)] = _jsonable(value)
         except TypeError as exc:
             raise DataError(f"{what} {ident!r}: {exc}", column=str(name)) from None
-    return json.dumps(features, ensure_ascii=False, allow_nan=False)
+    return features
+
+
+def _records_frame(ids: Sequence[str], records: Sequence[Mapping[str, Any]],
+                   index_name: str = "id") -> pd.DataFrame:
+    """Features as stored (JSON values, None where absent), one row per id."""
+    names = list(dict.fromkeys(name for record in records for name in record))
+    index = pd.Index(list(ids), dtype=object, name=index_name)
+    return pd.DataFrame({name: pd.Series([r.get(name) for r in records], index=index,
+                                         dtype=object) for name in names}, index=index)
+
+
+def _catalogue_frame(conn: sa.Connection, table: sa.Table, index_name: str) -> pd.DataFrame:
+    rows = conn.execute(sa.select(table.c.id, table.c.features).order_by(table.c.id)).all()
+    return _records_frame([row[0] for row in rows], [json.loads(row[1]) for row in rows],
+                          index_name)
+
+
+def _recorded_kinds(conn: sa.Connection, table: sa.Table) -> dict[str, FeatureKind]:
+    query = (sa.select(_KINDS.c.name, _KINDS.c.kind).where(_KINDS.c.catalogue == table.name)
+             .order_by(_KINDS.c.name))
+    return {name: FeatureKind(kind) for name, kind in conn.execute(query)}
+
+
+def _declared_kinds(kinds: Mapping[str, FeatureKind | str] | None,
+                    what: str) -> dict[str, FeatureKind]:
+    """``kinds`` as FeatureKind; DataError naming the feature for a kind that is none."""
+    out = {}
+    for name, kind in (kinds or {}).items():
+        try:
+            out[str(name)] = FeatureKind(kind)
+        except ValueError:
+            known = ", ".join(k.value for k in FeatureKind)
+            raise DataError(f"{kind!r} is not a kind of {what} feature; use one of {known}",
+                            column=str(name)) from None
+    return out
+
+
+def _check_kinds(stored: pd.DataFrame, kinds: Mapping[str, FeatureKind], what: str) -> None:
+    """DataError naming the first value of ``stored`` that does not fit its feature's kind."""
+    for name, kind in kinds.items():
+        if name in stored.columns:
+            _typed_column(stored[name], kind, what, name)
 
 
 def _jsonable(value: Any) -> Any:

@@ -28,10 +28,8 @@ router = APIRouter()
 
 
 def _similar(state: ServingState, item: str, k: int) -> SimilarList:
-    active = state.active
-    ids, vals = active.model.similar_items(item, k)
-    out = [SimilarItem(item_id=str(i), score=score(v))
-           for i, v in zip(ids, vals, strict=True) if i is not None]
+    active, found = state.similar(item, k)
+    out = [SimilarItem(item_id=i, score=score(v)) for i, v in found]
     return SimilarList(item_id=item, model_version=active.version, items=out, count=len(out))
 
 
@@ -85,17 +83,25 @@ def audience_batch(body: AudienceBatch, ctx: Reader) -> AudienceBatchOut:
 
 @router.put("/items/{item_id}", response_model=ItemOut)
 def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
-    """Insert or replace an item's features."""
+    """Insert or replace an item's features, recording ``kinds``; a deleted item is served again.
+
+    A value that does not fit its feature's kind (given now or recorded before) is a 422 naming
+    the feature, and nothing is written.
+    """
     frame = pd.DataFrame([body.features], index=pd.Index([item_id], name="item_id"))
-    ctx.store.upsert_items(frame)
-    ctx.state.invalidate_features()
-    return ItemOut(item_id=item_id, features=body.features)
+    ctx.store.upsert_items(frame, kinds=body.kinds)
+    ctx.state.catalogue_changed()
+    return ItemOut(item_id=item_id, features=body.features, kinds=body.kinds)
 
 
 @router.delete("/items/{item_id}", response_model=Deleted)
 def delete_item(item_id: str, ctx: Writer) -> Deleted:
-    """Remove an item from the catalogue (its events stay); 404 if it was not there."""
-    if not ctx.store.delete_item(item_id):
-        raise HTTPException(404, f"no item {item_id!r} in the catalogue")
-    ctx.state.invalidate_features()
+    """Delete an item: out of the catalogue and never recommended until PUT again.
+
+    Its events stay, but retraining leaves them out. 404 if it was deleted already.
+    """
+    deleted = ctx.store.delete_item(item_id)
+    ctx.state.catalogue_changed()  # even so: a retry must not skip what a failed call missed
+    if not deleted:
+        raise HTTPException(404, f"item {item_id!r} is deleted already")
     return Deleted(id=item_id, deleted=True)
