@@ -170,6 +170,35 @@ def test_ingest_into_the_event_store_is_idempotent_by_event_id(capsys, tmp_path)
     assert (again["stored"], again["duplicates"]) == (0, 2)
 
 
+def test_ingest_stores_item_and_user_metadata_with_their_kinds(capsys, tmp_path):
+    from recengine.data.schema import FeatureKind
+    from recengine.store import EventStore
+
+    items = tmp_path / "items.csv"
+    items.write_text("id,region,bedrooms,since\nr1,Coast,3,2024-05-01\nr2,Alps,x,2024-06-01\n")
+    users = tmp_path / "users.csv"
+    users.write_text("id,country\nu1,CH\n")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    code, out, _ = run(capsys, "ingest", "--items", str(items), "--item-kinds",
+                       "region=categorical,bedrooms=numeric,since=date", "--users", str(users),
+                       "--user-kinds", "country=categorical", "--store", url, "--json")
+    summary = json.loads(out)
+    assert code == 0
+    assert (summary["items"]["stored"], summary["items"]["rows_skipped"]) == (1, 1)
+    assert summary["users"]["stored"] == 1
+    with EventStore(url) as store:
+        assert store.feature_kinds("item") == {"region": FeatureKind.CATEGORICAL,
+                                               "bedrooms": FeatureKind.NUMERIC,
+                                               "since": FeatureKind.DATE}
+        assert list(store.items().index) == ["r1"]
+    with pytest.raises(SystemExit) as bad_kind:  # argparse: usage and the reason, exit 2
+        run(capsys, "ingest", "--items", str(items), "--item-kinds", "region=colour")
+    assert bad_kind.value.code == 2 and "region=colour" in capsys.readouterr().err
+    code, _, err = run(capsys, "ingest", "--items", str(items), "--item-kinds",
+                       "region=categorical")
+    assert code == 2 and "--store" in err
+
+
 #: The smallest demo that still trains and evaluates every model (a few seconds).
 SMALL_DEMO = ("demo", "--users", "200", "--items", "100", "--seed", "7")
 

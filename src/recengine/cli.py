@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from recengine.data.schema import FeatureKind
 from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
 
@@ -50,6 +51,19 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _kinds(text: str) -> dict[str, FeatureKind]:
+    """``name=kind,...`` as feature name → :class:`FeatureKind`."""
+    kinds = {}
+    for part in _csv_list(text):
+        name, _, kind = part.partition("=")
+        try:
+            kinds[name.strip()] = FeatureKind(kind.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: the kind must be one of {', '.join(FeatureKind)}") from None
+    return kinds
+
+
 def _k_list(text: str) -> list[int]:
     try:
         ks = [int(t) for t in _csv_list(text)]
@@ -81,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-serve", action="store_true",
                       help="stop once the models are published (print how to serve them)")
 
-    ingest = sub.add_parser("ingest", help="validate an event file and report every bad row")
-    ingest.add_argument("file", type=Path)
+    ingest = sub.add_parser("ingest", help="validate an event file and report every bad row; "
+                            "store it, and item or user metadata, in an event store")
+    ingest.add_argument("file", type=Path, nargs="?",
+                        help="the event file (optional when only metadata is stored)")
     ingest.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
                         help="default: from the file name")
     ingest.add_argument("--columns", default="",
@@ -97,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="append the valid events to an event store (sqlite:///PATH or "
                              "postgresql+psycopg://...): durable once the command returns")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+    for side in ("items", "users"):
+        ingest.add_argument(f"--{side}", type=Path, metavar="FILE",
+                            help=f"{side[:-1]} metadata to upsert into --store: an id column "
+                                 "plus features")
+        ingest.add_argument(f"--{side[:-1]}-kinds", type=_kinds, default={}, metavar="KINDS",
+                            help="each feature's kind, e.g. region=categorical,bedrooms=numeric,"
+                                 "amenities=multi,available_from=date,title=text")
+    ingest.add_argument("--id-column", default="id", help="the id column of --items and --users")
 
     evaluate = sub.add_parser("evaluate", help="compare recommenders on one split")
     _add_dataset_args(evaluate)
@@ -244,10 +268,27 @@ def _check_port_free(port: int) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    from recengine.evaluation.report import json_text
+
+    metadata = [(side, path, getattr(args, f"{side[:-1]}_kinds"))
+                for side in ("items", "users") if (path := getattr(args, side)) is not None]
+    if args.file is None and not metadata:
+        raise DataError("give an event file, --items or --users", column="file")
+    if metadata and not args.store:
+        raise DataError("--items and --users are upserted into an event store: pass --store",
+                        column="--store")
+    summary: dict[str, object] = _ingest_events(args) if args.file is not None else {}
+    for side, path, kinds in metadata:
+        summary[side] = _ingest_metadata(args, side, path, kinds)
+    if args.json:
+        print(json_text(summary))
+    return 0
+
+
+def _ingest_events(args: argparse.Namespace) -> dict[str, object]:
     from recengine.data.readers import read_events
     from recengine.data.schema import EventSchema
     from recengine.data.validation import ColumnMapping
-    from recengine.evaluation.report import json_text
     from recengine.pipeline.demo import print_validation
 
     columns = ColumnMapping.parse(args.columns, default_event_type=args.event_type)
@@ -266,9 +307,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     summary = report.to_dict()
     if stored is not None:
         summary |= {"stored": stored.accepted, "duplicates": stored.duplicates}
-    if args.json:
-        print(json_text(summary))
-    else:
+    if not args.json:
         print_validation(report, _console())
         if args.output:
             _console().print(f"{len(events)} valid events written to {args.output}")
@@ -276,7 +315,28 @@ def run_ingest(args: argparse.Namespace) -> int:
             _console().print(f"{stored.accepted} events stored durably in {args.store} "
                              f"({stored.duplicates} duplicates of stored event ids skipped)",
                              highlight=False)
-    return 0
+    return summary
+
+
+def _ingest_metadata(args: argparse.Namespace, side: str, path: Path,
+                     kinds: dict[str, FeatureKind]) -> dict[str, object]:
+    """Validate ``path`` (items or users) and upsert the valid rows, with their kinds."""
+    from recengine.data.readers import read_metadata
+    from recengine.pipeline.demo import print_validation
+    from recengine.store import EventStore
+
+    if not kinds:
+        raise DataError(f"--{side[:-1]}-kinds names no feature: say each feature's kind",
+                        column=f"--{side[:-1]}-kinds")
+    frame, report = read_metadata(path, args.id_column, kinds, strict=args.strict,
+                                  encoding=args.encoding)
+    with EventStore(args.store) as store:
+        upsert = store.upsert_items if side == "items" else store.upsert_users
+        written = upsert(frame, kinds)
+    if not args.json:
+        print_validation(report, _console())
+        _console().print(f"{written} {side} upserted into {args.store}", highlight=False)
+    return report.to_dict() | {"stored": written}
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

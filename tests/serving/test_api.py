@@ -163,6 +163,18 @@ def test_delete_user_deletes_events(client: TestClient, state: ServingState, wor
     assert (state.store.events()["user_id"] == user).sum() == 0
 
 
+def test_user_features_keep_their_kinds(client: TestClient, state: ServingState,
+                                        write: dict[str, str]) -> None:
+    body = {"features": {"age": 41, "joined": "2025-02-03"},
+            "kinds": {"age": "numeric", "joined": "date"}}
+    response = client.put("/v1/users/kinded", json=body, headers=write)
+    assert response.status_code == 200 and response.json()["kinds"] == body["kinds"]
+    assert state.store.feature_kinds("user") == {"age": "numeric", "joined": "date"}
+    misfit = client.put("/v1/users/other", json={"features": {"joined": "someday"}},
+                        headers=write)
+    assert misfit.status_code == 422 and misfit.json()["field"] == "joined"
+
+
 # -- auth and limits ----------------------------------------------------------------------
 def test_writes_need_a_write_key(client: TestClient, world: World) -> None:
     event = {"user_id": world.users[0], "item_id": world.items[0], "event_type": "view"}

@@ -136,12 +136,16 @@ class EventsAccepted(BaseModel):
     issues: list[IssueOut]
 
 
-class ItemIn(_In):
+class _FeaturesIn(_In):
     features: dict[str, Any] = Field(default_factory=dict)
     kinds: dict[str, FeatureKind] = Field(default_factory=dict, description=(
-        "The kind of features, kept by the store for every item: e.g. {\"listed_date\": "
+        "The kind of features, kept by the store for every item (user): e.g. {\"listed_date\": "
         "\"date\", \"description\": \"text\"} makes date comparisons and text search "
         "available in constraints. Features without a recorded kind are guessed from values."))
+
+
+class ItemIn(_FeaturesIn):
+    pass
 
 
 class ItemOut(BaseModel):
@@ -150,13 +154,14 @@ class ItemOut(BaseModel):
     kinds: dict[str, FeatureKind] = Field(default_factory=dict)
 
 
-class UserIn(_In):
-    features: dict[str, Any] = Field(default_factory=dict)
+class UserIn(_FeaturesIn):
+    pass
 
 
 class UserOut(BaseModel):
     user_id: str
     features: dict[str, Any]
+    kinds: dict[str, FeatureKind] = Field(default_factory=dict)
 
 
 class Deleted(BaseModel):

@@ -13,9 +13,10 @@ router = APIRouter()
 
 @router.put("/users/{user_id}", response_model=UserOut)
 def put_user(user_id: str, body: UserIn, ctx: Writer) -> UserOut:
+    """Insert or replace a user's features, recording ``kinds`` (a misfit value is a 422)."""
     frame = pd.DataFrame([body.features], index=pd.Index([user_id], name="user_id"))
-    ctx.store.upsert_users(frame)
-    return UserOut(user_id=user_id, features=body.features)
+    ctx.store.upsert_users(frame, kinds=body.kinds)
+    return UserOut(user_id=user_id, features=body.features, kinds=body.kinds)
 
 
 @router.delete("/users/{user_id}", response_model=Deleted)
