@@ -13,10 +13,15 @@ subprocess per store, then measures, at a fixed concurrency:
   the served `model_version`, and the probe's latency around the swaps;
 - ingestion: `POST /v1/events`, one event per request and batches of 100, each durable before
   the reply (SQLite synchronous=FULL; PostgreSQL with fsync and synchronous_commit on), per store;
-- roundtrip: a user's new event, then their recommendations, sequentially, p99, per store.
+- roundtrip: a user's new event, then their recommendations, sequentially, p99, per store;
+- retrain: a server started with `RECENGINE_RETRAIN_AFTER_EVENTS` (on SQLite, over a copy of the
+  registry) under the recommendations load; the benchmark posts that many events, the server
+  retrains the active version's models and configurations in the background and hot-swaps the
+  result: failed requests, latency, the runs and versions published, and the version a probe saw.
 
     python benchmarks/bench_serving.py --items 100000 --users 20000
     python benchmarks/bench_serving.py --items 20000 --seconds 5 --only ingestion,swap
+    python benchmarks/bench_serving.py --items 100000 --users 20000 --seconds 45 --only retrain
 
 Requires Debian's `wrk` (`apt-get install wrk`); PostgreSQL rows need `postgresql` (else they
 are left out, saying so). Every request loop is bounded in time.
@@ -36,9 +41,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -53,16 +59,18 @@ from recengine.store import EventStore, local_postgres
 from recengine.store.registry import ModelRegistry
 
 WRITE_KEY = "bench-write-key"
-SECTIONS = ("read", "swap", "ingestion", "roundtrip")
+SECTIONS = ("read", "swap", "ingestion", "roundtrip", "retrain")
 STORES = ("sqlite", "postgresql")
 #: Events per request in the batched ingestion rows.
 BATCH = 100
 #: Bounds on anything that waits: a server becoming ready, one swap (it loads a model, which may
-#: build an index), one probe request, one round-trip series.
+#: build an index), one probe request, one round-trip series, one background retrain (two fits,
+#: the gate's evaluation and the swap).
 READY_SECONDS = 180
 SWAP_SECONDS = 600
 CALL_SECONDS = 60
 ROUND_TRIP_SECONDS = 120
+RETRAIN_SECONDS = 1800
 
 
 @dataclass
@@ -104,11 +112,15 @@ def fill(world: World, url: str) -> None:
 
 
 @contextlib.contextmanager
-def serving(world: World, url: str) -> Iterator[str]:
-    """``recengine serve`` (the CLI, BLAS pinned as in production) on ``url``; its base URL."""
+def serving(world: World, url: str, settings: Mapping[str, str] | None = None) -> Iterator[str]:
+    """``recengine serve`` (the CLI, BLAS pinned as in production) on ``url``; its base URL.
+
+    ``settings`` are more ``RECENGINE_*`` variables, overriding the world's registry too.
+    """
     port = local_postgres.free_port()
     env = {**os.environ, "RECENGINE_DATABASE_URL": url,
-           "RECENGINE_REGISTRY": str(world.registry.root), "RECENGINE_WRITE_KEYS": WRITE_KEY}
+           "RECENGINE_REGISTRY": str(world.registry.root), "RECENGINE_WRITE_KEYS": WRITE_KEY,
+           **(settings or {})}
     recengine = Path(sys.executable).with_name("recengine")
     proc = subprocess.Popen([str(recengine), "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -204,13 +216,20 @@ def lua_events(folder: Path, users: Sequence[str]) -> Path:
                       f"return wrk.format(nil, '/v1/events', nil, {body})", _POST)
 
 
+def event_batches(users: Sequence[str], items: Sequence[str],
+                  n: int) -> Iterator[dict[str, list[dict[str, str]]]]:
+    """``n`` view events, as request bodies of ``BATCH``: random (user, item) pairs, no two alike
+    (the store rejects a repeated event within a batch)."""
+    pairs = np.random.default_rng(0).choice(len(users) * len(items), size=n, replace=False)
+    events = [{"user_id": users[int(p) // len(items)], "item_id": items[int(p) % len(items)],
+               "event_type": "view"} for p in pairs]
+    for start in range(0, n, BATCH):
+        yield {"events": events[start:start + BATCH]}
+
+
 def lua_batches(folder: Path, users: Sequence[str], items: Sequence[str]) -> Path:
     """``BATCH`` events per request: bodies built once here, so wrk only sends them."""
-    rng = np.random.default_rng(0)
-    bodies = [json.dumps({"events": [
-        {"user_id": users[int(rng.integers(len(users)))],
-         "item_id": items[int(rng.integers(len(items)))], "event_type": "view"}
-        for _ in range(BATCH)]}) for _ in range(20)]
+    bodies = [json.dumps(body) for body in event_batches(users, items, 20 * BATCH)]
     setup = _POST + "local bodies = {" + ",".join(f"[==[{b}]==]" for b in bodies) + "}\n"
     return lua_script(folder, "batches", users,
                       "return wrk.format(nil, '/v1/events', nil, bodies[(i % #bodies) + 1])",
@@ -275,6 +294,41 @@ class Probe:
 
 
 @dataclass
+class Load:
+    """The recommendations load of :func:`under_load`: its probe, then wrk's report."""
+
+    probe: Probe
+    started: float = field(default_factory=time.monotonic)
+    wrk: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def under_load(world: World, base: str, connections: int, bound_seconds: float) -> Iterator[Load]:
+    """wrk on top-10 recommendations, and a probe beside it, while the block runs.
+
+    wrk is started with ``bound_seconds`` as its duration (an upper bound) and stopped with
+    SIGINT when the block ends, which makes it print its report; then ``wrk`` and ``seconds``
+    are filled in.
+    """
+    cmd = _wrk_command(base, bound_seconds, connections,
+                       lua_recommendations(world.folder, world.users))
+    load = Load(Probe(base, world.users[1]))
+    thread = threading.Thread(target=load.probe.run, daemon=True)
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    thread.start()
+    try:
+        yield load
+    finally:
+        load.seconds = time.monotonic() - load.started
+        process.send_signal(signal.SIGINT)  # wrk stops and prints its report
+        out, _ = process.communicate(timeout=60)
+        load.probe.stop()
+        thread.join(timeout=CALL_SECONDS)
+    load.wrk = parse_wrk(out)
+
+
+@dataclass
 class SwapRun:
     """What the swap section saw: wrk's report, each swap call, and the probe's view."""
 
@@ -292,18 +346,10 @@ def hot_swaps(world: World, base: str, seconds: int, connections: int, swaps: in
     """wrk on recommendations; after a third of ``seconds``, publish v2 and swap ``swaps`` times.
 
     Each swap waits for the server's answer (the new model is loaded by then), then a pause of
-    ``seconds / 3 / swaps``; the load goes on ``seconds / 3`` after the last. wrk is started with
-    an upper bound on its duration and stopped with SIGINT, which makes it print its report.
+    ``seconds / 3 / swaps``; the load goes on ``seconds / 3`` after the last.
     """
-    cmd = _wrk_command(base, seconds + swaps * SWAP_SECONDS, connections,
-                       lua_recommendations(world.folder, world.users))
-    probe = Probe(base, world.users[1])
-    thread = threading.Thread(target=probe.run, daemon=True)
     calls: list[tuple[str, str, float]] = []
-    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    load_start = time.monotonic()
-    thread.start()
-    try:
+    with under_load(world, base, connections, seconds + swaps * SWAP_SECONDS) as load:
         time.sleep(seconds / 3)
         window_start = time.monotonic()
         started = time.perf_counter()
@@ -322,15 +368,68 @@ def hot_swaps(world: World, base: str, seconds: int, connections: int, swaps: in
                 time.sleep(seconds / 3 / max(swaps, 1))
         window_end = time.monotonic() + 1.0  # requests queued behind the last swap count too
         time.sleep(seconds / 3)
-        load_s = time.monotonic() - load_start
-    finally:
-        load.send_signal(signal.SIGINT)  # wrk stops and prints its report
-        out, _ = load.communicate(timeout=60)
-        probe.stop()
-        thread.join(timeout=CALL_SECONDS)
-    return SwapRun(parse_wrk(out), calls, publish_s, load_s, window_end - window_start, probe,
+    probe = load.probe
+    return SwapRun(load.wrk, calls, publish_s, load.seconds, window_end - window_start, probe,
                    probe.latencies(window_start, window_end, inside=True),
                    probe.latencies(window_start, window_end, inside=False))
+
+
+@dataclass
+class RetrainRun:
+    """What the retrain section saw: the load, the scheduler's status, the new version."""
+
+    load: Load
+    after_events: int
+    posted_at: float  # seconds into the load when the last event was posted
+    retrain_s: float  # from the last post until the run was over (trained, gated, swapped)
+    status: dict[str, Any]  # GET /v1/models/retraining at the end
+    manifest: dict[str, Any] | None  # the retrained version's, if one was published
+    inside: list[float]  # probe latencies (ms) from the first post to the run's end
+    outside: list[float]
+
+
+def retrain_under_load(world: World, url: str, seconds: int, connections: int,
+                       after_events: int) -> RetrainRun:
+    """A server retraining after ``after_events`` events, under the recommendations load.
+
+    The load runs ``seconds / 3``, then the benchmark posts ``after_events`` events (batches of
+    ``BATCH``), waits (at most ``RETRAIN_SECONDS``) until the scheduler has run once and is idle
+    (its version, if published, is served by then), and loads ``seconds / 3`` more. The server
+    gets a copy of the registry, so what it publishes stays out of the other sections.
+    """
+    registry = world.folder / "registry-retrain"
+    shutil.copytree(world.registry.root, registry)
+    settings = {"RECENGINE_REGISTRY": str(registry),
+                "RECENGINE_RETRAIN_AFTER_EVENTS": str(after_events)}
+    with (serving(world, url, settings) as base,
+          under_load(world, base, connections, seconds + RETRAIN_SECONDS) as load,
+          httpx.Client(base_url=base, timeout=CALL_SECONDS,
+                       headers={"X-API-Key": WRITE_KEY}) as client):
+        time.sleep(seconds / 3)
+        window_start = time.monotonic()
+        accepted = 0
+        for body in event_batches(world.users, world.items, after_events):
+            answer = client.post("/v1/events", json=body)
+            answer.raise_for_status()
+            accepted += answer.json()["accepted"]
+        if accepted < after_events:  # else the trigger would never fire
+            raise RuntimeError(f"the server accepted {accepted} of {after_events} events")
+        posted = time.monotonic()
+        status = client.get("/v1/models/retraining").json()
+        while not (status["runs"] >= 1 and not status["busy"]) and (
+                time.monotonic() < posted + RETRAIN_SECONDS):
+            time.sleep(0.5)
+            status = client.get("/v1/models/retraining").json()
+        window_end = time.monotonic()
+        time.sleep(seconds / 3)
+        status = client.get("/v1/models/retraining").json()
+    version = status["last_version"]
+    return RetrainRun(load, after_events, posted - load.started, window_end - posted, status,
+                      None if version is None else ModelRegistry(registry).show(version),
+                      load.probe.latencies(window_start, window_end, inside=True),
+                      load.probe.latencies(window_start, window_end, inside=False))
+
+
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -373,6 +472,43 @@ def print_swap(swap: SwapRun, seconds: int, connections: int) -> None:
           f"{_pct(outside, 50)} ms, p99 {_pct(outside, 99)} ms.")
 
 
+def _described(name: str, entry: Mapping[str, Any]) -> str:
+    """A manifest's model as "wals (wals, 64 factors)"."""
+    factors = entry["config"].get("factors")
+    return f"{name} ({entry['model']}{'' if factors is None else f', {factors} factors'})"
+
+
+def print_retrain(run: RetrainRun, connections: int) -> None:
+    r, status, versions = run.load.wrk, run.status, run.load.probe.versions_seen()
+    print(f"\nBackground retraining under load: the server runs with "
+          f"RECENGINE_RETRAIN_AFTER_EVENTS={run.after_events} and no RECENGINE_RETRAIN_MODELS "
+          f"(it retrains the active version's models with their configurations); wrk -t2 "
+          f"-c{connections} on top-10 recommendations for {run.load.seconds:.0f} s. "
+          f"{run.posted_at:.0f} s in, the benchmark posts {run.after_events} events "
+          f"({BATCH} a request); {run.retrain_s:.0f} s after the last post the run was over "
+          f"(trigger poll, snapshot, the gate's holdout fit and evaluation, the refit on all "
+          f"events, publish, hot swap of the new version); then the load goes on. A probe "
+          f"requests one user's list every 20 ms. wrk counts a reply slower than 2 s as a "
+          f"socket error (timeout).\n")
+    print("| requests | requests/s | non-2xx | socket errors | p50 ms | p99 ms | max ms "
+          "| retrains run | published | failed | served version (probe) |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"| {r['requests']} | {r['rps']:.0f} | {r['non_2xx']} | {r['socket_errors']} | "
+          f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {status['runs']} | "
+          f"{status['published']} | {status['failures']} | {' → '.join(versions)} |")
+    if run.manifest is not None:
+        trained = ", ".join(_described(name, entry)
+                            for name, entry in run.manifest["models"].items())
+        print(f"\n{run.manifest['version']} holds {trained}, trained on events up to id "
+              f"{run.manifest['data'].get('last_id')}.")
+    last = status["last_reason"] or status["last_error"] or "none finished"
+    print(f"\nLast run: {last}. Probe latency from "
+          f"the first post to the run's end: p50 {_pct(run.inside, 50)} ms, p99 "
+          f"{_pct(run.inside, 99)} ms, max {max(run.inside, default=0):.2f} ms "
+          f"({len(run.inside)} requests); outside it: p50 {_pct(run.outside, 50)} ms, p99 "
+          f"{_pct(run.outside, 99)} ms.")
+
+
 # -- main --------------------------------------------------------------------------------------
 
 def _subset(allowed: tuple[str, ...], flag: str) -> Callable[[str], list[str]]:
@@ -390,15 +526,16 @@ class Results:
     rows: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     trips: dict[str, list[float]] = field(default_factory=dict)
     swap: SwapRun | None = None
+    retrain: RetrainRun | None = None
 
 
 def plan(sections: list[str], stores: list[str]) -> dict[str, set[str]]:
-    """Store → the sections measured on it: read and swap once (on SQLite), the rest per store."""
+    """Store → its sections: read, swap and retrain once (on SQLite), the rest per store."""
     out: dict[str, set[str]] = {}
     for store in STORES:
         wanted = set(sections) & {"ingestion", "roundtrip"} if store in stores else set()
         if store == "sqlite":
-            wanted |= set(sections) & {"read", "swap"}
+            wanted |= set(sections) & {"read", "swap", "retrain"}
         if wanted:
             out[store] = wanted
     return out
@@ -436,6 +573,8 @@ def main() -> None:
                         help="event stores for ingestion and roundtrip (default: both)")
     parser.add_argument("--swaps", type=int, default=4,
                         help="hot swaps (activate, rollback, ...) in the swap section")
+    parser.add_argument("--retrain-events", type=int, default=1000,
+                        help="the retrain section's trigger, and the events it posts")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -456,8 +595,12 @@ def main() -> None:
                 else:
                     url = stack.enter_context(local_postgres.start(durable=True)).url()
                 fill(world, url)
-                base = stack.enter_context(serving(world, url))
-                measure(world, base, store, sections, args, results)
+                if sections - {"retrain"}:
+                    with serving(world, url) as base:
+                        measure(world, base, store, sections, args, results)
+                if "retrain" in sections:  # its own server, once the other has stopped
+                    results.retrain = retrain_under_load(world, url, args.seconds,
+                                                         args.connections, args.retrain_events)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"One server process, wrk -t2 -c{args.connections} -d{args.seconds}s, "
@@ -475,6 +618,8 @@ def main() -> None:
               f"round trips, {store}): p50 {_pct(trips, 50)} ms, p99 {_pct(trips, 99)} ms.")
     if results.swap is not None:
         print_swap(results.swap, args.seconds, args.connections)
+    if results.retrain is not None:
+        print_retrain(results.retrain, args.connections)
     for note in notes:
         print(f"\n{note}.")
 

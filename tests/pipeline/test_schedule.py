@@ -1,4 +1,4 @@
-"""The background retrain scheduler: data trigger, time trigger, failures, prompt stop."""
+"""The background retrain scheduler: what it retrains, its triggers, failures, prompt stop."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recengine.data.synthetic import generate
+from recengine.pipeline.retrain import retrain
 from recengine.pipeline.schedule import RetrainScheduler
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -46,6 +47,79 @@ def scheduler(store: EventStore, registry: ModelRegistry, published: list[str],
     options = {"models": {"popularity": {}}, "every_seconds": None, "after_events": None,
                "on_published": published.append, "poll_seconds": 0.05, **kwargs}
     return RetrainScheduler(store, registry, **options)
+
+
+def publish_until(store: EventStore, registry: ModelRegistry, models: dict[str, dict],
+                  behind: int) -> str:
+    """Retrain ``models`` on all but the newest ``behind`` events and activate them."""
+    until = store.last_id() - behind
+    result = retrain(store.dataset(until_id=until), registry, models=models,
+                     data_snapshot=store.snapshot(until_id=until))
+    assert result.activated and result.version is not None
+    return result.version
+
+
+def test_the_active_configuration_is_retrained(store, registry):
+    served = {"wals": {"model": "wals", "factors": 6, "iterations": 2}, "popularity": {}}
+    first = publish_until(store, registry, served, behind=0)
+    store.ingest([{"user_id": "u-new", "item_id": "i-new", "event_type": "view"}])
+    published: list[str] = []
+    s = scheduler(store, registry, published, models=None, every_seconds=60)
+    assert s.run_once() and published == ["v0002"], s.last_error
+    before, after = registry.show(first)["models"], registry.show("v0002")["models"]
+    assert after["wals"]["config"]["factors"] == 6 and after == before
+    assert s.status()["models"] is None
+    assert s.status()["last_models"]["wals"] == {"model": "wals", **before["wals"]["config"]}
+
+
+def test_the_count_starts_from_the_active_snapshot(store, registry):
+    publish_until(store, registry, {"popularity": {}}, behind=40)
+    s = scheduler(store, registry, [], models=None, after_events=30, poll_seconds=60)
+    s.start()  # a restart: the 40 events the active version did not see count at once
+    try:
+        status = s.status()
+        assert s.due() == "events" and status["events_since_last_training"] == 40
+        assert status["counted_after_id"] == store.last_id() - 40
+        publish_until(store, registry, {"popularity": {}}, behind=0)  # activated by hand
+        assert s.due() is None and s.status()["events_since_last_training"] == 0
+        registry.rollback()  # back to the version that saw 40 events fewer
+        assert s.due() == "events"
+    finally:
+        s.stop()
+
+
+def test_a_rejected_candidate_is_not_retried_at_every_poll(store, registry):
+    first = publish_until(store, registry, {"popularity": {}}, behind=40)
+    published: list[str] = []
+    s = scheduler(store, registry, published, models=None, after_events=30,
+                  retrain_options={"tolerance": -0.5})  # demands +50 %: the same model fails
+    assert s.due() == "events" and s.run_once("events")
+    assert published == [] and registry.current() == first and s.last_error is None
+    assert s.last_reason is not None and "kept v0001" in s.last_reason
+    assert s.due() is None and s.status()["counted_after_id"] == store.last_id()
+
+
+def test_a_version_without_snapshot_counts_from_the_start(store, registry, records):
+    # no data_snapshot: the manifest records the dataset's hash, not event ids (as from a file)
+    assert retrain(store.dataset(), registry, models={"popularity": {}}).activated
+    s = scheduler(store, registry, [], models=None, after_events=30, poll_seconds=60)
+    s.start()
+    try:
+        assert s.due() is None
+        store.ingest(records[-200:-170])
+        assert s.due() == "events"
+    finally:
+        s.stop()
+
+
+def test_no_active_version_and_no_models_is_reported(store, registry):
+    published: list[str] = []
+    s = scheduler(store, registry, published, models=None, after_events=10)
+    assert s.due() == "events" and s.run_once("events")
+    status = s.status()
+    assert status["failures"] == 1 and "no active version" in status["last_error"]
+    assert published == [] and registry.current() is None
+    assert s.due() is None  # the failed run counts: no retry at every poll
 
 
 def test_data_trigger_waits_for_enough_new_events(store, registry, records):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,19 +21,45 @@ from tests.serving.conftest import WRITE_KEY, World
 
 
 @pytest.fixture
-def popular_state(world: World, tmp_path: Path) -> Iterator[ServingState]:
+def make_state(world: World, tmp_path: Path) -> Iterator[Callable[..., ServingState]]:
+    """States over a copy of the world's events: ``make(models, behind)`` trains ``models`` on
+    all but the newest ``behind`` events and activates them as v0001 (none for None)."""
+    made: list[ServingState] = []
+
+    def make(models: dict[str, dict] | None, behind: int = 0) -> ServingState:
+        db = tmp_path / "events.db"
+        shutil.copy(world.database_url.removeprefix("sqlite:///"), db)
+        store = EventStore(f"sqlite:///{db}")
+        registry = ModelRegistry(tmp_path / "registry")
+        if models is not None:
+            until = store.last_id() - behind
+            first = retrain(store.dataset(until_id=until), registry, models=models,
+                            data_snapshot=store.snapshot(until_id=until))
+            assert first.version == "v0001" and first.activated
+        made.append(ServingState(registry, store))
+        made[-1].load_current()
+        return made[-1]
+
+    yield make
+    for state in made:
+        state.store.close()
+
+
+@pytest.fixture
+def popular_state(make_state: Callable[..., ServingState]) -> ServingState:
     """The world's events, and a registry whose active v0001 is what the trigger retrains."""
-    db = tmp_path / "events.db"
-    shutil.copy(world.database_url.removeprefix("sqlite:///"), db)
-    store = EventStore(f"sqlite:///{db}")
-    registry = ModelRegistry(tmp_path / "registry")
-    first = retrain(store.dataset(), registry, models={"popularity": {}},
-                    data_snapshot=store.snapshot())
-    assert first.version == "v0001" and first.activated
-    state = ServingState(registry, store)
-    state.load_current()
-    yield state
-    store.close()
+    return make_state({"popularity": {}})
+
+
+def wait_for_status(client: TestClient, done: Callable[[dict[str, Any]], bool],
+                    timeout: float = 30) -> dict[str, Any]:
+    """The retraining status once ``done`` holds, or when ``timeout`` s have passed."""
+    deadline = time.monotonic() + timeout
+    status = client.get("/v1/models/retraining").json()
+    while not done(status) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = client.get("/v1/models/retraining").json()
+    return status
 
 
 def test_posted_events_trigger_a_retrain_and_a_hot_swap(popular_state: ServingState,
@@ -73,6 +100,34 @@ def test_posted_events_trigger_a_retrain_and_a_hot_swap(popular_state: ServingSt
     assert "brand-new-item" not in popular_state.registry.load("v0001").items_
 
 
+def test_by_default_the_served_configuration_is_retrained_from_its_snapshot(
+        world: World, make_state: Callable[..., ServingState]) -> None:
+    """A server restarted 40 events after its version's snapshot retrains it at once, as is."""
+    served = {"wals": {"model": "wals", "factors": 6, "iterations": 2}, "popularity": {}}
+    state = make_state(served, behind=40)
+    settings = Settings(write_keys=WRITE_KEY, retrain_after_events=30)
+    url = f"/v1/users/{world.users[0]}/recommendations"
+    with TestClient(create_app(settings, state)) as client:
+        status = wait_for_status(client, lambda s: s["runs"] >= 1 and not s["busy"])
+        version = client.get(url).json()["model_version"]
+    assert status["last_trigger"] == "events" and status["published"] == 1, status
+    assert status["models"] is None and version == "v0002"
+    before, after = (state.registry.show(v)["models"] for v in ("v0001", "v0002"))
+    assert after["wals"]["config"]["factors"] == 6 and after == before
+    assert status["counted_after_id"] == state.registry.show("v0002")["data"]["last_id"]
+
+
+def test_no_active_version_and_no_models_is_reported(
+        make_state: Callable[..., ServingState]) -> None:
+    state = make_state(None)
+    settings = Settings(write_keys=WRITE_KEY, retrain_every_seconds=0.05)
+    with TestClient(create_app(settings, state)) as client:
+        status = wait_for_status(client, lambda s: s["failures"] >= 1)
+        assert client.get("/healthz").status_code == 200
+    assert status["running"] and status["published"] == 0
+    assert "no active version and no models are configured" in status["last_error"]
+
+
 def test_no_trigger_no_scheduler(popular_state: ServingState) -> None:
     with TestClient(create_app(Settings(write_keys=WRITE_KEY), popular_state)) as client:
         assert client.get("/v1/models/retraining").json() == {"enabled": False}
@@ -96,4 +151,5 @@ def test_retrain_settings_are_validated() -> None:
         Settings(retrain_after_events=0)
     assert Settings(retrain_models="wals, popularity").retrain_model_configs == {
         "wals": {}, "popularity": {}}
+    assert Settings(retrain_models=" , ").retrain_model_configs is None
     assert not Settings().retraining and Settings(retrain_every_seconds=5).retraining

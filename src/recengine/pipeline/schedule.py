@@ -4,14 +4,29 @@
 ``min(every_seconds, 1.0)``) and starts a :func:`~recengine.pipeline.retrain.retrain` when
 
 - **the schedule is due**: ``every_seconds`` have passed since the last run (or since start), or
-- **enough data arrived**: ``store.count(since_id=last_trained_id) >= after_events``.
+- **enough data arrived**: ``after_events`` events were stored after the ones the served model saw.
+
+**What is retrained.** By default (``models=None``) the active version's models, each with the
+configuration in its manifest, read again at every run: a served 64-factor WALS is retrained as a
+64-factor WALS, and a version activated by hand (a tuned one) is what the next run retrains. The
+gate then compares like with like, so a scheduled run replaces the model unless the new data made
+it worse. An explicit ``models`` (name → config) overrides this, e.g. to switch model class.
+
+**What counts as new data.** Events with an id above the active version's snapshot (its
+manifest's ``data.last_id``, recorded by the run that published it), so a server restarted after
+10,000 new events retrains at once, and activating a version by hand (or a rollback) restarts
+the count from that version's snapshot. A run that leaves the active version in place (the gate
+rejected its candidate, or it failed) counts from its own snapshot instead, so it is not retried
+at every poll. A version whose manifest has no ``last_id`` (trained from a file) is counted from
+this scheduler's start or last run.
 
 A run takes :meth:`EventStore.snapshot` first and trains on ``store.dataset(until_id=...)`` of that
 snapshot, so the manifest records exactly the events the models saw, and events appended during
 the run count towards the next one. When the gate activates the new version, ``on_published``
 gets its id (the server passes its state's lock-protected hot swap), so serving never waits for
-training. One run at a time; a failing run is logged and kept in ``last_error``, counts as a run
-for both triggers (no retry storm) and never kills the thread.
+training. One run at a time; a failing run (including "nothing to retrain": no active version
+and no ``models``) is logged and kept in ``last_error``, counts as a run for both triggers (no
+retry storm) and never kills the thread.
 """
 
 from __future__ import annotations
@@ -23,24 +38,39 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from recengine.errors import ModelNotFoundError
 from recengine.pipeline.retrain import retrain
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["RetrainScheduler"]
+__all__ = ["RetrainScheduler", "manifest_models"]
 
 log = logging.getLogger(__name__)
 
 
+def manifest_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A version's models as :func:`retrain` takes them: name → its config plus ``"model"``.
+
+    >>> manifest_models({"models": {"wals": {"model": "wals", "config": {"factors": 64}}}})
+    {'wals': {'model': 'wals', 'factors': 64}}
+    """
+    return {name: {"model": entry["model"], **entry["config"]}
+            for name, entry in manifest["models"].items()}
+
+
 class RetrainScheduler:
-    """Retrain ``models`` in a background thread every ``every_seconds`` or ``after_events``."""
+    """Retrain in a background thread every ``every_seconds`` or after ``after_events``.
+
+    ``models`` (name → config) are retrained when given, else the active version's models with
+    their configurations (see the module docstring).
+    """
 
     def __init__(
         self,
         store: EventStore,
         registry: ModelRegistry,
         *,
-        models: Mapping[str, Mapping[str, Any]],
+        models: Mapping[str, Mapping[str, Any]] | None = None,
         every_seconds: float | None,
         after_events: int | None,
         on_published: Callable[[str], None],
@@ -54,11 +84,12 @@ class RetrainScheduler:
             raise ValueError(f"every_seconds must be positive, got {every_seconds}")
         if after_events is not None and after_events < 1:
             raise ValueError(f"after_events must be at least 1, got {after_events}")
-        if not models:
-            raise ValueError("no models to retrain")
+        if models is not None and not models:
+            raise ValueError("no models to retrain: pass None to retrain the active version's")
         self.store = store
         self.registry = registry
-        self.models = {name: dict(config) for name, config in models.items()}
+        self.models = None if models is None else {
+            name: dict(config) for name, config in models.items()}
         self.every_seconds = every_seconds
         self.after_events = after_events
         self.on_published = on_published
@@ -69,18 +100,24 @@ class RetrainScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_trained_id: int | None = None
+        #: The version active when the last run ended: while it still is, count from that run.
+        self._ran_under: str | None = None
+        #: version → its manifest's ``data.last_id`` (manifests never change).
+        self._snapshot_ids: dict[str, int | None] = {}
         self._last_start = clock()
         self.runs = 0
         self.failures = 0
+        self.published = 0
         self.last_run_at: str | None = None
         self.last_reason: str | None = None
         self.last_version: str | None = None
         self.last_trigger: str | None = None
         self.last_error: str | None = None
+        self.last_models: dict[str, dict[str, Any]] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the thread; the data trigger counts events stored from now on."""
+        """Start the thread; without a snapshot id in the active manifest, count from now."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
@@ -103,15 +140,41 @@ class RetrainScheduler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    # -- what to retrain, and from which event ----------------------------------------------
+    def models_to_train(self) -> dict[str, dict[str, Any]]:
+        """The configured models, or else the active version's with their configurations."""
+        if self.models is not None:
+            return {name: dict(config) for name, config in self.models.items()}
+        version = self.registry.current()
+        if version is None:
+            raise ModelNotFoundError(
+                f"nothing to retrain: the registry at {self.registry.root} has no active version "
+                "and no models are configured; activate a version, or name the models to train "
+                "(the server's RECENGINE_RETRAIN_MODELS)")
+        return manifest_models(self.registry.show(version))
+
+    def counted_after(self) -> int:
+        """The event id the data trigger counts from (see "What counts" in the module docs)."""
+        ran = self._last_trained_id or 0
+        version = self.registry.current()
+        if version is None:
+            return ran
+        if version not in self._snapshot_ids:
+            last_id = self.registry.show(version).get("data", {}).get("last_id")
+            self._snapshot_ids[version] = None if last_id is None else int(last_id)
+        snapshot = self._snapshot_ids[version]
+        if snapshot is None:
+            return ran
+        return max(snapshot, ran) if version == self._ran_under else snapshot
+
     # -- triggers ---------------------------------------------------------------------------
     def due(self) -> str | None:
         """Which trigger fires now ("schedule" or "events"), or None."""
         if self.every_seconds is not None and self.clock() - self._last_start >= self.every_seconds:
             return "schedule"
-        if self.after_events is not None:
-            since = self._last_trained_id or 0
-            if self.store.count(since_id=since) >= self.after_events:
-                return "events"
+        if (self.after_events is not None
+                and self.store.count(since_id=self.counted_after()) >= self.after_events):
+            return "events"
         return None
 
     def _loop(self) -> None:
@@ -134,11 +197,13 @@ class RetrainScheduler:
             try:
                 snapshot = self.store.snapshot()
                 self._last_trained_id = int(snapshot["last_id"])
+                self.last_models = self.models_to_train()
                 dataset = self.store.dataset(until_id=snapshot["last_id"])
-                result = retrain(dataset, self.registry, models=self.models,
+                result = retrain(dataset, self.registry, models=self.last_models,
                                  data_snapshot=snapshot, **self.retrain_options)
                 self.last_reason = result.reason
                 if result.activated and result.version is not None:
+                    self.published += 1
                     self.last_version = result.version
                     self.on_published(result.version)
                 self.last_error = None
@@ -148,6 +213,7 @@ class RetrainScheduler:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.failures += 1
             finally:
+                self._ran_under = self.registry.current()
                 self.runs += 1
                 self.last_run_at = datetime.now(UTC).isoformat(timespec="seconds")
             return True
@@ -156,24 +222,32 @@ class RetrainScheduler:
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """What the scheduler did last and how much data is waiting, JSON-ready."""
+        """What the scheduler did last and how much data is waiting, JSON-ready.
+
+        ``models`` is None when the active version's models are retrained; ``last_models`` is
+        what the last run trained (name → config).
+        """
         try:
-            pending: int | None = self.store.count(since_id=self._last_trained_id or 0)
+            after: int | None = self.counted_after()
+            pending: int | None = self.store.count(since_id=after or 0)
         except Exception:
-            pending = None
+            after = pending = None
         return {
             "running": self.running,
             "busy": self._run_lock.locked(),
             "every_seconds": self.every_seconds,
             "after_events": self.after_events,
-            "models": list(self.models),
+            "models": None if self.models is None else list(self.models),
             "runs": self.runs,
             "failures": self.failures,
+            "published": self.published,
             "last_run_at": self.last_run_at,
             "last_trigger": self.last_trigger,
             "last_reason": self.last_reason,
             "last_version": self.last_version,
             "last_error": self.last_error,
+            "last_models": self.last_models,
             "last_trained_id": self._last_trained_id,
+            "counted_after_id": after,
             "events_since_last_training": pending,
         }
