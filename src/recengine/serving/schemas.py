@@ -11,8 +11,8 @@ from recengine.data.schema import FeatureKind
 __all__ = [
     "AudienceBatch", "AudienceList", "AudienceUser", "BatchRecommendations", "EventBatch",
     "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion",
-    "Page", "RecommendationBatch", "RecommendationList", "RecommendedItem", "SimilarBatch",
-    "SimilarList", "Status", "UserIn", "UserOut",
+    "Page", "RecommendationBatch", "RecommendationList", "RecommendationQuery",
+    "RecommendedItem", "SimilarBatch", "SimilarList", "Status", "UserIn", "UserOut",
 ]
 
 
@@ -46,6 +46,19 @@ class RecommendationList(BaseModel):
     model_version: str
     items: list[RecommendedItem]
     count: int
+
+
+class RecommendationQuery(BaseModel):
+    """The query of ``GET /v1/users/{id}/recommendations``, validated as one model (per-parameter
+    validation cost FastAPI more than the answer)."""
+
+    k: int = Field(10, ge=1)
+    model: str | None = None
+    constraint: str | None = None
+    rules: str | None = Field(None, description=(
+        "Business rules as a JSON list, as in the batch request's rules"))
+    explain: bool = False
+    offset: int = Field(0, ge=0)
 
 
 class RecommendationBatch(_In):

@@ -17,36 +17,29 @@ from recengine.serving.schemas import (
     BatchRecommendations,
     RecommendationBatch,
     RecommendationList,
+    RecommendationQuery,
 )
 
 router = APIRouter()
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationList)
-async def recommend(
-    user_id: str,
-    ctx: Reader,
-    k: Annotated[int, Query(ge=1)] = 10,
-    model: Annotated[str | None, Query()] = None,
-    constraint: Annotated[str | None, Query()] = None,
-    rules: Annotated[str | None, Query(description=(
-        "Business rules as a JSON list, as in the batch request's rules"))] = None,
-    explain: bool = False,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> RecommendationList:
+async def recommend(user_id: str, ctx: Reader,
+                    query: Annotated[RecommendationQuery, Query()]) -> RecommendationList:
     """Top-k for a user; unknown users get the popularity fallback, never an error.
 
     A plain request (no rules, no constraint, no reasons) costs a fraction of a millisecond: it
     runs on the event loop, since handing it to a worker thread would cost more than the answer.
     The rest read the item catalogue or explain each item and run in the thread pool.
     """
-    check_limit(k, ctx.settings.max_k, "k")
-    check_limit(offset, ctx.settings.max_k, "offset")
-    answer = partial(ctx.state.recommend, user_id, k, offset=offset, name=model or None,
-                     constraint=constraint or None, rules=_rules_query(rules), explain=explain)
-    plain = constraint is None and rules is None and not explain
+    check_limit(query.k, ctx.settings.max_k, "k")
+    check_limit(query.offset, ctx.settings.max_k, "offset")
+    answer = partial(ctx.state.recommend, user_id, query.k, offset=query.offset,
+                     name=query.model or None, constraint=query.constraint or None,
+                     rules=_rules_query(query.rules), explain=query.explain)
+    plain = query.constraint is None and query.rules is None and not query.explain
     active, items = answer() if plain else await run_in_threadpool(answer)
-    return recommendation_list(user_id, active.version, items, explain)
+    return recommendation_list(user_id, active.version, items, query.explain)
 
 
 @router.post("/recommendations", response_model=BatchRecommendations)
