@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     approximate_min_items: int = Field(50_000, ge=0)
     #: The HNSW search depth: higher keeps more of the exact top-k, slower.
     approximate_ef_search: int = Field(64, ge=1)
-    #: Users whose last plain answers are kept until their history or the model changes; 0 off.
-    cache_users: int = Field(100_000, ge=0)
+    #: Users whose last plain answers are kept until their history or the model changes (about
+    #: 2.4 KB each at k=10); 0 computes every answer.
+    cache_users: int = Field(20_000, ge=0)
     #: A JSON file of business rules applied to every recommendation (see models/rules.py).
     rules_file: str | None = None
 
