@@ -157,24 +157,25 @@ class _FeaturesIn(_In):
         "available in constraints. Features without a recorded kind are guessed from values."))
 
 
+class _FeaturesOut(BaseModel):
+    features: dict[str, Any]
+    kinds: dict[str, FeatureKind] = Field(default_factory=dict)
+
+
 class ItemIn(_FeaturesIn):
     pass
 
 
-class ItemOut(BaseModel):
+class ItemOut(_FeaturesOut):
     item_id: str
-    features: dict[str, Any]
-    kinds: dict[str, FeatureKind] = Field(default_factory=dict)
 
 
 class UserIn(_FeaturesIn):
     pass
 
 
-class UserOut(BaseModel):
+class UserOut(_FeaturesOut):
     user_id: str
-    features: dict[str, Any]
-    kinds: dict[str, FeatureKind] = Field(default_factory=dict)
 
 
 class Deleted(BaseModel):
