@@ -66,6 +66,16 @@ def test_a_deleted_item_is_never_served(client: TestClient, world: World,
     assert not set(gone) & {item for found in lists for item in found}
 
 
+def test_a_deleted_item_has_no_audience(client: TestClient, world: World,
+                                        gone: list[str]) -> None:
+    response = client.get(f"/v1/items/{gone[0]}/audience", params={"n": 5})
+    assert response.status_code == 404 and gone[0] in response.json()["detail"]
+    batch = client.post("/v1/audience", json={"items": [world.items[5], gone[1]], "n": 5})
+    assert batch.status_code == 404
+    kept = next(i for i in world.items if i not in gone)
+    assert client.get(f"/v1/items/{kept}/audience", params={"n": 5}).json()["count"] == 5
+
+
 def test_deleted_items_stay_hidden_across_restarts_and_swaps(state: ServingState, world: World,
                                                              gone: list[str]) -> None:
     restarted = ServingState(ModelRegistry(state.registry.root), EventStore(state.store.url))

@@ -7,6 +7,7 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 
+from recengine.errors import UnknownIdError
 from recengine.serving.deps import Reader, Writer
 from recengine.serving.routes._common import check_limit, score
 from recengine.serving.schemas import (
@@ -34,7 +35,11 @@ def _similar(state: ServingState, item: str, k: int) -> SimilarList:
 
 
 def _audience(state: ServingState, items: list[str], n: int, combine: bool) -> list[AudienceList]:
+    """Targeting; 404 for a deleted item: a promotion of what cannot be served has no audience."""
     active = state.active
+    deleted = sorted(set(items) & active.hidden_ids) if active.hidden else []
+    if deleted:
+        raise UnknownIdError(f"item(s) deleted from the catalogue: {', '.join(deleted)}")
     ids, vals = active.model.audience(items, n, combine=combine)
     if combine:
         groups = [(items, ids, vals)]
