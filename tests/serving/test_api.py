@@ -284,6 +284,18 @@ def test_live_fold_in(client: TestClient, world: World, write: dict[str, str]) -
     assert not set(new) & set(after)
 
 
+def test_a_retried_event_counts_once_in_the_live_history(client: TestClient, state: ServingState,
+                                                         world: World,
+                                                         write: dict[str, str]) -> None:
+    user, item = "retrying-user", world.items[3]
+    event = {"user_id": user, "item_id": item, "event_type": "booking", "event_id": "retry-1"}
+    other = {"user_id": user, "item_id": item, "event_type": "view"}  # no id: always new
+    for _ in range(3):  # the client did not see the reply, and sent it again
+        assert client.post("/v1/events", json={"events": [event, other]},
+                           headers=write).status_code == 200
+    assert state.history(state.active.model, user) == {item: 4.0}  # 1 booking + 3 views
+
+
 def test_cold_user_fold_in(client: TestClient, world: World, write: dict[str, str]) -> None:
     url = "/v1/users/brand-new/recommendations"
     cold = client.get(url, params={"k": 10}).json()

@@ -95,11 +95,15 @@ def test_append_without_canonical_columns_is_a_data_error(store: EventStore) -> 
 
 def test_repeated_batch_is_all_duplicates(store: EventStore) -> None:
     batch = make_events(6)
-    assert store.append(batch) == AppendResult(6, 0)
-    assert store.append(batch) == AppendResult(0, 6)
+    first = store.append(batch)
+    assert first == AppendResult(6, 0) and first.duplicate_ids == frozenset()
+    again = store.append(batch)
+    assert again == AppendResult(0, 6) and again.duplicate_ids == set(batch["event_id"])
     assert store.count() == 6
     overlapping = make_events(4, start=4)  # e4 and e5 are known, e6 and e7 new
-    assert store.append(overlapping) == AppendResult(2, 2)
+    result = store.append(overlapping)
+    assert result == AppendResult(2, 2)
+    assert result.duplicate_ids == set(batch["event_id"][4:])
     assert store.events()["item_id"].tolist() == [f"i{k}" for k in range(8)]
 
 

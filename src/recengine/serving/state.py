@@ -320,9 +320,10 @@ class ServingState:
             raise DataError(exc.message, column=blame) from None
 
     # -- live histories -------------------------------------------------------------------
-    def remember(self, records: Sequence[Mapping[str, Any]], rejected_rows: set[int]) -> None:
-        """Add accepted records (1-based row numbers not in ``rejected_rows``) to live histories."""
-        accepted = [r for row, r in enumerate(records, start=1) if row not in rejected_rows]
+    def remember(self, records: Sequence[Mapping[str, Any]], skipped_rows: set[int]) -> None:
+        """Add newly stored records to live histories: all but ``skipped_rows`` (1-based row
+        numbers of records rejected, or stored before)."""
+        accepted = [r for row, r in enumerate(records, start=1) if row not in skipped_rows]
         with self._lock:
             self._remember([str(r["user_id"]) for r in accepted],
                            [str(r["item_id"]) for r in accepted])

@@ -44,7 +44,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -153,10 +153,17 @@ _INCOMING = sa.Table(
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What one batch did: events stored, and events skipped because their event_id existed."""
+    """What one batch did: events stored, and events skipped because their event_id existed.
+
+    ``duplicate_ids`` names the batch's event ids that were stored before it (by an earlier
+    call, or an earlier batch of the same transaction), so a caller can leave them out of what it
+    does next: a retried request must not count twice in a user's live history. (An id repeated
+    inside the batch counts in ``duplicates`` but is not named: its first row was stored.)
+    """
 
     accepted: int
     duplicates: int
+    duplicate_ids: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -445,19 +452,25 @@ class EventStore:
                 _prepare_postgres_append(conn)
             ingested_at = _utcnow()
             try:
-                accepted = [self._insert_batch(conn, batch, ingested_at) for batch in batches]
+                results = [self._insert_batch(conn, batch, ingested_at) for batch in batches]
             except Exception as exc:
                 raise BatchFailed(self._failure("append events", exc)) from None
-        return [AppendResult(n, batch.size - n) for n, batch in zip(accepted, batches, strict=True)]
+        return results
 
-    def _insert_batch(self, conn: sa.Connection, batch: _Batch, ingested_at: datetime) -> int:
-        """Insert one batch in the open transaction, chunk by chunk; the number inserted."""
-        accepted = 0
+    def _insert_batch(self, conn: sa.Connection, batch: _Batch,
+                      ingested_at: datetime) -> AppendResult:
+        """Insert one batch in the open transaction, chunk by chunk.
+
+        The event ids already stored are read first, in the same transaction (it holds the
+        write lock), so the result names the duplicates exactly.
+        """
+        accepted, known = 0, set()
         for start in range(0, batch.size, _CHUNK_ROWS):
-            stop = min(start + _CHUNK_ROWS, batch.size)
-            accepted += self._insert_chunk(conn, _event_rows(batch.columns, start, stop,
-                                                             ingested_at))
-        return accepted
+            rows = _event_rows(batch.columns, start, min(start + _CHUNK_ROWS, batch.size),
+                               ingested_at)
+            known |= _stored_ids(conn, [r["event_id"] for r in rows if r["event_id"] is not None])
+            accepted += self._insert_chunk(conn, rows)
+        return AppendResult(accepted, batch.size - accepted, frozenset(known))
 
     def _insert_chunk(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
         """Insert rows in the open transaction, skipping known event ids; the number inserted."""
@@ -635,6 +648,14 @@ def _insert_values(conn: sa.Connection, insert: sqlite.Insert | postgresql.Inser
     """INSERT rows, skipping known event ids (``insert`` is the dialect's); the number inserted."""
     statement = insert.on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id])
     return int(conn.execute(statement, rows, execution_options=_ROWCOUNT).rowcount)  # summed
+
+
+def _stored_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
+    """Which of ``ids`` (at most a chunk) are stored already."""
+    if not ids:
+        return set()
+    query = sa.select(_EVENTS.c.event_id).where(_EVENTS.c.event_id.in_(ids))
+    return {row[0] for row in conn.execute(query)}
 
 
 def _insert_postgres(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:

@@ -32,5 +32,7 @@ def post_events(body: EventIn | EventBatch, ctx: Writer) -> EventsAccepted | JSO
             "detail": "every event was rejected", "field": issues[0].field if issues else None,
             **out.model_dump()})
     ctx.metrics.add_events(result.accepted)
-    ctx.state.remember(records, rejected_rows)
+    stored_before = {row for row, record in enumerate(records, start=1)
+                     if str(record.get("event_id", "")).strip() in result.duplicate_ids}
+    ctx.state.remember(records, rejected_rows | stored_before)  # a retry counts once
     return out
