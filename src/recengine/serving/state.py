@@ -303,7 +303,7 @@ class ServingState:
     def _global_engine(self, active: Active, model: Recommender) -> RuleEngine:
         engine = active.engines.get(model.name)
         if engine is None:
-            engine = self._engine(active, model, self.rules, blame="rules")
+            engine = self._engine(active, model, self.rules, blame="RECENGINE_RULES_FILE")
             active.engines[model.name] = engine
         return engine
 
