@@ -197,6 +197,10 @@ def test_ingest_stores_item_and_user_metadata_with_their_kinds(capsys, tmp_path)
     code, _, err = run(capsys, "ingest", "--items", str(items), "--item-kinds",
                        "region=categorical")
     assert code == 2 and "--store" in err
+    code, _, err = run(capsys, "ingest", "--store", url)
+    assert code == 2 and "give an event file, --items or --users" in err
+    code, _, err = run(capsys, "ingest", "--items", str(items), "--store", url)
+    assert code == 2 and "--item-kinds" in err
 
 
 #: The smallest demo that still trains and evaluates every model (a few seconds).
