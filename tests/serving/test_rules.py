@@ -94,5 +94,5 @@ def test_bad_rules_file_names_the_file(world: World, tmp_path: Path) -> None:
     broken.write_text(json.dumps([{"kind": "max_per", "field": "nope", "n": 1}]))
     state = ServingState(ModelRegistry(world.registry_root), EventStore(world.database_url),
                          rules=read_rules(broken))
-    with pytest.raises(DataError, match="RECENGINE_RULES_FILE.*nope"):
+    with pytest.raises(DataError, match=r"RECENGINE_RULES_FILE.*nope"):
         state.load_current()  # a rule the catalogue cannot satisfy fails the load, saying where
