@@ -4,11 +4,13 @@ A route takes one :class:`Context` through ``Open``, ``Reader`` or ``Writer``; t
 check the ``X-API-Key`` header first. One dependency, not one per need: FastAPI resolves every
 dependency on every request, and a tree of them cost more than the recommendation it served
 (docs/benchmarks.md). They are ``async`` because they never block: a plain ``def`` dependency
-would be sent to the thread pool.
+would be sent to the thread pool. The hot reads skip FastAPI's solver altogether and call the
+same checks through :data:`ACCESS` (:mod:`recengine.serving.routes._direct`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,9 +22,12 @@ from recengine.serving.settings import Settings
 from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
 
-__all__ = ["Context", "Open", "Reader", "Writer"]
+__all__ = ["ACCESS", "API_KEY_HEADER", "Context", "Open", "Reader", "Writer"]
 
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+#: The header that carries the API key.
+API_KEY_HEADER = "X-API-Key"
+
+_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,11 @@ def _unauthorised(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "APIKey"})
 
 
-async def open_access(request: Request) -> Context:
+def _open(request: Request, _key: str | None) -> Context:
     return _context(request)
 
 
-async def read_access(request: Request,
-                      key: Annotated[str | None, Security(_api_key)] = None) -> Context:
+def _read(request: Request, key: str | None) -> Context:
     context = _context(request)
     allowed = context.settings.read_key_set
     if not allowed:
@@ -63,8 +67,7 @@ async def read_access(request: Request,
     return context
 
 
-async def write_access(request: Request,
-                       key: Annotated[str | None, Security(_api_key)] = None) -> Context:
+def _write(request: Request, key: str | None) -> Context:
     context = _context(request)
     if context.settings.allow_anonymous_writes:
         return context
@@ -74,6 +77,25 @@ async def write_access(request: Request,
         raise HTTPException(403, "this API key may not write")
     return context
 
+
+async def open_access(request: Request) -> Context:
+    return _open(request, None)
+
+
+async def read_access(request: Request,
+                      key: Annotated[str | None, Security(_api_key)] = None) -> Context:
+    return _read(request, key)
+
+
+async def write_access(request: Request,
+                       key: Annotated[str | None, Security(_api_key)] = None) -> Context:
+    return _write(request, key)
+
+
+#: Each access dependency's check, for routes that read the header themselves
+#: (:class:`~recengine.serving.routes._direct.DirectRoute`).
+ACCESS: dict[Callable[..., Awaitable[Context]], Callable[[Request, str | None], Context]] = {
+    open_access: _open, read_access: _read, write_access: _write}
 
 Open = Annotated[Context, Depends(open_access)]
 Reader = Annotated[Context, Depends(read_access)]

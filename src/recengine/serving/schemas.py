@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from recengine.data.schema import FeatureKind
 
 __all__ = [
-    "AudienceBatch", "AudienceList", "AudienceUser", "BatchRecommendations", "EventBatch",
-    "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion",
-    "Page", "RecommendationBatch", "RecommendationList", "RecommendationQuery",
-    "RecommendedItem", "SimilarBatch", "SimilarList", "Status", "UserIn", "UserOut",
+    "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser", "BatchRecommendations",
+    "EventBatch", "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList",
+    "ModelVersion", "Page", "RecommendationBatch", "RecommendationList", "RecommendationQuery",
+    "RecommendedItem", "SimilarBatch", "SimilarList", "SimilarQuery", "Status", "UserIn",
+    "UserOut",
 ]
 
 
@@ -91,6 +92,10 @@ class SimilarList(BaseModel):
     count: int
 
 
+class SimilarQuery(BaseModel):
+    k: int = Field(10, ge=1)
+
+
 class SimilarBatch(_In):
     items: list[str] = Field(min_length=1)
     k: int = Field(10, ge=1)
@@ -109,6 +114,10 @@ class AudienceList(BaseModel):
     model_version: str
     users: list[AudienceUser]
     count: int
+
+
+class AudienceQuery(BaseModel):
+    n: int = Field(100, ge=1)
 
 
 class AudienceBatch(_In):

@@ -10,10 +10,12 @@ from fastapi import APIRouter, HTTPException, Query
 from recengine.errors import UnknownIdError
 from recengine.serving.deps import Reader, Writer
 from recengine.serving.routes._common import check_limit, score
+from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.schemas import (
     AudienceBatch,
     AudienceBatchOut,
     AudienceList,
+    AudienceQuery,
     AudienceUser,
     Deleted,
     ItemIn,
@@ -22,6 +24,7 @@ from recengine.serving.schemas import (
     SimilarBatchOut,
     SimilarItem,
     SimilarList,
+    SimilarQuery,
 )
 from recengine.serving.state import ServingState
 
@@ -54,12 +57,14 @@ def _audience(state: ServingState, items: list[str], n: int, combine: bool) -> l
     return out
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarList)
-def similar(item_id: str, ctx: Reader,
-            k: Annotated[int, Query(ge=1)] = 10) -> SimilarList:
+def similar(item_id: str, ctx: Reader, query: Annotated[SimilarQuery, Query()]) -> SimilarList:
     """The k items most similar to ``item_id``; 404 for an item the model does not know."""
-    check_limit(k, ctx.settings.max_k, "k")
-    return _similar(ctx.state, item_id, k)
+    check_limit(query.k, ctx.settings.max_k, "k")
+    return _similar(ctx.state, item_id, query.k)
+
+
+router.add_api_route("/items/{item_id}/similar", similar, methods=["GET"],
+                     response_model=SimilarList, route_class_override=DirectRoute)
 
 
 @router.post("/similar", response_model=SimilarBatchOut)
@@ -70,12 +75,15 @@ def similar_batch(body: SimilarBatch, ctx: Reader) -> SimilarBatchOut:
     return SimilarBatchOut.of(data)
 
 
-@router.get("/items/{item_id}/audience", response_model=AudienceList)
-def audience(item_id: str, ctx: Reader,
-             n: Annotated[int, Query(ge=1)] = 100) -> AudienceList:
+def audience(item_id: str, ctx: Reader, query: Annotated[AudienceQuery, Query()]
+             ) -> AudienceList:
     """Targeting: the n users most likely to engage with ``item_id``."""
-    check_limit(n, ctx.settings.max_k, "n")
-    return _audience(ctx.state, [item_id], n, False)[0]
+    check_limit(query.n, ctx.settings.max_k, "n")
+    return _audience(ctx.state, [item_id], query.n, False)[0]
+
+
+router.add_api_route("/items/{item_id}/audience", audience, methods=["GET"],
+                     response_model=AudienceList, route_class_override=DirectRoute)
 
 
 @router.post("/audience", response_model=AudienceBatchOut)

@@ -13,6 +13,7 @@ from recengine.errors import DataError
 from recengine.models.rules import Rule, parse_rules
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import check_limit, recommendation_list
+from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.schemas import (
     BatchRecommendations,
     RecommendationBatch,
@@ -23,7 +24,6 @@ from recengine.serving.schemas import (
 router = APIRouter()
 
 
-@router.get("/users/{user_id}/recommendations", response_model=RecommendationList)
 async def recommend(user_id: str, ctx: Reader,
                     query: Annotated[RecommendationQuery, Query()]) -> RecommendationList:
     """Top-k for a user; unknown users get the popularity fallback, never an error.
@@ -40,6 +40,10 @@ async def recommend(user_id: str, ctx: Reader,
     plain = query.constraint is None and query.rules is None and not query.explain
     active, items = answer() if plain else await run_in_threadpool(answer)
     return recommendation_list(user_id, active.version, items, query.explain)
+
+
+router.add_api_route("/users/{user_id}/recommendations", recommend, methods=["GET"],
+                     response_model=RecommendationList, route_class_override=DirectRoute)
 
 
 @router.post("/recommendations", response_model=BatchRecommendations)

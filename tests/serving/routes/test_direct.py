@@ -1,0 +1,100 @@
+"""DirectRoute answers every request as FastAPI's own solver does for the same endpoint."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Annotated
+
+import pytest
+from fastapi import FastAPI, Path, Query
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from recengine.serving.app import create_app
+from recengine.serving.deps import Reader
+from recengine.serving.routes import items, recommendations
+from recengine.serving.routes._direct import DirectRoute
+from recengine.serving.routes.items import audience, similar
+from recengine.serving.routes.recommendations import recommend
+from recengine.serving.schemas import (
+    AudienceList,
+    RecommendationList,
+    RecommendationQuery,
+    SimilarList,
+)
+from recengine.serving.settings import Settings
+from recengine.serving.state import ServingState
+from tests.serving.conftest import READ_KEY, WRITE_KEY, World
+
+#: Each direct route: its path under /v1, its endpoint, and (query string, API key) pairs
+#: covering answers, refusals and each kind of bad input.
+ROUTES = {
+    "/users/{id}/recommendations": (recommend, RecommendationList, [
+        ("k=5", READ_KEY), ("k=5", WRITE_KEY), ("k=5", None), ("k=5", "wrong"),
+        ("", READ_KEY), ("k=3&offset=2&explain=true", READ_KEY), ("k=4&explain=yes", READ_KEY),
+        ("k=0", READ_KEY), ("k=abc", READ_KEY), ("k=", READ_KEY), ("k=2&k=6", READ_KEY),
+        ("offset=-1", READ_KEY), ("explain=maybe", READ_KEY), ("k=5&unknown=1", READ_KEY),
+        ("k=100000", READ_KEY), ("model=nope", READ_KEY), ("constraint=price%20%3C", READ_KEY),
+        ("rules=%5B", READ_KEY), ("k=2&k=x&offset=z", READ_KEY)]),
+    "/items/{id}/similar": (similar, SimilarList, [
+        ("k=4", READ_KEY), ("", None), ("k=0", READ_KEY), ("k=1000", READ_KEY)]),
+    "/items/{id}/audience": (audience, AudienceList, [
+        ("n=3", READ_KEY), ("n=3", "wrong"), ("n=x", READ_KEY), ("n=1000", READ_KEY)]),
+}
+CASES = [(path, query, key) for path, (_, _, requests) in ROUTES.items()
+         for query, key in requests]
+
+
+@pytest.fixture
+def app(state: ServingState) -> FastAPI:
+    """The real app, plus each direct route's endpoint on a route FastAPI's solver serves."""
+    app = create_app(Settings(read_keys=READ_KEY, write_keys=WRITE_KEY, max_k=200), state)
+    for path, (endpoint, response_model, _) in ROUTES.items():
+        name = path.split("/")[1][:-1]  # "user" or "item"
+        app.router.add_api_route("/solved" + path.replace("{id}", f"{{{name}_id}}"),
+                                 endpoint, methods=["GET"], response_model=response_model,
+                                 route_class_override=APIRoute)
+    return app
+
+
+@pytest.mark.parametrize("module", [recommendations, items])
+def test_the_hot_reads_are_direct(module: ModuleType) -> None:
+    gets = [r for r in module.router.routes if isinstance(r, APIRoute) and "GET" in r.methods]
+    assert gets and all(type(r) is DirectRoute for r in gets)
+
+
+@pytest.mark.parametrize(("path", "query", "key"), CASES)
+def test_same_answer_as_fastapis_solver(app: FastAPI, world: World, path: str, query: str,
+                                        key: str | None) -> None:
+    client = TestClient(app)
+    headers = {"X-API-Key": key} if key else {}
+    url = path.replace("{id}", world.users[2] if path.startswith("/users") else world.items[2])
+    direct = client.get(f"/v1{url}?{query}", headers=headers)
+    solved = client.get(f"/solved{url}?{query}", headers=headers)
+    assert (direct.status_code, direct.json()) == (solved.status_code, solved.json())
+    assert direct.headers["content-type"] == solved.headers["content-type"]
+    assert direct.headers.get("www-authenticate") == solved.headers.get("www-authenticate")
+
+
+def test_openapi_documents_the_query_and_the_key(app: FastAPI) -> None:
+    operation = app.openapi()["paths"]["/v1/users/{user_id}/recommendations"]["get"]
+    names = {p["name"] for p in operation["parameters"]}
+    assert {"user_id", "k", "model", "constraint", "rules", "explain", "offset"} <= names
+    assert operation["security"] == [{"APIKeyHeader": []}]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RecommendationList"}
+
+
+def test_parameters_it_cannot_read_are_refused_when_built() -> None:
+    async def extra(user_id: str, ctx: Reader, k: Annotated[int, Query()] = 1
+                    ) -> RecommendationList: ...
+
+    async def numeric_path(user_id: Annotated[int, Path()], ctx: Reader,
+                           query: Annotated[RecommendationQuery, Query()]
+                           ) -> RecommendationList: ...
+
+    async def no_context(user_id: str) -> RecommendationList: ...
+
+    for endpoint in (extra, numeric_path, no_context):
+        with pytest.raises(TypeError, match=endpoint.__name__):
+            DirectRoute("/u/{user_id}", endpoint, response_model=RecommendationList)
