@@ -8,7 +8,9 @@ subprocess per store, then measures, at a fixed concurrency:
 - read: `/healthz` (the framework's ceiling on this machine) and top-10 recommendations for 1,000
   rotating known users, on the default server (answers kept per user until their history or the
   model changes) and on a second server with `RECENGINE_CACHE_USERS=0` (every answer computed:
-  the HNSW graph over the 100,000 items);
+  the HNSW graph over the 100,000 items). On each server the two alternate for `--rounds`
+  rounds, and each round gives the ratio of their throughputs: the machine's speed drifts by
+  10 % and more between runs, and a ratio taken within a round cancels most of that drift;
 - swap: the recommendations load again, while the benchmark publishes a second registry version
   and alternately activates it and rolls back (`POST /v1/models/{version}/activate`,
   `POST /v1/models/rollback`): failed requests (non-2xx, socket errors), the swaps a probe saw in
@@ -38,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -527,8 +530,25 @@ def _subset(allowed: tuple[str, ...], flag: str) -> Callable[[str], list[str]]:
 class Results:
     rows: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     trips: dict[str, list[float]] = field(default_factory=dict)
+    ratios: dict[str, list[float]] = field(default_factory=dict)
     swap: SwapRun | None = None
     retrain: RetrainRun | None = None
+
+    def read(self, world: World, base: str, store: str, name: str, server: str,
+             args: argparse.Namespace) -> None:
+        """``name``'s rounds against the same server's /healthz; the table keeps the median
+        round's rows."""
+        rounds = []
+        for _ in range(args.rounds):
+            health = wrk(f"{base}/healthz", args.seconds, args.connections)
+            answers = wrk(base, args.seconds, args.connections,
+                          lua_recommendations(world.folder, world.users))
+            rounds.append((answers["rps"] / health["rps"], health, answers))
+        rounds.sort(key=lambda r: r[0])
+        _, health, answers = rounds[len(rounds) // 2]
+        self.rows[f"/healthz, {server} server", store] = health
+        self.rows[name, store] = answers
+        self.ratios[name] = [ratio for ratio, *_ in rounds]
 
 
 def plan(sections: list[str], stores: list[str]) -> dict[str, set[str]]:
@@ -548,9 +568,7 @@ def measure(world: World, base: str, store: str, sections: set[str],
     """``sections`` against one running server on ``store``."""
     seconds, connections = args.seconds, args.connections
     if "read" in sections:
-        results.rows["/healthz", store] = wrk(f"{base}/healthz", seconds, connections)
-        results.rows["top-10 recommendations", store] = wrk(
-            base, seconds, connections, lua_recommendations(world.folder, world.users))
+        results.read(world, base, store, CACHED, "default", args)
     if "swap" in sections:  # before ingestion: no live histories yet
         results.swap = hot_swaps(world, base, seconds, connections, args.swaps)
     if "ingestion" in sections:
@@ -562,7 +580,8 @@ def measure(world: World, base: str, store: str, sections: set[str],
         results.trips[store] = round_trips(base, world.users, 300, world.items)
 
 
-#: The read section's second server: RECENGINE_CACHE_USERS=0, so each answer is computed.
+#: The read section's servers: the default, and RECENGINE_CACHE_USERS=0 (each answer computed).
+CACHED = "top-10 recommendations"
 UNCACHED = "top-10 recommendations, cache off"
 
 
@@ -573,6 +592,8 @@ def main() -> None:
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="read section: alternating /healthz and recommendations runs")
     parser.add_argument("--only", type=_subset(SECTIONS, "--only"), default=list(SECTIONS),
                         help=f"comma-separated sections: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--stores", type=_subset(STORES, "--stores"), default=list(STORES),
@@ -606,9 +627,7 @@ def main() -> None:
                         measure(world, base, store, sections, args, results)
                 if "read" in sections:  # every request computed: no answer is kept
                     with serving(world, url, {"RECENGINE_CACHE_USERS": "0"}) as base:
-                        results.rows[UNCACHED, store] = wrk(
-                            base, args.seconds, args.connections,
-                            lua_recommendations(world.folder, world.users))
+                        results.read(world, base, store, UNCACHED, "cache-off", args)
                 if "retrain" in sections:  # its own server, once the other has stopped
                     results.retrain = retrain_under_load(world, url, args.seconds,
                                                          args.connections, args.retrain_events)
@@ -620,10 +639,9 @@ def main() -> None:
     if results.rows:
         print_rows(results.rows, {"POST /v1/events, 1 event": 1,
                                   f"POST /v1/events, {BATCH} events": BATCH})
-    if ("/healthz", "sqlite") in results.rows:
-        for name in ("top-10 recommendations", UNCACHED):
-            ratio = results.rows[name, "sqlite"]["rps"] / results.rows["/healthz", "sqlite"]["rps"]
-            print(f"\n{name}: {ratio:.0%} of /healthz throughput.")
+    for name, ratios in results.ratios.items():
+        print(f"\n{name}: {', '.join(f'{r:.0%}' for r in ratios)} of the same server's /healthz "
+              f"throughput in {len(ratios)} rounds (median {statistics.median(ratios):.0%}).")
     for store, trips in results.trips.items():
         print(f"\nPost an event, then fetch that user's recommendations ({len(trips)} sequential "
               f"round trips, {store}): p50 {_pct(trips, 50)} ms, p99 {_pct(trips, 99)} ms.")
