@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,11 +22,6 @@ from recengine.store.registry import ModelRegistry
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
     return generate(n_users=300, n_items=150, seed=1)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "registry")
 
 
 @pytest.fixture

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from recengine.data.synthetic import generate
 from recengine.pipeline.retrain import retrain
 from recengine.pipeline.schedule import RetrainScheduler
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
-
-
-@pytest.fixture(scope="module")
-def records() -> list[dict]:
-    events = generate(n_users=150, n_items=80, seed=0).events
-    return events.astype({"timestamp": str}).to_dict("records")
-
-
-@pytest.fixture
-def store(tmp_path: Path, records: list[dict]) -> Iterator[EventStore]:
-    with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as s:
-        s.ingest(records[:-200])
-        yield s
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "registry")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -22,8 +22,10 @@ this scheduler's start or last run.
 
 A run takes :meth:`EventStore.snapshot` first and trains on ``store.dataset(until_id=...)`` of that
 snapshot, so the manifest records exactly the events the models saw, and events appended during
-the run count towards the next one. When the gate activates the new version, ``on_published``
-gets its id (the server passes its state's lock-protected hot swap), so serving never waits for
+the run count towards the next one. By default (``isolated=True``) the training runs in a child
+process (:mod:`recengine.pipeline.isolated`), so it never holds the server's GIL; ``stop`` kills
+a child that is still training. When the gate activates the new version, ``on_published`` gets
+its id (the server passes its state's lock-protected hot swap), so serving never waits for
 training. One run at a time; a failing run (including "nothing to retrain": no active version
 and no ``models``) is logged and kept in ``last_error``, counts as a run for both triggers (no
 retry storm) and never kills the thread.
@@ -38,7 +40,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from recengine.errors import ModelNotFoundError
+from recengine.pipeline.isolated import ChildFailed, Outcome, retrain_in_child
 from recengine.pipeline.retrain import retrain
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -77,6 +82,7 @@ class RetrainScheduler:
         clock: Callable[[], float] = time.monotonic,
         poll_seconds: float | None = None,
         retrain_options: Mapping[str, Any] | None = None,
+        isolated: bool = True,
     ) -> None:
         if every_seconds is None and after_events is None:
             raise ValueError("set every_seconds, after_events or both")
@@ -86,6 +92,9 @@ class RetrainScheduler:
             raise ValueError(f"after_events must be at least 1, got {after_events}")
         if models is not None and not models:
             raise ValueError("no models to retrain: pass None to retrain the active version's")
+        if isolated and make_url(store.url).database in (None, "", ":memory:"):
+            raise ValueError(f"{store!r} lives in this process only, where a child process "
+                             "cannot read it: pass isolated=False")
         self.store = store
         self.registry = registry
         self.models = None if models is None else {
@@ -96,6 +105,7 @@ class RetrainScheduler:
         self.clock = clock
         self.poll_seconds = poll_seconds or min(every_seconds or 1.0, 1.0)
         self.retrain_options = dict(retrain_options or {})
+        self.isolated = isolated
         self._run_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,7 +138,11 @@ class RetrainScheduler:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop and wait up to ``timeout`` s (a running fit is not cut short)."""
+        """Ask the thread to stop and wait up to ``timeout`` s.
+
+        A run in a child process is killed; a run in this process (``isolated=False``) is not
+        cut short.
+        """
         self._stop.set()
         thread = self._thread
         if thread is not None:
@@ -198,9 +212,7 @@ class RetrainScheduler:
                 snapshot = self.store.snapshot()
                 self._last_trained_id = int(snapshot["last_id"])
                 self.last_models = self.models_to_train()
-                dataset = self.store.dataset(until_id=snapshot["last_id"])
-                result = retrain(dataset, self.registry, models=self.last_models,
-                                 data_snapshot=snapshot, **self.retrain_options)
+                result = self._retrain(snapshot, self.last_models)
                 self.last_reason = result.reason
                 if result.activated and result.version is not None:
                     self.published += 1
@@ -208,6 +220,10 @@ class RetrainScheduler:
                     self.on_published(result.version)
                 self.last_error = None
                 log.info("retrain (%s): %s", trigger, result.reason)
+            except ChildFailed as exc:
+                log.error("retrain (%s) failed in its process:\n%s", trigger, exc.details)
+                self.last_error = str(exc)
+                self.failures += 1
             except Exception as exc:
                 log.exception("retrain (%s) failed", trigger)
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -219,6 +235,15 @@ class RetrainScheduler:
             return True
         finally:
             self._run_lock.release()
+
+    def _retrain(self, snapshot: Mapping[str, Any],
+                 models: Mapping[str, Mapping[str, Any]]) -> Outcome:
+        if self.isolated:
+            return retrain_in_child(self.store.url, self.registry.root, models, snapshot,
+                                    self.retrain_options, self._stop)
+        result = retrain(self.store.dataset(until_id=snapshot["last_id"]), self.registry,
+                         models=models, data_snapshot=snapshot, **self.retrain_options)
+        return Outcome(result.reason, result.activated, result.version)
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""One retrain in a child process, so that training never holds the server's interpreter.
+
+Trained in a thread of the server, a run shared the GIL with the requests: under load, p99
+rose from about 8 ms to 195 ms for the length of the run (docs/benchmarks.md). The child is
+*spawned*, not forked, because a forked copy of a server inherits its threads' locks and its
+open database connections. It opens the store and the registry by URL and path, trains on the
+snapshot it is given, and publishes through the registry, whose file lock and atomic renames
+hold across processes. It runs at a lower priority (``nice``), so the requests come first when
+both want the two cores. The parent only reads the outcome and swaps the new version in.
+
+Stopping kills the child: a run cut short leaves at most an unlisted staging folder in the
+registry (see :mod:`recengine.store.registry`), and its events stay in the store for the next.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import traceback
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from recengine.pipeline.retrain import retrain
+from recengine.store.events import EventStore
+from recengine.store.registry import ModelRegistry
+
+__all__ = ["ChildFailed", "Outcome", "retrain_in_child"]
+
+#: How much lower the child's scheduling priority is than the server's.
+NICENESS = 10
+
+
+class Outcome(NamedTuple):
+    """What a run in the child did: the gate's reason, and the version if it was activated."""
+
+    reason: str
+    activated: bool
+    version: str | None
+
+
+class ChildFailed(Exception):
+    """The run failed in the child; ``str()`` is the child's "Type: message"."""
+
+    def __init__(self, summary: str, details: str = "") -> None:
+        super().__init__(summary)
+        self.details = details
+
+
+def retrain_in_child(store_url: str, registry_root: str | Path,
+                     models: Mapping[str, Mapping[str, Any]], snapshot: Mapping[str, Any],
+                     options: Mapping[str, Any], stop: threading.Event,
+                     poll_seconds: float = 0.2) -> Outcome:
+    """:func:`~recengine.pipeline.retrain.retrain` on ``snapshot``'s events, in a child.
+
+    Raises :class:`ChildFailed` when the run fails there, and ``InterruptedError`` when
+    ``stop`` is set first (the child is killed).
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_run, name="recengine-retrain", daemon=True,
+        args=(sender, store_url, str(registry_root), {k: dict(v) for k, v in models.items()},
+              dict(snapshot), dict(options)))
+    child.start()
+    sender.close()
+    try:
+        while not receiver.poll(poll_seconds):
+            if stop.is_set():
+                child.kill()
+                raise InterruptedError("retraining stopped: the child process was killed")
+            if not child.is_alive() and not receiver.poll():
+                raise ChildFailed(f"the retraining process died (exit code {child.exitcode})")
+        kind, payload = receiver.recv()
+    finally:
+        receiver.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if kind == "failed":
+        raise ChildFailed(*payload)
+    return Outcome(*payload)
+
+
+def _run(sender: Connection, store_url: str, registry_root: str,
+         models: dict[str, dict[str, Any]], snapshot: dict[str, Any],
+         options: dict[str, Any]) -> None:
+    """The child: train, then send ("done", Outcome fields) or ("failed", (summary, trace))."""
+    os.nice(NICENESS)
+    try:
+        with EventStore(store_url) as store:
+            dataset = store.dataset(until_id=snapshot["last_id"])
+        result = retrain(dataset, ModelRegistry(registry_root), models=models,
+                         data_snapshot=snapshot, **options)
+        sender.send(("done", (result.reason, result.activated, result.version)))
+    except BaseException as exc:  # everything goes back to the parent, as text
+        sender.send(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+    finally:
+        sender.close()
