@@ -90,3 +90,21 @@ def test_fit_drops_the_index_and_models_without_vectors_refuse(data: TrainingDat
     assert model.fit(data).retrieval_ is None
     with pytest.raises(NotSupportedError, match="popularity"):
         Popularity().fit(data).build_index()
+
+
+def test_the_graph_is_saved_with_its_model(model: WALS, tmp_path) -> None:
+    users = np.arange(len(model.users_))
+    model.build_index(ef_search=16)
+    try:
+        answers = model.recommend_indices(users, 10)
+        model.save(tmp_path / "m")
+    finally:
+        model.retrieval_ = None
+    loaded = WALS.load(tmp_path / "m")
+    assert loaded.retrieval_ is not None and loaded.retrieval_.n_items == len(model.items_)
+    loaded.retrieval_.ef_search = 16
+    got = loaded.recommend_indices(users, 10)
+    np.testing.assert_array_equal(got[0], answers[0])
+    np.testing.assert_allclose(got[1], answers[1], rtol=1e-6)
+    model.save(tmp_path / "plain")
+    assert WALS.load(tmp_path / "plain").retrieval_ is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from recengine.data.weighting import aggregate
 from recengine.errors import DataError
 from recengine.evaluation.evaluator import evaluate
 from recengine.models import Popularity, RandomItems
+from recengine.models.base import INDEX_FILE
 from recengine.pipeline.prepare import prepare
 from recengine.pipeline.retrain import event_snapshot, gate, retrain
 from recengine.store.registry import ModelRegistry
@@ -158,6 +160,20 @@ def test_bad_arguments_are_refused_before_publishing(dataset, registry, kwargs, 
     with pytest.raises(DataError, match=match):
         retrain(dataset, registry, **kwargs)
     assert registry.list() == []
+
+
+@pytest.mark.parametrize(("index_min_items", "indexed"), [(100, True), (10**6, False),
+                                                         (None, False)])
+def test_large_catalogues_are_published_with_their_graph(dataset, registry, index_min_items,
+                                                         indexed):
+    result = retrain(dataset, registry, models={"wals": {"factors": 4, "iterations": 2},
+                                                "popularity": {}},
+                     index_min_items=index_min_items)
+    assert (registry.path(result.version) / "wals" / INDEX_FILE).exists() is indexed
+    assert (registry.load(result.version, "wals").retrieval_ is not None) is indexed
+    assert not (registry.path(result.version) / "popularity" / INDEX_FILE).exists()
+    notes = registry.show(result.version)["notes"]
+    assert bool(re.search(r"wals: HNSW graph built over its \d+ items", notes)) is indexed
 
 
 def test_the_gate_metric_cut_off_is_computed(dataset, registry):

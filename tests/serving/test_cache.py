@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recengine.models.base import Recommender
 from recengine.serving.cache import AnswerCache
 from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
@@ -73,3 +74,27 @@ def test_large_catalogues_are_answered_from_the_graph(world: World, tmp_path) ->
         assert len(got) == len(set(got)) == 10
         overlap.append(len(want & set(got)) / 10)
     assert np.mean(overlap) >= 0.95
+
+
+def test_the_graph_saved_with_a_model_is_used_not_rebuilt(world: World, tmp_path,
+                                                           monkeypatch) -> None:
+    source = ModelRegistry(world.registry_root)
+    manifest = source.show(world.versions[0])
+    models = {name: source.load(world.versions[0], name) for name in manifest["models"]}
+    models["wals"].build_index()
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.activate(registry.publish(models, data=manifest["data"], metrics={}))
+
+    def rebuilt(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the saved graph was built again")
+
+    monkeypatch.setattr(Recommender, "build_index", rebuilt)
+    for limit, indexed in [(len(world.items), True), (len(world.items) + 1, False),
+                           (None, False)]:
+        state = ServingState(registry, EventStore(world.database_url),
+                             approximate_min_items=limit, ef_search=7)
+        state.load_current()
+        index = state.active.model.retrieval_
+        assert (index is not None) is indexed
+        assert index is None or index.ef_search == 7
+        assert len(state.recommend(world.users[0], 10)[1]) == 10

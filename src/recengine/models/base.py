@@ -40,6 +40,8 @@ SERIAL_ROWS = 8
 #: Users scored per block: bounds memory at ``batch × n_items`` floats.
 DEFAULT_BATCH = 1024
 FORMAT_VERSION = 1
+#: A saved model's HNSW graph, when it has one.
+INDEX_FILE = "index.faiss"
 
 
 class ModelConfig(BaseModel):
@@ -109,7 +111,8 @@ class Recommender(ABC):
     users_: Vocabulary
     items_: Vocabulary
     user_items_: sp.csr_array
-    #: An approximate top-k index (:meth:`build_index`); not saved, dropped by :meth:`fit`.
+    #: An approximate top-k index (:meth:`build_index`); saved with the model, dropped by
+    #: :meth:`fit`.
     retrieval_: ItemIndex | None = None
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
@@ -262,8 +265,8 @@ class Recommender(ABC):
         parameters. Only models with a vector form (:meth:`_embed`) support it.
         """
         check_fitted(self)
-        self.retrieval_ = ItemIndex(self._item_vectors(), neighbours=neighbours,
-                                    ef_construction=ef_construction, ef_search=ef_search)
+        self.retrieval_ = ItemIndex.build(self._item_vectors(), neighbours=neighbours,
+                                          ef_construction=ef_construction, ef_search=ef_search)
         return self
 
     def _recommend_approximate(self, users: np.ndarray, history: sp.csr_array | None, n: int,
@@ -426,7 +429,8 @@ class Recommender(ABC):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``model.json`` (name, config) and ``state.npz`` (vocabularies, arrays)."""
+        """Write ``model.json`` (name, config), ``state.npz`` (vocabularies, arrays) and, when
+        the model has one, its HNSW graph ``index.faiss``."""
         check_fitted(self)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -439,6 +443,8 @@ class Recommender(ABC):
                   "user_items_indptr": m.indptr}
         arrays |= {name: np.asarray(getattr(self, name)) for name in self.state}
         np.savez(path / "state.npz", **arrays)
+        if self.retrieval_ is not None:
+            self.retrieval_.write(path / INDEX_FILE)
         return path
 
     @classmethod
@@ -461,4 +467,6 @@ class Recommender(ABC):
                 shape=(len(model.users_), len(model.items_)))
             for name in klass.state:
                 setattr(model, name, z[name])
+        if (path / INDEX_FILE).exists():
+            model.retrieval_ = ItemIndex.read(path / INDEX_FILE)
         return model

@@ -11,35 +11,66 @@ A model that can be searched this way writes its scores as inner products plus a
 offset (:meth:`~recengine.models.base.Recommender._embed`); seen items are excluded by asking
 the graph for ``n`` plus the number of seen items and dropping them, and a row the graph leaves
 short falls back to the exact path.
+
+A graph over 100,000 items takes seconds to build, so it is saved with its model (a model's
+``index.faiss``): a training run builds it once, in its own process, for catalogues of
+:data:`INDEX_MIN_ITEMS` items or more, and a server loads it instead of building it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ItemIndex", "recall"]
+__all__ = ["INDEX_MIN_ITEMS", "ItemIndex", "recall"]
+
+#: From this many items, training runs build the graph and servers answer from it: below it,
+#: exact scoring is fast enough (docs/benchmarks.md).
+INDEX_MIN_ITEMS = 50_000
 
 
 class ItemIndex:
-    """An HNSW inner-product index over ``vectors`` (one row per item index).
+    """An HNSW inner-product index over item vectors (one row per item index).
 
-    ``neighbours`` (M) and ``ef_construction`` shape the graph; ``ef_search`` is the size of the
-    candidate list a query keeps (at least the depth asked for).
+    :meth:`build` makes one, :meth:`read` loads one. ``neighbours`` (M) and ``ef_construction``
+    shape the graph; ``ef_search`` is the size of the candidate list a query keeps (at least the
+    depth asked for).
     """
 
-    def __init__(self, vectors: np.ndarray, *, neighbours: int = 16, ef_construction: int = 80,
-                 ef_search: int = 64) -> None:
+    def __init__(self, index: Any, ef_search: int = 64) -> None:
+        import faiss
+
+        self._index = index
+        self.n_items = int(index.ntotal)
+        self.ef_search = ef_search
+        self._search_parameters = faiss.SearchParametersHNSW
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, neighbours: int = 16, ef_construction: int = 80,
+              ef_search: int = 64) -> ItemIndex:
+        """The graph over ``vectors``, one row per item index."""
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.n_items, dim = vectors.shape
-        self.ef_search = ef_search
-        self._index = faiss.IndexHNSWFlat(dim, neighbours, faiss.METRIC_INNER_PRODUCT)
-        self._index.hnsw.efConstruction = ef_construction
-        self._index.add(vectors)
-        self._search_parameters = faiss.SearchParametersHNSW
+        index = faiss.IndexHNSWFlat(vectors.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.add(vectors)
+        return cls(index, ef_search)
+
+    @classmethod
+    def read(cls, path: str | Path, ef_search: int = 64) -> ItemIndex:
+        """A graph written by :meth:`write`."""
+        import faiss
+
+        return cls(faiss.read_index(str(path)), ef_search)
+
+    def write(self, path: str | Path) -> None:
+        import faiss
+
+        faiss.write_index(self._index, str(path))
 
     def search(self, queries: np.ndarray, n: int, seen: Sequence[np.ndarray] | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -35,6 +35,7 @@ pairs: they fall back to a stratified random holdout, with a note.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -45,10 +46,11 @@ import pandas as pd
 
 from recengine.data.dataset import Dataset
 from recengine.data.weighting import Weighting, aggregate
-from recengine.errors import DataError
+from recengine.errors import DataError, NotSupportedError
 from recengine.evaluation.evaluator import evaluate
 from recengine.models.base import Recommender
 from recengine.models.registry import create_model
+from recengine.models.retrieval import INDEX_MIN_ITEMS
 from recengine.pipeline.prepare import Prepared, prepare, training_data
 from recengine.progress import ProgressCallback
 from recengine.store.registry import ModelRegistry
@@ -129,6 +131,7 @@ def retrain(
     weighting: Weighting | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    index_min_items: int | None = INDEX_MIN_ITEMS,
 ) -> RetrainResult:
     """Train ``models`` (name → config), gate the first against the active version, publish.
 
@@ -136,7 +139,9 @@ def retrain(
     configurations of one class can sit side by side. ``holdout`` is ``"time"`` (the most recent
     ``test_fraction`` of the pairs) or ``"last"`` (each user's ``last_n`` most recent pairs).
     ``tolerance`` is relative; a negative one demands an improvement. ``data_snapshot`` goes into
-    the manifest (default: :func:`event_snapshot` of the dataset).
+    the manifest (default: :func:`event_snapshot` of the dataset). Published models with a
+    vector form and at least ``index_min_items`` items carry their HNSW graph, so that a server
+    loads it instead of building it (None: never).
     """
     _check(models, holdout, tolerance)
     notes: list[str] = []
@@ -152,7 +157,7 @@ def retrain(
         return RetrainResult(None, False, False, f"{verdict}: kept {previous}", metrics,
                              current_metrics, previous, tuple(notes))
     version = _publish(dataset, registry, candidates, metrics, verdict, notes,
-                       data_snapshot, weighting, progress)
+                       data_snapshot, weighting, progress, index_min_items)
     registry.activate(version)
     reason = f"{verdict}: {version} replaces {previous}" if previous else (
         f"{verdict}: {version} activated")
@@ -258,11 +263,16 @@ def _current_metrics(run: _Run, registry: ModelRegistry, version: str, candidate
 def _publish(dataset: Dataset, registry: ModelRegistry, models: dict[str, Recommender],
              metrics: dict[str, dict[str, float]], verdict: str, notes: list[str],
              snapshot: Mapping[str, Any] | None, weighting: Weighting | None,
-             progress: ProgressCallback | None) -> str:
-    """Re-train every model on all pairs (holdout included) and publish them, not activated."""
+             progress: ProgressCallback | None, index_min_items: int | None) -> str:
+    """Re-train every model on all pairs (holdout included), index the large ones, and
+    publish them, not activated."""
     full = training_data(dataset, aggregate(dataset.events, dataset.schema, weighting))
-    for model in models.values():
+    for name, model in models.items():
         model.fit(full, progress=progress)
+        if index_min_items is not None and full.n_items >= index_min_items:
+            with contextlib.suppress(NotSupportedError):  # no vector form: served exactly
+                model.build_index()
+                notes.append(f"{name}: HNSW graph built over its {full.n_items} items")
     notes.append(f"gate: {verdict}")
     notes.append(f"after the gate every model was re-trained on all {full.feedback.nnz} pairs "
                  f"({full.n_users} users, {full.n_items} items), holdout included, so the served "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recengine.models.retrieval import INDEX_MIN_ITEMS
+
 __all__ = ["Settings"]
 
 #: Keys nobody should deploy with.
@@ -43,8 +45,9 @@ class Settings(BaseSettings):
     #: default) retrains the active version's models with the configurations they were served with.
     retrain_models: str = ""
     #: Catalogues of at least this many items answer top-k from an HNSW graph (approximate,
-    #: several times faster); 0 answers every model exactly.
-    approximate_min_items: int = Field(50_000, ge=0)
+    #: several times faster): the one saved with the model, else one built on loading; 0 answers
+    #: every model exactly.
+    approximate_min_items: int = Field(INDEX_MIN_ITEMS, ge=0)
     #: The HNSW search depth: higher keeps more of the exact top-k, slower.
     approximate_ef_search: int = Field(64, ge=1)
     #: Users whose last plain answers are kept until their history or the model changes (about
