@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from recengine.pipeline import schedule
+from recengine.pipeline import isolated
 from recengine.pipeline.isolated import ChildFailed, retrain_in_child
 from recengine.pipeline.schedule import RetrainScheduler
 from recengine.store.events import EventStore
@@ -16,20 +16,20 @@ from recengine.store.registry import ModelRegistry
 POPULARITY = {"popularity": {}}
 
 
-def test_a_run_in_the_child_publishes_what_the_snapshot_holds(store: EventStore,
-                                                               registry: ModelRegistry) -> None:
-    snapshot = store.snapshot(until_id=store.last_id() - 50)
-    outcome = retrain_in_child(store.url, registry.root, POPULARITY, snapshot, {},
+def test_a_run_in_the_child_publishes_the_events_up_to_its_id(store: EventStore,
+                                                              registry: ModelRegistry) -> None:
+    until = store.last_id() - 50
+    outcome = retrain_in_child(store.url, registry.root, POPULARITY, until, {},
                                threading.Event())
     assert outcome.activated and outcome.version == registry.current() == "v0001"
     assert "first version" in outcome.reason
-    assert registry.show("v0001")["data"]["last_id"] == snapshot["last_id"]
+    assert registry.show("v0001")["data"] == store.snapshot(until_id=until)
 
 
 def test_a_failure_in_the_child_comes_back_as_its_message_and_trace(
         store: EventStore, registry: ModelRegistry) -> None:
     with pytest.raises(ChildFailed, match="no-such-model") as failure:
-        retrain_in_child(store.url, registry.root, {"no-such-model": {}}, store.snapshot(), {},
+        retrain_in_child(store.url, registry.root, {"no-such-model": {}}, store.last_id(), {},
                          threading.Event())
     assert "Traceback" in failure.value.details
     assert registry.current() is None
@@ -40,7 +40,7 @@ def test_stop_kills_the_child_at_once(store: EventStore, registry: ModelRegistry
     threading.Timer(0.3, stop.set).start()  # the child is still importing at 0.3 s
     start = time.monotonic()
     with pytest.raises(InterruptedError):
-        retrain_in_child(store.url, registry.root, POPULARITY, store.snapshot(), {}, stop)
+        retrain_in_child(store.url, registry.root, POPULARITY, store.last_id(), {}, stop)
     assert time.monotonic() - start < 2.0
     assert registry.current() is None
 
@@ -51,7 +51,7 @@ def test_the_scheduler_trains_in_another_process(store: EventStore, registry: Mo
     def in_this_process(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("trained in the server's process")
 
-    monkeypatch.setattr(schedule, "retrain", in_this_process)
+    monkeypatch.setattr(isolated, "retrain", in_this_process)
     published: list[str] = []
     s = RetrainScheduler(store, registry, models=POPULARITY, every_seconds=60,
                          after_events=None, on_published=published.append)

@@ -3,10 +3,12 @@
 Trained in a thread of the server, a run shared the GIL with the requests: under load, p99
 rose from about 8 ms to 195 ms for the length of the run (docs/benchmarks.md). The child is
 *spawned*, not forked, because a forked copy of a server inherits its threads' locks and its
-open database connections. It opens the store and the registry by URL and path, trains on the
-snapshot it is given, and publishes through the registry, whose file lock and atomic renames
-hold across processes. It runs at a lower priority (``nice``), so the requests come first when
-both want the two cores. The parent only reads the outcome and swaps the new version in.
+open database connections. It opens the store and the registry by URL and path, takes the
+snapshot of the events up to the id it is given (reading and hashing every event: seconds of
+work at 400,000 events), trains on them, and publishes through the registry, whose file lock
+and atomic renames hold across processes. It runs at a lower priority (``nice``), so the
+requests come first when both want the two cores. The parent only reads the outcome and swaps
+the new version in.
 
 Stopping kills the child: a run cut short leaves at most an unlisted staging folder in the
 registry (see :mod:`recengine.store.registry`), and its events stay in the store for the next.
@@ -27,7 +29,7 @@ from recengine.pipeline.retrain import retrain
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["ChildFailed", "Outcome", "retrain_in_child"]
+__all__ = ["ChildFailed", "Outcome", "retrain_in_child", "retrain_until"]
 
 #: How much lower the child's scheduling priority is than the server's.
 NICENESS = 10
@@ -49,11 +51,22 @@ class ChildFailed(Exception):
         self.details = details
 
 
+def retrain_until(store: EventStore, registry: ModelRegistry,
+                  models: Mapping[str, Mapping[str, Any]], until_id: int,
+                  options: Mapping[str, Any]) -> Outcome:
+    """:func:`~recengine.pipeline.retrain.retrain` on the events up to ``until_id``, whose
+    snapshot goes into the manifest."""
+    snapshot = store.snapshot(until_id=until_id)
+    result = retrain(store.dataset(until_id=until_id), registry, models=models,
+                     data_snapshot=snapshot, **options)
+    return Outcome(result.reason, result.activated, result.version)
+
+
 def retrain_in_child(store_url: str, registry_root: str | Path,
-                     models: Mapping[str, Mapping[str, Any]], snapshot: Mapping[str, Any],
+                     models: Mapping[str, Mapping[str, Any]], until_id: int,
                      options: Mapping[str, Any], stop: threading.Event,
                      poll_seconds: float = 0.2) -> Outcome:
-    """:func:`~recengine.pipeline.retrain.retrain` on ``snapshot``'s events, in a child.
+    """:func:`retrain_until` in a child process.
 
     Raises :class:`ChildFailed` when the run fails there, and ``InterruptedError`` when
     ``stop`` is set first (the child is killed).
@@ -63,7 +76,7 @@ def retrain_in_child(store_url: str, registry_root: str | Path,
     child = context.Process(
         target=_run, name="recengine-retrain", daemon=True,
         args=(sender, store_url, str(registry_root), {k: dict(v) for k, v in models.items()},
-              dict(snapshot), dict(options)))
+              until_id, dict(options)))
     child.start()
     sender.close()
     try:
@@ -86,16 +99,14 @@ def retrain_in_child(store_url: str, registry_root: str | Path,
 
 
 def _run(sender: Connection, store_url: str, registry_root: str,
-         models: dict[str, dict[str, Any]], snapshot: dict[str, Any],
-         options: dict[str, Any]) -> None:
+         models: dict[str, dict[str, Any]], until_id: int, options: dict[str, Any]) -> None:
     """The child: train, then send ("done", Outcome fields) or ("failed", (summary, trace))."""
     os.nice(NICENESS)
     try:
         with EventStore(store_url) as store:
-            dataset = store.dataset(until_id=snapshot["last_id"])
-        result = retrain(dataset, ModelRegistry(registry_root), models=models,
-                         data_snapshot=snapshot, **options)
-        sender.send(("done", (result.reason, result.activated, result.version)))
+            outcome = retrain_until(store, ModelRegistry(registry_root), models, until_id,
+                                    options)
+        sender.send(("done", tuple(outcome)))
     except BaseException as exc:  # everything goes back to the parent, as text
         sender.send(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
     finally:

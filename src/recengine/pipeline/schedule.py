@@ -20,9 +20,10 @@ rejected its candidate, or it failed) counts from its own snapshot instead, so i
 at every poll. A version whose manifest has no ``last_id`` (trained from a file) is counted from
 this scheduler's start or last run.
 
-A run takes :meth:`EventStore.snapshot` first and trains on ``store.dataset(until_id=...)`` of that
-snapshot, so the manifest records exactly the events the models saw, and events appended during
-the run count towards the next one. By default (``isolated=True``) the training runs in a child
+A run reads the last event id first, and trains on the events up to it
+(:func:`~recengine.pipeline.isolated.retrain_until`, with their :meth:`EventStore.snapshot`), so
+the manifest records exactly the events the models saw, and events appended during the run count
+towards the next one. By default (``isolated=True``) the training runs in a child
 process (:mod:`recengine.pipeline.isolated`), so it never holds the server's GIL; ``stop`` kills
 a child that is still training. When the gate activates the new version, ``on_published`` gets
 its id (the server passes its state's lock-protected hot swap), so serving never waits for
@@ -43,8 +44,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from recengine.errors import ModelNotFoundError
-from recengine.pipeline.isolated import ChildFailed, Outcome, retrain_in_child
-from recengine.pipeline.retrain import retrain
+from recengine.pipeline.isolated import ChildFailed, Outcome, retrain_in_child, retrain_until
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
@@ -209,10 +209,9 @@ class RetrainScheduler:
             self._last_start = self.clock()
             self.last_trigger = trigger
             try:
-                snapshot = self.store.snapshot()
-                self._last_trained_id = int(snapshot["last_id"])
+                self._last_trained_id = self.store.last_id()
                 self.last_models = self.models_to_train()
-                result = self._retrain(snapshot, self.last_models)
+                result = self._retrain(self._last_trained_id, self.last_models)
                 self.last_reason = result.reason
                 if result.activated and result.version is not None:
                     self.published += 1
@@ -236,14 +235,11 @@ class RetrainScheduler:
         finally:
             self._run_lock.release()
 
-    def _retrain(self, snapshot: Mapping[str, Any],
-                 models: Mapping[str, Mapping[str, Any]]) -> Outcome:
+    def _retrain(self, until_id: int, models: Mapping[str, Mapping[str, Any]]) -> Outcome:
         if self.isolated:
-            return retrain_in_child(self.store.url, self.registry.root, models, snapshot,
+            return retrain_in_child(self.store.url, self.registry.root, models, until_id,
                                     self.retrain_options, self._stop)
-        result = retrain(self.store.dataset(until_id=snapshot["last_id"]), self.registry,
-                         models=models, data_snapshot=snapshot, **self.retrain_options)
-        return Outcome(result.reason, result.activated, result.version)
+        return retrain_until(self.store, self.registry, models, until_id, self.retrain_options)
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
