@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from recengine.evaluation import metrics as m
+from recengine.evaluation.metrics import diversity
 
 # --------------------------------------------------------------------------- helpers
 
@@ -490,10 +491,10 @@ def test_ild_paths_agree(random_case, monkeypatch, gram_items, gram_entries, blo
     rng = np.random.default_rng(7)
     vectors = train * rng.normal(size=train.shape)
     expected = reference_beyond(recommended, 8, vectors, np.zeros(len(train)), 1)["ild"]
-    monkeypatch.setattr(m, "_GRAM_ITEMS", gram_items)
-    monkeypatch.setattr(m, "_GRAM_ENTRIES", gram_entries)
-    monkeypatch.setattr(m, "_BLOCK_USERS", block_users)
-    monkeypatch.setattr(m, "_BLOCK_FLOPS", block_flops)
+    monkeypatch.setattr(diversity, "_GRAM_ITEMS", gram_items)
+    monkeypatch.setattr(diversity, "_GRAM_ENTRIES", gram_entries)
+    monkeypatch.setattr(diversity, "_BLOCK_USERS", block_users)
+    monkeypatch.setattr(diversity, "_BLOCK_FLOPS", block_flops)
     for v in (sp.csr_array(vectors), vectors):
         np.testing.assert_allclose(m.intra_list_diversity_at_k(recommended, 8, v), expected,
                                    atol=1e-12)
