@@ -59,6 +59,7 @@ from recengine.data.synthetic import generate
 from recengine.data.weighting import aggregate
 from recengine.models import WALS, Popularity
 from recengine.models.base import Recommender
+from recengine.models.retrieval import INDEX_MIN_ITEMS
 from recengine.pipeline.prepare import training_data
 from recengine.store import EventStore, local_postgres
 from recengine.store.registry import ModelRegistry
@@ -92,12 +93,17 @@ class World:
 
 
 def build(folder: Path, n_users: int, n_items: int, factors: int) -> World:
-    """Generate, train and publish (active) version 1; the data is stored per backend later."""
+    """Generate, train and publish (active) version 1; the data is stored per backend later.
+
+    As a training run would, it saves the HNSW graph with a large catalogue's WALS model.
+    """
     started = time.perf_counter()
     dataset = generate(n_users=n_users, n_items=n_items, seed=0, mean_events_per_user=20)
     data = training_data(dataset, aggregate(dataset.events, dataset.schema))
     models: dict[str, Recommender] = {"wals": WALS(factors=factors, iterations=10).fit(data),
                                       "popularity": Popularity().fit(data)}
+    if data.n_items >= INDEX_MIN_ITEMS:
+        models["wals"].build_index()
     registry = ModelRegistry(folder / "registry")
     registry.activate(registry.publish(models, data={"events": len(dataset.events)}, metrics={}))
     print(f"built: {len(dataset.events):,} events, {data.n_users:,} users, {data.n_items:,} "
@@ -512,6 +518,21 @@ def print_retrain(run: RetrainRun, connections: int) -> None:
           f"{_pct(run.inside, 99)} ms, max {max(run.inside, default=0):.2f} ms "
           f"({len(run.inside)} requests); outside it: p50 {_pct(run.outside, 50)} ms, p99 "
           f"{_pct(run.outside, 99)} ms.")
+    print(f"\nThe probe's slowest requests, in seconds after the last post: {_slowest(run)}.")
+
+
+def _slowest(run: RetrainRun, n: int = 5) -> str:
+    """The ``n`` slowest probe requests as "ms at +s (version)", and when the new version was
+    first served: where the worst latencies sit in the run."""
+    posted = run.load.started + run.posted_at
+    samples = run.load.probe.samples
+    worst = sorted(samples, key=lambda s: s[1], reverse=True)[:n]
+    parts = [f"{ms:.0f} ms at {t - posted:+.1f} s ({version})" for t, ms, _, version in worst]
+    first = next((t for t, *_, version in samples
+                  if run.manifest is not None and version == run.manifest["version"]), None)
+    if first is not None:
+        parts.append(f"new version first served at {first - posted:+.1f} s")
+    return "; ".join(parts)
 
 
 # -- main --------------------------------------------------------------------------------------

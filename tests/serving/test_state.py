@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from recengine.models.base import Recommender
 from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -65,3 +66,19 @@ def test_versions_without_a_snapshot_keep_the_live_histories(state: ServingState
     state.remember([{"user_id": user, "item_id": world.items[0]}], set())
     state.swap(world.versions[1])  # published with an event count only
     assert state.history(state.active.model, user) is not None
+
+
+def test_a_loaded_version_has_answered_each_kind_of_request(world: World, monkeypatch) -> None:
+    """Off the request path: the first call of each compiled kernel is slow (numba's cache)."""
+    called: list[str] = []
+    for name in ("recommend", "recommend_history", "similar_items", "explain"):
+        original = getattr(Recommender, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            called.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Recommender, name, spy)
+    state = ServingState(ModelRegistry(world.registry_root), EventStore(world.database_url))
+    state.load_current()
+    assert set(called) == {"recommend", "recommend_history", "similar_items", "explain"}
