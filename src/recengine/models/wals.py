@@ -137,8 +137,12 @@ class WALS(Recommender):
         self.user_bias_ = np.zeros(n_users if cfg.biases else 0, np.float32)
         self.item_bias_ = np.zeros(n_items if cfg.biases else 0, np.float32)
         rng = np.random.default_rng(cfg.random_state)
-        X = (rng.standard_normal((n_users, cfg.factors)) * cfg.init_scale).astype(np.float32)
-        Y = (rng.standard_normal((n_items, cfg.factors)) * cfg.init_scale).astype(np.float32)
+        # Drawn in float32 and scaled in place: a float64 draw of 100,000 × 64 and its scaled
+        # copy were the fit's memory peak (100 MB for a 25 MB result).
+        X = rng.standard_normal((n_users, cfg.factors), dtype=np.float32)
+        Y = rng.standard_normal((n_items, cfg.factors), dtype=np.float32)
+        X *= np.float32(cfg.init_scale)
+        Y *= np.float32(cfg.init_scale)
         # numba runs the rows in parallel; BLAS inside each thread must not fan out again.
         with threadpool_limits(1, user_api="blas"):
             for sweep in range(cfg.iterations):
@@ -165,22 +169,26 @@ class WALS(Recommender):
         self.item_weights_, item_norm = _side_weights(
             np.bincount(matrix.indices, minlength=n_items), cfg.item_weight_exponent,
             matrix.indices)
-        rows = np.repeat(np.arange(n_users), np.diff(matrix.indptr))
+        rows = np.repeat(np.arange(n_users, dtype=matrix.indices.dtype), np.diff(matrix.indptr))
         user_weights, user_norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent,
                                                 rows)
         self.weight_norms_ = np.array([user_norm, item_norm], np.float64)
         weight = self._pair_weights(matrix.data, self.item_weights_[matrix.indices],
                                     user_weights[rows])
+        del rows  # one integer per pair: gone before the transpose, the fit's memory peak
         by_item, order = _transpose(matrix)
-        return (self._side(matrix, weight, matrix.data),
-                self._side(by_item, weight[order], matrix.data[order]))
+        # Implicit targets are all 1: one array serves both sides (both have one entry per pair).
+        ones = np.ones_like(matrix.data) if cfg.feedback == "implicit" else None
+        return (self._side(matrix, weight, ones),
+                self._side(by_item, weight[order], ones))
 
-    def _side(self, matrix: sp.csr_array, weight: np.ndarray, values: np.ndarray) -> _Side:
+    def _side(self, matrix: sp.csr_array, weight: np.ndarray, ones: np.ndarray | None) -> _Side:
+        """``ones``: the implicit targets; explicit ones are the matrix's values."""
         cfg = self.config
         counts = np.diff(matrix.indptr)
         reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
-        target = np.ones_like(values) if cfg.feedback == "implicit" else values
-        return _Side(matrix.indptr, matrix.indices, weight, values, target,
+        target = matrix.data if ones is None else ones
+        return _Side(matrix.indptr, matrix.indices, weight, matrix.data, target,
                      reg.astype(np.float64))
 
     def _pair_weights(self, values: np.ndarray, item_w: np.ndarray,
@@ -438,11 +446,18 @@ def _side_weights(counts: np.ndarray, exponent: float,
 
 
 def _transpose(matrix: sp.csr_array) -> tuple[sp.csr_array, np.ndarray]:
-    """The transpose as CSR, and where each of its entries sits in ``matrix.data``."""
-    carrier = sp.csr_array((np.arange(1, matrix.nnz + 1, dtype=np.float64), matrix.indices,
+    """The transpose as CSR, and where each of its entries sits in ``matrix.data``.
+
+    Positions travel as the data of an integer copy (1-based, so none is an explicit zero),
+    4 bytes each below 2³¹ pairs: this is the fit's memory peak.
+    """
+    dtype = np.int32 if matrix.nnz < np.iinfo(np.int32).max else np.int64
+    carrier = sp.csr_array((np.arange(1, matrix.nnz + 1, dtype=dtype), matrix.indices,
                             matrix.indptr), shape=matrix.shape)
     flipped = sp.csr_array(carrier.T)
+    del carrier
     flipped.sort_indices()
-    order = flipped.data.astype(np.int64) - 1
+    order = flipped.data
+    order -= 1
     return sp.csr_array((matrix.data[order], flipped.indices, flipped.indptr),
                         shape=flipped.shape), order
