@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -62,3 +64,19 @@ def test_an_in_memory_store_cannot_be_read_by_a_child(registry: ModelRegistry) -
     with EventStore("sqlite://") as store, pytest.raises(ValueError, match="isolated=False"):
         RetrainScheduler(store, registry, models=POPULARITY, every_seconds=60,
                          after_events=None, on_published=print)
+
+
+def test_a_killed_server_leaves_no_training_behind(store: EventStore,
+                                                   registry: ModelRegistry) -> None:
+    """SIGKILL gives the server no chance to stop its child: the kernel must."""
+    script = (f"import threading\nfrom recengine.pipeline.isolated import retrain_in_child\n"
+              f"print('ready', flush=True)\n"
+              f"retrain_in_child({store.url!r}, {str(registry.root)!r}, {POPULARITY!r}, "
+              f"{store.last_id()}, {{}}, threading.Event())\n")
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline() == "ready\n"
+    time.sleep(0.5)  # the child is spawned, and still starting
+    server.kill()
+    server.wait()
+    time.sleep(10)  # an orphaned child publishes within about 5 s
+    assert registry.current() is None and not registry.versions()

@@ -10,14 +10,19 @@ and atomic renames hold across processes. It runs at a lower priority (``nice``)
 requests come first when both want the two cores. The parent only reads the outcome and swaps
 the new version in.
 
-Stopping kills the child: a run cut short leaves at most an unlisted staging folder in the
-registry (see :mod:`recengine.store.registry`), and its events stay in the store for the next.
+Stopping kills the child, and so does the server's death, even by SIGKILL (on Linux, through
+the kernel's parent-death signal): an orphaned run must not publish and activate a version after
+its server is gone. A run cut short leaves at most an unlisted staging folder in the registry
+(see :mod:`recengine.store.registry`), and its events stay in the store for the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from collections.abc import Mapping
@@ -33,6 +38,10 @@ __all__ = ["ChildFailed", "Outcome", "retrain_in_child", "retrain_until"]
 
 #: How much lower the child's scheduling priority is than the server's.
 NICENESS = 10
+
+
+#: prctl's option for the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 
 class Outcome(NamedTuple):
@@ -75,8 +84,8 @@ def retrain_in_child(store_url: str, registry_root: str | Path,
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_run, name="recengine-retrain", daemon=True,
-        args=(sender, store_url, str(registry_root), {k: dict(v) for k, v in models.items()},
-              until_id, dict(options)))
+        args=(sender, os.getpid(), store_url, str(registry_root),
+              {k: dict(v) for k, v in models.items()}, until_id, dict(options)))
     child.start()
     sender.close()
     try:
@@ -98,9 +107,10 @@ def retrain_in_child(store_url: str, registry_root: str | Path,
     return Outcome(*payload)
 
 
-def _run(sender: Connection, store_url: str, registry_root: str,
+def _run(sender: Connection, parent: int, store_url: str, registry_root: str,
          models: dict[str, dict[str, Any]], until_id: int, options: dict[str, Any]) -> None:
     """The child: train, then send ("done", Outcome fields) or ("failed", (summary, trace))."""
+    _die_with(parent)
     os.nice(NICENESS)
     try:
         with EventStore(store_url) as store:
@@ -111,3 +121,11 @@ def _run(sender: Connection, store_url: str, registry_root: str,
         sender.send(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
     finally:
         sender.close()
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` dies (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the signal was set
+        os._exit(1)
