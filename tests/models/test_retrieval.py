@@ -64,13 +64,30 @@ def test_index_answers_users_known_only_by_history(model: WALS) -> None:
     assert len(set(approx) & set(exact)) >= 8
 
 
-def test_a_list_the_graph_cannot_fill_is_answered_exactly() -> None:
-    model = WALS(factors=4, iterations=4).fit(small_data()).build_index(ef_search=1)
-    n = len(model.items_) - int(np.diff(model.user_items_.indptr).max())
-    approx = model.recommend_indices(np.arange(len(model.users_)), n)
-    model.retrieval_ = None
-    exact = model.recommend_indices(np.arange(len(model.users_)), n)
-    np.testing.assert_array_equal(np.sort(approx[0], axis=1), np.sort(exact[0], axis=1))
+def _finds_nothing(queries: np.ndarray, n: int, _seen: object
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A search that leaves every row short. A graph may find fewer items than asked (a
+    sparse region); a small graph searched this deep always finds them all, so it is forced."""
+    return (np.full((len(queries), n), -1, np.int32), np.full((len(queries), n), np.nan,
+                                                                np.float32),
+            np.ones(len(queries), bool))
+
+
+ANSWERS = {
+    "retrieval_": lambda model: model.recommend_indices(np.arange(len(model.users_)), 5),
+    "similar_index_": lambda model: model.similar_items(list(model.items_.ids), 5),
+}
+
+
+@pytest.mark.parametrize("index", list(ANSWERS))
+def test_a_list_the_graph_cannot_fill_is_answered_exactly(monkeypatch, index: str) -> None:
+    model = WALS(factors=4, iterations=4).fit(small_data())
+    exact = ANSWERS[index](model)
+    model.build_index()
+    monkeypatch.setattr(getattr(model, index), "search", _finds_nothing)
+    got = ANSWERS[index](model)
+    np.testing.assert_array_equal(got[0], exact[0])
+    np.testing.assert_allclose(got[1], exact[1], rtol=1e-6)
 
 
 def test_filtered_and_transformed_requests_stay_exact(model: WALS) -> None:
@@ -87,24 +104,46 @@ def test_filtered_and_transformed_requests_stay_exact(model: WALS) -> None:
 
 def test_fit_drops_the_index_and_models_without_vectors_refuse(data: TrainingData) -> None:
     model = WALS(factors=4, iterations=2).fit(data).build_index()
-    assert model.fit(data).retrieval_ is None
+    assert len(model.indexes) == 2 and model.fit(data).indexes == ()
     with pytest.raises(NotSupportedError, match="popularity"):
         Popularity().fit(data).build_index()
 
 
-def test_the_graph_is_saved_with_its_model(model: WALS, tmp_path) -> None:
-    users = np.arange(len(model.users_))
+def test_the_graphs_are_saved_with_their_model(model: WALS, tmp_path) -> None:
+    users, items = np.arange(len(model.users_)), list(model.items_.ids[:50])
     model.build_index(ef_search=16)
     try:
         answers = model.recommend_indices(users, 10)
+        similar = model.similar_items(items, 10)
         model.save(tmp_path / "m")
     finally:
-        model.retrieval_ = None
+        model.drop_indexes()
     loaded = WALS.load(tmp_path / "m")
-    assert loaded.retrieval_ is not None and loaded.retrieval_.n_items == len(model.items_)
-    loaded.retrieval_.ef_search = 16
+    assert len(loaded.indexes) == 2 and loaded.retrieval_ is not None
+    assert all(index.n_items == len(model.items_) for index in loaded.indexes)
+    for index in loaded.indexes:
+        index.ef_search = 16
     got = loaded.recommend_indices(users, 10)
     np.testing.assert_array_equal(got[0], answers[0])
     np.testing.assert_allclose(got[1], answers[1], rtol=1e-6)
+    np.testing.assert_array_equal(loaded.similar_items(items, 10)[0], similar[0])
     model.save(tmp_path / "plain")
-    assert WALS.load(tmp_path / "plain").retrieval_ is None
+    assert WALS.load(tmp_path / "plain").indexes == ()
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_similar_items_from_the_graph_match_the_exact_ones(data: TrainingData,
+                                                           similarity: str) -> None:
+    model = WALS(factors=16, iterations=6, similarity=similarity).fit(data)
+    items = list(model.items_.ids[:300])
+    exact_ids = model.similar_items(items, 10)[0]
+    model.build_index(ef_search=64)
+    ids, scores = model.similar_items(items, 10)
+    assert recall(model.items_.index(ids.ravel()).reshape(ids.shape),
+                  model.items_.index(exact_ids.ravel()).reshape(ids.shape)) >= 0.95
+    assert not (ids == np.array(items)[:, None]).any()  # never an item itself
+    rows = model.items_.index(items)
+    want = model._similar(rows)[np.arange(len(rows))[:, None],
+                                model.items_.index(ids.ravel()).reshape(ids.shape)]
+    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()

@@ -94,7 +94,8 @@ def test_the_graph_saved_with_a_model_is_used_not_rebuilt(world: World, tmp_path
         state = ServingState(registry, EventStore(world.database_url),
                              approximate_min_items=limit, ef_search=7)
         state.load_current()
-        index = state.active.model.retrieval_
-        assert (index is not None) is indexed
-        assert index is None or index.ef_search == 7
+        indexes = state.active.model.indexes
+        assert len(indexes) == (2 if indexed else 0)
+        assert all(index.ef_search == 7 for index in indexes)
         assert len(state.recommend(world.users[0], 10)[1]) == 10
+        assert len(state.similar(world.items[0], 10)[1]) == 10

@@ -12,6 +12,7 @@ Index-level methods (``recommend_indices``) serve the evaluator; id-level method
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -40,8 +41,9 @@ SERIAL_ROWS = 8
 #: Users scored per block: bounds memory at ``batch × n_items`` floats.
 DEFAULT_BATCH = 1024
 FORMAT_VERSION = 1
-#: A saved model's HNSW graph, when it has one.
+#: A saved model's HNSW graphs, when it has them: for top-k, and for similar items.
 INDEX_FILE = "index.faiss"
+SIMILAR_INDEX_FILE = "similar.faiss"
 
 
 class ModelConfig(BaseModel):
@@ -111,9 +113,10 @@ class Recommender(ABC):
     users_: Vocabulary
     items_: Vocabulary
     user_items_: sp.csr_array
-    #: An approximate top-k index (:meth:`build_index`); saved with the model, dropped by
-    #: :meth:`fit`.
+    #: Approximate top-k and similar-items indexes (:meth:`build_index`); saved with the
+    #: model, dropped by :meth:`fit`.
     retrieval_: ItemIndex | None = None
+    similar_index_: ItemIndex | None = None
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -141,7 +144,7 @@ class Recommender(ABC):
         self.users_ = data.users
         self.items_ = data.items
         self.user_items_ = data.feedback
-        self.retrieval_ = None
+        self.retrieval_ = self.similar_index_ = None
         self._fit(data, progress)
         return self
 
@@ -169,6 +172,11 @@ class Recommender(ABC):
 
     def _item_vectors(self) -> np.ndarray:
         """The item side of :meth:`_embed`, ``[n_items, dim]``."""
+        raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
+
+    def _similar_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
+        """Vectors whose inner products are :meth:`_similar`'s similarities, for ``items``
+        (all when None): ``_similar(i) == v(i) @ v(all).T``."""
         raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
@@ -259,15 +267,34 @@ class Recommender(ABC):
 
     def build_index(self, *, neighbours: int = 16, ef_construction: int = 80,
                     ef_search: int = 64) -> Self:
-        """Answer plain top-k (no candidates, no transform) from an HNSW index from now on.
+        """Answer plain top-k (no candidates, no transform) and similar items from HNSW
+        indexes from now on.
 
         Approximate: see :mod:`recengine.models.retrieval` for the trade-off and the
-        parameters. Only models with a vector form (:meth:`_embed`) support it.
+        parameters. Only models with a vector form (:meth:`_embed`, :meth:`_similar_vectors`)
+        support it; a model with one of the two gets that index only.
         """
         check_fitted(self)
-        self.retrieval_ = ItemIndex.build(self._item_vectors(), neighbours=neighbours,
-                                          ef_construction=ef_construction, ef_search=ef_search)
+        options = {"neighbours": neighbours, "ef_construction": ef_construction,
+                   "ef_search": ef_search}
+        built = []
+        for name, vectors in (("retrieval_", self._item_vectors),
+                              ("similar_index_", self._similar_vectors)):
+            with contextlib.suppress(NotSupportedError):
+                setattr(self, name, ItemIndex.build(vectors(), **options))
+                built.append(name)
+        if not built:
+            raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
         return self
+
+    @property
+    def indexes(self) -> tuple[ItemIndex, ...]:
+        """The HNSW indexes this model answers from (:meth:`build_index`)."""
+        return tuple(i for i in (self.retrieval_, self.similar_index_) if i is not None)
+
+    def drop_indexes(self) -> None:
+        """Answer exactly from now on."""
+        self.retrieval_ = self.similar_index_ = None
 
     def _recommend_approximate(self, users: np.ndarray, history: sp.csr_array | None, n: int,
                                exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -368,11 +395,26 @@ class Recommender(ABC):
         check_fitted(self)
         scalar = isinstance(items, str)
         idx = self.items_.index([items] if scalar else items)
-        sims = np.array(self._similar(idx), dtype=np.float32)
-        sims[np.arange(len(idx)), idx] = -np.inf
-        top, val = top_k(sims, n)
+        top, val = (self._similar_exact(idx, n) if self.similar_index_ is None
+                    else self._similar_approximate(idx, n))
         ids = self.items_.id_of(top)
         return (ids[0], val[0]) if scalar else (ids, val)
+
+    def _similar_exact(self, idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = np.array(self._similar(idx), dtype=np.float32)
+        sims[np.arange(len(idx)), idx] = -np.inf
+        return top_k(sims, n)
+
+    def _similar_approximate(self, idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """From :attr:`similar_index_`, each item left out of its own list; rows the graph
+        leaves short are answered exactly."""
+        assert self.similar_index_ is not None
+        top, val, short = self.similar_index_.search(
+            self._similar_vectors(idx), n, [np.array([i]) for i in idx.tolist()])
+        if short.any():
+            which = np.flatnonzero(short)
+            top[which], val[which] = self._similar_exact(idx[which], n)
+        return top, val
 
     def audience(self, items: str | Sequence[str], n: int = 100, *, exclude_seen: bool = True,
                  combine: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -430,7 +472,7 @@ class Recommender(ABC):
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``model.json`` (name, config), ``state.npz`` (vocabularies, arrays) and, when
-        the model has one, its HNSW graph ``index.faiss``."""
+        the model has them, its HNSW graphs ``index.faiss`` and ``similar.faiss``."""
         check_fitted(self)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -443,8 +485,10 @@ class Recommender(ABC):
                   "user_items_indptr": m.indptr}
         arrays |= {name: np.asarray(getattr(self, name)) for name in self.state}
         np.savez(path / "state.npz", **arrays)
-        if self.retrieval_ is not None:
-            self.retrieval_.write(path / INDEX_FILE)
+        for index, name in ((self.retrieval_, INDEX_FILE),
+                            (self.similar_index_, SIMILAR_INDEX_FILE)):
+            if index is not None:
+                index.write(path / name)
         return path
 
     @classmethod
@@ -469,4 +513,6 @@ class Recommender(ABC):
                 setattr(model, name, z[name])
         if (path / INDEX_FILE).exists():
             model.retrieval_ = ItemIndex.read(path / INDEX_FILE)
+        if (path / SIMILAR_INDEX_FILE).exists():
+            model.similar_index_ = ItemIndex.read(path / SIMILAR_INDEX_FILE)
         return model

@@ -291,12 +291,16 @@ class WALS(Recommender):
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return self._similarity(self.item_factors_[items], self.item_factors_)
 
+    def _similar_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
+        factors = self.item_factors_ if items is None else self.item_factors_[items]
+        return factors if self.config.similarity == "dot" else _unit(factors)
+
     def _similarity(self, query: np.ndarray, table: np.ndarray) -> np.ndarray:
         if self.config.similarity == "dot":
             return query @ table.T
+        # The table's norms divide the product: cheaper than a normalised copy of the table.
         norms = np.linalg.norm(table, axis=1)
-        q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-        return (q @ table.T) / np.maximum(norms, 1e-12)
+        return (_unit(query) @ table.T) / np.maximum(norms, _TINY)
 
     def similar_users(self, users: str | list[str], n: int = 10) -> tuple[np.ndarray,
                                                                           np.ndarray]:
@@ -421,6 +425,15 @@ class WALS(Recommender):
             reasons.append("because you liked " + " and ".join(names) if names
                            else "matches your overall taste")
         return reasons
+
+
+#: The smallest norm a vector is divided by (an all-zero vector stays zero).
+_TINY = 1e-12
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), _TINY)
 
 
 def _gram(factors: np.ndarray, w0: float) -> np.ndarray:

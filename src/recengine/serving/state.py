@@ -268,14 +268,15 @@ class ServingState:
         return active.others[name]
 
     def _load(self, version: str, name: str) -> Recommender:
-        """A registry model, answering top-k from its HNSW graph when its catalogue is large
-        enough: the graph saved with it (training builds it), else one built here."""
+        """A registry model, answering top-k and similar items from its HNSW graphs when its
+        catalogue is large enough: those saved with it (training builds them), else built here."""
         model = self.registry.load(version, name)
         limit = self.approximate_min_items
         if limit is None or len(model.items_) < limit:
-            model.retrieval_ = None  # exact top-k
-        elif model.retrieval_ is not None:
-            model.retrieval_.ef_search = self.ef_search
+            model.drop_indexes()  # exact answers
+        elif model.indexes:
+            for index in model.indexes:
+                index.ef_search = self.ef_search
         else:
             with contextlib.suppress(NotSupportedError):  # no vector form: exact top-k
                 model.build_index(ef_search=self.ef_search)
