@@ -10,11 +10,14 @@ The answer is approximate: ``recall`` below measures how much of the exact top-k
 A model that can be searched this way writes its scores as inner products plus a per-user
 offset (:meth:`~recengine.models.base.Recommender._embed`); seen items are excluded by asking
 the graph for ``n`` plus the number of seen items and dropping them, and a row the graph leaves
-short falls back to the exact path.
+short falls back to the exact path. Similar items get a second graph over vectors whose inner
+products are the model's similarity (:meth:`~recengine.models.base.Recommender._similar_vectors`:
+unit vectors for cosine); each item is left out of its own list the same way.
 
 A graph over 100,000 items takes seconds to build, so it is saved with its model (a model's
-``index.faiss``): a training run builds it once, in its own process, for catalogues of
-:data:`INDEX_MIN_ITEMS` items or more, and a server loads it instead of building it again.
+``index.faiss`` and ``similar.faiss``): a training run builds them once, in its own process, for
+catalogues of :data:`INDEX_MIN_ITEMS` items or more, and a server loads them instead of
+building them again.
 """
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     #: Comma-separated model names retrained with their default configurations; empty (the
     #: default) retrains the active version's models with the configurations they were served with.
     retrain_models: str = ""
-    #: Catalogues of at least this many items answer top-k from an HNSW graph (approximate,
-    #: several times faster): the one saved with the model, else one built on loading; 0 answers
-    #: every model exactly.
+    #: Catalogues of at least this many items answer top-k and similar items from HNSW graphs
+    #: (approximate, many times faster): those saved with the model, else built on loading;
+    #: 0 answers every model exactly.
     approximate_min_items: int = Field(INDEX_MIN_ITEMS, ge=0)
     #: The HNSW search depth: higher keeps more of the exact top-k, slower.
     approximate_ef_search: int = Field(64, ge=1)
