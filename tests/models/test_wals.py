@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recengine.data.synthetic import generate
 from recengine.data.training_data import TrainingData
+from recengine.data.weighting import aggregate
 from recengine.errors import DataError
 from recengine.models import WALS, kernels
 from tests.models.conformance import RecommenderConformance, small_data
@@ -250,3 +252,18 @@ def test_dot_similarity_ranks_by_inner_product(fitted):
     i = int(dot.items_.index(["i1"])[0])
     others = np.delete(Y @ Y[i], i)
     np.testing.assert_allclose(sims, np.sort(others)[::-1][:3], rtol=1e-5)
+
+
+def test_similar_items_follow_a_refit(fitted):
+    """The item norms kept for cosine similarity belong to the current factors."""
+    _, data = fitted
+    dataset = generate(n_users=80, n_items=40, seed=3)
+    other = TrainingData.from_interactions(aggregate(dataset.events, dataset.schema))
+    model = WALS(factors=6, iterations=4).fit(data)
+    model.similar_items(str(model.items_.ids[0]), 3)  # keeps the first fit's norms
+    model.fit(other)
+    fresh = WALS(factors=6, iterations=4).fit(other)
+    item = str(other.items.ids[0])
+    got, want = model.similar_items(item, 3), fresh.similar_items(item, 3)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)

@@ -24,6 +24,7 @@ exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compile
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -158,6 +159,7 @@ class WALS(Recommender):
     def _set_factors(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Install learned factors and the grams every fold-in shares."""
         self.user_factors_, self.item_factors_ = X, Y
+        self.__dict__.pop("_item_norms", None)  # of the previous factors
         self.item_gram_ = _gram(Y, self.config.unobserved_weight)
         self.user_gram_ = _gram(X, self.config.unobserved_weight)
 
@@ -289,17 +291,24 @@ class WALS(Recommender):
         return out
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        return self._similarity(self.item_factors_[items], self.item_factors_)
+        return self._similarity(self.item_factors_[items], self.item_factors_, self._item_norms)
 
     def _similar_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
         factors = self.item_factors_ if items is None else self.item_factors_[items]
         return factors if self.config.similarity == "dot" else _unit(factors)
 
-    def _similarity(self, query: np.ndarray, table: np.ndarray) -> np.ndarray:
+    @functools.cached_property
+    def _item_norms(self) -> np.ndarray:
+        """Each item vector's length, kept: computing 100,000 of them took most of a call."""
+        return np.linalg.norm(self.item_factors_, axis=1)
+
+    def _similarity(self, query: np.ndarray, table: np.ndarray,
+                    norms: np.ndarray | None = None) -> np.ndarray:
+        """``query`` rows against ``table`` rows; ``norms``: the table's row lengths, if known."""
         if self.config.similarity == "dot":
             return query @ table.T
         # The table's norms divide the product: cheaper than a normalised copy of the table.
-        norms = np.linalg.norm(table, axis=1)
+        norms = np.linalg.norm(table, axis=1) if norms is None else norms
         return (_unit(query) @ table.T) / np.maximum(norms, _TINY)
 
     def similar_users(self, users: str | list[str], n: int = 10) -> tuple[np.ndarray,
