@@ -441,8 +441,6 @@ def retrain_under_load(world: World, url: str, seconds: int, connections: int,
                       load.probe.latencies(window_start, window_end, inside=False))
 
 
-
-
 # -- report ------------------------------------------------------------------------------------
 
 def _pct(values: Sequence[float], q: float) -> str:
