@@ -108,8 +108,8 @@ def _warm_up(model: Recommender) -> None:
     """Answer each kind of request once, off the request path.
 
     A compiled kernel loads from numba's on-disk cache on its first call in a process (for
-    WALS: about 200 ms for top-k, 100 ms for reasons, 60 ms for similar items). Without this,
-    the first request needing each one stalled every request behind it (docs/benchmarks.md).
+    WALS: about 240 ms for fold-in, 65 ms for reasons; benchmarks/bench_request_parts.py).
+    Without this, the first request needing each one stalled every request behind it.
     """
     users, items = model.users_.ids[:1].tolist(), model.items_.ids[:2].tolist()
     if not (users and items):
