@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -27,15 +29,16 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recengine.data.loaders import load_dataset
+from recengine.data.query import Queries
 from recengine.data.splits import stratified
 from recengine.data.training_data import TrainingData
 from recengine.evaluation.evaluator import evaluate
 from recengine.evaluation.metrics import rmse
 from recengine.models import WALS, Popularity
-from recengine.models.base import ModelConfig, Recommender
-from recengine.models.registry import MODELS
+from recengine.models.base import ModelConfig, Recommender, TrainingOptions
+from recengine.models.registry import model_class
 from recengine.pipeline.prepare import carve_validation, prepare
-from recengine.pipeline.tune import SEARCH_SPACES, tune
+from recengine.pipeline.tune import tune
 from recengine.progress import ProgressCallback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,26 +58,31 @@ class ImplicitALS(Recommender):
         random_state: int = 0
         num_threads: int = 2
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+    config: Config
+    state = ("user_factors_", "item_factors_")
+
+    @classmethod
+    def search_space(cls, fixed: Mapping[str, Any]) -> dict[str, tuple[str, float, float, bool]]:
+        space = WALS.search_space(fixed)
+        space.pop("item_weight_exponent", None)
+        return space
+
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
         from implicit.cpu.als import AlternatingLeastSquares
 
         cfg = self.config
         confidence = sp.csr_matrix(data.feedback, dtype=np.float32)
         confidence.data = 1.0 + cfg.alpha * confidence.data
-        self._model = AlternatingLeastSquares(
+        model = AlternatingLeastSquares(
             factors=cfg.factors, regularization=cfg.regularization, alpha=1.0,
-            iterations=cfg.iterations, random_state=cfg.random_state,
+            iterations=cfg.iterations, random_state=options.seed_or(cfg.random_state),
             num_threads=cfg.num_threads, calculate_training_loss=False)
-        self._model.fit(confidence, show_progress=False)
+        model.fit(confidence, show_progress=False)
+        return {"user_factors_": model.user_factors, "item_factors_": model.item_factors}
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        return self._model.user_factors[users] @ self._model.item_factors.T
-
-
-def _implicit_space(fixed: dict) -> dict:
-    space = SEARCH_SPACES["wals"](fixed)
-    space.pop("item_weight_exponent", None)
-    return space
+    def _score(self, queries: Queries) -> np.ndarray:
+        return self.user_factors_[queries.users] @ self.item_factors_.T
 
 
 def implicit_feedback(name: str, folder: Path, trials: int, seed: int,
@@ -85,7 +93,7 @@ def implicit_feedback(name: str, folder: Path, trials: int, seed: int,
     inner = carve_validation(dataset, outer, "stratified", test_fraction=0.25, seed=seed)
     rows = []
     tuned = {}
-    for model in ("wals", "implicit-als"):
+    for model in ("wals", ImplicitALS.key()):
         result = tune(model, inner.data, inner.split, trials=trials, seed=seed,
                       fixed={"num_threads": 2})
         tuned[model] = result
@@ -94,7 +102,8 @@ def implicit_feedback(name: str, folder: Path, trials: int, seed: int,
     runs: dict[str, list[dict[str, float]]] = {}
     for run in range(n_seeds):  # initial factors differ by seed: report the spread
         models = {"popularity": Popularity()} | {
-            m: MODELS[m](**(r.best_params | {"random_state": run})) for m, r in tuned.items()}
+            m: model_class(m)(**(r.best_params | {"random_state": run}))
+            for m, r in tuned.items()}
         final = evaluate(models, outer.data, outer.split, ks=[10], curve_ks=[10])
         for model, res in final.models.items():
             runs.setdefault(model, []).append(res.metrics)
@@ -146,8 +155,6 @@ def main() -> None:
                         help="refits of each tuned model with different initial factors")
     parser.add_argument("--skip-explicit", action="store_true")
     args = parser.parse_args()
-    MODELS[ImplicitALS.name] = ImplicitALS
-    SEARCH_SPACES[ImplicitALS.name] = _implicit_space
     print(f"```\npython benchmarks/bench_quality.py {' '.join(sys.argv[1:])}\n```\n")
     with threadpool_limits(1, user_api="blas"):
         rows = []

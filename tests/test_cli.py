@@ -129,7 +129,7 @@ def test_tune_writes_a_config_that_evaluate_and_train_use(capsys, tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["tune", "--set", "nonsense"], "bad setting 'nonsense'"),
     (["tune", "--set", "factors=0"], "invalid wals parameter"),
-    (["tune", "--model", "random"], "no search space for 'random'"),
+    (["tune", "--model", "random"], "random declares no search space"),
 ])
 def test_tune_rejects_bad_settings(capsys, argv, message):
     code, _, err = run(capsys, *argv, "--trials", "1")

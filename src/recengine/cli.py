@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +20,10 @@ from rich.table import Table
 from recengine.data.schema import FeatureKind
 from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
+
+if TYPE_CHECKING:
+    from recengine.models.base import Recommender
+    from recengine.store.registry import ModelRegistry
 
 __all__ = ["main"]
 
@@ -127,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split_args(evaluate)
     evaluate.add_argument("--k", type=_k_list, default=[10], help="cut-off(s), e.g. 10 or 5,10")
     evaluate.add_argument("--models", type=_csv_list, default=["popularity", "random"],
-                          help=f"comma-separated: {', '.join(MODELS)}")
+                          help=f"comma-separated: {', '.join(MODELS)}, or import paths "
+                               "package.module:Class")
+    evaluate.add_argument("--saved", type=Path, action="append", default=[], metavar="DIR",
+                          help="a model trained elsewhere and saved (its folder); measured "
+                               "as it is, without a fit; repeatable")
     evaluate.add_argument("--config", type=Path, action="append", default=[],
                           help="a model's configuration (JSON from `recengine tune`); "
                                "repeatable; adds the model if --models lacks it")
@@ -153,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model on a whole dataset and save it")
     _add_dataset_args(train)
-    train.add_argument("--model", default="popularity", choices=sorted(MODELS))
+    train.add_argument("--model", default="popularity",
+                       help=f"{', '.join(sorted(MODELS))}, or an import path "
+                            "package.module:Class")
     train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
     train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
 
@@ -174,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="publish if the candidate >= current x (1 - tolerance)")
 
     models = sub.add_parser("models", help="the model registry: list, show, activate, rollback")
-    models.add_argument("action", choices=("list", "show", "activate", "rollback"))
-    models.add_argument("version", nargs="?", help="for show and activate")
+    models.add_argument("action", choices=("list", "show", "activate", "rollback", "publish"))
+    models.add_argument("version", nargs="*", help="for show and activate: the version; for "
+                        "publish: saved model folders (trained anywhere), published as they "
+                        "are, without a fit")
+    models.add_argument("--activate", action="store_true", help="publish: activate it too")
     models.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     models.add_argument("--json", action="store_true")
 
@@ -348,12 +362,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     human, err = _consoles(args.json)
     models = {name: create_model(name, **config) for name, config in _model_configs(args).items()}
+    saved = {folder.name: _load_saved(folder) for folder in args.saved}
+    models |= saved
     with err.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
         prepared = prepare(dataset, args.split, test_fraction=args.test_fraction,
                            seed=args.seed, last_n=args.last_n)
     with progress_bar(err) as progress:
-        result = evaluate(models, prepared.data, prepared.split, ks=args.k, progress=progress)
+        result = evaluate(models, prepared.data, prepared.split, ks=args.k, progress=progress,
+                          prefitted=tuple(saved))
     result.description |= {"dataset": args.dataset, "seed": args.seed}
     out_dir = args.output or Path("recengine-output") / f"evaluate-{args.dataset}"
     paths = write_report(result, out_dir)
@@ -371,7 +388,7 @@ def run_train(args: argparse.Namespace) -> int:
     from recengine.data.loaders import load_dataset
     from recengine.data.weighting import aggregate
     from recengine.models.registry import create_model
-    from recengine.pipeline.prepare import training_data
+    from recengine.pipeline.prepare import events_of, training_data
     from recengine.pipeline.tune import read_config_file
 
     console = _console()
@@ -379,10 +396,12 @@ def run_train(args: argparse.Namespace) -> int:
     model = create_model(name, **config)
     with console.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
-        data = training_data(dataset, aggregate(dataset.events, dataset.schema))
+        data = training_data(dataset, aggregate(dataset.events, dataset.schema),
+                             events=events_of(dataset))
     with progress_bar(console) as progress:
         model.fit(data, progress=progress)
     model.save(args.output)
+    data.save(Path(args.output) / TRAINING_DATA)  # the histories `recommend` excludes
     console.print(f"{name} trained on {data.feedback.nnz} pairs "
                   f"({data.n_users} users, {data.n_items} items); saved to {args.output}")
     return 0
@@ -457,15 +476,19 @@ def run_models(args: argparse.Namespace) -> int:
     from recengine.store.registry import ModelRegistry
 
     registry = ModelRegistry(args.registry)
-    if args.action in ("show", "activate") and not args.version:
-        raise DataError(f"models {args.action} needs a version", column="version")
+    if args.action in ("show", "activate") and len(args.version) != 1:
+        raise DataError(f"models {args.action} needs one version", column="version")
+    if args.action == "publish" and not args.version:
+        raise DataError("models publish needs saved model folders", column="version")
     if args.action == "activate":
-        registry.activate(args.version)
-        answer: object = {"active": args.version}
+        registry.activate(args.version[0])
+        answer: object = {"active": args.version[0]}
     elif args.action == "rollback":
         answer = {"active": registry.rollback()}
     elif args.action == "show":
-        answer = registry.show(args.version)
+        answer = registry.show(args.version[0])
+    elif args.action == "publish":
+        answer = _publish_saved(registry, [Path(v) for v in args.version], args.activate)
     else:
         answer = registry.list()
     if args.json or args.action == "show":
@@ -519,9 +542,8 @@ def _serve(overrides: dict[str, str], host: str, port: int) -> int:
 
 def run_recommend(args: argparse.Namespace) -> int:
     from recengine.evaluation.report import json_text
-    from recengine.models.base import Recommender
 
-    model = Recommender.load(args.model_dir)
+    model = _load_saved(args.model_dir)
     answers: list[dict[str, object]] = []
     if args.similar:
         ids, scores = model.similar_items(args.similar, args.k)
@@ -548,6 +570,34 @@ def run_recommend(args: argparse.Namespace) -> int:
                 why = f"  — {r['reason']}" if "reason" in r else ""
                 console.print(f"{rank:>3}. {r['item']}  {r['score']:.4f}{why}", highlight=False)
     return 0
+
+
+def _publish_saved(registry: ModelRegistry, folders: list[Path],
+                   activate: bool) -> dict[str, object]:
+    """Publish saved models (trained here or elsewhere) as one version, without refitting.
+
+    The first folder's training data (``train`` saves it beside the model) becomes the
+    version's histories."""
+    models = {folder.name: _load_saved(folder) for folder in folders}
+    version = registry.publish(models, data={"source": [str(f) for f in folders]}, metrics={},
+                               notes="published from saved models, without refitting")
+    if activate:
+        registry.activate(version)
+    return {"published": version, "active": registry.current()}
+
+
+#: Where ``train`` saves the training data beside the model (histories are not model state).
+TRAINING_DATA = "training-data"
+
+
+def _load_saved(folder: str | Path) -> Recommender:
+    """A model saved by ``train`` (or ``save``), with the training data saved beside it."""
+    from recengine.data.training_data import TrainingData
+    from recengine.models.base import Recommender
+
+    data = Path(folder) / TRAINING_DATA
+    return Recommender.load(folder, histories=TrainingData.load(data) if data.is_dir()
+                            else None)
 
 
 def _ranked(ids: object, scores: object) -> list[dict[str, object]]:

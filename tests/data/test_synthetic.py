@@ -49,6 +49,39 @@ def top_decile_share(events: pd.DataFrame, n_items: int) -> float:
     return counts.iloc[: max(1, n_items // 10)].sum() / counts.sum()
 
 
+def stays_in_order(events: pd.DataFrame) -> pd.DataFrame:
+    """Each (user, item) at its first touch, sorted by user and that time."""
+    first = events.groupby(PAIR)["timestamp"].min().reset_index()
+    return first.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def next_stay_hit_rates(events: pd.DataFrame, n: int = 10) -> tuple[float, float]:
+    """Hit rates at ``n`` of (first-order transitions, popularity) for each test user's last stay.
+
+    Transition counts and popularity come from the first half of the users; each user of the
+    second half has their last stay predicted from the one before, items already stayed at
+    excluded. Transitions back off to popularity (its share, below any count, breaks ties).
+    """
+    stays = stays_in_order(events)
+    item = pd.factorize(stays["item_id"])[0]
+    user = stays["user_id"].to_numpy()
+    users = pd.unique(user)
+    train = np.isin(user, users[: len(users) // 2])
+    same = user[1:] == user[:-1]
+    moves = same & train[1:]
+    transitions = np.zeros((item.max() + 1,) * 2)
+    np.add.at(transitions, (item[:-1][moves], item[1:][moves]), 1)
+    popularity = np.bincount(item[train], minlength=len(transitions)).astype(float)
+    popularity /= popularity.sum() + 1
+    hits: list[list[bool]] = [[], []]
+    for _, rows in stays[~train].groupby("user_id").indices.items():
+        seen, last = item[~train][rows[:-1]], item[~train][rows[-1]]
+        for k, score in enumerate((transitions[seen[-1]] + popularity, popularity.copy())):
+            score[seen] = -np.inf
+            hits[k].append(last in np.argsort(-score)[:n])
+    return float(np.mean(hits[0])), float(np.mean(hits[1]))
+
+
 def region_concentration(pairs: pd.DataFrame, regions: np.ndarray) -> float:
     """Mean over users of the Herfindahl index of their items' regions (1 = a single region)."""
     counts = pd.crosstab(pairs["user_id"].to_numpy(), regions).to_numpy()
@@ -221,6 +254,39 @@ def test_bookings_and_ratings_follow_utility(data, truth):
     dwell = ev[ev["event_type"] == "dwell"].merge(chosen, on=PAIR)
     by_booking = dwell.groupby("booked")["value"].median()
     assert by_booking[1.0] > 1.3 * by_booking[0.0]  # observable: longer looks at what is booked
+
+
+def test_first_touches_follow_the_order_of_stays(data, truth):
+    stays = stays_in_order(data.events)
+    steps = stays.merge(truth.pairs, on=PAIR, how="left")["step"]
+    assert steps.notna().all()
+    expected = stays.groupby("user_id").cumcount()
+    assert (steps.to_numpy() == expected.to_numpy()).all()
+    same_user = stays["user_id"].eq(stays["user_id"].shift())
+    assert (stays["timestamp"].diff()[same_user] > pd.Timedelta(0)).all()  # strictly, no ties
+
+
+def test_consecutive_stays_follow_onward_links(data, truth):
+    onward = {(i, j) for i, row in truth.onward.iterrows() for j in row}
+
+    def followed(events: pd.DataFrame) -> float:
+        stays = stays_in_order(events)
+        same = stays["user_id"].eq(stays["user_id"].shift()).to_numpy()[1:]
+        moves = zip(stays["item_id"].to_numpy()[:-1][same], stays["item_id"].to_numpy()[1:][same],
+                    strict=True)
+        return float(np.mean([move in onward for move in moves]))
+
+    assert truth.onward.shape == (len(data.items), 4)
+    assert followed(data.events) > 0.3
+    # the statistic can fail: the same travellers and picks, in random order, rarely follow on
+    assert followed(generate(sequence_strength=0.0).events) < 0.1
+
+
+def test_next_stay_is_predictable_from_the_last_only_with_sequence_strength(data):
+    markov, popularity = next_stay_hit_rates(data.events)
+    assert markov > 2 * popularity
+    markov, popularity = next_stay_hit_rates(generate(sequence_strength=0.0).events)
+    assert markov < 1.2 * popularity
 
 
 @pytest.mark.parametrize(("n_users", "mean"), [(2000, 40.0), (500, 15.0)])

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recengine.data.query import Queries
 from recengine.data.splits import Split, held_out_users, stratified
 from recengine.data.training_data import TrainingData
 from recengine.evaluation.evaluator import evaluate
@@ -60,11 +61,11 @@ class Oracle(Recommender):
 
     test: pd.DataFrame
 
-    def _fit(self, data: TrainingData, progress: object) -> None:
-        self.truth = data.history(self.test, data.users.ids).toarray() > 0
+    def _train(self, data: TrainingData, options: object, progress: object) -> dict:
+        return {"truth_": data.history(self.test, data.users.ids).toarray() > 0}
 
-    def _score(self, users: np.ndarray, history) -> np.ndarray:
-        return self.truth[users].astype(np.float32)
+    def _score(self, queries: Queries) -> np.ndarray:
+        return self.truth_[queries.users].astype(np.float32)
 
 
 def test_an_oracle_scores_perfect_recall_and_random_does_not(synthetic_pairs):

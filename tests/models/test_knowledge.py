@@ -119,7 +119,7 @@ def test_explanations_name_the_preferences_met(rentals):
 
 def test_save_load_keeps_the_explanations(rentals, tmp_path):
     model = KnowledgeBased(constraint=CONSTRAINT, preferences=PREFERENCES).fit(rentals)
-    loaded = Recommender.load(model.save(tmp_path / "knowledge"))
+    loaded = Recommender.load(model.save(tmp_path / "knowledge"), histories=rentals)
     assert loaded.config == model.config
     assert loaded.explain("u0", ["r2", "r3"]) == model.explain("u0", ["r2", "r3"])
     assert ranked(loaded) == ranked(model)
@@ -181,7 +181,7 @@ def popularity(rentals) -> Popularity:
 
 def test_apply_constraints_masks_normalises_and_reweights(rentals, popularity):
     catalog = Catalog.from_training_data(rentals)
-    scores = np.array(popularity._score(np.array([0, 1]), rentals.feedback[[0, 1]]))
+    scores = np.array(popularity._score(rentals.queries(np.array([0, 1]))))
     out = apply_constraints(scores, catalog, CONSTRAINT, 'prefer 1: amenities has "pets allowed"')
     # qualifying popularity r1 1, r2 3, r3 4, r5 2 → (s - 1) / 3, plus 1 for pets (r1, r2)
     expected = [-np.inf, 1.0, 2 / 3 + 1, 1.0, -np.inf, 1 / 3]

@@ -28,11 +28,10 @@ def model(request: pytest.FixtureRequest, data: TrainingData) -> WALS:
 
 
 def test_embed_is_the_score_as_inner_products(model: WALS) -> None:
-    users = np.arange(20)
-    rows = model.user_items_[users]
-    queries, offsets = model._embed(users, rows)
-    np.testing.assert_allclose(queries @ model._item_vectors().T + offsets[:, None],
-                               model._score(users, rows), rtol=1e-4, atol=1e-4)
+    asked = model.training_queries(np.arange(20))
+    vectors, offsets = model._embed(asked)
+    np.testing.assert_allclose(vectors @ model._item_vectors().T + offsets[:, None],
+                               model._score(asked), rtol=1e-4, atol=1e-4)
 
 
 def test_index_keeps_most_of_the_exact_top_k_with_the_same_scores(model: WALS) -> None:
@@ -44,10 +43,11 @@ def test_index_keeps_most_of_the_exact_top_k_with_the_same_scores(model: WALS) -
     finally:
         model.retrieval_ = None
     assert recall(approx_idx, exact_idx) >= 0.95
-    seen = model.user_items_
+    asked = model.training_queries(users)
+    seen = asked.bag
     for u in users:
         assert not set(approx_idx[u]) & set(seen.indices[seen.indptr[u]:seen.indptr[u + 1]])
-    exact_scores = np.take_along_axis(model._score(users, seen[users]), approx_idx, axis=1)
+    exact_scores = np.take_along_axis(model._score(asked), approx_idx, axis=1)
     np.testing.assert_allclose(approx_val, exact_scores, rtol=1e-4, atol=1e-4)
     assert (np.diff(approx_val, axis=1) <= 1e-6).all()
 
@@ -109,7 +109,8 @@ def test_fit_drops_the_index_and_models_without_vectors_refuse(data: TrainingDat
         Popularity().fit(data).build_index()
 
 
-def test_the_graphs_are_saved_with_their_model(model: WALS, tmp_path) -> None:
+def test_the_graphs_are_saved_with_their_model(model: WALS, data: TrainingData,
+                                               tmp_path) -> None:
     users, items = np.arange(len(model.users_)), list(model.items_.ids[:50])
     model.build_index(ef_search=16)
     try:
@@ -118,7 +119,7 @@ def test_the_graphs_are_saved_with_their_model(model: WALS, tmp_path) -> None:
         model.save(tmp_path / "m")
     finally:
         model.drop_indexes()
-    loaded = WALS.load(tmp_path / "m")
+    loaded = WALS.load(tmp_path / "m", histories=data)
     assert len(loaded.indexes) == 2 and loaded.retrieval_ is not None
     assert all(index.n_items == len(model.items_) for index in loaded.indexes)
     for index in loaded.indexes:

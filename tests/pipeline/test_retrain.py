@@ -54,7 +54,7 @@ def test_the_holdout_is_the_newest_tenth_and_the_served_model_saw_everything(dat
     assert result.metrics["popularity"]["ndcg@10"] == pytest.approx(direct["ndcg@10"])
     served = registry.load()
     all_pairs = aggregate(dataset.events, dataset.schema)
-    assert served.user_items_.nnz == len(all_pairs) > holdout.data.feedback.nnz
+    assert served.histories_.feedback.nnz == len(all_pairs) > holdout.data.feedback.nnz
     assert len(served.users_) == all_pairs["user_id"].nunique() > holdout.data.n_users
 
 

@@ -293,7 +293,9 @@ def test_a_retried_event_counts_once_in_the_live_history(client: TestClient, sta
     for _ in range(3):  # the client did not see the reply, and sent it again
         assert client.post("/v1/events", json={"events": [event, other]},
                            headers=write).status_code == 200
-    assert state.history(state.active.model, user) == {item: 4.0}  # 1 booking + 3 views
+    live = state.live_events(user)  # 1 booking + 3 views, in order
+    assert live is not None and live["item_id"].tolist() == [item] * 4
+    assert live["event_type"].tolist() == ["booking", "view", "view", "view"]
 
 
 def test_cold_user_fold_in(client: TestClient, world: World, write: dict[str, str]) -> None:

@@ -26,13 +26,25 @@ The generative story, in order:
    draws items without replacement with probability ∝ popularity × exp(utility / temperature)
    (Gumbel top-k). Base popularity is lognormal, so a few listings get much of the traffic. The
    number of items per user is lognormal too (at least 3), so a few users are prolific.
-5. **Events.** Each user is active over a sub-period of the window. Each chosen listing gets one or
+5. **Trips.** Stays come in order, and one trip leads to the next. A fixed grand tour runs through
+   the regions in turn, each region's listings west to east; a listing's ``onward`` listings are
+   the 4 most popular of the next 12 along it, mostly nearby in the same region; the links run
+   one way. After each stay the traveller, with probability ``sequence_strength``, follows on:
+   the next stay is the onward listing, not yet stayed at, that they would choose first (the
+   Gumbel keys of step 4), if it is plausible for them: its key is at most 3 below that of their
+   weakest step-4 pick, so taste and budget still rule. Otherwise, or when no onward listing
+   qualifies, the next stay is one of the step-4 picks not yet used, at random. So the same
+   listing → next-listing moves recur across travellers, and a first-order Markov model can
+   learn them; at 0 the order is random.
+6. **Events.** Each user is active over a sub-period of the window. Each chosen listing gets one or
    more visits (a ``view``, or a ``dwell`` in seconds, longer when utility is higher) and maybe a
    ``watch`` of the video tour (fraction watched, higher when utility is higher). With probability
    rising with utility come an ``add-to-cart``, a ``booking`` (value: price × nights) and, after
    the stay, a 1–5 ``rating`` tied to utility. Events come in that order, one second apart at
-   least, so no two events of a user, item and type share a timestamp. Events that would fall
-   after the window's end are cut, as a real export cuts them: a late booking has no rating yet.
+   least, so no two events of a user, item and type share a timestamp. A user's first touches of
+   their listings follow the order of step 5, strictly (later returns, bookings and ratings may
+   interleave). Events that would fall after the window's end are cut, as a real export cuts
+   them: a late booking has no rating yet.
 
 Everything comes from one ``np.random.default_rng(seed)``: the same arguments give the same frames.
 """
@@ -191,6 +203,14 @@ _CONTENT_SHARE = 0.5
 _EVENTS_PER_PAIR = 1.95
 #: Utility cells computed at once in the choice step: bounds memory at a few tens of MB.
 _BLOCK_CELLS = 1 << 21
+#: Onward listings per listing: few, so the same moves recur across many travellers; they are
+#: the most popular of the next ``_AHEAD`` listings along the tour.
+_ONWARD = 4
+_AHEAD = 12
+#: How far below a user's weakest pick an onward listing's Gumbel key may fall and still be
+#: followed: 3 is a factor e³ ≈ 20 in choice weight, so a traveller follows on only to places
+#: that nearly made their own list, and stays keep the fit to taste and budget of step 4.
+_PLAUSIBLE = 3.0
 EVENT_TYPES = ("view", "dwell", "watch", "add-to-cart", "booking", "rating")
 _VIEW, _DWELL, _WATCH, _CART, _BOOKING, _RATING = range(len(EVENT_TYPES))
 
@@ -208,7 +228,7 @@ USER_FEATURES: dict[str, FeatureKind] = {
 
 
 class SyntheticConfig(BaseModel):
-    """Sizes, window and knobs of a synthetic log; the last three shape its statistics."""
+    """Sizes, window and knobs of a synthetic log; the last four shape its statistics."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -223,6 +243,8 @@ class SyntheticConfig(BaseModel):
     temperature: float = Field(1.0, gt=0, description="Higher: choices follow utility less.")
     popularity_sigma: float = Field(1.5, ge=0, description="Spread of log base popularity.")
     activity_sigma: float = Field(1.0, ge=0, description="Spread of log items per user.")
+    sequence_strength: float = Field(0.5, ge=0, le=1, description="Chance that a stay follows "
+                                     "on from the previous one; 0: stays in random order.")
 
 
 @dataclass(frozen=True)
@@ -231,7 +253,9 @@ class SyntheticTruth:
 
     Rows of the factor matrices follow ``dataset.users.index`` and ``dataset.items.index``.
     ``tastes`` holds each user's hidden preferences; ``popularity`` each item's base share of
-    attention; ``pairs`` every chosen (user, item) with its utility, standardised over the pairs.
+    attention; ``pairs`` every chosen (user, item) with its utility, standardised over the pairs,
+    and its ``step`` in the user's order of stays (0 first); ``onward`` each item's onward
+    listings, one per column.
     """
 
     user_factors: np.ndarray
@@ -239,6 +263,7 @@ class SyntheticTruth:
     tastes: pd.DataFrame
     popularity: pd.Series
     pairs: pd.DataFrame
+    onward: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -252,6 +277,7 @@ class _Items:
     log_popularity: np.ndarray
     labels: np.ndarray  # one-hot region, one-hot type, amenities: (n, n_labels)
     factors: np.ndarray
+    coords: np.ndarray  # latitude, longitude: (n, 2)
 
 
 @dataclass(frozen=True)
@@ -270,7 +296,7 @@ class _Users:
 
 def generate(n_users: int = 2000, n_items: int = 800, *, seed: int = 0,
              mean_events_per_user: float = 40.0, start: str = "2025-01-01", days: int = 365,
-             n_taste_factors: int = 8) -> Dataset:
+             n_taste_factors: int = 8, sequence_strength: float = 0.5) -> Dataset:
     """A synthetic vacation-rental event log: events, listings and travellers.
 
     Examples
@@ -283,7 +309,8 @@ def generate(n_users: int = 2000, n_items: int = 800, *, seed: int = 0,
     """
     return generate_with_truth(n_users=n_users, n_items=n_items, seed=seed,
                                mean_events_per_user=mean_events_per_user, start=start,
-                               days=days, n_taste_factors=n_taste_factors)[0]
+                               days=days, n_taste_factors=n_taste_factors,
+                               sequence_strength=sequence_strength)[0]
 
 
 def generate_with_truth(config: SyntheticConfig | None = None,
@@ -300,9 +327,12 @@ def generate_with_truth(config: SyntheticConfig | None = None,
     items = _draw_items(rng, cfg.n_items, cfg.popularity_sigma, projection)
     users = _draw_users(rng, cfg.n_users, projection)
     n_pairs = _items_per_user(rng, cfg)
-    user, item, utility = _choose(rng, users, items, n_pairs, cfg.temperature)
+    onward = _onward(items)
+    user, item, step, utility = _choose(rng, users, items, n_pairs, onward, cfg.temperature,
+                                        cfg.sequence_strength)
     z = _standardise(utility)
-    u, i, code, value, seconds = _events(rng, user, item, z, items.price, cfg.n_users, span)
+    u, i, code, value, seconds = _events(rng, (user, item, step), z, items.price, cfg.n_users,
+                                         span)
     user_ids, item_ids = _ids("u", cfg.n_users), _ids("i", cfg.n_items)
     dataset = Dataset(
         name="synthetic",
@@ -312,7 +342,7 @@ def generate_with_truth(config: SyntheticConfig | None = None,
         item_features=dict(ITEM_FEATURES),
         user_features=dict(USER_FEATURES),
     )
-    return dataset, _truth(users, items, user_ids, item_ids, (user, item, z))
+    return dataset, _truth(users, items, (user_ids, item_ids), (user, item, step, z), onward)
 
 
 # -- parameters -----------------------------------------------------------------------------
@@ -367,8 +397,10 @@ def _draw_items(rng: np.random.Generator, n: int, popularity_sigma: float,
     labels[np.arange(n), region] = 1.0
     labels[np.arange(n), len(REGIONS) + kind] = 1.0
     labels[:, len(REGIONS) + len(PROPERTY_TYPES):] = amenities
+    centre = np.array([r.centre for r in REGIONS])[region]
+    coords = centre + rng.normal(0, 1, (n, 2)) * np.array([0.3, 0.45])
     return _Items(region, kind, bedrooms, amenities, price, quality, log_popularity, labels,
-                  _embed(rng, labels, projection))
+                  _embed(rng, labels, projection), coords)
 
 
 def _prices(rng: np.random.Generator, region: np.ndarray, kind: np.ndarray,
@@ -420,6 +452,24 @@ def _embed(rng: np.random.Generator, labels: np.ndarray, projection: np.ndarray)
     return np.sqrt(_CONTENT_SHARE) * content + np.sqrt(1 - _CONTENT_SHARE) * noise
 
 
+def _onward(items: _Items) -> np.ndarray:
+    """Each listing's onward listings, (n, _ONWARD): well-known stops just ahead on a grand tour.
+
+    The tour visits the regions in the order of ``REGIONS``, each region's listings west to east,
+    and wraps round. Of the ``_AHEAD`` listings after a listing, its onward ones are the most
+    popular: travellers head on to places they have heard of, so following on keeps traffic as
+    concentrated as free choice does. Onward listings are near, and in the same region but at
+    its east end; the links run one way, forward along the tour.
+    """
+    n = len(items.region)
+    tour = np.lexsort((items.coords[:, 1], items.region))
+    place = np.empty(n, dtype=np.int64)
+    place[tour] = np.arange(n)
+    ahead = tour[(place[:, None] + np.arange(1, min(_AHEAD, n - 1) + 1)) % n]
+    best = np.argsort(-items.log_popularity[ahead], axis=1, kind="stable")
+    return np.take_along_axis(ahead, best[:, :_ONWARD], axis=1)
+
+
 def _items_per_user(rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
     """Lognormal activity: a few prolific users; at least 3, at most half the catalogue."""
     mean = cfg.mean_events_per_user / _EVENTS_PER_PAIR
@@ -466,13 +516,16 @@ def _utility(user_side: np.ndarray, item_side: np.ndarray, log_budget: np.ndarra
 
 
 def _choose(rng: np.random.Generator, users: _Users, items: _Items, n_pairs: np.ndarray,
-            temperature: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each user's ``n_pairs`` items, drawn without replacement ∝ popularity × exp(U / T).
+            onward: np.ndarray, temperature: float,
+            strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's ``n_pairs`` stays as (user, item, step, utility), sorted by user and step.
 
-    Gumbel top-k: the ``n`` largest of ``log p_i + G_i`` (``G = -log E``, ``E`` standard
-    exponential) are a draw of ``n`` items without replacement with probabilities ∝ ``p``. Users
-    go in blocks of similar activity, so each block partitions only as deep as its busiest user
-    needs. Float32 throughout: this is the hot loop.
+    The picks are drawn without replacement ∝ popularity × exp(U / T) by Gumbel top-k: the ``n``
+    largest of ``log p_i + G_i`` (``G = -log E``, ``E`` standard exponential) are a draw of ``n``
+    items without replacement with probabilities ∝ ``p``. :func:`_walk` then puts them in order,
+    following onward links with probability ``strength``. Users go in blocks of similar activity,
+    so each block partitions only as deep as its busiest user needs. Float32 throughout: this is
+    the hot loop.
     """
     n_items = len(items.price)
     user_side, item_side = _linear_terms(users, items)
@@ -481,44 +534,110 @@ def _choose(rng: np.random.Generator, users: _Users, items: _Items, n_pairs: np.
     log_popularity = items.log_popularity.astype(np.float32)
     order = np.argsort(n_pairs, kind="stable")
     size = max(1, _BLOCK_CELLS // n_items)
-    users_out, items_out, utils_out = [], [], []
+    users_out, items_out, steps_out, utils_out = [], [], [], []
     for begin in range(0, len(order), size):
         rows = order[begin:begin + size]
         util = _utility(user_side[rows], item_side, log_budget[rows], log_price)
         arrival = rng.standard_exponential(size=util.shape, dtype=np.float32)
         keys = util / np.float32(temperature) + log_popularity
         keys -= np.log(np.maximum(arrival, np.float32(1e-30)))
-        row, col = _top_per_row(keys, n_pairs[rows])
+        counts = n_pairs[rows]
+        picks = _shuffle_rows(rng, _top_per_row(keys, counts), counts)
+        stays = _walk(rng, keys, picks, counts, onward, strength)
+        row, step = np.nonzero(np.arange(stays.shape[1]) < counts[:, None])
+        col = stays[row, step]
         users_out.append(rows[row])
         items_out.append(col)
+        steps_out.append(step)
         utils_out.append(util[row, col].astype(np.float64))
-    user, item = np.concatenate(users_out), np.concatenate(items_out)
-    by_pair = np.lexsort((item, user))
-    return user[by_pair], item[by_pair], np.concatenate(utils_out)[by_pair]
+    user, step = np.concatenate(users_out), np.concatenate(steps_out)
+    by_stay = np.lexsort((step, user))
+    return (user[by_stay], np.concatenate(items_out)[by_stay], step[by_stay],
+            np.concatenate(utils_out)[by_stay])
 
 
-def _top_per_row(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the ``counts[r]`` largest keys of each row ``r``."""
+def _top_per_row(keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Columns of each row's largest keys, best first, ``counts.max()`` of them: row ``r``'s
+    first ``counts[r]`` are its picks."""
     deepest = int(counts.max())
     if deepest < keys.shape[1]:
         part = np.argpartition(-keys, deepest - 1, axis=1)[:, :deepest]
     else:
         part = np.broadcast_to(np.arange(keys.shape[1]), keys.shape)
-    ranked = np.take_along_axis(part, np.argsort(-np.take_along_axis(keys, part, axis=1),
-                                                 axis=1), axis=1)
-    keep = np.arange(deepest) < counts[:, None]
-    return np.nonzero(keep)[0], ranked[keep]
+    return np.take_along_axis(part, np.argsort(-np.take_along_axis(keys, part, axis=1), axis=1),
+                              axis=1)
+
+
+def _shuffle_rows(rng: np.random.Generator, picks: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each row's first ``counts[r]`` picks in random order, the rest after them.
+
+    Gumbel top-k ranks picks by key, best first; stays in that order would drift from good to
+    bad over each user's period, a trend no real log has.
+    """
+    noise = rng.random(picks.shape)
+    noise[np.arange(picks.shape[1]) >= counts[:, None]] = 2.0  # padding sorts last
+    return np.take_along_axis(picks, np.argsort(noise, axis=1), axis=1)
+
+
+def _walk(rng: np.random.Generator, keys: np.ndarray, picks: np.ndarray, counts: np.ndarray,
+          onward: np.ndarray, strength: float) -> np.ndarray:
+    """Each row's stays in order, (rows, depth): a walk that follows onward links or jumps.
+
+    After each stay, with probability ``strength``, the next is the onward listing of the last
+    stay with the largest key (the user's Gumbel-max choice among them), among those not yet
+    stayed at and plausible (key at most ``_PLAUSIBLE`` below the row's weakest pick); otherwise,
+    or if there is none, the next of ``picks`` not yet stayed at. ``counts`` must ascend (as
+    ``_choose``'s blocks do), so the rows still walking at a step are a suffix. There is always
+    a pick left: the picks passed over were stays, fewer than ``counts``.
+    """
+    n_rows, depth = picks.shape
+    valid = np.arange(depth) < counts[:, None]
+    pick_keys = np.take_along_axis(keys, picks, axis=1)
+    floor = np.where(valid, pick_keys, np.inf).min(axis=1) - np.float32(_PLAUSIBLE)
+    stays = np.zeros_like(picks)
+    stayed = np.zeros(keys.shape, dtype=bool)
+    taken = np.zeros(n_rows, dtype=np.int64)  # picks used or passed over, per row
+    follows = rng.random((n_rows, depth)) < strength
+    for k in range(depth):
+        rows = np.arange(int(np.searchsorted(counts, k, side="right")), n_rows)
+        step = _next_pick(picks, stayed, taken, rows)
+        if k > 0:
+            near = onward[stays[rows, k - 1]]
+            near_keys = keys[rows[:, None], near]
+            shut = stayed[rows[:, None], near] | (near_keys < floor[rows, None])
+            near_keys = np.where(shut, -np.inf, near_keys)
+            best = near_keys.argmax(axis=1)
+            on = follows[rows, k] & np.isfinite(near_keys[np.arange(len(rows)), best])
+            step = np.where(on, near[np.arange(len(rows)), best], step)
+            taken[rows[on]] -= 1  # the pick was not used: hand it back
+        stays[rows, k] = step
+        stayed[rows, step] = True
+    return stays
+
+
+def _next_pick(picks: np.ndarray, stayed: np.ndarray, taken: np.ndarray,
+               rows: np.ndarray) -> np.ndarray:
+    """Each row's next pick not yet stayed at (following on may have reached it); takes it."""
+    while True:
+        pick = picks[rows, taken[rows]]
+        passed = stayed[rows, pick]
+        if not passed.any():
+            taken[rows] += 1
+            return pick
+        taken[rows[passed]] += 1
 
 
 # -- events -----------------------------------------------------------------------------------
-def _events(rng: np.random.Generator, user: np.ndarray, item: np.ndarray, z: np.ndarray,
-            price: np.ndarray, n_users: int, span: int) -> tuple[np.ndarray, ...]:
+def _events(rng: np.random.Generator, stays: tuple[np.ndarray, np.ndarray, np.ndarray],
+            z: np.ndarray, price: np.ndarray, n_users: int,
+            span: int) -> tuple[np.ndarray, ...]:
     """Every pair's events as (user, item, type code, value, seconds since the window's start).
 
-    Events at or after ``span`` are cut; times rise along each pair's funnel, so a cut event's
-    successors are cut too.
+    ``stays`` is (user, item, step), sorted by user and step. Events at or after ``span`` are
+    cut; times rise along each pair's funnel, so a cut event's successors are cut too.
     """
-    t0 = _first_touch(rng, user, n_users, span)
+    user, item, step = stays
+    t0 = _first_touch(rng, user, step, n_users, span)
     visits = _visits(rng, z, t0)
     last_visit = visits[3][np.r_[np.flatnonzero(np.diff(visits[0])), len(visits[0]) - 1]]
     funnel = _funnel(rng, z, t0, last_visit, price[item])
@@ -529,12 +648,20 @@ def _events(rng: np.random.Generator, user: np.ndarray, item: np.ndarray, z: np.
     return user[pair], item[pair], code[kept], value[kept], seconds[kept]
 
 
-def _first_touch(rng: np.random.Generator, user: np.ndarray, n_users: int,
+def _first_touch(rng: np.random.Generator, user: np.ndarray, step: np.ndarray, n_users: int,
                  span: int) -> np.ndarray:
-    """When each pair starts: uniform over its user's active sub-period of the window."""
+    """When each pair starts: uniform over its user's active sub-period, rising with ``step``.
+
+    Pairs are sorted by user and step. Each user's uniform times are sorted onto their steps,
+    and step ``k`` adds ``k`` seconds to a time drawn ``count`` seconds short of the period's
+    end, so the times rise strictly and still fall inside the period.
+    """
     length = np.maximum(DAY, rng.beta(1.5, 2.5, n_users) * span)
     begin = rng.random(n_users) * (span - length)
-    return (begin[user] + rng.random(len(user)) * length[user]).astype(np.int64)
+    room = np.maximum(length - np.bincount(user, minlength=n_users), 0.0)
+    drawn = rng.random(len(user))
+    drawn = drawn[np.lexsort((drawn, user))]
+    return (begin[user] + np.floor(drawn * room[user])).astype(np.int64) + step
 
 
 def _visits(rng: np.random.Generator, z: np.ndarray,
@@ -609,7 +736,6 @@ def _events_frame(users: tuple[np.ndarray, np.ndarray], items: tuple[np.ndarray,
 def _items_frame(rng: np.random.Generator, items: _Items, ids: np.ndarray,
                  origin: np.datetime64) -> pd.DataFrame:
     n = len(ids)
-    centre = np.array([r.centre for r in REGIONS])[items.region]
     region = np.array([r.name for r in REGIONS], dtype=object)[items.region]
     kind = np.array([t.name for t in PROPERTY_TYPES], dtype=object)[items.kind]
     labels = [[AMENITIES[a] for a in np.flatnonzero(row)] for row in items.amenities]
@@ -617,8 +743,6 @@ def _items_frame(rng: np.random.Generator, items: _Items, ids: np.ndarray,
     adjective = np.array(_ADJECTIVES)[tier, rng.integers(0, 3, n)]
     day = origin.astype("datetime64[D]")
     listed = (day - rng.integers(30, 4 * 365, n).astype("timedelta64[D]")).astype("datetime64[s]")
-    lat = centre[:, 0] + rng.normal(0, 0.3, n)
-    lon = centre[:, 1] + rng.normal(0, 0.45, n)
     titles, descriptions = zip(*(_text(*row) for row in zip(adjective, items.bedrooms, kind,
                                                               region, labels, strict=True)),
                                strict=True)
@@ -630,8 +754,8 @@ def _items_frame(rng: np.random.Generator, items: _Items, ids: np.ndarray,
         "bedrooms": items.bedrooms.astype(np.float64),
         "price_per_night": items.price.astype(np.float64),
         "amenities": pd.Series(labels, dtype=object),
-        "latitude": np.round(lat, 5),
-        "longitude": np.round(lon, 5),
+        "latitude": np.round(items.coords[:, 0], 5),
+        "longitude": np.round(items.coords[:, 1], 5),
         "listed_date": listed,
     }).set_axis(pd.Index(ids, dtype=object, name="item_id"))
 
@@ -666,9 +790,9 @@ def _users_frame(users: _Users, ids: np.ndarray) -> pd.DataFrame:
     }).set_axis(pd.Index(ids, dtype=object, name="user_id"))
 
 
-def _truth(users: _Users, items: _Items, user_ids: np.ndarray, item_ids: np.ndarray,
-           pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SyntheticTruth:
-    user, item, z = pairs
+def _truth(users: _Users, items: _Items, ids: tuple[np.ndarray, np.ndarray],
+           pairs: tuple[np.ndarray, ...], onward: np.ndarray) -> SyntheticTruth:
+    (user_ids, item_ids), (user, item, step, z) = ids, pairs
     tastes = pd.DataFrame({
         "preferred_region": np.array([r.name for r in REGIONS], dtype=object)[
             users.region_pref.argmax(axis=1)],
@@ -682,8 +806,10 @@ def _truth(users: _Users, items: _Items, user_ids: np.ndarray, item_ids: np.ndar
     popularity = pd.Series(weight / weight.sum(), index=pd.Index(item_ids, dtype=object,
                                                                  name="item_id"))
     chosen = pd.DataFrame({"user_id": pd.Series(user_ids[user], dtype=object),
-                           "item_id": pd.Series(item_ids[item], dtype=object), "utility": z})
-    return SyntheticTruth(users.factors, items.factors, tastes, popularity, chosen)
+                           "item_id": pd.Series(item_ids[item], dtype=object), "utility": z,
+                           "step": step})
+    ahead = pd.DataFrame(item_ids[onward], index=pd.Index(item_ids, dtype=object, name="item_id"))
+    return SyntheticTruth(users.factors, items.factors, tastes, popularity, chosen, ahead)
 
 
 # -- small helpers ----------------------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""What every recommender trains on: id maps, the sparse user×item matrices, and feature tables.
+"""What every recommender trains on: id maps, the sparse user×item matrices, the time-ordered
+interaction log, and feature tables.
 
 Built once from the per-pair interaction table (see :mod:`recengine.data.weighting`) so that all
-models of a run see the same indices. The item vocabulary covers the whole catalogue, items
+models of a run see the same indices. The log (:attr:`TrainingData.log`) keeps each training
+user's events in time order beside the matrices, so that models of order (next-item prediction)
+train on the same pairs as the others; a split's training log holds exactly the events of its
+training pairs. The item vocabulary covers the whole catalogue, items
 without training events included: they can still be scored by content, filtered and evaluated.
 Saved as ``.npz`` plus Parquet and JSON, read back without pickle.
 """
@@ -16,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recengine.data.query import Queries, Sequences
 from recengine.data.schema import FeatureKind
 from recengine.data.vocabulary import Vocabulary
 
@@ -43,7 +48,8 @@ class TrainingData:
     ``feedback`` holds each observed pair's summed feedback ``r`` (its sparsity pattern is the set
     of observed pairs); ``ratings`` holds explicit ratings where the pair has one (may be empty).
     ``item_features`` and ``user_features`` are aligned with the vocabularies: row ``i`` describes
-    index ``i`` (all-missing where the metadata has no row).
+    index ``i`` (all-missing where the metadata has no row). ``log`` holds every user's events
+    in time order, one row per user (built from ``feedback``, one event per pair, when not given).
     """
 
     users: Vocabulary
@@ -54,6 +60,26 @@ class TrainingData:
     user_features: pd.DataFrame = field(default_factory=pd.DataFrame)
     item_feature_kinds: dict[str, FeatureKind] = field(default_factory=dict)
     user_feature_kinds: dict[str, FeatureKind] = field(default_factory=dict)
+    log: Sequences = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            object.__setattr__(self, "log", Queries.from_bag(
+                np.arange(self.n_users), self.feedback).sequences)
+        elif len(self.log) != self.n_users:
+            raise ValueError(f"the log has {len(self.log)} rows for {self.n_users} users")
+
+    def queries(self, users: np.ndarray) -> Queries:
+        """Queries for training users: their feedback row, ordered events and features."""
+        users = np.asarray(users, dtype=np.int32)
+        features = (self.user_features.iloc[users].reset_index(drop=True)
+                    if len(self.user_features.columns) else None)
+        return Queries(users, self.feedback[users], self.log.take(users),
+                       user_features=features)
+
+    def item_users(self, items: np.ndarray) -> sp.csr_array:
+        """``[len(items), n_users]``: the training users of each item, with their feedback."""
+        return sp.csr_array(self.feedback[:, np.asarray(items)].T.tocsr())
 
     @property
     def n_users(self) -> int:
@@ -86,8 +112,14 @@ class TrainingData:
         user_feature_kinds: dict[str, FeatureKind] | None = None,
         extra_items: np.ndarray | None = None,
         extra_users: np.ndarray | None = None,
+        events: pd.DataFrame | None = None,
     ) -> TrainingData:
         """Build from a per-pair table (``user_id, item_id, rating, feedback``).
+
+        ``events`` (``user_id, item_id``, and optionally ``event_type, value, weight,
+        timestamp``) becomes the time-ordered log; events of pairs not in ``interactions`` are
+        left out. Without it, the log has one event per pair, at the pair's ``timestamp`` when
+        the table has one, weighing its feedback.
 
         The user vocabulary is the users in ``interactions``, then ``extra_users`` (users who
         signed up but have no training events: cold users, known by their features); the item
@@ -118,11 +150,28 @@ class TrainingData:
             items=item_vocab,
             feedback=feedback,
             ratings=ratings,
+            log=_log(events, interactions, user_vocab, item_vocab, rows, cols),
             item_features=_align(items, item_vocab, item_feature_kinds),
             user_features=_align(users, user_vocab, user_feature_kinds),
             item_feature_kinds=dict(item_feature_kinds or {}),
             user_feature_kinds=dict(user_feature_kinds or {}),
         )
+
+    def new_user_queries(self, interactions: pd.DataFrame,
+                         users: np.ndarray | list[str]) -> Queries:
+        """Queries for users not in training, known by ``interactions`` (a per-pair or event
+        table: ``user_id, item_id, feedback`` or ``weight``, optionally ``timestamp``): row
+        ``k`` is ``users[k]``, its events in time order. Items outside the vocabulary are
+        dropped: no model can use them."""
+        rows = Vocabulary(users, name="user").index(interactions["user_id"], missing="negative")
+        cols = self.items.index(interactions["item_id"], missing="negative")
+        keep = (rows >= 0) & (cols >= 0)
+        table = interactions[keep]
+        if "weight" not in table:
+            table = table.assign(weight=table["feedback"])
+        seqs = Sequences.from_table(table.reset_index(drop=True), rows[keep], cols[keep],
+                                    len(users))
+        return Queries(np.full(len(users), -1, np.int32), seqs.bag(self.n_items), seqs)
 
     def history(self, interactions: pd.DataFrame, users: np.ndarray | list[str]) -> sp.csr_array:
         """Rows over this item vocabulary for ``users``, from a per-pair table (for fold-in).
@@ -145,6 +194,7 @@ class TrainingData:
             m = getattr(self, name)
             arrays |= {f"{name}_data": m.data, f"{name}_indices": m.indices,
                        f"{name}_indptr": m.indptr}
+        arrays |= self.log.to_arrays("log_")
         np.savez_compressed(path / "matrices.npz", **arrays)
         self.item_features.to_parquet(path / "item_features.parquet")
         self.user_features.to_parquet(path / "user_features.parquet")
@@ -163,12 +213,27 @@ class TrainingData:
             mats = {name: sp.csr_array((z[f"{name}_data"], z[f"{name}_indices"],
                                         z[f"{name}_indptr"]), shape=shape)
                     for name in ("feedback", "ratings")}
+            log = Sequences.from_arrays(z, "log_")
         kinds = json.loads((path / "features.json").read_text())
-        return cls(users=users, items=items, **mats,
+        return cls(users=users, items=items, **mats, log=log,
                    item_features=pd.read_parquet(path / "item_features.parquet"),
                    user_features=pd.read_parquet(path / "user_features.parquet"),
                    item_feature_kinds={k: FeatureKind(v) for k, v in kinds["items"].items()},
                    user_feature_kinds={k: FeatureKind(v) for k, v in kinds["users"].items()})
+
+
+def _log(events: pd.DataFrame | None, pairs: pd.DataFrame, users: Vocabulary, items: Vocabulary,
+         pair_rows: np.ndarray, pair_cols: np.ndarray) -> Sequences:
+    """The time-ordered log: ``events`` restricted to the training pairs, else one per pair."""
+    if events is None:
+        table = pairs.assign(weight=pairs["feedback"], value=pairs["rating"])
+        return Sequences.from_table(table, pair_rows, pair_cols, len(users))
+    rows = users.index(events["user_id"], missing="negative")
+    cols = items.index(events["item_id"], missing="negative")
+    keep = (rows >= 0) & (cols >= 0)
+    pair_keys = pair_rows.astype(np.int64) * len(items) + pair_cols
+    keep[keep] = np.isin(rows[keep].astype(np.int64) * len(items) + cols[keep], pair_keys)
+    return Sequences.from_table(events[keep], rows[keep], cols[keep], len(users))
 
 
 def _align(table: pd.DataFrame | None, vocab: Vocabulary,

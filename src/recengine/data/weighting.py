@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from recengine.data.schema import EventSchema, Feedback, Transform
 from recengine.errors import DataError
 
-__all__ = ["INTERACTION_COLUMNS", "Weighting", "aggregate", "event_contributions"]
+__all__ = ["INTERACTION_COLUMNS", "Weighting", "aggregate", "event_contributions",
+           "weighted_events"]
 
 #: Columns of the per-pair interaction table that :func:`aggregate` returns.
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "feedback", "timestamp", "n_events")
@@ -68,6 +69,21 @@ def _decay(timestamps: pd.Series, half_life_days: float) -> np.ndarray:
     return np.power(0.5, age_days / half_life_days)
 
 
+def weighted_events(events: pd.DataFrame, schema: EventSchema | None = None,
+                    weighting: Weighting | None = None) -> pd.DataFrame:
+    """The events with their ``weight``: each one's contribution to its pair's feedback.
+
+    Summed per (user, item), the weights are :func:`aggregate`'s ``feedback``; the training log
+    (:attr:`~recengine.data.training_data.TrainingData.log`) keeps them per event, in order.
+    """
+    schema = schema or EventSchema()
+    weighting = weighting or Weighting()
+    contribution = event_contributions(events, schema)
+    if weighting.half_life_days is not None and len(events):
+        contribution = contribution * _decay(events["timestamp"], weighting.half_life_days)
+    return events.assign(weight=contribution)
+
+
 def aggregate(
     events: pd.DataFrame,
     schema: EventSchema | None = None,
@@ -87,10 +103,7 @@ def aggregate(
           b     4.0       4.0         1
     """
     schema = schema or EventSchema()
-    weighting = weighting or Weighting()
-    contribution = event_contributions(events, schema)
-    if weighting.half_life_days is not None and len(events):
-        contribution = contribution * _decay(events["timestamp"], weighting.half_life_days)
+    contribution = weighted_events(events, schema, weighting)["weight"].to_numpy()
     explicit = [n for n, t in schema.event_types.items() if t.feedback == Feedback.EXPLICIT]
     is_rating = events["event_type"].isin(explicit).to_numpy()
     frame = pd.DataFrame({

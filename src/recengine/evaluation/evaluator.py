@@ -9,12 +9,13 @@ catalogue. Every metric is reported overall and per user-activity group (light /
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
+from recengine.data.query import Queries, Sequences
 from recengine.data.splits import Split
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
@@ -84,8 +85,9 @@ class EvaluationResult:
 
 
 def _test_matrix(split: Split, data: TrainingData) -> tuple[np.ndarray, np.ndarray,
-                                                             sp.csr_array, sp.csr_array | None]:
-    """Evaluated users (training index, or -1 if held out), their ids, relevant items, history."""
+                                                             sp.csr_array, Queries | None]:
+    """Evaluated users (training index, or -1 if held out), their ids, relevant items, and the
+    held-out users' queries (from the history the split gives them)."""
     user_ids = np.asarray(split.test_users, dtype=object)
     local = Vocabulary(user_ids, name="user")
     rows = local.index(split.test["user_id"])
@@ -94,7 +96,8 @@ def _test_matrix(split: Split, data: TrainingData) -> tuple[np.ndarray, np.ndarr
     relevant = csr_from_pairs(rows[keep], cols[keep], np.ones(int(keep.sum())),
                               (len(user_ids), data.n_items))
     users = data.users.index(user_ids, missing="negative")
-    history = data.history(split.given, user_ids) if split.given is not None else None
+    history = (data.new_user_queries(split.given, user_ids) if split.given is not None
+               else None)
     if history is None and (users < 0).any():
         # Users with no training pair and no given history cannot be scored: drop them.
         known = users >= 0
@@ -110,11 +113,15 @@ def evaluate(
     ks: Sequence[int] = (10,),
     curve_ks: Sequence[int] = CURVE_KS,
     progress: ProgressCallback | None = None,
+    prefitted: Collection[str] = (),
 ) -> EvaluationResult:
     """Fit each model on ``data`` (the split's training part) and measure it on the test part.
 
-    When the split names ``candidates`` (the cold-item protocol's held-out items), every ranking
-    is restricted to them, and each user's whole candidate ranking also gives an AUC.
+    Models named in ``prefitted`` were trained elsewhere (Spark, a GPU, another process) and
+    are measured as they are, without a fit; their vocabularies may differ from ``data``'s
+    (items and users are matched by id). When the split names ``candidates`` (the cold-item
+    protocol's held-out items), every ranking is restricted to them, and each user's whole
+    candidate ranking also gives an AUC.
     """
     users, _, relevant, history = _test_matrix(split, data)
     n_relevant = np.diff(relevant.indptr)
@@ -122,7 +129,7 @@ def evaluate(
     users, relevant, n_relevant = users[scored], relevant[scored], n_relevant[scored]
     if history is not None:
         history = history[scored]
-    train_counts = (np.diff(history.indptr) if history is not None
+    train_counts = (np.diff(history.bag.indptr) if history is not None
                     else data.user_counts()[users])
     groups = m.activity_groups(train_counts) if len(users) else np.array([], dtype=str)
     ks = sorted(set(ks))
@@ -138,7 +145,7 @@ def evaluate(
     results = {}
     for name, model in models.items():
         results[name] = _evaluate_one(name, model, data, users, history, depth, context,
-                                      progress, cand_idx)
+                                      progress, cand_idx, refit=name not in prefitted)
     return EvaluationResult(
         ks=ks, curve_ks=curve, n_users=len(users), n_items=data.n_items,
         group_sizes={g: int((groups == g).sum()) for g in GROUPS}, models=results,
@@ -161,16 +168,18 @@ class _Context:
 
 
 def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.ndarray,
-                  history: sp.csr_array | None, depth: int, ctx: _Context,
+                  history: Queries | None, depth: int, ctx: _Context,
                   progress: ProgressCallback | None,
-                  candidates: np.ndarray | None) -> ModelResult:
-    if progress:
-        progress(f"fitting {name}", 0, 1)
+                  candidates: np.ndarray | None, *, refit: bool = True) -> ModelResult:
     start = time.perf_counter()
-    model.fit(data, progress=progress)
+    if refit:
+        if progress:
+            progress(f"fitting {name}", 0, 1)
+        model.fit(data, progress=progress)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    recommended = _recommend_all(name, model, users, history, depth, progress, candidates)
+    recommended = _recommend_all(name, model, data, users, history, depth, progress,
+                                 candidates)
     recommend_seconds = time.perf_counter() - start
     overall = _ranking_metrics(recommended, ctx, np.ones(len(users), dtype=bool), ctx.curve)
     if candidates is not None:
@@ -178,22 +187,60 @@ def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.n
         recommended = recommended[:, :max(ctx.curve)]
     by_group = {g: _ranking_metrics(recommended, ctx, ctx.groups == g, ctx.ks) for g in GROUPS}
     if model.predicts_ratings and history is None:
-        overall |= _rating_metrics(model, ctx.split, data)
+        overall |= _rating_metrics(model, ctx.split)
     return ModelResult(name, overall, by_group, fit_seconds, recommend_seconds, recommended)
 
 
-def _recommend_all(name: str, model: Recommender, users: np.ndarray,
-                   history: sp.csr_array | None, depth: int,
+def _recommend_all(name: str, model: Recommender, data: TrainingData, users: np.ndarray,
+                   history: Queries | None, depth: int,
                    progress: ProgressCallback | None, candidates: np.ndarray | None = None,
                    block: int = 2048) -> np.ndarray:
+    """Every user's top ``depth`` in ``data``'s item indices (histories from ``data``)."""
+    same = model.items_ == data.items and model.users_ == data.users
     out = np.empty((len(users), depth), dtype=np.int32)
     for start in range(0, len(users), block):
         stop = min(start + block, len(users))
-        part = None if history is None else history[start:stop]
-        out[start:stop], _ = model.recommend_indices(users[start:stop], depth, history=part,
-                                                     candidates=candidates)
+        queries = (data.queries(users[start:stop]) if history is None
+                   else history[start:stop])
+        if same:
+            out[start:stop], _ = model.recommend_queries(queries, depth, candidates=candidates)
+        else:
+            out[start:stop] = _recommend_translated(model, data, queries, depth, candidates)
         if progress:
             progress(f"recommending with {name}", stop, len(users))
+    return out
+
+
+def _recommend_translated(model: Recommender, data: TrainingData, queries: Queries, depth: int,
+                          candidates: np.ndarray | None) -> np.ndarray:
+    """Top ``depth`` of a model with vocabularies of its own: users and items matched by id,
+    each history carried into the model's item indices, the answer brought back."""
+    to_model = model.items_.index(data.items.ids, missing="negative")
+    seqs = queries.sequences
+    mapped = to_model[seqs.items]
+    keep = mapped >= 0
+    rows = np.repeat(np.arange(len(queries)), np.diff(seqs.indptr))[keep]
+    indptr = np.zeros(len(queries) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(queries)), out=indptr[1:])
+    moved = Sequences(indptr, mapped[keep].astype(np.int32), seqs.weights[keep],
+                      seqs.values[keep], seqs.timestamps[keep], seqs.kinds[keep],
+                      seqs.event_types)
+    known = queries.users >= 0
+    users = np.full(len(queries), -1, dtype=np.int32)
+    users[known] = model.users_.index(data.users.ids[queries.users[known]], missing="negative")
+    asked = Queries(users, moved.bag(len(model.items_)), moved,
+                    user_features=queries.user_features)
+    cands = None
+    if candidates is not None:
+        cands = to_model[candidates]
+        cands = cands[cands >= 0]
+    idx, _ = model.recommend_queries(asked, depth, candidates=cands)
+    back = data.items.index(model.items_.ids, missing="negative")
+    found = np.where(idx >= 0, back[np.maximum(idx, 0)], -1)
+    out = np.full_like(found, -1)
+    for r, row in enumerate(found):  # items the data does not know are dropped, not holes
+        valid = row[row >= 0]
+        out[r, :len(valid)] = valid
     return out
 
 
@@ -227,12 +274,12 @@ def _mean(value: float | np.ndarray) -> float:
                                              else float("nan"))
 
 
-def _rating_metrics(model: Recommender, split: Split, data: TrainingData) -> dict[str, float]:
+def _rating_metrics(model: Recommender, split: Split) -> dict[str, float]:
     rated = split.test[split.test["rating"].notna()]
     if rated.empty:
         return {}
-    u = data.users.index(rated["user_id"], missing="negative")
-    i = data.items.index(rated["item_id"], missing="negative")
+    u = model.users_.index(rated["user_id"].astype(str), missing="negative")
+    i = model.items_.index(rated["item_id"].astype(str), missing="negative")
     predicted = model.score_indices(u, i)
     ok = np.isfinite(predicted)
     actual = rated["rating"].to_numpy(dtype=np.float64)[ok]

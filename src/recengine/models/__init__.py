@@ -6,6 +6,7 @@ from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
 from recengine.models.feature_map import FeatureMappedWALS
 from recengine.models.knowledge import KnowledgeBased
+from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.registry import MODELS, create_model
@@ -20,6 +21,7 @@ __all__ = [
     "ContentBased",
     "FeatureMappedWALS",
     "KnowledgeBased",
+    "Markov",
     "Popularity",
     "RandomItems",
     "Recommender",

@@ -1,28 +1,44 @@
 """The one interface every recommender implements, and what they share.
 
-A model implements three private methods: ``_fit`` (learn from :class:`TrainingData`),
-``_score`` (a dense score row per user, for known users or users known only by a history), and
-optionally ``_similar`` and ``_explain``. Everything else is written once here: id mapping,
-seen-item exclusion, item filters, top-k, batching, pair scores, and saving without pickle. So the
-evaluator, the hybrid and the server treat every model alike.
+A model implements ``_train`` (learn from :class:`TrainingData`, *return* the learned state) and
+``_score`` (a dense score row per query, see :class:`~recengine.data.query.Queries`), and
+declares what else it can do in ``capabilities``: similar items (``_similar``), similar users,
+user vectors (fold-in), vector forms for approximate retrieval, rating prediction, use of order
+or of request-time user features. Everything else is written once here: id mapping, seen-item
+exclusion, item filters, top-k, batching, pair scores, the fit lifecycle and saving without
+pickle. So the evaluator, the hybrid and the server treat every model alike.
 
-Index-level methods (``recommend_indices``) serve the evaluator; id-level methods (``recommend``,
-``recommend_history``, ``similar_items``, ``score``, ``explain``) serve people and the API.
+The fit lifecycle: :meth:`Recommender.fit` validates, calls ``_train`` (which must not touch
+``self``: it returns a dict of learned attributes), and only then installs the whole state at
+once. A failed fit leaves the previous model as it was. Histories are not learned state: a
+fitted model reads training users' histories from the :class:`TrainingData` it was fitted on
+(or, after :meth:`Recommender.load`, from the history source it is given), never from a matrix
+of its own.
+
+Index-level methods (``recommend_queries``, ``recommend_indices``, ``explain_indices``,
+``similarity``) serve the evaluator and composition (rules, fallback chains, hybrids); id-level
+methods (``recommend``, ``recommend_history``, ``recommend_query``, ``similar_items``,
+``audience``, ``score``, ``explain``) serve people and the API.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
+import numba
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from recengine.data.query import HistorySource, Queries, Query, Sequences
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
 from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
@@ -30,7 +46,8 @@ from recengine.models import kernels
 from recengine.models.retrieval import ItemIndex
 from recengine.progress import ProgressCallback
 
-__all__ = ["ModelConfig", "Recommender", "check_fitted", "normalise_scores", "top_k"]
+__all__ = ["Capability", "ModelConfig", "Recommender", "TrainingOptions", "check_fitted",
+           "normalise_scores", "top_k"]
 
 #: Rewrites a block of score rows ``[batch, n_items]`` (e.g. business rules).
 ScoreTransform = Callable[[np.ndarray], np.ndarray]
@@ -40,7 +57,8 @@ SERIAL_ROWS = 8
 
 #: Users scored per block: bounds memory at ``batch × n_items`` floats.
 DEFAULT_BATCH = 1024
-FORMAT_VERSION = 1
+#: 2: no training matrix in the model folder (histories come from the caller); 1 had one.
+FORMAT_VERSION = 2
 #: A saved model's HNSW graphs, when it has them: for top-k, and for similar items.
 INDEX_FILE = "index.faiss"
 SIMILAR_INDEX_FILE = "similar.faiss"
@@ -50,6 +68,61 @@ class ModelConfig(BaseModel):
     """Base of every model's configuration: validated, frozen, JSON round-trippable."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Capability(StrEnum):
+    """What a model can do beyond top-k and pair scores, declared on its class."""
+
+    #: ``similar_items`` and MMR re-ranking (``_similar``).
+    SIMILAR_ITEMS = "similar-items"
+    #: ``similar_users`` (``_similar_users``).
+    SIMILAR_USERS = "similar-users"
+    #: ``fold_in``: a user's vector from a history (``_user_vectors``).
+    USER_VECTORS = "user-vectors"
+    #: Approximate top-k from an HNSW graph (``_embed``, ``_item_vectors``).
+    RETRIEVAL = "retrieval"
+    #: Approximate similar items from an HNSW graph (``_similar_vectors``).
+    SIMILAR_RETRIEVAL = "similar-retrieval"
+    #: ``score`` predicts ratings on the data's scale (RMSE and MAE apply).
+    RATINGS = "ratings"
+    #: Scores depend on the order of the query's events (next-item models).
+    ORDER = "order"
+    #: Reads the query's request-time user features (new users known by metadata).
+    USER_FEATURES = "user-features"
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to train, apart from what to learn: device, seed and threads.
+
+    ``seed`` (when set) replaces the configuration's ``random_state``; ``threads`` bounds the
+    compiled loops of this fit only (nothing process-wide changes); ``device="cuda"`` needs a
+    model that declares it in ``devices`` and a CUDA device.
+    """
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    seed: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise DataError(f"threads must be at least 1, got {self.threads}", column="threads")
+
+    def seed_or(self, default: int) -> int:
+        return default if self.seed is None else self.seed
+
+    @contextmanager
+    def thread_limit(self) -> Iterator[None]:
+        """Run compiled loops on at most ``threads`` threads, restoring the caller's setting."""
+        if self.threads is None:
+            yield
+            return
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
 
 
 def check_fitted(model: Recommender) -> None:
@@ -93,26 +166,39 @@ def normalise_scores(scores: np.ndarray) -> np.ndarray:
     return np.where(finite, (safe - low) / span, -np.inf)
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 class Recommender(ABC):
     """Base of all recommenders.
 
-    Subclasses set ``name`` (the command line's name), ``Config`` (a :class:`ModelConfig`) and
-    ``state`` (the learned attributes, ending in ``_``, that :meth:`save` writes). ``__init__``
-    only stores the configuration; all work happens in :meth:`fit`.
+    Subclasses set ``name`` (the command line's name), ``Config`` (a :class:`ModelConfig`),
+    ``state`` (the learned arrays, ending in ``_``, that ``_train`` returns and :meth:`save`
+    writes) and ``capabilities``. ``__init__`` only stores the configuration; all work happens
+    in :meth:`fit`.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
+    config: ModelConfig
     state: ClassVar[tuple[str, ...]] = ()
-    #: Whether ``score`` predicts ratings on the data's scale (so RMSE and MAE apply).
-    predicts_ratings: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Devices ``fit`` can train on (``TrainingOptions.device``).
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: Whether a user unknown to the model needs some history to be scored (personalised
     #: models); popularity-like models answer for anyone.
     needs_history: ClassVar[bool] = False
 
     users_: Vocabulary
     items_: Vocabulary
-    user_items_: sp.csr_array
+    #: Where training users' histories come from: the data of the last fit, or what ``load``
+    #: was given. Not saved.
+    histories_: HistorySource | None = None
     #: Approximate top-k and similar-items indexes (:meth:`build_index`); saved with the
     #: model, dropped by :meth:`fit`.
     retrieval_: ItemIndex | None = None
@@ -133,41 +219,95 @@ class Recommender(ABC):
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({params})"
 
+    @classmethod
+    def key(cls) -> str:
+        """How registries and manifests name this class: its short name when it is one of
+        recengine's own models, else its import path ``package.module:Class``."""
+        from recengine.models.registry import MODELS
+
+        return cls.name if MODELS.get(cls.name) is cls else f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def search_space(cls, fixed: Mapping[str, Any]) -> dict[str, tuple[str, float, float, bool]]:
+        """Dimensions the tuner searches, given the fixed parameters: name → (``"int"`` or
+        ``"float"``, low, high, log scale). Empty: the model has nothing to tune."""
+        return {}
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """Whether ``score`` predicts ratings (:attr:`Capability.RATINGS`)."""
+        return self.supports(Capability.RATINGS)
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether this model (with its configuration) can do ``capability``."""
+        return capability in self.capabilities
+
+    def _require(self, capability: Capability) -> None:
+        if not self.supports(capability):
+            raise NotSupportedError(f"{self.name} does not support {capability.value}")
+
     # -- training ---------------------------------------------------------------------------
-    def fit(self, data: TrainingData, *, progress: ProgressCallback | None = None) -> Self:
+    def fit(self, data: TrainingData, *, options: TrainingOptions | None = None,
+            progress: ProgressCallback | None = None) -> Self:
         """Learn from ``data``; a second call replaces the first. Returns ``self``.
 
-        Long fits call ``progress(description, done, total)`` as they go.
+        The learned state is installed only when training succeeds: a fit that raises leaves
+        the model as it was. Long fits call ``progress(description, done, total)`` as they go.
         """
+        options = options or TrainingOptions()
+        if options.device not in self.devices:
+            raise NotSupportedError(f"{self.name} trains on {', '.join(self.devices)}, not "
+                                    f"{options.device}")
+        if options.device == "cuda" and not _cuda_available():
+            raise NotSupportedError("device 'cuda' asked for, but no CUDA device is present")
         if data.n_users == 0 or data.feedback.nnz == 0:
             raise DataError("no training interactions")
-        self.users_ = data.users
-        self.items_ = data.items
-        self.user_items_ = data.feedback
-        self.retrieval_ = self.similar_index_ = None
-        self._fit(data, progress)
+        with options.thread_limit():
+            state = self._train(data, options, progress)
+        self._install(data.users, data.items, state, data)
         return self
 
     @abstractmethod
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None: ...
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
+        """The learned state (attribute name → value, every name of ``state`` included).
 
+        Must not change ``self``: :meth:`fit` installs what it returns.
+        """
+
+    def _install(self, users: Vocabulary, items: Vocabulary, state: Mapping[str, Any],
+                 histories: HistorySource | None) -> None:
+        """Replace all learned state at once (one assignment: readers see old or new)."""
+        missing = [n for n in self.state if n not in state]
+        if missing:
+            raise TypeError(f"{type(self).__name__}._train returned no {', '.join(missing)}")
+        self.__dict__ = {"config": self.config, "users_": users, "items_": items,
+                         "histories_": histories, **state}
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The learned state as arrays and JSON (what :meth:`save` writes; never pickle)."""
+        check_fitted(self)
+        return {name: np.asarray(getattr(self, name)) for name in self.state}, {}
+
+    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
+                         meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The learned attributes rebuilt from :meth:`get_state`'s arrays and JSON."""
+        return {name: arrays[name] for name in self.state}
+
+    def set_state(self, users: Vocabulary, items: Vocabulary, arrays: Mapping[str, np.ndarray],
+                  meta: Mapping[str, Any], histories: HistorySource | None = None) -> Self:
+        """Install a state from :meth:`get_state` (a model trained elsewhere, or a load)."""
+        self._install(users, items, self.set_state_arrays(arrays, meta), histories)
+        return self
+
+    # -- scoring hooks ------------------------------------------------------------------------
     @abstractmethod
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        """Scores ``[len(users), n_items]`` (higher is better; -inf never recommended).
+    def _score(self, queries: Queries) -> np.ndarray:
+        """Scores ``[len(queries), n_items]`` (higher is better; -inf never recommended)."""
 
-        ``users`` holds training indices, or -1 for a user known only by ``history``, whose row
-        ``k`` is user ``k``'s interactions (for known users, their training row).
-        """
-
-    def _embed(self, users: np.ndarray,
-               history: sp.csr_array | None) -> tuple[np.ndarray, np.ndarray]:
-        """``_score`` as inner products: query vectors ``q`` and offsets ``c`` per user, with
-        ``_score(users, history)[u] == q[u] @ self._item_vectors().T + c[u]``. ``history`` may
-        be None when every user is known.
-
-        Factor models implement it (and :meth:`_item_vectors`) so that :meth:`build_index` can
-        answer top-k approximately.
-        """
+    def _embed(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+        """:attr:`Capability.RETRIEVAL`: ``_score`` as inner products, query vectors ``q`` and
+        offsets ``c`` with ``_score(queries)[k] == q[k] @ self._item_vectors().T + c[k]``."""
         raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
 
     def _item_vectors(self) -> np.ndarray:
@@ -175,13 +315,21 @@ class Recommender(ABC):
         raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
 
     def _similar_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
-        """Vectors whose inner products are :meth:`_similar`'s similarities, for ``items``
-        (all when None): ``_similar(i) == v(i) @ v(all).T``."""
-        raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
+        """:attr:`Capability.SIMILAR_RETRIEVAL`: vectors whose inner products are
+        :meth:`_similar`'s similarities, for ``items`` (all when None)."""
+        raise NotSupportedError(f"{self.name} has no vector form for similar items")
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        """Similarity ``[len(items), n_items]`` of each item to every item."""
+        """:attr:`Capability.SIMILAR_ITEMS`: similarity ``[len(items), n_items]``."""
         raise NotSupportedError(f"{self.name} cannot find similar items")
+
+    def _similar_users(self, users: np.ndarray) -> np.ndarray:
+        """:attr:`Capability.SIMILAR_USERS`: similarity ``[len(users), n_users]``."""
+        raise NotSupportedError(f"{self.name} cannot find similar users")
+
+    def _user_vectors(self, queries: Queries) -> np.ndarray:
+        """:attr:`Capability.USER_VECTORS`: each query's user vector."""
+        raise NotSupportedError(f"{self.name} has no user vectors")
 
     def _item_scores(self, items: np.ndarray) -> np.ndarray:
         """Scores ``[len(items), n_users]`` of every training user for each item.
@@ -193,26 +341,78 @@ class Recommender(ABC):
         out = np.empty((len(items), n_users), dtype=np.float32)
         for start in range(0, n_users, DEFAULT_BATCH):
             block = np.arange(start, min(start + DEFAULT_BATCH, n_users))
-            out[:, block] = np.asarray(self._score(block, self.user_items_[block]))[:, items].T
+            out[:, block] = np.asarray(self._score(self.training_queries(block)))[:, items].T
         return out
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
-        """One reason per recommended item, in words."""
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
+        """One reason per item for the one query in ``queries``, in words."""
         return [f"scored by {self.name}"] * len(items)
 
+    # -- queries ------------------------------------------------------------------------------
+    def _histories(self) -> HistorySource:
+        if self.histories_ is None:
+            raise NotSupportedError(
+                f"this {self.name} model was loaded without histories: pass histories= to "
+                "load (a TrainingData, or the registry version's), or query by history")
+        return self.histories_
+
+    def training_queries(self, users: np.ndarray) -> Queries:
+        """Queries for training users, from the model's history source."""
+        check_fitted(self)
+        return self._histories().queries(np.asarray(users, dtype=np.int32))
+
+    def history_queries(self, history: Sequence[str] | Mapping[str, float]) -> Queries:
+        """A one-row query for a user known only by ``history`` (item ids in order, or
+        id → feedback); unknown item ids are ignored."""
+        check_fitted(self)
+        weights = dict(history) if isinstance(history, Mapping) else None
+        ids = list(history)
+        idx = self.items_.index(ids, missing="negative")
+        keep = idx >= 0
+        w = (np.fromiter((weights[i] for i in ids), np.float32, count=len(ids))[keep]
+             if weights is not None else np.ones(int(keep.sum()), np.float32))
+        seqs = Sequences.from_rows([idx[keep].tolist()], [w.tolist()])
+        return Queries(np.array([-1], np.int32), seqs.bag(len(self.items_)), seqs)
+
+    def queries_from(self, query: Query) -> Queries:
+        """The one-row :class:`Queries` of an id-level :class:`Query`.
+
+        A known user with no ``query.history`` is asked as trained; events in
+        ``query.history`` come after the training history (the server's live events), so the
+        user is then asked by the whole history, folded in, as a user the model has not seen.
+        """
+        check_fitted(self)
+        position = self.users_.get(query.user) if query.user is not None else -1
+        if position >= 0:
+            base = self.training_queries(np.array([position]))
+        else:
+            base = Queries(np.array([position], np.int32),
+                           csr_from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                          np.zeros(0), (1, len(self.items_))),
+                           Sequences.empty(1))
+        users, sequences, bag = base.users, base.sequences, base.bag
+        if query.history is not None and len(query.history):
+            sequences = sequences.append(self._events(query.history))
+            bag = sequences.bag(len(self.items_))
+            users = np.array([-1], np.int32)
+        session = None
+        if query.session:
+            idx = self.items_.index(list(query.session), missing="negative")
+            session = Sequences.from_rows([idx[idx >= 0].tolist()])
+        features = pd.DataFrame([dict(query.user_features)]) if query.user_features else (
+            base.user_features)
+        times = None if query.time is None else np.array([query.time], dtype="datetime64[s]")
+        return Queries(users, bag, sequences, session=session, user_features=features,
+                       times=times, context=(dict(query.context),))
+
+    def _events(self, table: pd.DataFrame) -> Sequences:
+        """One row of ordered events over this model's items (unknown items dropped)."""
+        idx = self.items_.index(table["item_id"].astype(str), missing="negative")
+        keep = idx >= 0
+        return Sequences.from_table(table[keep].reset_index(drop=True),
+                                    np.zeros(int(keep.sum()), np.int64), idx[keep], 1)
+
     # -- index level --------------------------------------------------------------------------
-    def _check_history(self, users: np.ndarray, history: sp.csr_array | None) -> None:
-        if history is not None:
-            if history.shape != (len(users), len(self.items_)):
-                raise DataError(f"history must be {len(users)} × {len(self.items_)}, "
-                                f"got {history.shape[0]} × {history.shape[1]}")
-        elif (users < 0).any():
-            raise DataError("users given as -1 need a history")
-
-    def _history_rows(self, users: np.ndarray, history: sp.csr_array | None) -> sp.csr_array:
-        self._check_history(users, history)
-        return sp.csr_array(history) if history is not None else self.user_items_[users]
-
     def recommend_indices(
         self,
         users: np.ndarray,
@@ -226,42 +426,76 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores for each user index, best first.
 
-        ``candidates`` (item indices) restricts the answer to those items; ``history`` gives the
-        users' interactions when they were not in training (pass -1 as their index) and is then
-        also what ``exclude_seen`` excludes. ``transform(scores)`` rewrites each block of score
-        rows before the top-k (business rules, constraints). Short lists are padded with -1 and
-        NaN.
+        A convenience over :meth:`recommend_queries`: training users' histories come from the
+        model's history source; ``history`` (rows over items) gives them instead, for users not
+        in training (pass -1 as their index).
         """
         check_fitted(self)
         users = np.asarray(users, dtype=np.int32)
-        if self.retrieval_ is not None and candidates is None and transform is None:
-            self._check_history(users, history)
-            return self._recommend_approximate(users, history, n, exclude_seen)
-        rows = self._history_rows(users, history)
-        return self._recommend_exact(users, rows, n, exclude_seen, candidates, transform,
+        if history is not None:
+            if history.shape != (len(users), len(self.items_)):
+                raise DataError(f"history must be {len(users)} × {len(self.items_)}, "
+                                f"got {history.shape[0]} × {history.shape[1]}")
+            queries = Queries.from_bag(users, history)
+        elif (users < 0).any():
+            raise DataError("users given as -1 need a history")
+        else:
+            queries = self.training_queries(users)
+        return self.recommend_queries(queries, n, exclude_seen=exclude_seen,
+                                      candidates=candidates, transform=transform,
+                                      batch_size=batch_size)
+
+    def recommend_queries(
+        self,
+        queries: Queries,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+        transform: ScoreTransform | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` item indices and scores for each query, best first.
+
+        ``candidates`` (item indices) restricts the answer to those items, ``exclude`` removes
+        items; ``exclude_seen`` removes each query's bag. ``transform(scores)`` rewrites each
+        block of score rows before the top-k (business rules, constraints). Short lists are
+        padded with -1 and NaN.
+        """
+        check_fitted(self)
+        plain = candidates is None and transform is None and exclude is None
+        if self.retrieval_ is not None and plain:
+            return self._recommend_approximate(queries, n, exclude_seen)
+        return self._recommend_exact(queries, n, exclude_seen, candidates, exclude, transform,
                                      batch_size)
 
-    def _recommend_exact(self, users: np.ndarray, rows: sp.csr_array, n: int,
-                         exclude_seen: bool, candidates: np.ndarray | None,
+    def _recommend_exact(self, queries: Queries, n: int, exclude_seen: bool,
+                         candidates: np.ndarray | None, exclude: np.ndarray | None,
                          transform: ScoreTransform | None,
                          batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
-        allowed = None
-        if candidates is not None:
-            allowed = np.zeros(len(self.items_), dtype=bool)
-            allowed[np.asarray(candidates, dtype=np.int64)] = True
-        out_idx = np.empty((len(users), n), dtype=np.int32)
-        out_val = np.empty((len(users), n), dtype=np.float32)
-        for start in range(0, len(users), batch_size):
-            stop = min(start + batch_size, len(users))
-            block = rows[start:stop]
-            scores = np.array(self._score(users[start:stop], block), dtype=np.float32)
+        blocked = None
+        if candidates is not None or exclude is not None:
+            blocked = np.zeros(len(self.items_), dtype=bool)
+            if candidates is not None:
+                blocked[:] = True
+                blocked[np.asarray(candidates, dtype=np.int64)] = False
+            if exclude is not None:
+                blocked[np.asarray(exclude, dtype=np.int64)] = True
+        out_idx = np.empty((len(queries), n), dtype=np.int32)
+        out_val = np.empty((len(queries), n), dtype=np.float32)
+        for start in range(0, len(queries), batch_size):
+            stop = min(start + batch_size, len(queries))
+            block = queries if (start, stop) == (0, len(queries)) else queries[start:stop]
+            scores = np.array(self._score(block), dtype=np.float32)
             if transform is not None:
                 scores = transform(scores)
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
+            if blocked is not None:
+                scores[:, blocked] = -np.inf
             if exclude_seen:
-                r = np.repeat(np.arange(stop - start), np.diff(block.indptr))
-                scores[r, block.indices] = -np.inf
+                bag = block.bag
+                r = np.repeat(np.arange(stop - start), np.diff(bag.indptr))
+                scores[r, bag.indices] = -np.inf
             out_idx[start:stop], out_val[start:stop] = top_k(scores, n)
         return out_idx, out_val
 
@@ -271,20 +505,20 @@ class Recommender(ABC):
         indexes from now on.
 
         Approximate: see :mod:`recengine.models.retrieval` for the trade-off and the
-        parameters. Only models with a vector form (:meth:`_embed`, :meth:`_similar_vectors`)
-        support it; a model with one of the two gets that index only.
+        parameters. Only models with a vector form (:attr:`Capability.RETRIEVAL`,
+        :attr:`Capability.SIMILAR_RETRIEVAL`) support it; a model with one of the two gets
+        that index only.
         """
         check_fitted(self)
         options = {"neighbours": neighbours, "ef_construction": ef_construction,
                    "ef_search": ef_search}
-        built = []
-        for name, vectors in (("retrieval_", self._item_vectors),
-                              ("similar_index_", self._similar_vectors)):
-            with contextlib.suppress(NotSupportedError):
-                setattr(self, name, ItemIndex.build(vectors(), **options))
-                built.append(name)
-        if not built:
+        if not (self.supports(Capability.RETRIEVAL)
+                or self.supports(Capability.SIMILAR_RETRIEVAL)):
             raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
+        if self.supports(Capability.RETRIEVAL):
+            self.retrieval_ = ItemIndex.build(self._item_vectors(), **options)
+        if self.supports(Capability.SIMILAR_RETRIEVAL):
+            self.similar_index_ = ItemIndex.build(self._similar_vectors(), **options)
         return self
 
     @property
@@ -296,26 +530,32 @@ class Recommender(ABC):
         """Answer exactly from now on."""
         self.retrieval_ = self.similar_index_ = None
 
-    def _recommend_approximate(self, users: np.ndarray, history: sp.csr_array | None, n: int,
+    def _recommend_approximate(self, queries: Queries, n: int,
                                exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n from :attr:`retrieval_`; rows it leaves short are answered exactly.
-
-        Known users are looked up without slicing the training matrix: a scipy row slice costs
-        more than the graph search.
-        """
+        """Top-n from :attr:`retrieval_`; rows it leaves short are answered exactly."""
         assert self.retrieval_ is not None
-        source, rows = ((self.user_items_, users) if history is None
-                        else (sp.csr_array(history), np.arange(len(users))))
-        seen = [source.indices[source.indptr[r]:source.indptr[r + 1]] for r in rows.tolist()]
-        queries, offsets = self._embed(users, history)
-        idx, val, short = self.retrieval_.search(queries, n, seen if exclude_seen else None)
+        bag = queries.bag
+        seen = [bag.indices[bag.indptr[r]:bag.indptr[r + 1]] for r in range(len(queries))]
+        vectors, offsets = self._embed(queries)
+        idx, val, short = self.retrieval_.search(vectors, n, seen if exclude_seen else None)
         val += offsets[:, None].astype(np.float32)
         if short.any():
             which = np.flatnonzero(short)
-            exact_rows = source[rows[which]]
-            idx[which], val[which] = self._recommend_exact(users[which], exact_rows, n,
-                                                           exclude_seen, None, None)
+            idx[which], val[which] = self._recommend_exact(queries[which], n, exclude_seen,
+                                                           None, None, None)
         return idx, val
+
+    def explain_indices(self, queries: Queries, items: np.ndarray) -> list[str]:
+        """A reason in words for each of ``items`` (indices) for the one query given."""
+        check_fitted(self)
+        return self._explain(queries, np.asarray(items))
+
+    def similarity(self, items: np.ndarray) -> np.ndarray:
+        """Similarity ``[len(items), n_items]`` of item indices to every item
+        (:attr:`Capability.SIMILAR_ITEMS`)."""
+        check_fitted(self)
+        self._require(Capability.SIMILAR_ITEMS)
+        return np.asarray(self._similar(np.asarray(items)))
 
     # -- id level -----------------------------------------------------------------------------
     def recommend(
@@ -368,31 +608,37 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         items: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` for a user known only by their items (ids, or id → feedback): fold-in.
+        """Top-``n`` for a user known only by their items (ids in order, or id → feedback).
 
         Unknown item ids in the history are ignored.
         """
-        row = self.history_row(history)
         cands = None if items is None else self.items_.index(items, missing="negative")
-        idx, val = self.recommend_indices(
-            np.array([-1]), n, exclude_seen=exclude_seen, history=row,
+        idx, val = self.recommend_queries(
+            self.history_queries(history), n, exclude_seen=exclude_seen,
             candidates=None if cands is None else cands[cands >= 0])
         return self.items_.id_of(idx[0]), val[0]
 
-    def history_row(self, history: Sequence[str] | Mapping[str, float]) -> sp.csr_array:
-        """A one-row matrix over the model's items from item ids or an id → feedback map."""
-        check_fitted(self)
-        weights = dict(history) if isinstance(history, Mapping) else dict.fromkeys(history, 1.0)
-        idx = self.items_.index(list(weights), missing="negative")
-        values = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
-        keep = idx >= 0
-        return csr_from_pairs(np.zeros(int(keep.sum()), dtype=np.int64), idx[keep], values[keep],
-                              (1, len(self.items_)))
+    def recommend_query(self, query: Query, n: int = 10, *,
+                        exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` item ids and scores for one :class:`Query` (history, session, features,
+        time, context, candidates and exclusions)."""
+        queries = self.queries_from(query)
+        cands = None
+        if query.candidates is not None:
+            cands = self.items_.index(list(query.candidates), missing="negative")
+            cands = cands[cands >= 0]
+        excluded = self.items_.index(list(query.exclude), missing="negative")
+        idx, val = self.recommend_queries(queries, n, exclude_seen=exclude_seen,
+                                          candidates=cands,
+                                          exclude=excluded[excluded >= 0] if len(excluded)
+                                          else None)
+        return self.items_.id_of(idx[0]), val[0]
 
     def similar_items(self, items: str | Sequence[str], n: int = 10) -> tuple[np.ndarray,
                                                                               np.ndarray]:
         """The ``n`` items most similar to each item (the item itself excluded)."""
         check_fitted(self)
+        self._require(Capability.SIMILAR_ITEMS)
         scalar = isinstance(items, str)
         idx = self.items_.index([items] if scalar else items)
         top, val = (self._similar_exact(idx, n) if self.similar_index_ is None
@@ -416,20 +662,40 @@ class Recommender(ABC):
             top[which], val[which] = self._similar_exact(idx[which], n)
         return top, val
 
+    def similar_users(self, users: str | Sequence[str], n: int = 10) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+        """The ``n`` users most similar to each user, the user excluded
+        (:attr:`Capability.SIMILAR_USERS`)."""
+        check_fitted(self)
+        self._require(Capability.SIMILAR_USERS)
+        scalar = isinstance(users, str)
+        idx = self.users_.index([users] if scalar else users)
+        sims = np.array(self._similar_users(idx), dtype=np.float32)
+        sims[np.arange(len(idx)), idx] = -np.inf
+        top, val = top_k(sims, n)
+        ids = self.users_.id_of(top)
+        return (ids[0], val[0]) if scalar else (ids, val)
+
+    def fold_in(self, history: Sequence[str] | Mapping[str, float]) -> np.ndarray:
+        """The vector of a user known only by their items (:attr:`Capability.USER_VECTORS`)."""
+        check_fitted(self)
+        self._require(Capability.USER_VECTORS)
+        return self._user_vectors(self.history_queries(history))[0]
+
     def audience(self, items: str | Sequence[str], n: int = 100, *, exclude_seen: bool = True,
                  combine: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Targeting: the ``n`` users most likely to engage with each item, best first.
 
         With ``combine=True`` the items are one promotion: users are ranked by their mean score
         over the items. ``exclude_seen`` leaves out users who already chose the item (any of
-        them, when combined).
+        them, when combined): they are read from the model's history source.
         """
         check_fitted(self)
         scalar = isinstance(items, str)
         idx = self.items_.index([items] if scalar else items)
         scores = np.array(self._item_scores(idx), dtype=np.float32)
         if exclude_seen:
-            seen = self.user_items_[:, idx].T.tocsr()
+            seen = self._histories().item_users(idx)
             seen_rows = np.repeat(np.arange(len(idx)), np.diff(seen.indptr))
             scores[seen_rows, seen.indices] = -np.inf
         if combine:
@@ -452,7 +718,7 @@ class Recommender(ABC):
         distinct, inverse = np.unique(users[ok], return_inverse=True)
         for start in range(0, len(distinct), DEFAULT_BATCH):
             block = distinct[start:start + DEFAULT_BATCH]
-            scores = self._score(block, self.user_items_[block])
+            scores = self._score(self.training_queries(block))
             pick = (inverse >= start) & (inverse < start + len(block))
             where = np.flatnonzero(ok)[pick]
             out[where] = scores[inverse[pick] - start, items[where]]
@@ -461,30 +727,28 @@ class Recommender(ABC):
     def explain(self, user: str, items: Sequence[str]) -> list[str]:
         """A reason in words for each of ``items`` recommended to ``user``."""
         check_fitted(self)
-        u = int(self.users_.index([user])[0])
-        return self._explain(u, self.user_items_[[u]], self.items_.index(items))
+        u = self.users_.index([user])
+        return self._explain(self.training_queries(u), self.items_.index(items))
 
     def explain_history(self, history: Sequence[str] | Mapping[str, float],
                         items: Sequence[str]) -> list[str]:
         """A reason for each of ``items`` recommended to a user known only by ``history``."""
-        return self._explain(-1, self.history_row(history), self.items_.index(items))
+        return self._explain(self.history_queries(history), self.items_.index(items))
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``model.json`` (name, config), ``state.npz`` (vocabularies, arrays) and, when
-        the model has them, its HNSW graphs ``index.faiss`` and ``similar.faiss``."""
+        """Write ``model.json`` (class, config, JSON state), ``state.npz`` (vocabularies and
+        arrays) and, when the model has them, its HNSW graphs. No training matrix: histories
+        are the caller's (a registry version saves its training data once)."""
         check_fitted(self)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"model": self.name, "format": FORMAT_VERSION,
-                "config": self.config.model_dump(mode="json")}
-        (path / "model.json").write_text(json.dumps(meta, indent=2))
-        m = self.user_items_
-        arrays = {"users_": self.users_.to_array(), "items_": self.items_.to_array(),
-                  "user_items_data": m.data, "user_items_indices": m.indices,
-                  "user_items_indptr": m.indptr}
-        arrays |= {name: np.asarray(getattr(self, name)) for name in self.state}
-        np.savez(path / "state.npz", **arrays)
+        arrays, meta = self.get_state()
+        (path / "model.json").write_text(json.dumps(
+            {"model": self.key(), "format": FORMAT_VERSION,
+             "config": self.config.model_dump(mode="json"), "state": meta}, indent=2))
+        np.savez(path / "state.npz", users_=self.users_.to_array(),
+                 items_=self.items_.to_array(), **arrays)
         for index, name in ((self.retrieval_, INDEX_FILE),
                             (self.similar_index_, SIMILAR_INDEX_FILE)):
             if index is not None:
@@ -492,8 +756,12 @@ class Recommender(ABC):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Read a model written by :meth:`save`; never runs code from the file (no pickle)."""
+    def load(cls, path: str | Path, *, histories: HistorySource | None = None) -> Recommender:
+        """Read a model written by :meth:`save`; never runs code from the file (no pickle).
+
+        ``histories`` (e.g. the :class:`TrainingData` it was trained on) is where training
+        users' histories come from; without it the model answers users by history only.
+        """
         from recengine.models.registry import model_class
 
         path = Path(path)
@@ -504,15 +772,30 @@ class Recommender(ABC):
         klass = model_class(meta["model"])
         model = klass(klass.Config.model_validate(meta["config"]))
         with np.load(path / "state.npz", allow_pickle=False) as z:
-            model.users_ = Vocabulary.from_array(z["users_"], name="user")
-            model.items_ = Vocabulary.from_array(z["items_"], name="item")
-            model.user_items_ = sp.csr_array(
-                (z["user_items_data"], z["user_items_indices"], z["user_items_indptr"]),
-                shape=(len(model.users_), len(model.items_)))
-            for name in klass.state:
-                setattr(model, name, z[name])
+            arrays = dict(z)
+        users = Vocabulary.from_array(arrays.pop("users_"), name="user")
+        items = Vocabulary.from_array(arrays.pop("items_"), name="item")
+        if histories is None and "user_items_data" in arrays:  # format 1 kept its matrix
+            histories = _MatrixHistories(sp.csr_array(
+                (arrays["user_items_data"], arrays["user_items_indices"],
+                 arrays["user_items_indptr"]), shape=(len(users), len(items))))
+        model.set_state(users, items, arrays, meta.get("state", {}), histories)
         if (path / INDEX_FILE).exists():
             model.retrieval_ = ItemIndex.read(path / INDEX_FILE)
         if (path / SIMILAR_INDEX_FILE).exists():
             model.similar_index_ = ItemIndex.read(path / SIMILAR_INDEX_FILE)
         return model
+
+
+@dataclass(frozen=True)
+class _MatrixHistories:
+    """Histories from a feedback matrix alone (models saved in format 1 carried one)."""
+
+    feedback: sp.csr_array
+
+    def queries(self, users: np.ndarray) -> Queries:
+        return Queries.from_bag(users, self.feedback[users])
+
+    def item_users(self, items: np.ndarray) -> sp.csr_array:
+        return sp.csr_array(self.feedback[:, items].T.tocsr())
+

@@ -8,13 +8,15 @@ well-rated items.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field
 
+from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
-from recengine.models.base import ModelConfig, Recommender
+from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["Bias"]
@@ -24,17 +26,20 @@ class Bias(Recommender):
     """Global mean + item bias + user bias, learned from explicit ratings."""
 
     name = "bias"
-    predicts_ratings = True
+    capabilities = frozenset({Capability.RATINGS})
 
     class Config(ModelConfig):
         damping: float = Field(5.0, ge=0, description="Pseudo-count shrinking small biases.")
+
+    config: Config
 
     state = ("global_mean_", "item_bias_", "user_bias_")
     global_mean_: np.ndarray
     item_bias_: np.ndarray
     user_bias_: np.ndarray
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
         if not data.has_ratings:
             raise DataError("the bias model needs explicit ratings; this data has none")
         r = data.ratings.tocoo()
@@ -46,15 +51,16 @@ class Bias(Recommender):
         resid = r.data - mu - item_bias[r.col]
         user_sum = np.bincount(r.row, weights=resid, minlength=data.n_users)
         user_n = np.bincount(r.row, minlength=data.n_users)
-        self.global_mean_ = np.asarray(mu, dtype=np.float32)
-        self.item_bias_ = item_bias.astype(np.float32)
-        self.user_bias_ = (user_sum / (user_n + damping + 1e-12)).astype(np.float32)
+        return {"global_mean_": np.asarray(mu, dtype=np.float32),
+                "item_bias_": item_bias.astype(np.float32),
+                "user_bias_": (user_sum / (user_n + damping + 1e-12)).astype(np.float32)}
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
+    def _score(self, queries: Queries) -> np.ndarray:
+        users = queries.users
         user_bias = np.where(users >= 0, self.user_bias_[np.maximum(users, 0)], 0.0)
         return (self.global_mean_ + user_bias[:, None] + self.item_bias_[None, :]).astype(
             np.float32)
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         return [f"rated {self.item_bias_[i]:+.2f} stars against the average of "
                 f"{float(self.global_mean_):.2f}" for i in items]

@@ -8,14 +8,17 @@ gets the category mix of everyone, which is close to global popularity.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recengine.data.query import Queries
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
-from recengine.models.base import ModelConfig, Recommender
+from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["CategoryPopularity"]
@@ -28,12 +31,15 @@ class CategoryPopularity(Recommender):
     """The most popular items of the categories in each user's history."""
 
     name = "category-popularity"
+    capabilities = frozenset({Capability.SIMILAR_ITEMS})
 
     class Config(ModelConfig):
         feature: str | None = Field(
             None, description="Item feature holding the categories; default: the first "
             "categorical or multi-valued feature the dataset declares (genres, region, tags).")
         max_categories: int = Field(100, ge=1, description="Keep the most common labels only.")
+
+    config: Config
 
     state = ("categories_", "item_categories_", "item_given_category_", "category_prior_",
              "item_popularity_")
@@ -43,7 +49,8 @@ class CategoryPopularity(Recommender):
     category_prior_: np.ndarray
     item_popularity_: np.ndarray
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
         labels = _item_labels(data, self.config.feature)
         counts: dict[str, int] = {}
         for item_labels in labels:
@@ -58,11 +65,10 @@ class CategoryPopularity(Recommender):
                     member[i, column[label]] = 1.0
         popularity = data.item_counts().astype(np.float32)
         mass = member.T @ popularity
-        self.categories_ = np.asarray(kept, dtype=str)
-        self.item_categories_ = member
-        self.item_given_category_ = member * popularity[:, None] / np.maximum(mass, 1e-12)
-        self.category_prior_ = mass / max(float(mass.sum()), 1e-12)
-        self.item_popularity_ = popularity / max(float(popularity.max()), 1.0)
+        return {"categories_": np.asarray(kept, dtype=str), "item_categories_": member,
+                "item_given_category_": member * popularity[:, None] / np.maximum(mass, 1e-12),
+                "category_prior_": mass / max(float(mass.sum()), 1e-12),
+                "item_popularity_": popularity / max(float(popularity.max()), 1.0)}
 
     def _profiles(self, history: sp.csr_array) -> np.ndarray:
         """``P(c | u)`` per row; the population's mix for users with no categorised items."""
@@ -72,8 +78,8 @@ class CategoryPopularity(Recommender):
         total = prof.sum(axis=1, keepdims=True)
         return np.where(total > 0, prof / np.maximum(total, 1e-12), self.category_prior_)
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        scores = self._profiles(history) @ self.item_given_category_.T
+    def _score(self, queries: Queries) -> np.ndarray:
+        scores = self._profiles(queries.bag) @ self.item_given_category_.T
         return scores + _TIE_BREAK * self.item_popularity_
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
@@ -81,8 +87,8 @@ class CategoryPopularity(Recommender):
         shares = member / np.maximum(member.sum(axis=1, keepdims=True), 1e-12)
         return shares @ self.item_given_category_.T + _TIE_BREAK * self.item_popularity_
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
-        profile = self._profiles(history)[0]
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
+        profile = self._profiles(queries.bag)[0]
         reasons = []
         for i in items:
             contrib = profile * self.item_given_category_[i]

@@ -18,23 +18,31 @@ The model needs no other user's behaviour, so it can rank items nobody has chose
 itself by shared features; but it learns likeness, not quality, which is why it pairs well with a
 collaborative model in a hybrid.
 
-Saved as arrays only: ``X`` as CSR arrays, its feature names and readable labels, the default
-profile and popularity. The fitted :class:`~recengine.models.features.FeatureEncoder` stays on the
-fitted object as ``encoder_`` (not saved: it holds scikit-learn objects), to encode new items;
-after :meth:`~recengine.models.base.Recommender.load` only the stored items can be scored.
+Saved as arrays and JSON only: ``X`` as CSR arrays, its feature names and readable labels, the
+default profile and popularity, and the fitted
+:class:`~recengine.models.features.FeatureEncoder` (``encoder_``, through its own state hooks),
+so a loaded model encodes new items as the fitted one did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
-from recengine.models.base import Recommender, check_fitted
-from recengine.models.features import EncoderConfig, FeatureEncoder, normalize_rows
+from recengine.models.base import Capability, Recommender, TrainingOptions, check_fitted
+from recengine.models.features import (
+    EncoderConfig,
+    FeatureEncoder,
+    encoder_from_state,
+    normalize_rows,
+    with_encoder_state,
+)
 from recengine.progress import ProgressCallback
 
 __all__ = ["ContentBased"]
@@ -67,10 +75,13 @@ class ContentBased(Recommender):
 
     name = "content"
     needs_history = True  # with no history it can only offer the popular content
+    capabilities = frozenset({Capability.SIMILAR_ITEMS})
 
     class Config(EncoderConfig):
         tie_break: float = Field(1e-6, ge=0, le=1e-3, description="Weight of popularity (0..1) "
                                  "added to the cosine, to order items with equal features.")
+
+    config: Config
 
     state = ("item_data_", "item_indices_", "item_indptr_", "feature_names_", "feature_labels_",
              "default_profile_", "item_popularity_")
@@ -81,23 +92,31 @@ class ContentBased(Recommender):
     feature_labels_: np.ndarray
     default_profile_: np.ndarray
     item_popularity_: np.ndarray
-    #: The fitted encoder, for new items; not saved, so absent after ``load``.
+    #: The fitted encoder, for new items; saved through its state hooks.
     encoder_: FeatureEncoder
 
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return with_encoder_state(*super().get_state(), self.encoder_)
+
+    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
+                         meta: Mapping[str, Any]) -> dict[str, Any]:
+        return super().set_state_arrays(arrays, meta) | {
+            "encoder_": encoder_from_state(self.config, arrays, meta)}
+
     # -- training -----------------------------------------------------------------------------
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
         encoder = FeatureEncoder(self.config)
         vectors = normalize_rows(encoder.fit_transform(data.item_features,
                                                        data.item_feature_kinds))
-        self.item_data_, self.item_indices_, self.item_indptr_ = (
-            vectors.data, vectors.indices, vectors.indptr)
-        self.feature_names_ = encoder.feature_names_
-        self.feature_labels_ = encoder.feature_labels_
         popularity = data.item_counts().astype(np.float32)
-        self.item_popularity_ = popularity / max(float(popularity.max()), 1.0)
         mean_item = sp.csr_array(popularity[None, :]) @ vectors
-        self.default_profile_ = normalize_rows(mean_item).toarray()[0]
-        self.encoder_ = encoder
+        return {"item_data_": vectors.data, "item_indices_": vectors.indices,
+                "item_indptr_": vectors.indptr, "feature_names_": encoder.feature_names_,
+                "feature_labels_": encoder.feature_labels_,
+                "item_popularity_": popularity / max(float(popularity.max()), 1.0),
+                "default_profile_": normalize_rows(mean_item).toarray()[0],
+                "encoder_": encoder}
 
     def item_vectors(self) -> sp.csr_array:
         """The unit-length ``items × features`` matrix (columns named by ``feature_names_``)."""
@@ -125,9 +144,9 @@ class ContentBased(Recommender):
         """
         check_fitted(self)
         if isinstance(user_or_history, str):
-            row = self.user_items_[self.users_.index([user_or_history])]
+            row = self.training_queries(self.users_.index([user_or_history])).bag
         else:
-            row = self.history_row(user_or_history)
+            row = self.history_queries(user_or_history).bag
         profile = self._taste(row)[0]
         order = np.argsort(-profile.data, kind="stable")[:n]
         return [(str(self.feature_names_[profile.indices[j]]), float(profile.data[j]))
@@ -139,8 +158,8 @@ class ContentBased(Recommender):
         out += self.config.tie_break * popularity
         return out
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        profiles = self._taste(history)[0]
+    def _score(self, queries: Queries) -> np.ndarray:
+        profiles = self._taste(queries.bag)[0]
         return self._with_tie_break(_cosines(profiles, self.item_vectors()),
                                     self.item_popularity_)
 
@@ -150,13 +169,13 @@ class ContentBased(Recommender):
 
     def _item_scores(self, items: np.ndarray) -> np.ndarray:
         """Every training user's score for each item: one product, not a pass over all users."""
-        profiles = self._taste(self.user_items_)[0]
+        profiles = self._taste(self.training_queries(np.arange(len(self.users_))).bag)[0]
         return self._with_tie_break(_cosines(self.item_vectors()[items], profiles),
                                     self.item_popularity_[items][:, None])
 
     # -- explanations -------------------------------------------------------------------------
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
-        profiles, empty = self._taste(history)
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
+        profiles, empty = self._taste(queries.bag)
         profile = profiles.toarray()[0]
         vectors = self.item_vectors()
         return [self._reason(vectors[[int(i)]], profile, bool(empty[0])) for i in items]

@@ -8,12 +8,12 @@ yet. Each item keeps the name of the model that chose it and that model's reason
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
+from recengine.data.query import Queries, Query
 from recengine.errors import DataError
 from recengine.models.base import Recommender, check_fitted
 from recengine.models.rules import RuleEngine
@@ -45,40 +45,40 @@ class FallbackChain:
         self.models = list(models)
         self.rules = rules
 
-    def recommend(self, user: str, n: int = 10, *,
-                  history: Sequence[str] | Mapping[str, float] | None = None,
-                  explain: bool = True, hidden: Set[int] = frozenset()) -> list[RankedItem]:
-        """Up to ``n`` items for ``user``; ``history`` helps models that do not know the user.
+    def recommend(self, query: Query | str, n: int = 10, *, explain: bool = True,
+                  hidden: Set[int] = frozenset()) -> list[RankedItem]:
+        """Up to ``n`` items for ``query`` (a :class:`Query`, or a user id).
 
-        ``explain=False`` skips the reasons (``""``): they cost more than the ranking.
-        ``hidden`` item indices (deleted items, say) are never returned: they are stepped over
-        like items an earlier model chose, so the models keep their fast top-k.
+        Each model reads the query its own way (:meth:`Recommender.queries_from`): a model that
+        needs a history is skipped for a user it does not know who has none. ``explain=False``
+        skips the reasons (``""``): they cost more than the ranking. ``hidden`` item indices
+        (deleted items, say) are never returned: they are stepped over like items an earlier
+        model chose, so the models keep their fast top-k.
         """
+        query = Query(user=query) if isinstance(query, str) else query
         chosen: list[RankedItem] = []
         taken: set[int] = set()
         for model in self.models:
             if len(chosen) == n:
                 break
-            position = model.users_.get(user)
-            if position < 0 and model.needs_history and not history:
+            queries = model.queries_from(query)
+            unknown = queries.users[0] < 0
+            if unknown and model.needs_history and queries.bag.nnz == 0 and (
+                    queries.session is None or queries.session.n_events == 0):
                 continue
-            row = None if position >= 0 else model.history_row(history or [])
-            fresh = self._best(model, position, row, n, n - len(chosen), taken, hidden)
+            fresh = self._best(model, queries, n, n - len(chosen), taken, hidden)
             if not fresh:
                 continue
-            if explain:
-                seen = row if row is not None else model.user_items_[[position]]
-                reasons = model._explain(position, seen, np.array([i for i, _ in fresh]))
-            else:
-                reasons = [""] * len(fresh)
+            reasons = (model.explain_indices(queries, np.array([i for i, _ in fresh]))
+                       if explain else [""] * len(fresh))
             ids = model.items_.ids
             for (i, score), reason in zip(fresh, reasons, strict=True):
                 chosen.append(RankedItem(ids[i], score, model.name, reason))
                 taken.add(i)
         return chosen
 
-    def _best(self, model: Recommender, position: int, row: sp.csr_array | None, n: int,
-              want: int, taken: Set[int], hidden: Set[int]) -> list[tuple[int, float]]:
+    def _best(self, model: Recommender, queries: Queries, n: int, want: int, taken: Set[int],
+              hidden: Set[int]) -> list[tuple[int, float]]:
         """``model``'s best ``want`` items that are neither ``taken`` nor ``hidden``.
 
         Asks for ``want`` plus at most ``n`` more first, which is enough unless more than ``n``
@@ -86,14 +86,13 @@ class FallbackChain:
         search only for the users whose top items they are. If that fell short of a model that
         had more to give (its list was not padded), asks again as deep as can be needed.
         """
-        users = np.array([position], dtype=np.int32)
         full = want + len(taken) + len(hidden)
         depth = min(full, want + n)
         while True:
             if self.rules is not None:
-                idx, val = self.rules.recommend(model, users, depth, history=row)
+                idx, val = self.rules.recommend(model, queries, depth)
             else:
-                idx, val = model.recommend_indices(users, depth, history=row)
+                idx, val = model.recommend_queries(queries, depth)
             fresh = [(i, s) for i, s in zip(idx[0].tolist(), val[0].tolist(), strict=True)
                      if i >= 0 and i not in taken and i not in hidden][:want]
             if len(fresh) == want or depth == full or idx[0, -1] < 0:

@@ -10,15 +10,22 @@ targeted (``audience``) by the collaborative model at once, as in LightFM's use 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
 from recengine.data.training_data import TrainingData
-from recengine.errors import NotSupportedError
-from recengine.models.base import check_fitted
-from recengine.models.features import EncoderConfig, FeatureEncoder
+from recengine.models.base import TrainingOptions, check_fitted
+from recengine.models.features import (
+    EncoderConfig,
+    FeatureEncoder,
+    encoder_from_state,
+    with_encoder_state,
+)
 from recengine.models.wals import WALS
 from recengine.progress import ProgressCallback
 
@@ -34,34 +41,41 @@ class FeatureMappedWALS(WALS):
         feature_ridge: float = Field(1.0, gt=0, description="μ of the features → factors map.")
         encoder: EncoderConfig = Field(default_factory=EncoderConfig)
 
+    config: Config  # type: ignore[assignment]
     state = (*WALS.state, "feature_map_")
     #: ``[n_features, factors]``: encoded item features → item factors.
     feature_map_: np.ndarray
+    #: The fitted feature encoder, to map new items; saved through its state hooks.
+    encoder_: FeatureEncoder
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
-        super()._fit(data, progress)
-        self._encoder = FeatureEncoder(self.config.encoder)
-        features = self._encoder.fit_transform(data.item_features, data.item_feature_kinds)
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return with_encoder_state(*super().get_state(), self.encoder_)
+
+    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
+                         meta: Mapping[str, Any]) -> dict[str, Any]:
+        return super().set_state_arrays(arrays, meta) | {
+            "encoder_": encoder_from_state(self.config.encoder, arrays, meta)}
+
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
+        state = super()._train(data, options, progress)
+        encoder = FeatureEncoder(self.config.encoder)
+        features = encoder.fit_transform(data.item_features, data.item_feature_kinds)
         warm = data.item_counts() > 0
-        self.feature_map_ = _ridge(features[warm], self.item_factors_[warm],
-                                   self.config.feature_ridge)
+        factors = state["item_factors_"]
+        feature_map = _ridge(features[warm], factors[warm], self.config.feature_ridge)
         cold = np.flatnonzero(~warm)
         if len(cold):
-            factors = self.item_factors_.copy()
-            factors[cold] = features[cold] @ self.feature_map_
-            self._set_factors(self.user_factors_, factors)
+            factors = factors.copy()
+            factors[cold] = features[cold] @ feature_map
+            state |= self._factor_state(state["user_factors_"], factors)
+        return state | {"feature_map_": feature_map, "encoder_": encoder}
 
     def map_items(self, table: pd.DataFrame) -> np.ndarray:
         """Factors for brand-new items described by a feature table (same columns as training).
-
-        Needs the encoder of this process's ``fit`` (it holds fitted scikit-learn objects and is
-        not saved); a loaded model maps only the items it stored.
         """
         check_fitted(self)
-        if not hasattr(self, "_encoder"):
-            raise NotSupportedError("a loaded wals-features model cannot encode new items: "
-                                    "refit it in this process")
-        return (self._encoder.transform(table) @ self.feature_map_).astype(np.float32)
+        return (self.encoder_.transform(table) @ self.feature_map_).astype(np.float32)
 
 
 def _ridge(features: sp.csr_array, targets: np.ndarray, ridge: float) -> np.ndarray:

@@ -19,9 +19,9 @@ Each field's block is L2-normalised per row, then multiplied by a weight (per ki
 Normalising per field rather than per kind keeps an item's twenty tags from drowning its three
 genres although both are multi-valued, and keeps a 5,000-term text block from drowning a region.
 
-The encoder holds fitted scikit-learn objects, so it is not saved. Models store the encoded
-matrix (plain CSR arrays and the names) and keep the encoder only for the life of the process,
-to encode new items with :meth:`FeatureEncoder.transform`.
+Models never pickle, so a fitted encoder saves what it learned as NumPy arrays and JSON values
+(:meth:`FeatureEncoder.get_state`) and is rebuilt from them (:meth:`FeatureEncoder.from_state`),
+to encode new items with :meth:`FeatureEncoder.transform` after a model is loaded.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from recengine.data.schema import FeatureKind
 from recengine.errors import DataError, NotFittedError
 from recengine.models.base import ModelConfig
 
-__all__ = ["DEFAULT_WEIGHTS", "EncoderConfig", "FeatureEncoder", "normalize_rows"]
+__all__ = ["DEFAULT_WEIGHTS", "EncoderConfig", "FeatureEncoder", "encoder_from_state",
+           "normalize_rows", "with_encoder_state"]
 
 #: Weight of each kind's blocks unless ``EncoderConfig.weights`` says otherwise.
 DEFAULT_WEIGHTS: dict[FeatureKind, float] = {
@@ -56,6 +57,8 @@ DEFAULT_WEIGHTS: dict[FeatureKind, float] = {
 }
 _OTHER = "<other>"
 _MISSING = "<missing>"
+#: Layout of :meth:`FeatureEncoder.get_state`; bump it when a field's state changes shape.
+_STATE_VERSION = 1
 
 
 class EncoderConfig(ModelConfig):
@@ -108,6 +111,20 @@ class _Field(ABC):
     def transform(self, values: pd.Series) -> sp.csr_array:
         """The block ``[len(values), len(self.names)]``, before normalisation."""
 
+    @abstractmethod
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What ``fit`` learned: numeric arrays, and JSON values (strings stay exact there)."""
+
+    @abstractmethod
+    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Self:
+        """Install what :meth:`get_state` returned, as ``fit`` would have; a missing key is a
+        ``KeyError``."""
+
+    @abstractmethod
+    def _describe(self) -> Self:
+        """Set ``names`` and ``labels`` from the learned state, so ``fit`` and ``set_state``
+        cannot name the columns differently."""
+
 
 def _labels(value: object) -> list[str]:
     """The labels of one cell: a list's distinct entries, a scalar, or none when missing."""
@@ -140,6 +157,10 @@ class _LabelField(_Field):
         kept = sorted((label for label, c in counts.items() if c >= self.min_count),
                       key=lambda label: (-counts[label], label))
         self.vocabulary = {label: j for j, label in enumerate(kept)}
+        return self._describe()
+
+    def _describe(self) -> Self:
+        kept = list(self.vocabulary)
         self.names = [f"{self.field}={label}" for label in kept] + [f"{self.field}={_OTHER}"]
         self.labels = [*kept, ""]
         return self
@@ -149,6 +170,13 @@ class _LabelField(_Field):
         columns = [np.unique([self.vocabulary.get(label, other) for label in _labels(cell)])
                    for cell in values]
         return _one_hot(columns, len(self.names))
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {}, {"vocabulary": list(self.vocabulary)}  # in column order
+
+    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Self:
+        self.vocabulary = {label: j for j, label in enumerate(meta["vocabulary"])}
+        return self._describe()
 
 
 def _number(x: float) -> str:
@@ -194,6 +222,9 @@ class _BucketField(_Field):
             q = np.linspace(0, 1, self.n_buckets + 1)[1:-1]
             edges = np.unique(np.quantile(finite, q, method="higher"))
             self.edges = edges[edges > self.low]  # no bucket below the smallest value
+        return self._describe()
+
+    def _describe(self) -> Self:
         date = self.kind is FeatureKind.DATE
         prefix = f"{self.field}:age" if date else f"{self.field}:bucket"
         unit = " years old" if date else ""
@@ -224,6 +255,22 @@ class _BucketField(_Field):
         block.eliminate_zeros()
         return block
 
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        # The reference date as ISO text plus its unit: the unit decides the resolution of
+        # ``reference - dates``, so keeping it keeps the ages bit for bit.
+        reference = None if pd.isna(self.reference) else [self.reference.isoformat(),
+                                                         self.reference.unit]
+        return {"edges": self.edges}, {"low": self.low, "high": self.high,
+                                       "reference": reference}
+
+    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Self:
+        self.edges = np.asarray(arrays["edges"], dtype=np.float64)
+        self.low, self.high = float(meta["low"]), float(meta["high"])
+        reference = meta["reference"]
+        self.reference = pd.NaT if reference is None else \
+            pd.Timestamp(reference[0]).as_unit(reference[1])
+        return self._describe()
+
 
 class _TextField(_Field):
     """Free text: TF-IDF over the catalogue's words, english stop words dropped."""
@@ -237,15 +284,22 @@ class _TextField(_Field):
     def _texts(values: pd.Series) -> list[str]:
         return [" ".join(_labels(v)) for v in values]
 
+    def _vectorizer(self, vocabulary: Sequence[str] | None = None) -> TfidfVectorizer:
+        """The one place its settings live, so a rebuilt vectoriser tokenises as the fitted one."""
+        return TfidfVectorizer(stop_words="english", max_features=self.max_features,
+                               dtype=np.float32, vocabulary=vocabulary)
+
     def fit(self, values: pd.Series) -> Self:
-        vectorizer = TfidfVectorizer(stop_words="english", max_features=self.max_features,
-                                     dtype=np.float32)
+        vectorizer = self._vectorizer()
         try:
             vectorizer.fit(self._texts(values))
         except ValueError:  # "empty vocabulary": no text, or stop words only
-            return self
+            vectorizer = None
         self.vectorizer = vectorizer
-        terms = vectorizer.get_feature_names_out().tolist()
+        return self._describe()
+
+    def _describe(self) -> Self:
+        terms = [] if self.vectorizer is None else self.vectorizer.get_feature_names_out().tolist()
         self.names = [f"{self.field}:{t}" for t in terms]
         self.labels = [f'"{t}"' for t in terms]
         return self
@@ -254,6 +308,21 @@ class _TextField(_Field):
         if self.vectorizer is None:
             return sp.csr_array((len(values), 0), dtype=np.float32)
         return sp.csr_array(self.vectorizer.transform(self._texts(values)))
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if self.vectorizer is None:
+            return {}, {"terms": []}
+        terms = self.vectorizer.get_feature_names_out().tolist()  # in column order
+        return {"idf": self.vectorizer.idf_}, {"terms": terms}
+
+    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Self:
+        # scikit-learn's own transform with the saved vocabulary and idf weights (its public
+        # ``idf_`` setter), so the rebuilt block is the fitted one bit for bit.
+        self.vectorizer = None
+        if meta["terms"]:
+            self.vectorizer = self._vectorizer(vocabulary=meta["terms"])
+            self.vectorizer.idf_ = np.asarray(arrays["idf"])
+        return self._describe()
 
 
 class _EmbeddingField(_Field):
@@ -265,6 +334,9 @@ class _EmbeddingField(_Field):
     """
 
     def fit(self, values: pd.Series) -> Self:
+        return self._describe()  # nothing to learn: the model comes trained
+
+    def _describe(self) -> Self:
         self.names = [f"{self.field}:embedding{i}" for i in range(EMBEDDING_SIZE)]
         self.labels = [""] * EMBEDDING_SIZE  # dimensions are not words: never an explanation
         return self
@@ -274,6 +346,12 @@ class _EmbeddingField(_Field):
         vectors = sentence_model().encode(texts, batch_size=64, normalize_embeddings=True,
                                           show_progress_bar=False)
         return sp.csr_array(np.asarray(vectors, dtype=np.float32))
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {}, {}  # the model ships inside its package; the config picks it
+
+    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Self:
+        return self._describe()
 
 
 #: Width of the bundled sentence model's embeddings.
@@ -295,12 +373,18 @@ def sentence_model() -> Any:
 # -- the table ----------------------------------------------------------------------------------
 
 
+def _settings(config: EncoderConfig) -> dict[str, Any]:
+    """The encoder's own settings of ``config`` (a model's config may extend them), as JSON."""
+    return config.model_dump(mode="json", include=set(EncoderConfig.model_fields))
+
+
 class FeatureEncoder:
     """Encodes a feature table into a sparse ``rows × features`` matrix with readable names.
 
     ``fit(table, kinds)`` learns vocabularies, bucket edges and TF-IDF weights; ``transform``
     encodes any table with the same columns (new items included: unseen labels go to
-    ``<field>=<other>``, out-of-range numbers to the outer buckets).
+    ``<field>=<other>``, out-of-range numbers to the outer buckets). ``get_state`` and
+    ``from_state`` save and rebuild a fitted encoder without pickle.
 
     Examples
     --------
@@ -334,16 +418,20 @@ class FeatureEncoder:
         """Learn each selected column's encoding from ``table``; returns ``self``."""
         columns = self._columns(table, kinds)
         self._check_weights(columns)
-        self.fields_ = [self._field(c, FeatureKind(kinds[c])).fit(table[c]) for c in columns]
-        self.weights_ = np.array([self._weight(f) for f in self.fields_], dtype=np.float32)
-        self.feature_names_ = np.array([n for f in self.fields_ for n in f.names], dtype=str)
-        self.feature_labels_ = np.array([n for f in self.fields_ for n in f.labels], dtype=str)
+        return self._install([self._field(c, FeatureKind(kinds[c])).fit(table[c])
+                              for c in columns])
+
+    def _install(self, fields: list[_Field]) -> Self:
+        """Set the learned attributes from fitted fields; shared by ``fit`` and ``from_state``."""
+        self.fields_ = fields
+        self.weights_ = np.array([self._weight(f) for f in fields], dtype=np.float32)
+        self.feature_names_ = np.array([n for f in fields for n in f.names], dtype=str)
+        self.feature_labels_ = np.array([n for f in fields for n in f.labels], dtype=str)
         return self
 
     def transform(self, table: pd.DataFrame) -> sp.csr_array:
         """Encode ``table`` (rows in any number, the fitted columns present) as float32 CSR."""
-        if not hasattr(self, "fields_"):
-            raise NotFittedError("FeatureEncoder is not fitted yet: call fit(table, kinds) first")
+        self._check_fitted()
         absent = [f.field for f in self.fields_ if f.field not in table.columns]
         if absent:
             raise DataError(f"feature table lacks fitted column(s): {', '.join(absent)}",
@@ -356,6 +444,70 @@ class FeatureEncoder:
                       kinds: Mapping[str, FeatureKind]) -> sp.csr_array:
         """``fit`` then ``transform`` the same table."""
         return self.fit(table, kinds).transform(table)
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What ``fit`` learned, as arrays for ``np.savez`` and a dict for ``json.dumps``.
+
+        Models never pickle (loading must not run code), so the arrays are numeric only and
+        load with ``allow_pickle=False``; labels and terms go to the JSON part, which keeps
+        every string exactly. Field ``i``'s arrays are keyed ``field{i}.<name>``. The JSON
+        part also records the encoder settings, so :meth:`from_state` can refuse another config.
+        """
+        self._check_fitted()
+        arrays: dict[str, np.ndarray] = {}
+        fields = []
+        for i, field in enumerate(self.fields_):
+            own_arrays, own_meta = field.get_state()
+            arrays |= {f"field{i}.{key}": value for key, value in own_arrays.items()}
+            fields.append({"field": field.field, "kind": field.kind.value, "state": own_meta})
+        return arrays, {"version": _STATE_VERSION, "config": _settings(self.config),
+                        "fields": fields}
+
+    @classmethod
+    def from_state(cls, config: EncoderConfig, arrays: Mapping[str, np.ndarray],
+                   meta: Mapping[str, Any]) -> Self:
+        """The fitted encoder that :meth:`get_state` described; it transforms exactly as the
+        original did. ``config`` is the one it was fitted with (a model's config will do).
+
+        ``arrays`` may be the ``NpzFile`` from ``np.load(path, allow_pickle=False)``.
+
+        Examples
+        --------
+        >>> table = pd.DataFrame({"genres": [["Comedy"], ["Comedy", "Drama"]]})
+        >>> enc = FeatureEncoder(min_count=1).fit(table, {"genres": FeatureKind.MULTI})
+        >>> arrays, meta = enc.get_state()
+        >>> same = FeatureEncoder.from_state(enc.config, arrays, meta)
+        >>> (same.transform(table) != enc.transform(table)).nnz
+        0
+        """
+        if meta.get("version") != _STATE_VERSION:
+            raise DataError(f"encoder state version {meta.get('version')!r} is not "
+                            f"{_STATE_VERSION}: refit the model with this recengine")
+        encoder = cls(config)
+        differ = sorted(key for key, value in _settings(encoder.config).items()
+                        if meta["config"].get(key) != value)
+        if differ:
+            raise DataError(f"the encoder state was fitted with other settings "
+                            f"({', '.join(differ)}): pass the config it was fitted with",
+                            column=differ[0])
+        fields = [encoder._restore(i, entry, arrays) for i, entry in enumerate(meta["fields"])]
+        return encoder._install(fields)
+
+    def _restore(self, i: int, entry: Mapping[str, Any],
+                 arrays: Mapping[str, np.ndarray]) -> _Field:
+        """Field ``i`` rebuilt from its entry in the state; a missing key is named."""
+        prefix = f"field{i}."
+        own = {key.removeprefix(prefix): arrays[key] for key in arrays if key.startswith(prefix)}
+        field = self._field(entry["field"], FeatureKind(entry["kind"]))
+        try:
+            return field.set_state(own, entry["state"])
+        except KeyError as exc:
+            raise DataError(f"the encoder state lacks {exc.args[0]!r} for this field: save "
+                            "both parts of get_state()", column=field.field) from None
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "fields_"):
+            raise NotFittedError("FeatureEncoder is not fitted yet: call fit(table, kinds) first")
 
     def _columns(self, table: pd.DataFrame, kinds: Mapping[str, FeatureKind]) -> list[str]:
         columns = list(self.config.columns) if self.config.columns is not None else list(kinds)
@@ -389,3 +541,18 @@ class FeatureEncoder:
         if cfg.text_encoding == "minilm":
             return _EmbeddingField(column, kind)
         return _TextField(column, kind, cfg.max_text_features)
+
+
+def with_encoder_state(arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                  encoder: FeatureEncoder) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A model's state plus its fitted encoder's (arrays under ``encoder.``)."""
+    encoder_arrays, encoder_meta = encoder.get_state()
+    return (arrays | {f"encoder.{k}": v for k, v in encoder_arrays.items()},
+            meta | {"encoder": encoder_meta})
+
+
+def encoder_from_state(config: EncoderConfig, arrays: Mapping[str, np.ndarray],
+                  meta: Mapping[str, Any]) -> FeatureEncoder:
+    """The encoder saved by :func:`with_encoder_state`."""
+    own = {k.removeprefix("encoder."): v for k, v in arrays.items() if k.startswith("encoder.")}
+    return FeatureEncoder.from_state(config, own, meta["encoder"])

@@ -25,13 +25,19 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError, RecengineWarning
-from recengine.models.base import ModelConfig, Recommender, ScoreTransform, normalise_scores
+from recengine.models.base import (
+    ModelConfig,
+    Recommender,
+    ScoreTransform,
+    TrainingOptions,
+    normalise_scores,
+)
 from recengine.models.constraints import (
     Catalog,
     Constraint,
@@ -128,20 +134,22 @@ class KnowledgeBased(Recommender):
         """The soft preferences, parsed."""
         return parse_preferences(self.config.preferences)
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
         catalog = Catalog.from_training_data(data)
         allowed = _allowed(catalog, self.constraint)
-        self.matches_ = catalog.preference_matches(self.preferences)
-        self.popularity_ = data.item_counts().astype(np.int64)
-        preference = weigh_matches(self.preferences, self.matches_)
-        tie = (_tie_break(preference, allowed, self.popularity_)
+        matches = catalog.preference_matches(self.preferences)
+        popularity = data.item_counts().astype(np.int64)
+        preference = weigh_matches(self.preferences, matches)
+        tie = (_tie_break(preference, allowed, popularity)
                if self.config.fallback == "popularity" else 0.0)
-        self.scores_ = np.where(allowed, preference + tie, -np.inf).astype(np.float32)
+        return {"matches_": matches, "popularity_": popularity,
+                "scores_": np.where(allowed, preference + tie, -np.inf).astype(np.float32)}
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        return np.broadcast_to(self.scores_, (len(users), len(self.scores_)))
+    def _score(self, queries: Queries) -> np.ndarray:
+        return np.broadcast_to(self.scores_, (len(queries), len(self.scores_)))
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         return [self._reason(int(i)) for i in items]
 
     def _reason(self, item: int) -> str:

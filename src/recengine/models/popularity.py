@@ -6,11 +6,13 @@ needs no history, so it answers for anyone.
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
+from typing import Any
 
+import numpy as np
+
+from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
-from recengine.models.base import ModelConfig, Recommender
+from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["Popularity"]
@@ -25,18 +27,20 @@ class Popularity(Recommender):
         pass
 
     state = ("item_counts_",)
+    capabilities = frozenset({Capability.SIMILAR_ITEMS})
     item_counts_: np.ndarray
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
-        self.item_counts_ = data.item_counts().astype(np.float32)
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
+        return {"item_counts_": data.item_counts().astype(np.float32)}
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        return np.broadcast_to(self.item_counts_, (len(users), len(self.item_counts_)))
+    def _score(self, queries: Queries) -> np.ndarray:
+        return np.broadcast_to(self.item_counts_, (len(queries), len(self.item_counts_)))
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
-        return self._score(items, self.user_items_[:0])
+        return np.broadcast_to(self.item_counts_, (len(items), len(self.item_counts_)))
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         n_users = len(self.users_)
         return [f"popular: {int(self.item_counts_[i])} of {n_users} users chose it"
                 for i in items]

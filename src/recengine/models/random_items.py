@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
+from typing import Any
 
+import numpy as np
+
+from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
-from recengine.models.base import ModelConfig, Recommender
+from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["RandomItems"]
@@ -19,12 +21,16 @@ class RandomItems(Recommender):
     """
 
     name = "random"
+    capabilities = frozenset({Capability.SIMILAR_ITEMS})
 
     class Config(ModelConfig):
         random_state: int = 0
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
-        pass  # nothing to learn
+    config: Config
+
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
+        return {}  # nothing to learn
 
     def _draw(self, keys: np.ndarray) -> np.ndarray:
         n_items = len(self.items_)
@@ -33,11 +39,11 @@ class RandomItems(Recommender):
                                                                             dtype=np.float32)
                          for k in keys]) if len(keys) else np.zeros((0, n_items), np.float32)
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        return self._draw(users)
+    def _score(self, queries: Queries) -> np.ndarray:
+        return self._draw(queries.users)
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return self._draw(items + len(self.users_))
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         return ["picked at random (exploration)"] * len(items)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from recengine.data.query import Queries
 from recengine.data.schema import FeatureKind
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import DataError
@@ -206,14 +207,16 @@ class RuleEngine:
     def reranks(self) -> bool:
         return bool(self.pins or self.caps or self.mmr)
 
-    def recommend(self, model: Recommender, users: np.ndarray, n: int, *,
-                  history: object = None, exclude_seen: bool = True,
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` of ``model`` for user indices, with every rule applied."""
+    def recommend(self, model: Recommender, queries: Queries | np.ndarray, n: int, *,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` of ``model`` for queries (or training user indices), every rule applied."""
         check_fitted(model)
+        if not isinstance(queries, Queries):
+            queries = model.training_queries(queries)
+        users = queries.users
         depth = n * OVERFETCH if self.reranks else n
-        idx, val = model.recommend_indices(users, depth, exclude_seen=exclude_seen,
-                                           history=history, transform=self.transform)
+        idx, val = model.recommend_queries(queries, depth, exclude_seen=exclude_seen,
+                                           transform=self.transform)
         if not self.reranks:
             return idx, val
         out_idx = np.full((len(users), n), -1, dtype=np.int32)
@@ -258,7 +261,7 @@ class RuleEngine:
         assert self.mmr is not None
         if len(idx) == 0:
             return []
-        sim = np.asarray(model._similar(idx), dtype=np.float64)[:, idx]
+        sim = np.asarray(model.similarity(idx), dtype=np.float64)[:, idx]
         rel = (val - val.min()) / (val.max() - val.min() if val.max() > val.min() else 1.0)
         lam = self.mmr.relevance_weight
         remaining = list(range(len(idx)))

@@ -25,19 +25,27 @@ exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compile
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from recengine.data.query import HistorySource, Queries
 from recengine.data.training_data import TrainingData, csr_from_pairs
+from recengine.data.vocabulary import Vocabulary
 from recengine.errors import DataError, RecengineError
 from recengine.models import kernels
-from recengine.models.base import ModelConfig, Recommender, check_fitted, top_k
+from recengine.models.base import (
+    Capability,
+    ModelConfig,
+    Recommender,
+    TrainingOptions,
+    check_fitted,
+)
 from recengine.progress import ProgressCallback
 
 __all__ = ["WALS", "ModelFitError"]
@@ -59,6 +67,19 @@ class _Side:
     reg: np.ndarray
 
 
+@dataclass
+class _Biases:
+    """The global mean and the biases while training (all empty without biases)."""
+
+    mean: np.float32
+    user: np.ndarray
+    item: np.ndarray
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"global_mean_": np.asarray(self.mean, np.float32), "user_bias_": self.user,
+                "item_bias_": self.item}
+
+
 class WALS(Recommender):
     """Matrix factorisation by weighted alternating least squares.
 
@@ -74,6 +95,9 @@ class WALS(Recommender):
 
     name = "wals"
     needs_history = True
+    capabilities = frozenset({Capability.SIMILAR_ITEMS, Capability.SIMILAR_USERS,
+                              Capability.USER_VECTORS, Capability.RETRIEVAL,
+                              Capability.SIMILAR_RETRIEVAL})
 
     class Config(ModelConfig):
         factors: int = Field(32, ge=1, description="Embedding size.")
@@ -97,25 +121,44 @@ class WALS(Recommender):
         similarity: Literal["cosine", "dot"] = Field(
             "cosine", description="How similar items and users are compared.")
         random_state: int = 0
-        num_threads: int = Field(0, ge=0, description="0: all cores.")
+        num_threads: int = Field(0, ge=0, description="0: all cores (this fit only; "
+                                 "TrainingOptions.threads overrides it).")
 
+    config: Config
     state = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
-             "item_weights_", "weight_norms_", "item_gram_", "user_gram_")
+             "item_weights_", "user_weights_", "weight_norms_", "item_gram_", "user_gram_")
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     user_bias_: np.ndarray
     item_bias_: np.ndarray
     global_mean_: np.ndarray
     item_weights_: np.ndarray
+    user_weights_: np.ndarray
     #: The means that scaled user and item weights to 1 (new rows are scaled alike).
     weight_norms_: np.ndarray
     #: ``w0 · YᵀY`` and ``w0 · XᵀX``, shared by every fold-in of a user or an item.
     item_gram_: np.ndarray
     user_gram_: np.ndarray
 
-    @property
-    def predicts_ratings(self) -> bool:  # type: ignore[override]
-        return self.config.feedback == "explicit"
+    def supports(self, capability: Capability) -> bool:
+        """Rating prediction only with explicit feedback."""
+        if capability == Capability.RATINGS:
+            return self.config.feedback == "explicit"
+        return super().supports(capability)
+
+    @classmethod
+    def search_space(cls, fixed: Mapping[str, Any]) -> dict[str, tuple[str, float, float, bool]]:
+        space: dict[str, tuple[str, float, float, bool]] = {
+            "factors": ("int", 8, 128, True),
+            "regularization": ("float", 1e-2, 1e2, True),
+            "iterations": ("int", 8, 25, False),
+        }
+        if fixed.get("feedback", "implicit") == "implicit":
+            space |= {"alpha": ("float", 0.05, 50.0, True),
+                      "item_weight_exponent": ("float", 0.0, 1.0, False)}
+        else:
+            space |= {"unobserved_weight": ("float", 1e-3, 0.3, True)}
+        return space
 
     # -- training -----------------------------------------------------------------------------
     def _matrix(self, data: TrainingData) -> sp.csr_array:
@@ -126,18 +169,26 @@ class WALS(Recommender):
             return data.ratings
         return data.feedback
 
-    def _fit(self, data: TrainingData, progress: ProgressCallback | None) -> None:
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
         cfg = self.config
         if cfg.biases and cfg.feedback != "explicit":
             raise DataError("biases apply to explicit feedback only", column="biases")
-        if cfg.num_threads:
-            numba.set_num_threads(cfg.num_threads)
-        users, items = self._sides(sp.csr_array(self._matrix(data), dtype=np.float32))
+        threads = TrainingOptions(threads=options.threads or cfg.num_threads or None)
+        with threads.thread_limit():
+            return self._alternate(sp.csr_array(self._matrix(data), dtype=np.float32),
+                                   options.seed_or(cfg.random_state), progress)
+
+    def _alternate(self, matrix: sp.csr_array, seed: int,
+                   progress: ProgressCallback | None) -> dict[str, Any]:
+        """The sweeps; every intermediate lives in locals until the state is returned."""
+        cfg = self.config
+        users, items, weights = self._sides(matrix)
         n_users, n_items = len(users.reg), len(items.reg)
-        self.global_mean_ = np.asarray(users.values.mean() if cfg.biases else 0.0, np.float32)
-        self.user_bias_ = np.zeros(n_users if cfg.biases else 0, np.float32)
-        self.item_bias_ = np.zeros(n_items if cfg.biases else 0, np.float32)
-        rng = np.random.default_rng(cfg.random_state)
+        biases = _Biases(np.float32(users.values.mean() if cfg.biases else 0.0),
+                         np.zeros(n_users if cfg.biases else 0, np.float32),
+                         np.zeros(n_items if cfg.biases else 0, np.float32))
+        rng = np.random.default_rng(seed)
         # Drawn in float32 and scaled in place: a float64 draw of 100,000 × 64 and its scaled
         # copy were the fit's memory peak (100 MB for a 25 MB result).
         X = rng.standard_normal((n_users, cfg.factors), dtype=np.float32)
@@ -147,42 +198,88 @@ class WALS(Recommender):
         # numba runs the rows in parallel; BLAS inside each thread must not fan out again.
         with threadpool_limits(1, user_api="blas"):
             for sweep in range(cfg.iterations):
-                X = self._solve(users, X, Y, solving_users=True)
-                Y = self._solve(items, Y, X, solving_users=False)
+                X = self._solve(users, X, Y, biases, solving_users=True)
+                Y = self._solve(items, Y, X, biases, solving_users=False)
                 if not (np.isfinite(X).all() and np.isfinite(Y).all()):
                     raise ModelFitError(f"factors became non-finite at sweep {sweep + 1}: "
                                         "lower alpha or raise regularization")
                 if progress:
                     progress("training wals", sweep + 1, cfg.iterations)
-        self._set_factors(X, Y)
+        return weights | biases.state() | self._factor_state(X, Y)
 
-    def _set_factors(self, X: np.ndarray, Y: np.ndarray) -> None:
-        """Install learned factors and the grams every fold-in shares."""
-        self.user_factors_, self.item_factors_ = X, Y
-        self.__dict__.pop("_item_norms", None)  # of the previous factors
-        self.item_gram_ = _gram(Y, self.config.unobserved_weight)
-        self.user_gram_ = _gram(X, self.config.unobserved_weight)
+    def _factor_state(self, X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+        """Learned factors and the grams every fold-in shares."""
+        w0 = self.config.unobserved_weight
+        return {"user_factors_": X, "item_factors_": Y, "item_gram_": _gram(Y, w0),
+                "user_gram_": _gram(X, w0)}
 
-    def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side]:
-        """Both least-squares problems (users, then items), built once per fit."""
+    @classmethod
+    def from_factors(cls, users: Sequence[str], items: Sequence[str],
+                     user_factors: np.ndarray, item_factors: np.ndarray, *,
+                     histories: HistorySource | None = None,
+                     user_bias: np.ndarray | None = None, item_bias: np.ndarray | None = None,
+                     global_mean: float = 0.0, **params: Any) -> WALS:
+        """A fitted WALS from factors trained elsewhere (Spark, a GPU), without refitting.
+
+        ``params`` are the configuration the factors were trained with (``feedback``,
+        ``regularization``, ``unobserved_weight``, ...): fold-in and explanations solve the same
+        problem. Row weights are taken as uniform (``item_weight_exponent`` and
+        ``user_weight_exponent`` 0). ``histories`` is where training users' histories come from.
+
+        >>> model = WALS.from_factors(["u", "v"], ["a", "b", "c"], np.eye(2, 3),
+        ...                           np.eye(3, 3), factors=3)
+        >>> model.score(["v", "v"], ["a", "b"]).tolist()
+        [0.0, 1.0]
+        >>> model.similar_items("b", n=1)[1].tolist()
+        [0.0]
+        """
+        model = cls(**params)
+        cfg = model.config
+        X = np.ascontiguousarray(user_factors, dtype=np.float32)
+        Y = np.ascontiguousarray(item_factors, dtype=np.float32)
+        if X.shape != (len(users), cfg.factors) or Y.shape != (len(items), cfg.factors):
+            raise DataError(f"factors must be {len(users)} × {cfg.factors} and {len(items)} × "
+                            f"{cfg.factors}, got {X.shape} and {Y.shape}", column="factors")
+        if cfg.item_weight_exponent or cfg.user_weight_exponent:
+            raise DataError("factors trained elsewhere carry no row weights: leave "
+                            "item_weight_exponent and user_weight_exponent at 0")
+        with_bias = cfg.biases
+        biases = _Biases(np.float32(global_mean if with_bias else 0.0),
+                         np.asarray(user_bias if with_bias else [], np.float32),
+                         np.asarray(item_bias if with_bias else [], np.float32))
+        if with_bias and (len(biases.user) != len(users) or len(biases.item) != len(items)):
+            raise DataError("biases=True needs user_bias and item_bias, one per id",
+                            column="biases")
+        state = ({"item_weights_": np.ones(len(items), np.float32),
+                  "user_weights_": np.ones(len(users), np.float32),
+                  "weight_norms_": np.ones(2, np.float64)}
+                 | biases.state() | model._factor_state(X, Y))
+        model._install(Vocabulary(users, name="user"), Vocabulary(items, name="item"), state,
+                       histories)
+        return model
+
+    def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side, dict[str, np.ndarray]]:
+        """Both least-squares problems (users, then items), built once per fit, and the row
+        weights learned with them."""
         cfg = self.config
         matrix.sort_indices()
         n_users, n_items = matrix.shape
-        self.item_weights_, item_norm = _side_weights(
+        item_weights, item_norm = _side_weights(
             np.bincount(matrix.indices, minlength=n_items), cfg.item_weight_exponent,
             matrix.indices)
         rows = np.repeat(np.arange(n_users, dtype=matrix.indices.dtype), np.diff(matrix.indptr))
         user_weights, user_norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent,
                                                 rows)
-        self.weight_norms_ = np.array([user_norm, item_norm], np.float64)
-        weight = self._pair_weights(matrix.data, self.item_weights_[matrix.indices],
+        weight = self._pair_weights(matrix.data, item_weights[matrix.indices],
                                     user_weights[rows])
         del rows  # one integer per pair: gone before the transpose, the fit's memory peak
         by_item, order = _transpose(matrix)
         # Implicit targets are all 1: one array serves both sides (both have one entry per pair).
         ones = np.ones_like(matrix.data) if cfg.feedback == "implicit" else None
-        return (self._side(matrix, weight, ones),
-                self._side(by_item, weight[order], ones))
+        learned = {"item_weights_": item_weights, "user_weights_": user_weights,
+                   "weight_norms_": np.array([user_norm, item_norm], np.float64)}
+        return (self._side(matrix, weight, ones), self._side(by_item, weight[order], ones),
+                learned)
 
     def _side(self, matrix: sp.csr_array, weight: np.ndarray, ones: np.ndarray | None) -> _Side:
         """``ones``: the implicit targets; explicit ones are the matrix's values."""
@@ -200,16 +297,16 @@ class WALS(Recommender):
         return (cfg.unobserved_weight + cfg.alpha * strength * item_w * user_w).astype(
             np.float32)
 
-    def _solve(self, side: _Side, own: np.ndarray, other: np.ndarray,
+    def _solve(self, side: _Side, own: np.ndarray, other: np.ndarray, biases: _Biases,
                *, solving_users: bool) -> np.ndarray:
         """One half-sweep: re-solve ``own`` (users or items) with ``other`` fixed."""
         cfg = self.config
         target = side.target
         if cfg.biases:
-            other_bias = self.item_bias_ if solving_users else self.user_bias_
-            target = (side.values - self.global_mean_ - other_bias[side.indices]).astype(
-                np.float32)
-            own, other, gram = self._with_bias_columns(own, other, users=solving_users)
+            other_bias = biases.item if solving_users else biases.user
+            target = (side.values - biases.mean - other_bias[side.indices]).astype(np.float32)
+            own_bias = biases.user if solving_users else biases.item
+            own, other, gram = self._with_bias_columns(own, own_bias, other)
         else:
             gram = _gram(other, cfg.unobserved_weight)
         args = (side.indptr, side.indices, side.weight, target, other, gram, side.reg, own,
@@ -219,21 +316,19 @@ class WALS(Recommender):
         else:
             kernels.solve_cg(*args, cfg.cg_steps)
         if cfg.biases:
-            bias = own[:, -1].copy()
             if solving_users:
-                self.user_bias_ = bias
+                biases.user = own[:, -1].copy()
             else:
-                self.item_bias_ = bias
+                biases.item = own[:, -1].copy()
             own = np.ascontiguousarray(own[:, :-1])
         return own
 
-    def _with_bias_columns(self, own: np.ndarray, other: np.ndarray,
-                           *, users: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _with_bias_columns(self, own: np.ndarray, own_bias: np.ndarray, other: np.ndarray,
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Append the solved side's bias as an unknown and a constant 1 on the fixed side.
 
         The unobserved-cell term penalises only the factor part, so the gram is zero-padded.
         """
-        own_bias = self.user_bias_ if users else self.item_bias_
         own_aug = np.column_stack([own, own_bias]).astype(np.float32)
         other_aug = np.column_stack([other, np.ones(len(other), np.float32)])
         k = own.shape[1]
@@ -242,21 +337,21 @@ class WALS(Recommender):
         return own_aug, np.ascontiguousarray(other_aug), gram
 
     # -- scoring ------------------------------------------------------------------------------
-    def _user_vectors(self, users: np.ndarray, history: sp.csr_array | None) -> np.ndarray:
-        """Learned vectors for known users; folded in from ``history`` for the others (-1)."""
+    def _user_vectors(self, queries: Queries) -> np.ndarray:
+        """Learned vectors for known users; folded in from the bag for the others (-1)."""
+        users = queries.users
         known = users >= 0
         if known.all():
             return self.user_factors_[users]
-        assert history is not None, "users given as -1 need a history"
         vectors = np.empty((len(users), self.item_factors_.shape[1]), np.float32)
         vectors[known] = self.user_factors_[users[known]]
-        vectors[~known], _ = self._fold_in(history[np.flatnonzero(~known)])
+        vectors[~known], _ = self._fold_in(queries.bag[np.flatnonzero(~known)])
         return vectors
 
-    def _score(self, users: np.ndarray, history: sp.csr_array) -> np.ndarray:
-        scores = self._user_vectors(users, history) @ self.item_factors_.T
+    def _score(self, queries: Queries) -> np.ndarray:
+        scores = self._user_vectors(queries) @ self.item_factors_.T
         if self.config.biases:
-            scores += self._offsets(users)[:, None] + self.item_bias_[None, :]
+            scores += self._offsets(queries.users)[:, None] + self.item_bias_[None, :]
         return scores
 
     def _offsets(self, users: np.ndarray) -> np.ndarray:
@@ -264,14 +359,13 @@ class WALS(Recommender):
         user_bias = np.where(users >= 0, self.user_bias_[np.maximum(users, 0)], 0.0)
         return (self.global_mean_ + user_bias).astype(np.float32)
 
-    def _embed(self, users: np.ndarray,
-               history: sp.csr_array | None) -> tuple[np.ndarray, np.ndarray]:
+    def _embed(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
         """User vectors (with a 1 that picks up the item bias) and :meth:`_offsets`."""
-        vectors = self._user_vectors(users, history)
+        vectors = self._user_vectors(queries)
         if not self.config.biases:
-            return vectors, np.zeros(len(users), np.float32)
-        ones = np.ones((len(users), 1), np.float32)
-        return np.hstack([vectors, ones]), self._offsets(users)
+            return vectors, np.zeros(len(queries), np.float32)
+        ones = np.ones((len(queries), 1), np.float32)
+        return np.hstack([vectors, ones]), self._offsets(queries.users)
 
     def _item_vectors(self) -> np.ndarray:
         """Item factors, with the item bias as one more column when biases are learned."""
@@ -311,17 +405,8 @@ class WALS(Recommender):
         norms = np.linalg.norm(table, axis=1) if norms is None else norms
         return (_unit(query) @ table.T) / np.maximum(norms, _TINY)
 
-    def similar_users(self, users: str | list[str], n: int = 10) -> tuple[np.ndarray,
-                                                                          np.ndarray]:
-        """The ``n`` users with the most similar embeddings, the user excluded."""
-        check_fitted(self)
-        scalar = isinstance(users, str)
-        idx = self.users_.index([users] if scalar else users)
-        sims = self._similarity(self.user_factors_[idx], self.user_factors_)
-        sims[np.arange(len(idx)), idx] = -np.inf
-        top, val = top_k(sims, n)
-        ids = self.users_.id_of(top)
-        return (ids[0], val[0]) if scalar else (ids, val)
+    def _similar_users(self, users: np.ndarray) -> np.ndarray:
+        return self._similarity(self.user_factors_[users], self.user_factors_)
 
     def _item_scores(self, items: np.ndarray) -> np.ndarray:
         scores = self.item_factors_[items] @ self.user_factors_.T
@@ -364,11 +449,7 @@ class WALS(Recommender):
 
     def _existing_weights(self, users: bool) -> np.ndarray:
         """Training rows' weights: ``R_u`` per user (if ``users``) or ``C_i`` per item."""
-        if not users:
-            return self.item_weights_
-        counts = np.diff(self.user_items_.indptr)
-        return _scaled_weights(counts, self.config.user_weight_exponent,
-                               float(self.weight_norms_[0]))
+        return self.user_weights_ if users else self.item_weights_
 
     def fold_in_item(self, audience: list[str] | dict[str, float]) -> np.ndarray:
         """The embedding of a new item from the users who chose it (ids, or id → value).
@@ -385,11 +466,6 @@ class WALS(Recommender):
         vectors, _ = self._fold_in(row, items=True)
         return vectors[0]
 
-    def fold_in(self, history: list[str] | dict[str, float]) -> np.ndarray:
-        """The embedding of a user known only by their items (ids, or id → feedback/rating)."""
-        vectors, _ = self._fold_in(self.history_row(history))
-        return vectors[0]
-
     def explain_contributions(self, history: list[str] | dict[str, float],
                               item: str) -> dict[str, float]:
         """How much each past item adds to ``item``'s score for a user with this history.
@@ -398,7 +474,7 @@ class WALS(Recommender):
         ``Σ_j w_j a_j (y_iᵀ A⁻¹ y_j)``: one term per past item, adding up to the score's
         factor part (biases, if any, are the rest).
         """
-        row = self.history_row(history)
+        row = self.history_queries(history).bag
         row.sort_indices()
         return dict(zip(self.items_.ids[row.indices],
                         self._contributions(row, self.items_.index([item]))[0].tolist(),
@@ -422,8 +498,8 @@ class WALS(Recommender):
         solved = np.linalg.solve(A, Y[np.asarray(items)].T)  # [factors, len(items)]
         return (weight * target)[None, :] * (past @ solved).T
 
-    def _explain(self, user: int, history: sp.csr_array, items: np.ndarray) -> list[str]:
-        row = sp.csr_array(history, dtype=np.float32)
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
+        row = sp.csr_array(queries.bag, dtype=np.float32)
         row.sort_indices()
         if row.nnz == 0:
             return ["popular with similar users"] * len(items)

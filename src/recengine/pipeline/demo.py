@@ -35,7 +35,7 @@ from recengine.models.base import Recommender
 from recengine.models.constraints import Catalog, relax
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.registry import MODELS
-from recengine.pipeline.prepare import prepare, training_data
+from recengine.pipeline.prepare import events_of, prepare, training_data
 from recengine.progress import progress_bar
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -105,7 +105,7 @@ def _ingest(dataset: Dataset, paths: dict[str, Path], console: Console) -> Datas
 
 def _describe_history(model: Recommender, dataset: Dataset, user: str) -> str:
     """The user's most frequent labels in the first multi-valued or categorical feature."""
-    seen = model.user_items_[[int(model.users_.index([user])[0])]].indices
+    seen = model.training_queries(model.users_.index([user])).bag.indices
     ids = model.items_.ids[seen]
     feature = next((f for f, k in dataset.item_features.items()
                     if k in (FeatureKind.MULTI, FeatureKind.CATEGORICAL)), None)
@@ -197,7 +197,8 @@ def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path
         store.upsert_items(dataset.items, kinds=dataset.item_features)  # dates, text: not guessed
         store.upsert_users(dataset.users, kinds=dataset.user_features)
         snapshot = store.snapshot()
-    data = training_data(dataset, aggregate(dataset.events, dataset.schema))
+    data = training_data(dataset, aggregate(dataset.events, dataset.schema),
+                         events=events_of(dataset))
     names = list(dict.fromkeys([best, "popularity"]))
     with console.status(f"fitting {', '.join(names)} on all {stored.accepted} events"):
         fitted = {name: MODELS[name]().fit(data) for name in names}

@@ -10,9 +10,9 @@ import pandas as pd
 from recengine.data.dataset import Dataset
 from recengine.data.splits import Split, make_split
 from recengine.data.training_data import TrainingData
-from recengine.data.weighting import Weighting, aggregate
+from recengine.data.weighting import Weighting, aggregate, weighted_events
 
-__all__ = ["Prepared", "carve_validation", "prepare", "training_data"]
+__all__ = ["Prepared", "carve_validation", "events_of", "prepare", "training_data"]
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,20 @@ class Prepared:
     split: Split
 
 
+def events_of(dataset: Dataset, weighting: Weighting | None = None) -> pd.DataFrame:
+    """The dataset's events with their feedback weights: the source of every training log."""
+    return weighted_events(dataset.events, dataset.schema, weighting)
+
+
 def training_data(dataset: Dataset, interactions: pd.DataFrame, *,
                   extra_items: np.ndarray | None = None,
-                  extra_users: np.ndarray | None = None) -> TrainingData:
-    """Training matrices over the dataset's whole catalogue, with its feature tables."""
+                  extra_users: np.ndarray | None = None,
+                  events: pd.DataFrame | None = None) -> TrainingData:
+    """Training matrices over the dataset's whole catalogue, with its feature tables.
+
+    ``events`` (weighted, :func:`events_of`) become the time-ordered log, restricted to the
+    pairs of ``interactions``.
+    """
     return TrainingData.from_interactions(
         interactions,
         items=dataset.items if len(dataset.items.columns) else None,
@@ -35,11 +45,13 @@ def training_data(dataset: Dataset, interactions: pd.DataFrame, *,
         user_feature_kinds=dataset.user_features or None,
         extra_items=extra_items,
         extra_users=extra_users,
+        events=events,
     )
 
 
 def _prepared(dataset: Dataset, interactions: pd.DataFrame, split: str, *,
-              test_fraction: float, seed: int, last_n: int) -> Prepared:
+              test_fraction: float, seed: int, last_n: int,
+              events: pd.DataFrame) -> Prepared:
     parts = make_split(interactions, split, test_fraction=test_fraction, seed=seed,
                        last_n=last_n)
     test_items = np.asarray(parts.test["item_id"].unique(), dtype=object)
@@ -47,7 +59,7 @@ def _prepared(dataset: Dataset, interactions: pd.DataFrame, split: str, *,
     cold = (np.asarray(parts.test["user_id"].unique(), dtype=object)
             if split == "cold-users" else None)
     return Prepared(training_data(dataset, parts.train, extra_items=test_items,
-                                  extra_users=cold), parts)
+                                  extra_users=cold, events=events), parts)
 
 
 def prepare(dataset: Dataset, split: str = "stratified", *, test_fraction: float = 0.25,
@@ -55,11 +67,11 @@ def prepare(dataset: Dataset, split: str = "stratified", *, test_fraction: float
     """Aggregate the events, split the pairs, and build training data from the train part."""
     interactions = aggregate(dataset.events, dataset.schema, weighting)
     return _prepared(dataset, interactions, split, test_fraction=test_fraction, seed=seed,
-                     last_n=last_n)
+                     last_n=last_n, events=events_of(dataset, weighting))
 
 
 def carve_validation(dataset: Dataset, prepared: Prepared, split: str = "stratified", *,
                      test_fraction: float = 0.25, seed: int = 0, last_n: int = 1) -> Prepared:
     """Split ``prepared``'s training pairs again (seed + 1): tuning never sees its test set."""
     return _prepared(dataset, prepared.split.train, split, test_fraction=test_fraction,
-                     seed=seed + 1, last_n=last_n)
+                     seed=seed + 1, last_n=last_n, events=events_of(dataset))

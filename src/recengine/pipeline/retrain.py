@@ -51,7 +51,7 @@ from recengine.evaluation.evaluator import evaluate
 from recengine.models.base import Recommender
 from recengine.models.registry import create_model
 from recengine.models.retrieval import INDEX_MIN_ITEMS
-from recengine.pipeline.prepare import Prepared, prepare, training_data
+from recengine.pipeline.prepare import Prepared, events_of, prepare, training_data
 from recengine.progress import ProgressCallback
 from recengine.store.registry import ModelRegistry
 
@@ -266,7 +266,8 @@ def _publish(dataset: Dataset, registry: ModelRegistry, models: dict[str, Recomm
              progress: ProgressCallback | None, index_min_items: int | None) -> str:
     """Re-train every model on all pairs (holdout included), index the large ones, and
     publish them, not activated."""
-    full = training_data(dataset, aggregate(dataset.events, dataset.schema, weighting))
+    full = training_data(dataset, aggregate(dataset.events, dataset.schema, weighting),
+                         events=events_of(dataset, weighting))
     for name, model in models.items():
         model.fit(full, progress=progress)
         if index_min_items is not None and full.n_items >= index_min_items:
@@ -278,4 +279,5 @@ def _publish(dataset: Dataset, registry: ModelRegistry, models: dict[str, Recomm
                  f"({full.n_users} users, {full.n_items} items), holdout included, so the served "
                  "models have seen the newest events; the metrics are those of the holdout run")
     data = event_snapshot(dataset) if snapshot is None else dict(snapshot)
-    return registry.publish(models, data=data, metrics=metrics, notes="\n".join(notes))
+    return registry.publish(models, data=data, metrics=metrics, notes="\n".join(notes),
+                            training=full)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,33 +22,13 @@ from recengine.evaluation.evaluator import evaluate
 from recengine.models.registry import model_class
 from recengine.progress import ProgressCallback
 
-__all__ = ["SEARCH_SPACES", "TuneResult", "read_config_file", "tune", "write_config_file"]
+__all__ = ["TuneResult", "read_config_file", "tune", "write_config_file"]
 
 Trial = Any  # optuna.Trial, imported lazily
 
 
-#: A search dimension: (kind, low, high, log scale).
+#: A search dimension: (kind, low, high, log scale); see ``Recommender.search_space``.
 Dimension = tuple[str, float, float, bool]
-
-
-def _wals_space(fixed: dict[str, Any]) -> dict[str, Dimension]:
-    space: dict[str, Dimension] = {
-        "factors": ("int", 8, 128, True),
-        "regularization": ("float", 1e-2, 1e2, True),
-        "iterations": ("int", 8, 25, False),
-    }
-    if fixed.get("feedback", "implicit") == "implicit":
-        space |= {"alpha": ("float", 0.05, 50.0, True),
-                  "item_weight_exponent": ("float", 0.0, 1.0, False)}
-    else:
-        space |= {"unobserved_weight": ("float", 1e-3, 0.3, True)}
-    return space
-
-
-#: Per model, its search space given the fixed parameters.
-SEARCH_SPACES: dict[str, Callable[[dict[str, Any]], dict[str, Dimension]]] = {
-    "wals": _wals_space,
-}
 
 
 def _suggest(trial: Trial, space: dict[str, Dimension], fixed: dict[str, Any]) -> dict[str, Any]:
@@ -85,15 +64,16 @@ def tune(
     seed: int = 0,
     progress: ProgressCallback | None = None,
 ) -> TuneResult:
-    """Search ``name``'s space, fitting on ``data`` and scoring ``metric`` on ``validation``."""
+    """Search the space ``name``'s class declares (``search_space``), fitting on ``data`` and
+    scoring ``metric`` on ``validation``."""
     import optuna
 
-    if name not in SEARCH_SPACES:
-        raise DataError(f"no search space for {name!r}; tunable: {', '.join(SEARCH_SPACES)}",
-                        column="--model")
-    fixed = dict(fixed or {})
-    space = SEARCH_SPACES[name](fixed)
     klass = model_class(name)
+    fixed = dict(fixed or {})
+    space = klass.search_space(fixed)
+    if not space:
+        raise DataError(f"{name} declares no search space (Recommender.search_space)",
+                        column="--model")
     k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 10
     higher = metric not in ("rmse", "mae")
 

@@ -73,13 +73,14 @@ class Settings(BaseSettings):
     @field_validator("retrain_models")
     @classmethod
     def _known_models(cls, value: str) -> str:
-        from recengine.models.registry import MODELS
+        from recengine.errors import ModelNotFoundError
+        from recengine.models.registry import model_class
 
-        names = [part.strip() for part in value.split(",") if part.strip()]
-        unknown = [n for n in names if n not in MODELS]
-        if unknown:
-            raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(sorted(MODELS))}")
+        for name in (part.strip() for part in value.split(",") if part.strip()):
+            try:
+                model_class(name)
+            except ModelNotFoundError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @property

@@ -1,12 +1,18 @@
-"""What the server holds between requests: the active model, its fallback, live histories.
+"""What the server holds between requests: the active model, its fallbacks, live histories.
 
 The active model is one immutable :class:`Active` snapshot. :meth:`ServingState.swap` builds the
 new snapshot first (loading from the registry, fitting the popularity fallback) and only then
 replaces the reference under a lock, so a request that already took the old snapshot finishes on
 it, and no request ever sees a half-loaded model.
 
-Events posted to the API are stored *and* remembered per user: that user's next recommendation
-folds them in (``recommend_history`` over the training row plus the new items) without retraining.
+Events posted to the API are stored *and* remembered per user, in order: that user's next
+recommendation asks each model with a :class:`~recengine.data.query.Query` whose history holds
+them after the training history (the version's saved training data), folded in without
+retraining. The query also carries the user's features as stored now (a new user PUT a moment
+ago is placed in a segment) and the request time.
+
+Answers come from a fallback chain: the version's primary model, then its
+``segment-popularity`` model if it has one (popular among users like this one), then popularity.
 
 Deleted items (:meth:`~recengine.store.events.EventStore.deleted_items`) are never served, whatever
 the model learned: each loaded version holds them as indices of its own vocabulary
@@ -22,11 +28,13 @@ import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recengine.data.query import Query
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
@@ -47,8 +55,8 @@ from recengine.store.registry import ModelRegistry
 
 __all__ = ["Active", "NoActiveModelError", "ServingState"]
 
-#: A user id no vocabulary can hold: asks the fallback chain to score by history only.
-_HISTORY_ONLY = "\x00history-only"
+#: One live event: item, event type, value (NaN when none), time (an ISO string or None).
+LiveEvent = tuple[str, str, float, object]
 
 
 class NoActiveModelError(ModelNotFoundError):
@@ -65,6 +73,10 @@ class Active:
     model: Recommender
     popularity: Recommender
     names: list[str]
+    #: The version's training data (histories of its training users), when it saved one.
+    training: TrainingData | None = None
+    #: The version's segment-popularity model, asked between the primary and popularity.
+    segment: Recommender | None = None
     #: The last event id the version was trained on, when its manifest records one.
     trained_through: int | None = None
     others: dict[str, Recommender] = field(default_factory=dict)
@@ -90,7 +102,10 @@ def _popularity_from_store(model: Recommender, store: EventStore) -> Recommender
         events = events[keep]
         idx = idx[keep]
     if len(events) == 0:
-        users, feedback = model.users_, model.user_items_
+        if isinstance(model.histories_, TrainingData):
+            return Popularity().fit(model.histories_)
+        raise DataError("the event store is empty and the model has no training data: "
+                        "popularity has nothing to count")
     else:
         codes, uniques = pd.factorize(events["user_id"].astype(str))
         users = Vocabulary(uniques, name="user_id")
@@ -136,11 +151,21 @@ def _infer_kind(column: pd.Series) -> FeatureKind | None:
     return None
 
 
-def _add_rows(live: dict[str, dict[str, float]], users: list[str], items: list[str]) -> None:
-    """Count each (user, item) event once into ``live`` (user → item → events)."""
-    for user, item in zip(users, items, strict=True):
-        row = live.setdefault(str(user), {})
-        row[str(item)] = row.get(str(item), 0.0) + 1.0
+def _add_rows(live: dict[str, list[LiveEvent]], records: Sequence[Mapping[str, Any]]) -> None:
+    """Append each event to its user's live history, in arrival order."""
+    for r in records:
+        value = r.get("value")
+        time = r.get("timestamp")
+        live.setdefault(str(r["user_id"]), []).append((
+            str(r["item_id"]), str(r.get("event_type") or ""),
+            float("nan") if value is None or pd.isna(value) else float(value),
+            None if time is None or pd.isna(time) else str(time)))
+
+
+def _records(events: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = [c for c in ("user_id", "item_id", "event_type", "value", "timestamp")
+               if c in events.columns]
+    return events[columns].to_dict("records")
 
 
 class ServingState:
@@ -165,7 +190,9 @@ class ServingState:
         self._lock = threading.Lock()
         self._active: Active | None = None
         self._previous: Active | None = None
-        self._live: dict[str, dict[str, float]] = {}
+        self._live: dict[str, list[LiveEvent]] = {}
+        #: Stored users' features, read once and again after a user is written.
+        self._users: pd.DataFrame | None = None
 
     # -- the model ------------------------------------------------------------------------
     @property
@@ -193,20 +220,27 @@ class ServingState:
         manifest = self.registry.show(version)
         names = list(manifest["models"])
         primary = names[0]
-        model = self._load(version, primary)
+        training = self.registry.training_data(version)
+        model = self._load(version, primary, training)
         popularity: Recommender | None = None
+        segment: Recommender | None = None
         for name, entry in manifest["models"].items():
-            if name != primary and entry["model"] == "popularity":
-                candidate = self.registry.load(version, name)
-                if candidate.items_ == model.items_:
-                    popularity = candidate
-                    break
+            if name == primary or entry["model"] not in ("popularity", "segment-popularity"):
+                continue
+            candidate = self.registry.load(version, name, histories=training)
+            if candidate.items_ != model.items_:
+                continue
+            if entry["model"] == "popularity" and popularity is None:
+                popularity = candidate
+            elif entry["model"] == "segment-popularity" and segment is None:
+                segment = candidate
         if popularity is None:
             popularity = (model if model.name == "popularity"
                           else _popularity_from_store(model, self.store))
         last_id = manifest.get("data", {}).get("last_id")
         active = Active(version=version, name=primary, model=model, popularity=popularity,
-                        names=names, trained_through=None if last_id is None else int(last_id))
+                        names=names, trained_through=None if last_id is None else int(last_id),
+                        training=training, segment=segment)
         if self.rules:
             self._global_engine(active, model)  # a bad global rule fails the load, not requests
         return active
@@ -230,13 +264,12 @@ class ServingState:
                 self._previous = current
             if live is not None:
                 self._live = live
-                meanwhile = self.store.events(since_id=seen_id)
-                self._remember(meanwhile["user_id"].tolist(), meanwhile["item_id"].tolist())
+                self._remember(_records(self.store.events(since_id=seen_id)))
             self._active = new
             self.answers.clear()
         return new
 
-    def _replay(self, active: Active) -> tuple[dict[str, dict[str, float]] | None, int]:
+    def _replay(self, active: Active) -> tuple[dict[str, list[LiveEvent]] | None, int]:
         """Live histories for ``active``: the stored events it was not trained on.
 
         So a restarted server (or several) folds in what arrived after training, and a newly
@@ -247,8 +280,8 @@ class ServingState:
         if active.trained_through is None:
             return None, 0
         events = self.store.events(since_id=active.trained_through)
-        live: dict[str, dict[str, float]] = {}
-        _add_rows(live, events["user_id"].tolist(), events["item_id"].tolist())
+        live: dict[str, list[LiveEvent]] = {}
+        _add_rows(live, _records(events))
         seen_id = int(events["id"].max()) if len(events) else active.trained_through
         return live, seen_id
 
@@ -264,13 +297,13 @@ class ServingState:
             raise ModelNotFoundError(f"version {active.version} has no model {name!r}; it has "
                                      f"{', '.join(active.names)}")
         if name not in active.others:
-            active.others[name] = self._load(active.version, name)
+            active.others[name] = self._load(active.version, name, active.training)
         return active.others[name]
 
-    def _load(self, version: str, name: str) -> Recommender:
+    def _load(self, version: str, name: str, training: TrainingData | None) -> Recommender:
         """A registry model, answering top-k and similar items from its HNSW graphs when its
         catalogue is large enough: those saved with it (training builds them), else built here."""
-        model = self.registry.load(version, name)
+        model = self.registry.load(version, name, histories=training)
         limit = self.approximate_min_items
         if limit is None or len(model.items_) < limit:
             model.drop_indexes()  # exact answers
@@ -354,12 +387,11 @@ class ServingState:
         numbers of records rejected, or stored before)."""
         accepted = [r for row, r in enumerate(records, start=1) if row not in skipped_rows]
         with self._lock:
-            self._remember([str(r["user_id"]) for r in accepted],
-                           [str(r["item_id"]) for r in accepted])
+            self._remember(accepted)
 
-    def _remember(self, users: list[str], items: list[str]) -> None:
-        _add_rows(self._live, users, items)
-        for user in set(users):
+    def _remember(self, records: Sequence[Mapping[str, Any]]) -> None:
+        _add_rows(self._live, records)
+        for user in {str(r["user_id"]) for r in records}:
             self.answers.forget(user)
 
     def forget(self, user: str) -> None:
@@ -367,20 +399,32 @@ class ServingState:
             self._live.pop(user, None)
             self.answers.forget(user)
 
-    def history(self, model: Recommender, user: str) -> dict[str, float] | None:
-        """Training row plus live events for ``user``, or None when there are no live events."""
+    def users_changed(self, user: str) -> None:
+        """After ``user`` was written or deleted: features are read again, their answer
+        dropped."""
+        self._users = None
+        self.answers.forget(user)
+
+    def live_events(self, user: str) -> pd.DataFrame | None:
+        """``user``'s events since the version's training, in order (each weighs 1), or None
+        when there are none."""
         live = self._live.get(user)
         if not live:
             return None
-        history: dict[str, float] = {}
-        if user in model.users_:
-            u = int(model.users_.index([user])[0])
-            row = model.user_items_[[u]]
-            for i, v in zip(row.indices, row.data, strict=True):
-                history[str(model.items_.ids[i])] = float(v)
-        for item, v in live.items():
-            history[item] = history.get(item, 0.0) + v
-        return history
+        table = pd.DataFrame(live, columns=["item_id", "event_type", "value", "timestamp"])
+        return table.assign(weight=1.0)
+
+    def query(self, user: str) -> Query:
+        """What the chain is asked for ``user``: live events, stored features, the time now."""
+        users = self._users
+        if users is None:
+            users = self._users = self.store.users()
+        features = {}
+        if user in users.index:
+            row = users.loc[user]
+            features = {str(k): v for k, v in row.items() if v is not None}
+        return Query(user=user, history=self.live_events(user), user_features=features,
+                     time=datetime.now(UTC).replace(tzinfo=None))
 
     # -- answers --------------------------------------------------------------------------
     def recommend(self, user: str, k: int, *, offset: int = 0, name: str | None = None,
@@ -408,11 +452,10 @@ class ServingState:
         if cached is not None:
             return active, cached[offset:]
         ticket = self.answers.ticket()
-        history = self.history(model, user)
-        chain = FallbackChain([model, active.popularity], engine)
-        query = user if history is None else _HISTORY_ONLY
-        answer = chain.recommend(query, offset + k, history=history, explain=explain,
-                                 hidden=active.hidden)  # read after the ticket: never stale
+        query = self.query(user)  # read after the ticket: never stale
+        chain = FallbackChain([m for m in (model, active.segment, active.popularity)
+                               if m is not None], engine)
+        answer = chain.recommend(query, offset + k, explain=explain, hidden=active.hidden)
         if plain:
             self.answers.put(user, key, answer, ticket)
         return active, answer[offset:]

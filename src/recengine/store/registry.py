@@ -5,7 +5,9 @@ retrain must be undone in one step, and every model served must say what it was 
 how well it did. So:
 
 - **Versions are immutable and atomic.** A version (``root/versions/v0007/``) holds one sub-folder
-  per model (written by :meth:`Recommender.save`, no pickle) and a ``manifest.json``: version,
+  per model (written by :meth:`Recommender.save`, no pickle), the training data its models share
+  once (``data/``: the training users' histories, which models do not save), and a
+  ``manifest.json``: version,
   UTC creation time, each model's name and config, the training-data snapshot the caller gives,
   the evaluation metrics and free notes. It is written in ``root/.staging/``, fsynced, then moved
   into place with one ``os.rename``: a crash leaves at most an unlisted staging folder, never a
@@ -53,12 +55,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recengine.data.training_data import TrainingData
 from recengine.errors import ModelNotFoundError, RegistryError
 from recengine.models.base import Recommender
 
 __all__ = ["ModelRegistry", "RegistryError"]
 
 FORMAT_VERSION = 1
+#: The folder of a version's training data (histories for every model of the version).
+DATA_FOLDER = "data"
 _VERSION = re.compile(r"v(\d+)")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: Module-level aliases: inside the class, ``list`` is the method of that name.
@@ -229,8 +234,19 @@ class ModelRegistry:
             out.append(manifest | {"active": version == active})
         return out
 
-    def load(self, version: str | None = None, name: str | None = None) -> Recommender:
-        """A model of ``version`` (default: the active one), ``name`` or else its first model."""
+    def training_data(self, version: str) -> TrainingData | None:
+        """The training data ``version``'s models were fitted on, when it was published."""
+        folder = self.path(version) / DATA_FOLDER
+        return TrainingData.load(folder) if folder.is_dir() else None
+
+    def load(self, version: str | None = None, name: str | None = None, *,
+             histories: TrainingData | None = None) -> Recommender:
+        """A model of ``version`` (default: the active one), ``name`` or else its first model.
+
+        Training users' histories come from ``histories`` (pass :meth:`training_data` once
+        when loading several models of a version), else from the version's own data; a model
+        whose vocabularies differ from that data's gets none.
+        """
         if version is None:
             version = self.current()
             if version is None:
@@ -242,24 +258,38 @@ class ModelRegistry:
         elif name not in names:
             raise ModelNotFoundError(f"version {version} has no model {name!r}; it has "
                                      f"{', '.join(names)}")
-        return Recommender.load(self.path(version) / name)
+        path = self.path(version) / name
+        data = histories if histories is not None else self.training_data(version)
+        model = Recommender.load(path)
+        if data is not None and data.users == model.users_ and data.items == model.items_:
+            model.histories_ = data
+        return model
 
     # -- publishing ---------------------------------------------------------------------------
     def publish(self, models: Mapping[str, Recommender], *, data: Mapping[str, Any],
-                metrics: Mapping[str, Mapping[str, Any]], notes: str = "") -> str:
+                metrics: Mapping[str, Mapping[str, Any]], notes: str = "",
+                training: TrainingData | None = None) -> str:
         """Save fitted ``models`` as a new version and return its id; does not activate it.
 
         ``data`` describes the training data (counts, time range, a hash); ``metrics`` maps each
-        model name to its evaluation metrics.
+        model name to its evaluation metrics. ``training`` (the data the models were fitted on;
+        default: the first model's, when it was fitted in this process) is saved once, for every
+        model: it holds the training users' histories that seen-item exclusion and
+        history-based scoring read when the version is served.
         """
+        if training is None:
+            training = next((m.histories_ for m in models.values()
+                             if isinstance(m.histories_, TrainingData)), None)
         self._check_names(models)
         self._staging.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self._staging, prefix="publish-"))
         try:
             for name, model in models.items():
                 model.save(staging / name)
+            if training is not None:
+                training.save(staging / DATA_FOLDER)
             _fsync_tree(staging)
-            manifest = {"models": {name: {"model": model.name,
+            manifest = {"models": {name: {"model": model.key(),
                                           "config": model.config.model_dump(mode="json")}
                                    for name, model in models.items()},
                         "data": dict(data), "metrics": _clean_metrics(metrics), "notes": notes}
@@ -273,6 +303,8 @@ class ModelRegistry:
         if not models:
             raise RegistryError("nothing to publish: pass at least one fitted model")
         for name in models:
+            if name == DATA_FOLDER:
+                raise RegistryError(f"model name {name!r} is reserved for the training data")
             if not _MODEL_NAME.fullmatch(name):
                 raise RegistryError(f"model name {name!r} cannot be a folder name: use letters, "
                                     "digits, '_', '-' and '.', not starting with '.' or '-'")

@@ -1,0 +1,288 @@
+"""What a recommender is asked: who, what they did in order, and when and where they ask.
+
+A model scores a block of :class:`Queries` at once (one row per user asking). Each row carries
+
+- ``users``: the user's training index, or -1 for a user the model has not trained on;
+- ``bag``: the user's feedback per item (a sparse row: the seen items, and how strongly), for
+  models that want an unordered history;
+- ``sequences``: the same history as *ordered events* (item, event type, raw value, weight,
+  timestamp), oldest first, for models that use order (next-item prediction);
+- ``session``: the items of the current session, in order (may be empty);
+- ``user_features``: the user's features as known at request time (a table, one row per query);
+- ``times`` and ``context``: when the request is made, and free-form context (device, page, ...).
+
+Histories come from one place: :meth:`~recengine.data.training_data.TrainingData.queries` for
+training users, or the server's history store. A model never keeps its own copy of the training
+matrix. :class:`Query` is the one-user form people and the server build by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["NO_TIME", "HistorySource", "Queries", "Query", "Sequences"]
+
+#: A timestamp that is not known (int64 seconds): sorts before every real time.
+NO_TIME = np.iinfo(np.int64).min
+
+
+def _seconds(times: pd.Series | np.ndarray) -> np.ndarray:
+    """Timestamps as int64 seconds since the epoch, :data:`NO_TIME` where missing."""
+    values = pd.to_datetime(pd.Series(np.asarray(times)), utc=False)
+    out = np.full(len(values), NO_TIME, dtype=np.int64)
+    known = values.notna().to_numpy()
+    out[known] = values[known].astype("datetime64[s]").astype(np.int64).to_numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Ordered events of several rows (users), ragged like CSR: row ``k``'s events are
+    ``[indptr[k], indptr[k + 1])``, oldest first.
+
+    ``items`` are item indices, ``weights`` each event's feedback contribution (what the bag
+    sums), ``values`` the raw event value (stars, seconds, plays; NaN where none), ``timestamps``
+    int64 seconds (:data:`NO_TIME` where unknown), ``kinds`` codes into ``event_types``.
+
+    Examples
+    --------
+    >>> seqs = Sequences.from_rows([[3, 1, 3], [2]])
+    >>> seqs.row_items(0).tolist(), seqs.last_items().tolist()
+    ([3, 1, 3], [3, 2])
+    >>> seqs.bag(4).toarray().tolist()
+    [[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 0.0]]
+    """
+
+    indptr: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    values: np.ndarray
+    timestamps: np.ndarray
+    kinds: np.ndarray
+    event_types: tuple[str, ...] = ("",)
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def n_events(self) -> int:
+        return int(self.indptr[-1])
+
+    @classmethod
+    def empty(cls, n_rows: int = 0) -> Sequences:
+        """``n_rows`` rows without events."""
+        return cls.from_rows([[] for _ in range(n_rows)])
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[int]],
+                  weights: Sequence[Sequence[float]] | None = None) -> Sequences:
+        """Rows of item indices (weight 1 each unless given), in order, without times."""
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        items = (np.concatenate([np.asarray(r, dtype=np.int32) for r in rows])
+                 if len(rows) and indptr[-1] else np.zeros(0, np.int32))
+        w = (np.concatenate([np.asarray(r, dtype=np.float32) for r in weights])
+             if weights is not None and indptr[-1] else np.ones(len(items), np.float32))
+        n = len(items)
+        return cls(indptr, items, w, np.full(n, np.nan, np.float32),
+                   np.full(n, NO_TIME, np.int64), np.zeros(n, np.int16))
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, rows: np.ndarray, items: np.ndarray,
+                   n_rows: int) -> Sequences:
+        """From an event table whose events belong to row ``rows[e]`` and item ``items[e]``.
+
+        ``table`` may have ``weight``, ``value``, ``event_type`` and ``timestamp`` columns
+        (defaults: 1, NaN, ``""``, unknown). Events are ordered per row by time; events of the
+        same second keep the table's order (the order they were logged in).
+        """
+        n = len(table)
+        times = _seconds(table["timestamp"]) if "timestamp" in table else np.full(
+            n, NO_TIME, np.int64)
+        order = np.lexsort((np.arange(n), times, rows))
+        if "event_type" in table:
+            codes, uniques = pd.factorize(table["event_type"].astype(str), sort=True)
+            types = tuple(str(u) for u in uniques) or ("",)
+        else:
+            codes, types = np.zeros(n, np.int64), ("",)
+        weights = (table["weight"].to_numpy(np.float32) if "weight" in table
+                   else np.ones(n, np.float32))
+        values = (table["value"].to_numpy(np.float32) if "value" in table
+                  else np.full(n, np.nan, np.float32))
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+        return cls(indptr, np.asarray(items, np.int32)[order], weights[order], values[order],
+                   times[order], codes.astype(np.int16)[order], types)
+
+    # -- reading --------------------------------------------------------------------------
+    def row_items(self, row: int) -> np.ndarray:
+        """Row ``row``'s items, oldest first."""
+        return self.items[self.indptr[row]:self.indptr[row + 1]]
+
+    def last_items(self) -> np.ndarray:
+        """Each row's most recent item, -1 for rows without events."""
+        ends = self.indptr[1:]
+        has = ends > self.indptr[:-1]
+        out = np.full(len(self), -1, dtype=np.int32)
+        out[has] = self.items[ends[has] - 1]
+        return out
+
+    def bag(self, n_items: int) -> sp.csr_array:
+        """The unordered view: each row's summed weight per item (explicit zeros kept)."""
+        rows = np.repeat(np.arange(len(self)), np.diff(self.indptr))
+        matrix = sp.coo_array((self.weights.astype(np.float64), (rows, self.items)),
+                              shape=(len(self), n_items)).tocsr()
+        matrix.sum_duplicates()
+        return sp.csr_array(matrix, dtype=np.float32)
+
+    def take(self, rows: np.ndarray) -> Sequences:
+        """The sequences of ``rows`` (in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        pick = (np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+                if indptr[-1] else np.zeros(0, np.int64))
+        return Sequences(indptr, self.items[pick], self.weights[pick], self.values[pick],
+                         self.timestamps[pick], self.kinds[pick], self.event_types)
+
+    def append(self, other: Sequences) -> Sequences:
+        """Row ``k`` of ``self`` followed by row ``k`` of ``other`` (newer events)."""
+        if len(other) != len(self):
+            raise ValueError(f"cannot append {len(other)} rows to {len(self)}")
+        names = list(self.event_types)
+        remap = np.array([_code(names, t) for t in other.event_types], dtype=np.int16)
+        indptr = self.indptr + other.indptr
+        own_len, new_len = np.diff(self.indptr), np.diff(other.indptr)
+        total = int(indptr[-1])
+        slot_own = np.repeat(indptr[:-1], own_len) + _ranks(own_len)
+        slot_new = np.repeat(indptr[:-1] + own_len, new_len) + _ranks(new_len)
+        out = {}
+        for name in ("items", "weights", "values", "timestamps", "kinds"):
+            a, b = getattr(self, name), getattr(other, name)
+            if name == "kinds":
+                b = remap[b] if len(b) else b
+            column = np.empty(total, dtype=a.dtype)
+            column[slot_own], column[slot_new] = a, b
+            out[name] = column
+        return Sequences(indptr, **out, event_types=tuple(names))
+
+    # -- saving ---------------------------------------------------------------------------
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        arrays = {f"{prefix}{n}": getattr(self, n)
+                  for n in ("indptr", "items", "weights", "values", "timestamps", "kinds")}
+        arrays[f"{prefix}event_types"] = np.asarray(self.event_types, dtype=str)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> Sequences:
+        return cls(*(np.asarray(arrays[f"{prefix}{n}"]) for n in
+                     ("indptr", "items", "weights", "values", "timestamps", "kinds")),
+                   event_types=tuple(str(t) for t in arrays[f"{prefix}event_types"]))
+
+
+def _code(names: list[str], name: str) -> int:
+    if name not in names:
+        names.append(name)
+    return names.index(name)
+
+
+def _ranks(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for each length n, concatenated."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(total) - starts
+
+
+@dataclass(frozen=True)
+class Queries:
+    """A block of requests, one row per user asking (see the module docstring).
+
+    ``bag`` and ``sequences`` describe the same history; ``bag`` is what seen-item exclusion
+    removes. Build with :meth:`TrainingData.queries` or :meth:`from_bag`.
+    """
+
+    users: np.ndarray
+    bag: sp.csr_array
+    sequences: Sequences
+    session: Sequences | None = None
+    user_features: pd.DataFrame | None = None
+    times: np.ndarray | None = None
+    context: tuple[Mapping[str, Any], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def from_bag(cls, users: np.ndarray, bag: sp.csr_array) -> Queries:
+        """Queries from an unordered history only (each item one event, in item order)."""
+        bag = sp.csr_array(bag, dtype=np.float32)
+        bag.sort_indices()
+        seqs = Sequences(bag.indptr.astype(np.int64), bag.indices.astype(np.int32),
+                         bag.data.astype(np.float32), np.full(bag.nnz, np.nan, np.float32),
+                         np.full(bag.nnz, NO_TIME, np.int64), np.zeros(bag.nnz, np.int16))
+        return cls(np.asarray(users, dtype=np.int32), bag, seqs)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> Queries:
+        """The queries of ``rows`` (a slice or indices), every field kept aligned."""
+        picked = np.arange(len(self))[rows]
+        return Queries(
+            users=self.users[picked], bag=self.bag[picked],
+            sequences=self.sequences.take(picked),
+            session=None if self.session is None else self.session.take(picked),
+            user_features=(None if self.user_features is None
+                           else self.user_features.iloc[picked].reset_index(drop=True)),
+            times=None if self.times is None else self.times[picked],
+            context=None if self.context is None else tuple(self.context[i] for i in picked))
+
+    def recent_items(self) -> np.ndarray:
+        """Each row's most recent item: the session's last, else the history's last (-1 if
+        neither has one). What next-item models start from."""
+        last = self.sequences.last_items()
+        if self.session is not None:
+            in_session = self.session.last_items()
+            last = np.where(in_session >= 0, in_session, last)
+        return last
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request, by id: what the server and people build (see :class:`Queries`).
+
+    ``history`` is the user's ordered events as a table (``item_id``, and optionally
+    ``event_type``, ``value``, ``weight``, ``timestamp``); None means "the history the model's
+    history source holds" (training users). ``candidates`` restrict the answer, ``exclude``
+    removes items from it.
+    """
+
+    user: str | None = None
+    history: pd.DataFrame | None = None
+    session: Sequence[str] = ()
+    user_features: Mapping[str, Any] = field(default_factory=dict)
+    time: datetime | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    candidates: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+
+
+class HistorySource(Protocol):
+    """Where training users' histories come from (training data, a served version's log)."""
+
+    def queries(self, users: np.ndarray) -> Queries:
+        """Queries for training user indices, with their bag and ordered events."""
+        ...
+
+    def item_users(self, items: np.ndarray) -> sp.csr_array:
+        """``[len(items), n_users]``: which training users chose each item (audiences)."""
+        ...
