@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -495,7 +495,7 @@ def run_models(args: argparse.Namespace) -> int:
         print(json_text(answer))
     elif args.action == "list":
         table = Table("version", "active", "created", "models", "metrics")
-        for m in answer:  # type: ignore[union-attr]
+        for m in cast("list[dict[str, Any]]", answer):  # registry.list()'s manifests
             metrics = "; ".join(f"{name}: " + ", ".join(
                 f"{k} {values[k]:.4f}" for k in LISTED_METRICS if isinstance(values.get(k), float))
                 for name, values in m.get("metrics", {}).items())
@@ -513,7 +513,7 @@ def run_serve(args: argparse.Namespace) -> int:
     return _serve(overrides, args.host, args.port)
 
 
-def _serve(overrides: dict[str, str], host: str, port: int) -> int:
+def _serve(overrides: dict[str, Any], host: str, port: int) -> int:
     """Serve until stopped: settings from RECENGINE_* variables and ``overrides``, validated."""
     import gc
 
@@ -566,7 +566,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         for answer in answers:
             head = {k: v for k, v in answer.items() if k not in ("items", "similar")}
             console.print(str(head), style="bold", markup=False, highlight=False)
-            for rank, r in enumerate(answer.get("items") or answer.get("similar") or [], 1):
+            ranked_items = cast("list[_Ranked]", answer.get("items") or answer.get("similar") or [])
+            for rank, r in enumerate(ranked_items, 1):
                 why = f"  — {r['reason']}" if "reason" in r else ""
                 console.print(f"{rank:>3}. {r['item']}  {r['score']:.4f}{why}", highlight=False)
     return 0
@@ -600,7 +601,13 @@ def _load_saved(folder: str | Path) -> Recommender:
                             else None)
 
 
-def _ranked(ids: object, scores: object) -> list[dict[str, object]]:
+class _Ranked(TypedDict):
+    item: str
+    score: float
+    reason: NotRequired[str]
+
+
+def _ranked(ids: object, scores: object) -> list[_Ranked]:
     return [{"item": str(i), "score": float(s)}
             for i, s in zip(ids, scores, strict=True) if i is not None]  # type: ignore[call-overload]
 

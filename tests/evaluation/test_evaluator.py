@@ -120,3 +120,28 @@ def test_cold_items_rank_only_the_held_out_items_and_give_auc(synthetic_pairs):
     assert set(recommended[recommended >= 0].tolist()) <= cold
     assert result.models["oracle"].metrics["auc"] == pytest.approx(1.0)
     assert 0.4 < result.models["random"].metrics["auc"] < 0.6
+
+
+def test_a_model_trained_elsewhere_is_measured_without_a_fit(synthetic_pairs):
+    """Factors from another trainer (own vocabularies, another id order) score as the model
+    fitted here does, and its fit is never called."""
+    from recengine.models import WALS
+
+    split = stratified(synthetic_pairs, 0.25, seed=0)
+    data = TrainingData.from_interactions(split.train,
+                                          extra_items=split.test["item_id"].unique())
+    here = WALS(factors=8, iterations=4).fit(data)
+    users, items = data.users.ids[::-1], data.items.ids[::-1]  # another trainer's order
+    elsewhere = WALS.from_factors(users, items, here.user_factors_[::-1],
+                                  here.item_factors_[::-1], factors=8, iterations=4)
+
+    def no_fit(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a pre-fitted model was refitted")
+
+    elsewhere.fit = no_fit  # type: ignore[method-assign]
+    result = evaluate({"here": here, "elsewhere": elsewhere}, data, split,
+                      prefitted=["elsewhere"])
+    a, b = result.models["here"], result.models["elsewhere"]
+    np.testing.assert_array_equal(a.recommended, b.recommended)
+    assert a.metrics["ndcg@10"] == pytest.approx(b.metrics["ndcg@10"])
+    assert b.fit_seconds < 0.01

@@ -74,3 +74,18 @@ class TestBias(RecommenderConformance):
         implicit = TrainingData(data.users, data.items, data.feedback, data.feedback[:, :0])
         with pytest.raises(DataError, match="needs explicit ratings"):
             Bias().fit(implicit)
+
+
+def test_bias_refit_on_data_without_ratings_keeps_the_first_fit():
+    """It used to install B's vocabularies, then fail, then answer with A's biases."""
+    first = small_data()
+    model = Bias().fit(first)
+    before = model.recommend(["u1", "u2"], 5)
+    no_ratings = TrainingData.from_interactions(pd.DataFrame({
+        "user_id": ["x", "y"], "item_id": ["p", "q"], "rating": np.nan, "feedback": 1.0}))
+    with pytest.raises(DataError, match="needs explicit ratings"):
+        model.fit(no_ratings)
+    assert model.users_ == first.users and model.items_ == first.items
+    after = model.recommend(["u1", "u2"], 5)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])

@@ -13,8 +13,10 @@ import scipy.sparse as sp
 from recengine.data.synthetic import generate
 from recengine.data.training_data import TrainingData
 from recengine.data.weighting import aggregate
-from recengine.errors import DataError
+from recengine.errors import DataError, NotSupportedError
 from recengine.models import WALS, kernels
+from recengine.models.base import TrainingOptions
+from recengine.models.wals import ModelFitError
 from tests.models.conformance import RecommenderConformance, small_data
 
 
@@ -267,3 +269,47 @@ def test_similar_items_follow_a_refit(fitted):
     got, want = model.similar_items(item, 3), fresh.similar_items(item, 3)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+
+
+def test_a_diverging_refit_leaves_the_fitted_factors():
+    """WALS used to write state part-way through training."""
+    data = small_data()
+    model = WALS(factors=4, iterations=3).fit(data)
+    factors = model.user_factors_.copy()
+    model.config = WALS.Config(factors=4, iterations=3, alpha=1e30, regularization=0.0)
+    with pytest.raises(ModelFitError, match="non-finite"):
+        model.fit(small_data(seed=1, n_users=10))
+    np.testing.assert_array_equal(model.user_factors_, factors)
+    assert model.users_ == data.users
+
+
+def test_training_options_are_scoped_to_the_fit():
+    """Threads bound this fit only; the seed replaces the configuration's random_state."""
+    import numba
+
+    data = small_data()
+    before = numba.get_num_threads()
+    WALS(factors=4, iterations=2, num_threads=1).fit(data)
+    WALS(factors=4, iterations=2).fit(data, options=TrainingOptions(threads=1))
+    assert numba.get_num_threads() == before
+    seeded = WALS(factors=4, iterations=2).fit(data, options=TrainingOptions(seed=7))
+    same = WALS(factors=4, iterations=2, random_state=7).fit(data)
+    np.testing.assert_array_equal(seeded.item_factors_, same.item_factors_)
+    with pytest.raises(NotSupportedError, match="cuda"):
+        WALS().fit(data, options=TrainingOptions(device="cuda"))
+
+
+def test_factors_trained_elsewhere_make_a_fitted_model():
+    """WALS.from_factors answers exactly as the model the factors came from."""
+    data = small_data()
+    trained = WALS(factors=6, iterations=4).fit(data)
+    rebuilt = WALS.from_factors(data.users.ids, data.items.ids, trained.user_factors_,
+                                trained.item_factors_, histories=data, factors=6,
+                                iterations=4)
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(rebuilt.recommend_indices(users, 10)[0],
+                                  trained.recommend_indices(users, 10)[0])
+    np.testing.assert_allclose(rebuilt.fold_in(["i1", "i4"]), trained.fold_in(["i1", "i4"]),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="factors must be"):
+        WALS.from_factors(["u"], ["a"], np.ones((1, 3)), np.ones((1, 2)), factors=3)

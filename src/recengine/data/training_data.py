@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recengine.data.query import Queries, Sequences
+from recengine.data.query import Queries, Sequences, take_ranges
 from recengine.data.schema import FeatureKind
 from recengine.data.vocabulary import Vocabulary
 
@@ -70,12 +70,16 @@ class TrainingData:
             raise ValueError(f"the log has {len(self.log)} rows for {self.n_users} users")
 
     def queries(self, users: np.ndarray) -> Queries:
-        """Queries for training users: their feedback row, ordered events and features."""
+        """Queries for training users: their feedback row and ordered events.
+
+        No request-time features: a model knows its training users' features from training.
+        """
         users = np.asarray(users, dtype=np.int32)
-        features = (self.user_features.iloc[users].reset_index(drop=True)
-                    if len(self.user_features.columns) else None)
-        return Queries(users, self.feedback[users], self.log.take(users),
-                       user_features=features)
+        m = self.feedback
+        indptr, pick = take_ranges(m.indptr, users)
+        bag = sp.csr_array((m.data[pick], m.indices[pick], indptr),
+                           shape=(len(users), m.shape[1]))
+        return Queries(users, bag, self.log.take(users))
 
     def item_users(self, items: np.ndarray) -> sp.csr_array:
         """``[len(items), n_users]``: the training users of each item, with their feedback."""
@@ -195,7 +199,7 @@ class TrainingData:
             arrays |= {f"{name}_data": m.data, f"{name}_indices": m.indices,
                        f"{name}_indptr": m.indptr}
         arrays |= self.log.to_arrays("log_")
-        np.savez_compressed(path / "matrices.npz", **arrays)
+        np.savez_compressed(path / "matrices.npz", allow_pickle=False, **arrays)
         self.item_features.to_parquet(path / "item_features.parquet")
         self.user_features.to_parquet(path / "user_features.parquet")
         kinds = {"items": dict(self.item_feature_kinds), "users": dict(self.user_feature_kinds)}

@@ -345,19 +345,20 @@ def _check_values(check: _Checker, table: RawTable, mapping: ColumnMapping,
             continue
         missing = of_type & (text == "").to_numpy()
         if spec.value_required:
-            check.flag(missing, column, _NO_VALUE.problem,
-                       lambda i, n=name: _NO_VALUE.message(name=n))
+            def no_value(i: int, n: str = name) -> str:
+                return _NO_VALUE.message(name=n)
+            check.flag(missing, column, _NO_VALUE.problem, no_value)
         else:
             values[missing] = spec.default_value
         v = values.to_numpy()
+        def out_of_range(i: int, n: str = name, s: EventType = spec, v: np.ndarray = v) -> str:
+            return _range_message(n, v[i], s)
         if spec.min_value is not None:
             low = of_type & (v < spec.min_value)
-            check.flag(low, column, _range_problem(spec, low=True),
-                       lambda i, n=name, s=spec, v=v: _range_message(n, v[i], s))
+            check.flag(low, column, _range_problem(spec, low=True), out_of_range)
         if spec.max_value is not None:
             high = of_type & (v > spec.max_value)
-            check.flag(high, column, _range_problem(spec, low=False),
-                       lambda i, n=name, s=spec, v=v: _range_message(n, v[i], s))
+            check.flag(high, column, _range_problem(spec, low=False), out_of_range)
     return values
 
 
@@ -610,13 +611,17 @@ def validate_metadata(
         if text is None:
             raise DataError(f"no feature column {name!r}", file=table.file)
         if kind == FeatureKind.NUMERIC:
+            def not_a_number(i: int, t: pd.Series = text) -> str:
+                return f"{t.iloc[i]!r} is not a number"
             parsed = parse_numbers(text)
             check.flag(((text != "") & parsed.isna()).to_numpy(), name, "unparsable value",
-                       lambda i, t=text: f"{t.iloc[i]!r} is not a number")
+                       not_a_number)
         elif kind == FeatureKind.DATE:
+            def not_a_date(i: int, t: pd.Series = text) -> str:
+                return f"{t.iloc[i]!r} is not a date"
             parsed = parse_timestamps(text)
             check.flag(((text != "") & parsed.isna()).to_numpy(), name, "unparsable date",
-                       lambda i, t=text: f"{t.iloc[i]!r} is not a date")
+                       not_a_date)
         elif kind == FeatureKind.MULTI:
             parsed = text.map(lambda s: parse_labels(s, list_separator))
         else:

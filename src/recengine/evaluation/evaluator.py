@@ -251,7 +251,7 @@ def _ranking_metrics(recommended: np.ndarray, ctx: _Context, rows: np.ndarray,
     rec, rel, n_rel = recommended[rows], ctx.relevant[rows], ctx.n_relevant[rows]
     hit = m.hits(rec, rel)
     pop, n_train, vectors = ctx.item_popularity, ctx.data.n_users, ctx.item_vectors
-    out: dict[str, float] = {}
+    out: dict[str, float | np.ndarray] = {}
     for k in ks:
         out |= {
             f"precision@{k}": m.precision_at_k(hit, k),

@@ -118,7 +118,7 @@ class TrainingOptions:
             yield
             return
         before = numba.get_num_threads()
-        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # numba.config sets it through globals()
         try:
             yield
         finally:
@@ -241,6 +241,18 @@ class Recommender(ABC):
     def supports(self, capability: Capability) -> bool:
         """Whether this model (with its configuration) can do ``capability``."""
         return capability in self.capabilities
+
+    def answers(self, queries: Queries) -> np.ndarray:
+        """Which queries this model has a personal answer for: users it trained on, users
+        with some history when it needs one, anyone when it does not. A fallback chain asks
+        the next model for the others."""
+        known = queries.users >= 0
+        if not self.needs_history:
+            return np.ones(len(queries), dtype=bool)
+        has = np.diff(queries.bag.indptr) > 0
+        if queries.session is not None:
+            has |= np.diff(queries.session.indptr) > 0
+        return known | has
 
     def _require(self, capability: Capability) -> None:
         if not self.supports(capability):
@@ -747,7 +759,7 @@ class Recommender(ABC):
         (path / "model.json").write_text(json.dumps(
             {"model": self.key(), "format": FORMAT_VERSION,
              "config": self.config.model_dump(mode="json"), "state": meta}, indent=2))
-        np.savez(path / "state.npz", users_=self.users_.to_array(),
+        np.savez(path / "state.npz", allow_pickle=False, users_=self.users_.to_array(),
                  items_=self.items_.to_array(), **arrays)
         for index, name in ((self.retrieval_, INDEX_FILE),
                             (self.similar_index_, SIMILAR_INDEX_FILE)):

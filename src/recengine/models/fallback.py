@@ -49,11 +49,12 @@ class FallbackChain:
                   hidden: Set[int] = frozenset()) -> list[RankedItem]:
         """Up to ``n`` items for ``query`` (a :class:`Query`, or a user id).
 
-        Each model reads the query its own way (:meth:`Recommender.queries_from`): a model that
-        needs a history is skipped for a user it does not know who has none. ``explain=False``
-        skips the reasons (``""``): they cost more than the ranking. ``hidden`` item indices
-        (deleted items, say) are never returned: they are stepped over like items an earlier
-        model chose, so the models keep their fast top-k.
+        Each model reads the query its own way (:meth:`Recommender.queries_from`) and is
+        skipped when it has no answer of its own (:meth:`Recommender.answers`: a model that
+        needs a history, for a new user without one; segments, for a user it cannot place).
+        ``explain=False`` skips the reasons (``""``): they cost more than the ranking. ``hidden``
+        item indices (deleted items, say) are never returned: they are stepped over like items
+        an earlier model chose, so the models keep their fast top-k.
         """
         query = Query(user=query) if isinstance(query, str) else query
         chosen: list[RankedItem] = []
@@ -62,9 +63,7 @@ class FallbackChain:
             if len(chosen) == n:
                 break
             queries = model.queries_from(query)
-            unknown = queries.users[0] < 0
-            if unknown and model.needs_history and queries.bag.nnz == 0 and (
-                    queries.session is None or queries.session.n_events == 0):
+            if not model.answers(queries)[0]:
                 continue
             fresh = self._best(model, queries, n, n - len(chosen), taken, hidden)
             if not fresh:

@@ -41,7 +41,7 @@ class FeatureMappedWALS(WALS):
         feature_ridge: float = Field(1.0, gt=0, description="μ of the features → factors map.")
         encoder: EncoderConfig = Field(default_factory=EncoderConfig)
 
-    config: Config  # type: ignore[assignment]
+    config: Config
     state = (*WALS.state, "feature_map_")
     #: ``[n_features, factors]``: encoded item features → item factors.
     feature_map_: np.ndarray

@@ -26,6 +26,7 @@ class Popularity(Recommender):
     class Config(ModelConfig):
         pass
 
+    config: Config
     state = ("item_counts_",)
     capabilities = frozenset({Capability.SIMILAR_ITEMS})
     item_counts_: np.ndarray

@@ -8,6 +8,7 @@ written outside the package trains, evaluates, saves, publishes and serves like 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from recengine.errors import ModelNotFoundError
 from recengine.models.base import Recommender
@@ -54,6 +55,6 @@ def model_class(name: str) -> type[Recommender]:
     return found
 
 
-def create_model(name: str, **params: object) -> Recommender:
+def create_model(name: str, **params: Any) -> Recommender:
     """A new, unfitted model of that name."""
     return model_class(name)(**params)

@@ -49,7 +49,7 @@ class ItemIndex:
         self._index = index
         self.n_items = int(index.ntotal)
         self.ef_search = ef_search
-        self._search_parameters = faiss.SearchParametersHNSW
+        self._search_parameters = faiss.SearchParametersHNSW  # type: ignore[attr-defined]  # missing from faiss's stubs
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, neighbours: int = 16, ef_construction: int = 80,
@@ -96,7 +96,7 @@ class ItemIndex:
         # call would cost more than the whole loop.
         for row, (found, scores) in enumerate(zip(found_idx.tolist(), found_val.tolist(),
                                                   strict=True)):
-            drop = set(seen[row].tolist()) if counts[row] else ()
+            drop = set(seen[row].tolist()) if seen is not None and counts[row] else ()
             hits = [(i, v) for i, v in zip(found, scores, strict=True)
                     if i >= 0 and i not in drop][:n]
             if hits:

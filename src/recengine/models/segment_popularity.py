@@ -103,6 +103,10 @@ class SegmentPopularity(Recommender):
             out[~known] = [lookup.get(labels[r], -1) for r in np.flatnonzero(~known)]
         return out
 
+    def answers(self, queries: Queries) -> np.ndarray:
+        """Users it trained on, and new users whose features place them in a segment."""
+        return self._segments_of(queries) >= 0
+
     def _score(self, queries: Queries) -> np.ndarray:
         m = self.config.shrinkage
         out = np.broadcast_to(self.global_share_, (len(queries), len(self.global_share_))).copy()

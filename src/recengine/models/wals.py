@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,8 +125,9 @@ class WALS(Recommender):
                                  "TrainingOptions.threads overrides it).")
 
     config: Config
-    state = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
-             "item_weights_", "user_weights_", "weight_norms_", "item_gram_", "user_gram_")
+    state: ClassVar[tuple[str, ...]] = (
+        "user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
+        "item_weights_", "user_weights_", "weight_norms_", "item_gram_", "user_gram_")
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     user_bias_: np.ndarray

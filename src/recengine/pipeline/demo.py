@@ -153,6 +153,7 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
     paths = write_report(result, output / "report")
     console.print(f"report: {paths['json']}; plots: {paths['curves']}, {paths['popularity']}",
                   highlight=False)
+    _next_stay_step(dataset, seed, console)
     console.rule("4. recommendations, with the reason for each")
     best = max(result.models, key=lambda n: result.models[n].metrics.get("ndcg@10", 0.0))
     model = models[best]
@@ -176,6 +177,17 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
                       item=str(next(i for i in ids[0] if i is not None)))
 
 
+def _next_stay_step(dataset: Dataset, seed: int, console: Console) -> None:
+    """Where order matters: trips follow on from the previous stay, so the next stay is better
+    predicted from the last one (markov) than from the whole history as a bag (wals)."""
+    console.rule("3b. the next stay: each traveller's last one, from the order of events")
+    prepared = prepare(dataset, "last", last_n=1, seed=seed)
+    models = {name: MODELS[name]() for name in ("popularity", "wals", "markov")}
+    with progress_bar(console) as progress:
+        result = evaluate(models, prepared.data, prepared.split, ks=[10], progress=progress)
+    print_table(result, console, k=10)
+
+
 def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path,
              console: Console) -> tuple[str, str]:
     """Store the events, items and users; publish ``best`` and popularity; the URL and version.
@@ -184,7 +196,8 @@ def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path
     as they are, they would recommend items users already booked. So, as ``recengine retrain``
     does after its gate, the published models are refitted on all events; the manifest keeps
     the evaluation's metrics and says so. Popularity goes second: the server's fallback for
-    users the best model cannot serve.
+    users the best model cannot serve, after segment-popularity (new users known by their
+    features).
     """
     database = output / "recengine.db"
     for stale in (database, database.with_name("recengine.db-wal"),
@@ -199,7 +212,7 @@ def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path
         snapshot = store.snapshot()
     data = training_data(dataset, aggregate(dataset.events, dataset.schema),
                          events=events_of(dataset))
-    names = list(dict.fromkeys([best, "popularity"]))
+    names = list(dict.fromkeys([best, "segment-popularity", "popularity"]))
     with console.status(f"fitting {', '.join(names)} on all {stored.accepted} events"):
         fitted = {name: MODELS[name]().fit(data) for name in names}
     registry = ModelRegistry(output / "registry")

@@ -50,8 +50,8 @@ class Metrics:
             for route, hist in sorted(self.latency.items()):
                 label = f'route="{_escape(route)}"'
                 name = "recengine_http_request_duration_seconds"
-                for bound, n in zip(BUCKETS, hist, strict=False):
-                    lines.append(f'{name}_bucket{{{label},le="{bound}"}} {int(n)}')
+                for bound, count in zip(BUCKETS, hist, strict=False):
+                    lines.append(f'{name}_bucket{{{label},le="{bound}"}} {int(count)}')
                 lines.append(f'{name}_bucket{{{label},le="+Inf"}} {int(hist[-2])}')
                 lines.append(f"{name}_count{{{label}}} {int(hist[-2])}")
                 lines.append(f"{name}_sum{{{label}}} {hist[-1]:.6f}")

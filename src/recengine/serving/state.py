@@ -191,8 +191,9 @@ class ServingState:
         self._active: Active | None = None
         self._previous: Active | None = None
         self._live: dict[str, list[LiveEvent]] = {}
-        #: Stored users' features, read once and again after a user is written.
-        self._users: pd.DataFrame | None = None
+        #: Stored users' features (user → feature → value), read once and again after a user
+        #: is written.
+        self._users: dict[str, dict[str, Any]] | None = None
 
     # -- the model ------------------------------------------------------------------------
     @property
@@ -418,12 +419,12 @@ class ServingState:
         """What the chain is asked for ``user``: live events, stored features, the time now."""
         users = self._users
         if users is None:
-            users = self._users = self.store.users()
-        features = {}
-        if user in users.index:
-            row = users.loc[user]
-            features = {str(k): v for k, v in row.items() if v is not None}
-        return Query(user=user, history=self.live_events(user), user_features=features,
+            stored = self.store.users()
+            users = self._users = {
+                str(u): {str(k): v for k, v in row.items() if v is not None}
+                for u, row in stored.to_dict("index").items()}
+        return Query(user=user, history=self.live_events(user),
+                     user_features=users.get(user, {}),
                      time=datetime.now(UTC).replace(tzinfo=None))
 
     # -- answers --------------------------------------------------------------------------

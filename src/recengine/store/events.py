@@ -748,7 +748,8 @@ _FRAME_STEP = 20_000
 def _event_frame(parts: Iterable[Sequence[sa.Row[Any]]]) -> pd.DataFrame:
     """Rows of (id, user, item, type, value, timestamp), in parts, as a canonical event frame
     with ``id``."""
-    ids, users, items, types, values, stamps = columns = ([], [], [], [], [], [])
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    ids, users, items, types, values, stamps = columns
     for rows in parts:
         for column, part in zip(columns, zip(*rows, strict=True), strict=True):
             column.extend(part)

@@ -53,7 +53,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from recengine.data.training_data import TrainingData
 from recengine.errors import ModelNotFoundError, RegistryError
@@ -371,7 +371,7 @@ class ModelRegistry:
         stack: _Ids = []
         for entry in self._read_history():
             if entry.get("action") == "rollback":
-                target = entry.get("version")
+                target = cast(str, entry.get("version"))  # _log writes one on every entry
                 if stack:
                     stack.pop()
                 while stack and stack[-1] != target:
@@ -379,7 +379,7 @@ class ModelRegistry:
                 if not stack:
                     stack.append(target)
             else:
-                stack.append(entry.get("version"))
+                stack.append(cast(str, entry.get("version")))
         return _reconcile(stack, current)
 
     def _read_history(self) -> Iterator[dict[str, Any]]:

@@ -8,6 +8,8 @@ definitions are in the package docstring.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -206,7 +208,8 @@ def hit_rate_at_k(hit: np.ndarray, k: int) -> np.ndarray:
     >>> hit_rate_at_k(np.array([[False, False, True], [False, False, False]]), 3)
     array([1., 0.])
     """
-    return check_hit(hit, k).any(axis=1).astype(np.float64)
+    # A 2-D matrix reduced over axis 1 is an array, never the scalar numpy's stubs allow for.
+    return cast(np.ndarray, check_hit(hit, k).any(axis=1)).astype(np.float64)
 
 
 def auc(hit: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from recengine.errors import DataError
 from recengine.models.constraints.nodes import (
@@ -143,7 +143,7 @@ class _Parser:
     def near(self) -> Near:
         self.advance()
         self.expect("(")
-        values = []
+        values: list[float] = []
         for name in ("lat", "lon", "km"):
             if values:
                 self.expect(",")
@@ -157,7 +157,8 @@ class _Parser:
             self.expect(",")
             fields = (lat_field, self.field())
         self.expect(")")
-        return Near(*values, *fields)
+        lat, lon, km = values
+        return Near(lat, lon, km, *fields)
 
     def test(self) -> Constraint:
         name = self.field()
@@ -173,7 +174,8 @@ class _Parser:
             return In(name, self.literals("number", "string"))
         if self.accept("has"):
             if self.at("any") or self.at("all"):
-                mode = self.advance().text.lower()
+                mode: Literal["any", "all"] = "any" if self.at("any") else "all"
+                self.advance()
                 return Has(name, self.literals("string"), mode)
             return Has(name, (self.literal("string"),))
         if self.accept("contains"):
@@ -236,6 +238,15 @@ class _JsonReader:
             raise self.error(path, f"expected a non-empty list, got {got}")
         return value
 
+    @overload
+    def scalar(self, value: object, path: str, *, strings: Literal[False],
+               numbers: Literal[True] = ...) -> int | float: ...
+    @overload
+    def scalar(self, value: object, path: str, *, strings: Literal[True] = ...,
+               numbers: Literal[False]) -> str: ...
+    @overload
+    def scalar(self, value: object, path: str, *, strings: bool = ...,
+               numbers: bool = ...) -> Scalar: ...
     def scalar(self, value: object, path: str, *, strings: bool = True,
                numbers: bool = True) -> Scalar:
         if numbers and isinstance(value, int | float) and not isinstance(value, bool):
@@ -343,7 +354,7 @@ labels=('pets allowed',), mode='any')))
                ^
     """
     if isinstance(source, _Node):
-        return source  # type: ignore[return-value]
+        return source
     if isinstance(source, str):
         parser = _Parser(source, "constraint")
         if parser.token.kind == "end":
@@ -372,7 +383,7 @@ def parse_preferences(
         return _parse_preference_string(source)
     if isinstance(source, Mapping):
         return _JsonReader("preferences").preferences(source)
-    if isinstance(source, Sequence):
+    if isinstance(source, Sequence) and not isinstance(source, str):  # mypy: not str again
         return tuple(p if isinstance(p, Preference) else Preference(parse_constraint(p[0]),
                                                                     p[1]) for p in source)
     raise TypeError("preferences are a string, a JSON object (dict) or a list of (constraint, "

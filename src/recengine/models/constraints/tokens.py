@@ -68,10 +68,10 @@ def _read_token(text: str, pos: int, column: str) -> _Token:
         return _Token("symbol", symbol, symbol, pos)
     if match := _NUMBER.match(text, pos):
         written = match.group()
-        value = float(written) if any(c in written for c in ".eE") else int(written)
-        if not math.isfinite(value):
+        number = float(written) if any(c in written for c in ".eE") else int(written)
+        if not math.isfinite(number):
             raise _syntax_error(f"number {written} is out of range", text, pos, column)
-        return _Token("number", written, value, pos)
+        return _Token("number", written, number, pos)
     if match := _NAME.match(text, pos):
         return _Token("name", match.group(), match.group(), pos)
     hint = " (comparisons are ==, !=, <, <=, >, >=)" if char in "=!" else ""

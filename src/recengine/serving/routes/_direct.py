@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import params
@@ -42,7 +42,7 @@ __all__ = ["DirectRoute"]
 class DirectRoute(APIRoute):
     """An :class:`~fastapi.routing.APIRoute` that reads its parameters directly (see module)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
         context_name, access, query_name, query_model = _parameters(
             endpoint, set(self.param_convertors))
