@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from bench_serving import SERVED
 from recengine.data.synthetic import generate
 from recengine.data.weighting import aggregate
 from recengine.models import WALS
@@ -57,7 +58,7 @@ def main() -> None:
     print(f"```\npython benchmarks/bench_retrieval.py {' '.join(sys.argv[1:])}\n```\n")
     dataset = generate(n_users=args.users, n_items=args.items, seed=0, mean_events_per_user=20)
     data = training_data(dataset, aggregate(dataset.events, dataset.schema))
-    model = WALS(factors=args.factors, iterations=10).fit(data)
+    model = WALS(**SERVED, factors=args.factors).fit(data)
     users = np.random.default_rng(1).choice(data.n_users, args.queries, replace=False)
     flush = np.ones(30_000_000, np.float32)
 

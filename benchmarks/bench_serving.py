@@ -92,6 +92,12 @@ class World:
     items: list[str]
 
 
+#: The served WALS: the same configuration in every session's runs (session 3's defaults), so
+#: that its figures compare across sessions.
+SERVED = {"iterations": 10, "regularization": 30.0, "alpha": 1.0, "item_weight_exponent": 0.0,
+          "confidence": "raw"}
+
+
 def build(folder: Path, n_users: int, n_items: int, factors: int) -> World:
     """Generate, train and publish (active) version 1; the data is stored per backend later.
 
@@ -100,7 +106,7 @@ def build(folder: Path, n_users: int, n_items: int, factors: int) -> World:
     started = time.perf_counter()
     dataset = generate(n_users=n_users, n_items=n_items, seed=0, mean_events_per_user=20)
     data = training_data(dataset, aggregate(dataset.events, dataset.schema))
-    models: dict[str, Recommender] = {"wals": WALS(factors=factors, iterations=10).fit(data),
+    models: dict[str, Recommender] = {"wals": WALS(**SERVED, factors=factors).fit(data),
                                       "popularity": Popularity().fit(data)}
     if data.n_items >= INDEX_MIN_ITEMS:
         models["wals"].build_index()

@@ -175,7 +175,8 @@ def fit_recengine(r: sp.csr_array, p: Params, *, solver: str = "cg", data: Any =
 
     model = WALS(factors=p.factors, iterations=p.iterations, regularization=p.regularization,
                  alpha=p.alpha, unobserved_weight=1.0, solver=solver, cg_steps=p.cg_steps,
-                 random_state=p.seed, num_threads=p.threads, feedback="implicit")
+                 random_state=p.seed, num_threads=p.threads, feedback="implicit",
+                 confidence="raw", item_weight_exponent=0.0)  # implicit's objective
     return model.fit(data if data is not None else training_data(r))
 
 

@@ -89,3 +89,26 @@ def test_bias_refit_on_data_without_ratings_keeps_the_first_fit():
     after = model.recommend(["u1", "u2"], 5)
     np.testing.assert_array_equal(before[0], after[0])
     np.testing.assert_array_equal(before[1], after[1])
+
+
+def test_a_model_saved_in_format_1_still_loads_with_its_matrix(tmp_path):
+    """Registries written before core v2 kept the training matrix in each model folder."""
+    import json
+
+    from recengine.models.base import Recommender
+
+    data = small_data()
+    model = Popularity().fit(data)
+    folder = model.save(tmp_path / "old")
+    meta = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps(
+        {"model": "popularity", "format": 1, "config": meta["config"]}))
+    with np.load(folder / "state.npz", allow_pickle=False) as z:
+        arrays = dict(z)
+    m = data.feedback
+    np.savez(folder / "state.npz", **arrays, user_items_data=m.data,
+             user_items_indices=m.indices, user_items_indptr=m.indptr)
+    old = Recommender.load(folder)
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(old.recommend_indices(users, 5)[0],
+                                  model.recommend_indices(users, 5)[0])

@@ -117,7 +117,39 @@ def test_cg_converges_to_the_cholesky_solution():
 @pytest.fixture(scope="module")
 def fitted() -> tuple[WALS, TrainingData]:
     data = small_data(seed=3)
-    return WALS(factors=6, iterations=10, alpha=2.0, regularization=0.1).fit(data), data
+    model = WALS(factors=6, iterations=10, alpha=2.0, regularization=0.1, confidence="raw",
+                 item_weight_exponent=0.0)
+    return model.fit(data), data
+
+
+def test_scaled_confidence_weighs_feedback_in_units_of_its_mean():
+    """The default: ``w0 + α · r / r̄``, in training and in fold-in alike."""
+    data = small_data(seed=3)
+    scaled = WALS(factors=6, iterations=10, alpha=2.0, regularization=0.1,
+                  item_weight_exponent=0.0).fit(data)
+    mean = float(data.feedback.data.mean())
+    assert scaled.weight_norms_[2] == pytest.approx(mean)
+    row = data.feedback[[5]]
+    Y = scaled.item_factors_
+    expected = np.zeros((1, Y.shape[1]), np.float32)
+    weight = (1.0 + 2.0 * row.data / mean).astype(np.float32)
+    kernels.solve_cholesky_numpy(row.indptr, row.indices, weight, np.ones(row.nnz, np.float32),
+                                 Y, Y.T.astype(np.float64) @ Y, np.array([0.1]), expected, 1.0)
+    history = dict(zip(data.items.ids[row.indices], row.data.tolist(), strict=True))
+    np.testing.assert_allclose(scaled.fold_in(history), expected[0], rtol=1e-4, atol=1e-5)
+    # star-valued and 0/1 feedback of the same pairs: the same model up to the scale
+    binary = TrainingData.from_interactions(pd.DataFrame({
+        "user_id": data.users.ids[np.repeat(np.arange(data.n_users),
+                                            np.diff(data.feedback.indptr))],
+        "item_id": data.items.ids[data.feedback.indices], "rating": np.nan, "feedback": 1.0}))
+    stars = TrainingData.from_interactions(pd.DataFrame({
+        "user_id": binary.users.ids[np.repeat(np.arange(binary.n_users),
+                                              np.diff(binary.feedback.indptr))],
+        "item_id": binary.items.ids[binary.feedback.indices], "rating": np.nan,
+        "feedback": 4.0}))
+    a = WALS(factors=4, iterations=4).fit(binary)
+    b = WALS(factors=4, iterations=4).fit(stars)
+    np.testing.assert_allclose(a.item_factors_, b.item_factors_, rtol=1e-4, atol=1e-6)
 
 
 def test_fold_in_agrees_with_an_exact_user_step(fitted):
@@ -302,10 +334,10 @@ def test_training_options_are_scoped_to_the_fit():
 def test_factors_trained_elsewhere_make_a_fitted_model():
     """WALS.from_factors answers exactly as the model the factors came from."""
     data = small_data()
-    trained = WALS(factors=6, iterations=4).fit(data)
+    params = {"factors": 6, "iterations": 4, "item_weight_exponent": 0.0, "confidence": "raw"}
+    trained = WALS(**params).fit(data)
     rebuilt = WALS.from_factors(data.users.ids, data.items.ids, trained.user_factors_,
-                                trained.item_factors_, histories=data, factors=6,
-                                iterations=4)
+                                trained.item_factors_, histories=data, **params)
     users = np.arange(data.n_users)
     np.testing.assert_array_equal(rebuilt.recommend_indices(users, 10)[0],
                                   trained.recommend_indices(users, 10)[0])

@@ -40,7 +40,7 @@ def test_a_restarted_server_folds_in_what_arrived_after_training(world: World,
     restarted = ServingState(registry, store)  # never saw the events through the API
     restarted.load_current()
     history = restarted.live_events(user)
-    assert history is not None and item in history["item_id"].tolist()
+    assert history is not None and item in [e.item_id for e in history]
     assert item not in [r.item for r in restarted.recommend(user, 10)[1]]
     assert {r.source for r in restarted.recommend("newcomer", 5)[1]} == {"wals"}
 

@@ -18,16 +18,17 @@ matrix. :class:`Query` is the one-user form people and the server build by id.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["NO_TIME", "HistorySource", "Queries", "Query", "Sequences", "take_ranges"]
+__all__ = ["NO_TIME", "Event", "HistorySource", "Queries", "Query", "Sequences", "take_ranges"]
 
 #: A timestamp that is not known (int64 seconds): sorts before every real time.
 NO_TIME = np.iinfo(np.int64).min
@@ -137,11 +138,14 @@ class Sequences:
 
     def bag(self, n_items: int) -> sp.csr_array:
         """The unordered view: each row's summed weight per item (explicit zeros kept)."""
-        rows = np.repeat(np.arange(len(self)), np.diff(self.indptr))
-        matrix = sp.coo_array((self.weights.astype(np.float64), (rows, self.items)),
-                              shape=(len(self), n_items)).tocsr()
-        matrix.sum_duplicates()
-        return sp.csr_array(matrix, dtype=np.float32)
+        rows = np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.indptr))
+        keys, slot = np.unique(rows * n_items + self.items, return_inverse=True)
+        sums = np.bincount(slot, weights=self.weights, minlength=len(keys))
+        indptr = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys // n_items, minlength=len(self)) if len(keys)
+                  else np.zeros(len(self), np.int64), out=indptr[1:])
+        return sp.csr_array((sums.astype(np.float32), (keys % n_items).astype(np.int32),
+                             indptr), shape=(len(self), n_items))
 
     def take(self, rows: np.ndarray) -> Sequences:
         """The sequences of ``rows`` (in that order)."""
@@ -188,6 +192,9 @@ def take_ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     """The ``indptr`` of ``rows`` taken from a ragged (CSR-like) layout, and the positions of
     their entries: row slicing without scipy's fancy indexing (ten times slower for one row)."""
     rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 1:  # a request's one user: two slices' bounds, no index arithmetic
+        start, stop = int(indptr[rows[0]]), int(indptr[rows[0] + 1])
+        return np.array([0, stop - start], dtype=np.int64), np.arange(start, stop)
     starts = indptr[rows]
     lengths = indptr[rows + 1] - starts
     out = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -212,24 +219,48 @@ def _ranks(lengths: np.ndarray) -> np.ndarray:
     return np.arange(total) - starts
 
 
-@dataclass(frozen=True)
 class Queries:
     """A block of requests, one row per user asking (see the module docstring).
 
     ``bag`` and ``sequences`` describe the same history; ``bag`` is what seen-item exclusion
-    removes. Build with :meth:`TrainingData.queries` or :meth:`from_bag`.
+    removes. Build with :meth:`TrainingData.queries` or :meth:`from_bag`. The bag may be given
+    as its CSR parts (``rows``: indptr, indices, data, number of items): it is then built only
+    when a model reads it, since a request's approximate top-k needs only the seen indices
+    (:meth:`seen`), and building a scipy matrix cost a fifth of such a request.
     """
 
-    users: np.ndarray
-    bag: sp.csr_array
-    sequences: Sequences
-    session: Sequences | None = None
-    user_features: pd.DataFrame | None = None
-    times: np.ndarray | None = None
-    context: tuple[Mapping[str, Any], ...] | None = None
+    def __init__(self, users: np.ndarray, bag: sp.csr_array | None, sequences: Sequences, *,
+                 session: Sequences | None = None, user_features: pd.DataFrame | None = None,
+                 times: np.ndarray | None = None,
+                 context: tuple[Mapping[str, Any], ...] | None = None,
+                 rows: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = None) -> None:
+        if bag is not None:
+            if rows is not None:
+                raise ValueError("give the bag or its rows, not both")
+            self.__dict__["bag"] = bag
+            rows = (bag.indptr, bag.indices, bag.data, bag.shape[1])
+        elif rows is None:
+            raise ValueError("give the bag or its rows")
+        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, int] = rows
+        self.users = users
+        self.sequences = sequences
+        self.session = session
+        self.user_features = user_features
+        self.times = times
+        self.context = context
 
     def __len__(self) -> int:
         return len(self.users)
+
+    @functools.cached_property
+    def bag(self) -> sp.csr_array:
+        """Feedback per item, one row per query (CSR)."""
+        indptr, indices, data, n_items = self._rows
+        return sp.csr_array((data, indices, indptr), shape=(len(self.users), n_items))
+
+    def seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bag's ``indptr`` and item ``indices``, without building it."""
+        return self._rows[0], self._rows[1]
 
     @classmethod
     def from_bag(cls, users: np.ndarray, bag: sp.csr_array) -> Queries:
@@ -244,14 +275,25 @@ class Queries:
     def __getitem__(self, rows: slice | np.ndarray) -> Queries:
         """The queries of ``rows`` (a slice or indices), every field kept aligned."""
         picked = np.arange(len(self))[rows]
+        indptr, pick = take_ranges(self._rows[0], picked)
         return Queries(
-            users=self.users[picked], bag=self.bag[picked],
-            sequences=self.sequences.take(picked),
+            self.users[picked], None, self.sequences.take(picked),
+            rows=(indptr, self._rows[1][pick], self._rows[2][pick], self._rows[3]),
             session=None if self.session is None else self.session.take(picked),
             user_features=(None if self.user_features is None
                            else self.user_features.iloc[picked].reset_index(drop=True)),
             times=None if self.times is None else self.times[picked],
             context=None if self.context is None else tuple(self.context[i] for i in picked))
+
+    def with_request(self, *, session: Sequences | None, user_features: pd.DataFrame | None,
+                     times: np.ndarray | None,
+                     context: tuple[Mapping[str, Any], ...] | None) -> Queries:
+        """These histories, with what a request adds (session, features, time, context)."""
+        out = Queries(self.users, None, self.sequences, rows=self._rows, session=session,
+                      user_features=user_features, times=times, context=context)
+        if "bag" in self.__dict__:
+            out.__dict__["bag"] = self.__dict__["bag"]
+        return out
 
     def recent_items(self) -> np.ndarray:
         """Each row's most recent item: the session's last, else the history's last (-1 if
@@ -263,18 +305,28 @@ class Queries:
         return last
 
 
+class Event(NamedTuple):
+    """One event of an id-level history (:attr:`Query.history`); ``timestamp`` in seconds."""
+
+    item_id: str
+    event_type: str = ""
+    value: float = float("nan")
+    timestamp: int = NO_TIME
+    weight: float = 1.0
+
+
 @dataclass(frozen=True)
 class Query:
     """One request, by id: what the server and people build (see :class:`Queries`).
 
-    ``history`` is the user's ordered events as a table (``item_id``, and optionally
-    ``event_type``, ``value``, ``weight``, ``timestamp``); None means "the history the model's
-    history source holds" (training users). ``candidates`` restrict the answer, ``exclude``
-    removes items from it.
+    ``history`` holds the user's events after those of the model's history source, in order:
+    :class:`Event` s, or a table (``item_id``, and optionally ``event_type``, ``value``,
+    ``weight``, ``timestamp``); None: the history source's alone (training users).
+    ``candidates`` restrict the answer, ``exclude`` removes items from it.
     """
 
     user: str | None = None
-    history: pd.DataFrame | None = None
+    history: Sequence[Event] | pd.DataFrame | None = None
     session: Sequence[str] = ()
     user_features: Mapping[str, Any] = field(default_factory=dict)
     time: datetime | None = None

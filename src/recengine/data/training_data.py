@@ -77,9 +77,10 @@ class TrainingData:
         users = np.asarray(users, dtype=np.int32)
         m = self.feedback
         indptr, pick = take_ranges(m.indptr, users)
-        bag = sp.csr_array((m.data[pick], m.indices[pick], indptr),
-                           shape=(len(users), m.shape[1]))
-        return Queries(users, bag, self.log.take(users))
+        if indptr[-1] < np.iinfo(np.int32).max:  # scipy builds all-int32 arrays fastest
+            indptr = indptr.astype(np.int32)
+        return Queries(users, None, self.log.take(users),
+                       rows=(indptr, m.indices[pick], m.data[pick], m.shape[1]))
 
     def item_users(self, items: np.ndarray) -> sp.csr_array:
         """``[len(items), n_users]``: the training users of each item, with their feedback."""

@@ -38,7 +38,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from recengine.data.query import HistorySource, Queries, Query, Sequences
+from recengine.data.query import Event, HistorySource, Queries, Query, Sequences
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
 from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
@@ -247,9 +247,9 @@ class Recommender(ABC):
         with some history when it needs one, anyone when it does not. A fallback chain asks
         the next model for the others."""
         known = queries.users >= 0
-        if not self.needs_history:
+        if not self.needs_history or known.all():
             return np.ones(len(queries), dtype=bool)
-        has = np.diff(queries.bag.indptr) > 0
+        has = np.diff(queries.seen()[0]) > 0
         if queries.session is not None:
             has |= np.diff(queries.session.indptr) > 0
         return known | has
@@ -301,15 +301,15 @@ class Recommender(ABC):
         check_fitted(self)
         return {name: np.asarray(getattr(self, name)) for name in self.state}, {}
 
-    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
-                         meta: Mapping[str, Any]) -> dict[str, Any]:
+    def _restore_state(self, arrays: Mapping[str, np.ndarray],
+                       meta: Mapping[str, Any]) -> dict[str, Any]:
         """The learned attributes rebuilt from :meth:`get_state`'s arrays and JSON."""
         return {name: arrays[name] for name in self.state}
 
     def set_state(self, users: Vocabulary, items: Vocabulary, arrays: Mapping[str, np.ndarray],
                   meta: Mapping[str, Any], histories: HistorySource | None = None) -> Self:
         """Install a state from :meth:`get_state` (a model trained elsewhere, or a load)."""
-        self._install(users, items, self.set_state_arrays(arrays, meta), histories)
+        self._install(users, items, self._restore_state(arrays, meta), histories)
         return self
 
     # -- scoring hooks ------------------------------------------------------------------------
@@ -402,27 +402,38 @@ class Recommender(ABC):
                            csr_from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64),
                                           np.zeros(0), (1, len(self.items_))),
                            Sequences.empty(1))
-        users, sequences, bag = base.users, base.sequences, base.bag
         if query.history is not None and len(query.history):
-            sequences = sequences.append(self._events(query.history))
-            bag = sequences.bag(len(self.items_))
-            users = np.array([-1], np.int32)
+            sequences = base.sequences.append(self._events(query.history))
+            base = Queries(np.array([-1], np.int32), sequences.bag(len(self.items_)), sequences)
         session = None
         if query.session:
             idx = self.items_.index(list(query.session), missing="negative")
             session = Sequences.from_rows([idx[idx >= 0].tolist()])
-        features = pd.DataFrame([dict(query.user_features)]) if query.user_features else (
-            base.user_features)
+        features = (pd.DataFrame([dict(query.user_features)])
+                    if query.user_features and self.supports(Capability.USER_FEATURES)
+                    else base.user_features)
         times = None if query.time is None else np.array([query.time], dtype="datetime64[s]")
-        return Queries(users, bag, sequences, session=session, user_features=features,
-                       times=times, context=(dict(query.context),))
+        return base.with_request(session=session, user_features=features, times=times,
+                                 context=(dict(query.context),))
 
-    def _events(self, table: pd.DataFrame) -> Sequences:
+    def _events(self, history: Sequence[Event] | pd.DataFrame) -> Sequences:
         """One row of ordered events over this model's items (unknown items dropped)."""
-        idx = self.items_.index(table["item_id"].astype(str), missing="negative")
-        keep = idx >= 0
-        return Sequences.from_table(table[keep].reset_index(drop=True),
-                                    np.zeros(int(keep.sum()), np.int64), idx[keep], 1)
+        if isinstance(history, pd.DataFrame):
+            idx = self.items_.index(history["item_id"].astype(str), missing="negative")
+            keep = idx >= 0
+            return Sequences.from_table(history[keep].reset_index(drop=True),
+                                        np.zeros(int(keep.sum()), np.int64), idx[keep], 1)
+        known = [(self.items_.get(e.item_id), e) for e in history]
+        known = [(i, e) for i, e in known if i >= 0]
+        types = sorted({e.event_type for _, e in known}) or [""]
+        n = len(known)
+        return Sequences(
+            np.array([0, n], np.int64), np.fromiter((i for i, _ in known), np.int32, n),
+            np.fromiter((e.weight for _, e in known), np.float32, n),
+            np.fromiter((e.value for _, e in known), np.float32, n),
+            np.fromiter((e.timestamp for _, e in known), np.int64, n),
+            np.fromiter((types.index(e.event_type) for _, e in known), np.int16, n),
+            tuple(types))
 
     # -- index level --------------------------------------------------------------------------
     def recommend_indices(
@@ -505,9 +516,9 @@ class Recommender(ABC):
             if blocked is not None:
                 scores[:, blocked] = -np.inf
             if exclude_seen:
-                bag = block.bag
-                r = np.repeat(np.arange(stop - start), np.diff(bag.indptr))
-                scores[r, bag.indices] = -np.inf
+                indptr, indices = block.seen()
+                r = np.repeat(np.arange(stop - start), np.diff(indptr))
+                scores[r, indices] = -np.inf
             out_idx[start:stop], out_val[start:stop] = top_k(scores, n)
         return out_idx, out_val
 
@@ -546,8 +557,8 @@ class Recommender(ABC):
                                exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """Top-n from :attr:`retrieval_`; rows it leaves short are answered exactly."""
         assert self.retrieval_ is not None
-        bag = queries.bag
-        seen = [bag.indices[bag.indptr[r]:bag.indptr[r + 1]] for r in range(len(queries))]
+        indptr, indices = queries.seen()
+        seen = [indices[indptr[r]:indptr[r + 1]] for r in range(len(queries))]
         vectors, offsets = self._embed(queries)
         idx, val, short = self.retrieval_.search(vectors, n, seen if exclude_seen else None)
         val += offsets[:, None].astype(np.float32)

@@ -98,9 +98,9 @@ class ContentBased(Recommender):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return with_encoder_state(*super().get_state(), self.encoder_)
 
-    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
-                         meta: Mapping[str, Any]) -> dict[str, Any]:
-        return super().set_state_arrays(arrays, meta) | {
+    def _restore_state(self, arrays: Mapping[str, np.ndarray],
+                       meta: Mapping[str, Any]) -> dict[str, Any]:
+        return super()._restore_state(arrays, meta) | {
             "encoder_": encoder_from_state(self.config, arrays, meta)}
 
     # -- training -----------------------------------------------------------------------------

@@ -105,8 +105,8 @@ class Markov(Recommender):
         moves = transition_counts(data.log, data.n_items)
         return _learned(moves.data, moves.indices, moves.indptr, data.item_counts())
 
-    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
-                         meta: Mapping[str, Any]) -> dict[str, Any]:
+    def _restore_state(self, arrays: Mapping[str, np.ndarray],
+                       meta: Mapping[str, Any]) -> dict[str, Any]:
         return _learned(*(np.asarray(arrays[name]) for name in self.state))
 
     # -- scoring ------------------------------------------------------------------------------

@@ -85,9 +85,9 @@ class SegmentPopularity(Recommender):
         arrays, _ = super().get_state()
         return arrays, {"bands": self.bands_}
 
-    def set_state_arrays(self, arrays: Mapping[str, np.ndarray],
-                         meta: Mapping[str, Any]) -> dict[str, Any]:
-        return super().set_state_arrays(arrays, meta) | {"bands_": dict(meta["bands"])}
+    def _restore_state(self, arrays: Mapping[str, np.ndarray],
+                       meta: Mapping[str, Any]) -> dict[str, Any]:
+        return super()._restore_state(arrays, meta) | {"bands_": dict(meta["bands"])}
 
     def _segments_of(self, queries: Queries) -> np.ndarray:
         """Each query's segment: learned for training users, from request-time features for

@@ -4,8 +4,11 @@ One model family for both kinds of feedback (see :mod:`recengine.models.kernels`
 objective):
 
 - ``feedback="implicit"`` (Hu, Koren & Volinsky 2008): every observed pair has preference 1 and
-  weight ``w0 + alpha · r · C_i · R_u`` (with ``w0 = 1`` this is the paper's ``c = 1 + α r``);
-  every unobserved pair has preference 0 and weight ``w0``.
+  weight ``w0 + alpha · (r / r̄) · C_i · R_u`` (with ``w0 = 1`` this is the paper's
+  ``c = 1 + α r``, ``r`` measured in units of ``r̄``, the mean observed feedback; with
+  ``confidence="raw"``, ``r̄ = 1``); every unobserved pair has preference 0 and weight ``w0``.
+  Dividing by ``r̄`` makes ``alpha`` mean the same on binary clicks, star values and play
+  counts, so one default serves all three.
 - ``feedback="explicit"`` (TensorFlow's WALS): observed ratings are the targets with weight
   ``w0 + alpha · C_i · R_u``; unobserved cells pull predictions towards 0 with a small weight
   ``w0``; optional user and item biases around the global mean.
@@ -14,12 +17,14 @@ objective):
 ``R_u ∝ n_u^(−user_weight_exponent)`` tempers prolific users; both are scaled to mean 1 over the
 observed pairs so that ``alpha`` keeps its meaning.
 
-Defaults (32 factors, λ = 30, α = 1, 15 CG sweeps) were chosen on validation splits carved from
-the training parts of MovieLens 100K, Last.fm 2K and the synthetic rentals (never their test
-parts); ``recengine tune`` finds better ones per dataset. For explicit ratings start from
-``feedback="explicit", biases=True, scale_regularization=True, unobserved_weight=0.003,
-regularization=0.25``. Each sweep solves all users, then all items,
-exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compiled parallel loops.
+Defaults depend on the feedback, and were chosen on validation carves of the training parts
+(never the test parts) of MovieLens 100K (binary, stars, and the u1–u5 folds' ratings) and
+Last.fm 2K play counts (``benchmarks/bench_defaults.py``, docs/defaults-study.md): implicit
+64 factors, λ = 60, α = 10, item weight exponent 0.3; explicit (``feedback="explicit"`` alone)
+64 factors, biases, λ = 0.13 scaled by each row's count, ``w0`` = 0.001, α = 1. Both run 15
+sweeps. ``recengine tune`` finds better ones per dataset. Each sweep solves all users, then all
+items, exactly (Cholesky) or by a few warm-started conjugate-gradient steps, in compiled
+parallel loops.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 from threadpoolctl import threadpool_limits
 
 from recengine.data.query import HistorySource, Queries
@@ -49,6 +54,12 @@ from recengine.models.base import (
 from recengine.progress import ProgressCallback
 
 __all__ = ["WALS", "ModelFitError"]
+
+
+#: What ``feedback="explicit"`` changes when not given: ratings are targets, not confidences.
+EXPLICIT_DEFAULTS: dict[str, Any] = {"regularization": 0.13, "scale_regularization": True,
+                                     "alpha": 1.0, "unobserved_weight": 0.001,
+                                     "item_weight_exponent": 0.0, "biases": True}
 
 
 class ModelFitError(RecengineError):
@@ -100,18 +111,24 @@ class WALS(Recommender):
                               Capability.SIMILAR_RETRIEVAL})
 
     class Config(ModelConfig):
-        factors: int = Field(32, ge=1, description="Embedding size.")
+        """Defaults are for implicit feedback; ``feedback="explicit"`` brings its own
+        (:data:`EXPLICIT_DEFAULTS`) for every field not given."""
+
+        factors: int = Field(64, ge=1, description="Embedding size.")
         iterations: int = Field(15, ge=1, description="Sweeps (users, then items).")
-        regularization: float = Field(30.0, ge=0, description="L2 weight λ on embeddings.")
+        regularization: float = Field(60.0, ge=0, description="L2 weight λ on embeddings.")
         scale_regularization: bool = Field(
             False, description="Multiply λ by each row's number of pairs (ALS-WR, as Spark).")
         feedback: Literal["implicit", "explicit"] = "implicit"
-        alpha: float = Field(1.0, ge=0, description="Weight of observed feedback.")
+        alpha: float = Field(10.0, ge=0, description="Weight of observed feedback.")
+        confidence: Literal["scaled", "raw"] = Field(
+            "scaled", description="Implicit: weigh r / r̄, feedback in units of its mean "
+            "(one alpha fits binary, star and count feedback), or r as it is.")
         unobserved_weight: float = Field(
             1.0, ge=0, description="w0: weight pulling unobserved cells to 0 (1 for implicit; "
             "small, e.g. 0.01, for explicit).")
         item_weight_exponent: float = Field(
-            0.0, ge=0, description="Item weight C_i ∝ n_i^-e: > 0 favours rare items.")
+            0.3, ge=0, description="Item weight C_i ∝ n_i^-e: > 0 favours rare items.")
         user_weight_exponent: float = Field(
             0.0, ge=0, description="User weight R_u ∝ n_u^-e: > 0 tempers prolific users.")
         biases: bool = Field(False, description="Learn user and item biases (explicit only).")
@@ -124,7 +141,16 @@ class WALS(Recommender):
         num_threads: int = Field(0, ge=0, description="0: all cores (this fit only; "
                                  "TrainingOptions.threads overrides it).")
 
+        @model_validator(mode="before")
+        @classmethod
+        def _explicit_defaults(cls, values: Any) -> Any:
+            if isinstance(values, Mapping) and values.get("feedback") == "explicit":
+                return EXPLICIT_DEFAULTS | dict(values)
+            return values
+
     config: Config
+    #: ``weight_norms_``: the means that scaled user weights, item weights and (implicit)
+    #: feedback to 1, in that order; new rows are scaled alike.
     state: ClassVar[tuple[str, ...]] = (
         "user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
         "item_weights_", "user_weights_", "weight_norms_", "item_gram_", "user_gram_")
@@ -225,7 +251,8 @@ class WALS(Recommender):
         ``params`` are the configuration the factors were trained with (``feedback``,
         ``regularization``, ``unobserved_weight``, ...): fold-in and explanations solve the same
         problem. Row weights are taken as uniform (``item_weight_exponent`` and
-        ``user_weight_exponent`` 0). ``histories`` is where training users' histories come from.
+        ``user_weight_exponent`` 0) and feedback as unscaled (``r̄ = 1``). ``histories`` is where
+        training users' histories come from.
 
         >>> model = WALS.from_factors(["u", "v"], ["a", "b", "c"], np.eye(2, 3),
         ...                           np.eye(3, 3), factors=3)
@@ -234,7 +261,7 @@ class WALS(Recommender):
         >>> model.similar_items("b", n=1)[1].tolist()
         [0.0]
         """
-        model = cls(**params)
+        model = cls(**({"item_weight_exponent": 0.0, "user_weight_exponent": 0.0} | params))
         cfg = model.config
         X = np.ascontiguousarray(user_factors, dtype=np.float32)
         Y = np.ascontiguousarray(item_factors, dtype=np.float32)
@@ -242,8 +269,8 @@ class WALS(Recommender):
             raise DataError(f"factors must be {len(users)} × {cfg.factors} and {len(items)} × "
                             f"{cfg.factors}, got {X.shape} and {Y.shape}", column="factors")
         if cfg.item_weight_exponent or cfg.user_weight_exponent:
-            raise DataError("factors trained elsewhere carry no row weights: leave "
-                            "item_weight_exponent and user_weight_exponent at 0")
+            raise DataError("factors trained elsewhere carry no row weights: pass "
+                            "item_weight_exponent=0 and user_weight_exponent=0")
         with_bias = cfg.biases
         biases = _Biases(np.float32(global_mean if with_bias else 0.0),
                          np.asarray(user_bias if with_bias else [], np.float32),
@@ -253,7 +280,7 @@ class WALS(Recommender):
                             column="biases")
         state = ({"item_weights_": np.ones(len(items), np.float32),
                   "user_weights_": np.ones(len(users), np.float32),
-                  "weight_norms_": np.ones(2, np.float64)}
+                  "weight_norms_": np.ones(3, np.float64)}
                  | biases.state() | model._factor_state(X, Y))
         model._install(Vocabulary(users, name="user"), Vocabulary(items, name="item"), state,
                        histories)
@@ -271,14 +298,17 @@ class WALS(Recommender):
         rows = np.repeat(np.arange(n_users, dtype=matrix.indices.dtype), np.diff(matrix.indptr))
         user_weights, user_norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent,
                                                 rows)
+        scale = (float(matrix.data.mean()) if cfg.feedback == "implicit"
+                 and cfg.confidence == "scaled" and matrix.nnz else 1.0)
+        scale = scale if scale > 0 else 1.0
         weight = self._pair_weights(matrix.data, item_weights[matrix.indices],
-                                    user_weights[rows])
+                                    user_weights[rows], scale)
         del rows  # one integer per pair: gone before the transpose, the fit's memory peak
         by_item, order = _transpose(matrix)
         # Implicit targets are all 1: one array serves both sides (both have one entry per pair).
         ones = np.ones_like(matrix.data) if cfg.feedback == "implicit" else None
         learned = {"item_weights_": item_weights, "user_weights_": user_weights,
-                   "weight_norms_": np.array([user_norm, item_norm], np.float64)}
+                   "weight_norms_": np.array([user_norm, item_norm, scale], np.float64)}
         return (self._side(matrix, weight, ones), self._side(by_item, weight[order], ones),
                 learned)
 
@@ -286,15 +316,16 @@ class WALS(Recommender):
         """``ones``: the implicit targets; explicit ones are the matrix's values."""
         cfg = self.config
         counts = np.diff(matrix.indptr)
-        reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
+        reg = _regularization(cfg, counts)
         target = matrix.data if ones is None else ones
         return _Side(matrix.indptr, matrix.indices, weight, matrix.data, target,
                      reg.astype(np.float64))
 
-    def _pair_weights(self, values: np.ndarray, item_w: np.ndarray,
-                      user_w: np.ndarray) -> np.ndarray:
+    def _pair_weights(self, values: np.ndarray, item_w: np.ndarray, user_w: np.ndarray,
+                      scale: float) -> np.ndarray:
+        """``w0 + α · (r / scale) · C_i · R_u`` (implicit), ``w0 + α · C_i · R_u`` (explicit)."""
         cfg = self.config
-        strength = values if cfg.feedback == "implicit" else np.ones_like(values)
+        strength = values / scale if cfg.feedback == "implicit" else np.ones_like(values)
         return (cfg.unobserved_weight + cfg.alpha * strength * item_w * user_w).astype(
             np.float32)
 
@@ -435,18 +466,24 @@ class WALS(Recommender):
         exponent = cfg.item_weight_exponent if items else cfg.user_weight_exponent
         new_w = _scaled_weights(counts, exponent, float(self.weight_norms_[int(not items)]))
         weight = self._pair_weights(history.data, self._existing_weights(items)[history.indices],
-                                    new_w[rows])
+                                    new_w[rows], self._feedback_scale)
         target = np.ones(history.nnz, np.float32) if cfg.feedback == "implicit" else (
             history.data - self.global_mean_).astype(np.float32)
         if cfg.biases:
             other_bias = self.user_bias_ if items else self.item_bias_
             target -= other_bias[history.indices]
-        reg = cfg.regularization * (counts if cfg.scale_regularization else np.ones_like(counts))
+        reg = _regularization(cfg, counts)
         out = np.zeros((history.shape[0], fixed.shape[1]), np.float32)
         solve = kernels.solve_cholesky if history.shape[0] > 1 else kernels.solve_cholesky_serial
         solve(history.indptr, history.indices, weight, target, fixed, gram,
               reg.astype(np.float64), out, np.float32(cfg.unobserved_weight))
         return out, weight
+
+    @property
+    def _feedback_scale(self) -> float:
+        """``r̄``; 1 for models saved before feedback was scaled (two norms only)."""
+        norms = self.weight_norms_
+        return float(norms[2]) if len(norms) > 2 else 1.0
 
     def _existing_weights(self, users: bool) -> np.ndarray:
         """Training rows' weights: ``R_u`` per user (if ``users``) or ``C_i`` per item."""
@@ -488,7 +525,7 @@ class WALS(Recommender):
         Y = self.item_factors_.astype(np.float64)
         past = Y[row.indices]
         counts = row.nnz
-        reg = cfg.regularization * (counts if cfg.scale_regularization else 1)
+        reg = float(_regularization(cfg, np.array([counts]))[0])
         A = (self.item_gram_ + reg * np.eye(Y.shape[1])
              + (past * (weight - cfg.unobserved_weight)[:, None]).T @ past)
         if cfg.feedback == "implicit":
@@ -520,6 +557,14 @@ _TINY = 1e-12
 def _unit(vectors: np.ndarray) -> np.ndarray:
     """Each row scaled to length 1."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), _TINY)
+
+
+def _regularization(cfg: WALS.Config, counts: np.ndarray) -> np.ndarray:
+    """λ per row: scaled by its number of pairs (ALS-WR), at least once, so that a row without
+    pairs (an item nobody rated) still has a unique solution."""
+    if not cfg.scale_regularization:
+        return np.full(len(counts), cfg.regularization, np.float64)
+    return cfg.regularization * np.maximum(counts, 1).astype(np.float64)
 
 
 def _gram(factors: np.ndarray, w0: float) -> np.ndarray:

@@ -93,7 +93,7 @@ def tune(
     # is the model's defaults, so a short search never ends worse than not tuning.
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
     study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
-    defaults = klass.Config().model_dump()
+    defaults = klass.Config(**fixed).model_dump()  # e.g. explicit WALS starts at its own
     study.enqueue_trial({key: min(max(defaults[key], low), high)  # defaults, within the space
                          for key, (_, low, high, _) in space.items() if key not in fixed},
                         skip_if_exists=True)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recengine.data.query import Query
+from recengine.data.query import NO_TIME, Event, Query
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
@@ -54,10 +54,6 @@ from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
 __all__ = ["Active", "NoActiveModelError", "ServingState"]
-
-#: One live event: item, event type, value (NaN when none), time (an ISO string or None).
-LiveEvent = tuple[str, str, float, object]
-
 
 class NoActiveModelError(ModelNotFoundError):
     """The server has no model loaded yet (maps to 503, not 404)."""
@@ -151,15 +147,14 @@ def _infer_kind(column: pd.Series) -> FeatureKind | None:
     return None
 
 
-def _add_rows(live: dict[str, list[LiveEvent]], records: Sequence[Mapping[str, Any]]) -> None:
-    """Append each event to its user's live history, in arrival order."""
+def _add_rows(live: dict[str, list[Event]], records: Sequence[Mapping[str, Any]]) -> None:
+    """Append each event to its user's live history, in arrival order (each weighs 1)."""
     for r in records:
-        value = r.get("value")
-        time = r.get("timestamp")
-        live.setdefault(str(r["user_id"]), []).append((
+        value, time = r.get("value"), r.get("timestamp")
+        live.setdefault(str(r["user_id"]), []).append(Event(
             str(r["item_id"]), str(r.get("event_type") or ""),
             float("nan") if value is None or pd.isna(value) else float(value),
-            None if time is None or pd.isna(time) else str(time)))
+            NO_TIME if time is None or pd.isna(time) else int(pd.Timestamp(time).timestamp())))
 
 
 def _records(events: pd.DataFrame) -> list[dict[str, Any]]:
@@ -190,9 +185,9 @@ class ServingState:
         self._lock = threading.Lock()
         self._active: Active | None = None
         self._previous: Active | None = None
-        self._live: dict[str, list[LiveEvent]] = {}
-        #: Stored users' features (user → feature → value), read once and again after a user
-        #: is written.
+        self._live: dict[str, list[Event]] = {}
+        #: Stored users' features (user → feature → value): read from the store when the first
+        #: version loads, then kept up to date by :meth:`user_written`.
         self._users: dict[str, dict[str, Any]] | None = None
 
     # -- the model ------------------------------------------------------------------------
@@ -257,6 +252,8 @@ class ServingState:
             self._previous if self._previous is not None and self._previous.version == version
             else self.build(version))
         live, seen_id = self._replay(new)
+        if self._users is None:
+            self._users = self._read_users()
         with self._lock:
             self._hide(new, self.store.deleted_items())  # under the lock: see catalogue_changed
             if activate:
@@ -270,7 +267,7 @@ class ServingState:
             self.answers.clear()
         return new
 
-    def _replay(self, active: Active) -> tuple[dict[str, list[LiveEvent]] | None, int]:
+    def _replay(self, active: Active) -> tuple[dict[str, list[Event]] | None, int]:
         """Live histories for ``active``: the stored events it was not trained on.
 
         So a restarted server (or several) folds in what arrived after training, and a newly
@@ -281,7 +278,7 @@ class ServingState:
         if active.trained_through is None:
             return None, 0
         events = self.store.events(since_id=active.trained_through)
-        live: dict[str, list[LiveEvent]] = {}
+        live: dict[str, list[Event]] = {}
         _add_rows(live, _records(events))
         seen_id = int(events["id"].max()) if len(events) else active.trained_through
         return live, seen_id
@@ -400,29 +397,32 @@ class ServingState:
             self._live.pop(user, None)
             self.answers.forget(user)
 
-    def users_changed(self, user: str) -> None:
-        """After ``user`` was written or deleted: features are read again, their answer
-        dropped."""
-        self._users = None
-        self.answers.forget(user)
+    def _read_users(self) -> dict[str, dict[str, Any]]:
+        stored = self.store.users()
+        return {str(u): {str(k): v for k, v in row.items() if v is not None and not (
+                    isinstance(v, float) and np.isnan(v))}
+                for u, row in stored.to_dict("index").items()}
 
-    def live_events(self, user: str) -> pd.DataFrame | None:
-        """``user``'s events since the version's training, in order (each weighs 1), or None
-        when there are none."""
-        live = self._live.get(user)
-        if not live:
-            return None
-        table = pd.DataFrame(live, columns=["item_id", "event_type", "value", "timestamp"])
-        return table.assign(weight=1.0)
+    def user_written(self, user: str, features: Mapping[str, Any] | None) -> None:
+        """After ``user`` was stored with ``features`` (None: deleted): the next answer places
+        them by these features (their kept answer is dropped)."""
+        with self._lock:
+            users = self._users if self._users is not None else self._read_users()
+            if features is None:
+                users.pop(user, None)
+            else:
+                users[user] = dict(features)
+            self._users = users
+            self.answers.forget(user)
+
+    def live_events(self, user: str) -> list[Event] | None:
+        """``user``'s events since the version's training, in order, or None when there are
+        none."""
+        return self._live.get(user) or None
 
     def query(self, user: str) -> Query:
         """What the chain is asked for ``user``: live events, stored features, the time now."""
-        users = self._users
-        if users is None:
-            stored = self.store.users()
-            users = self._users = {
-                str(u): {str(k): v for k, v in row.items() if v is not None}
-                for u, row in stored.to_dict("index").items()}
+        users = self._users or {}
         return Query(user=user, history=self.live_events(user),
                      user_features=users.get(user, {}),
                      time=datetime.now(UTC).replace(tzinfo=None))

@@ -16,7 +16,7 @@ def put_user(user_id: str, body: UserIn, ctx: Writer) -> UserOut:
     """Insert or replace a user's features, recording ``kinds`` (a misfit value is a 422)."""
     frame = pd.DataFrame([body.features], index=pd.Index([user_id], name="user_id"))
     ctx.store.upsert_users(frame, kinds=body.kinds)
-    ctx.state.users_changed(user_id)  # the next answer places them by these features
+    ctx.state.user_written(user_id, body.features)  # the next answer places them by these
     return UserOut(user_id=user_id, features=body.features, kinds=body.kinds)
 
 
@@ -25,5 +25,5 @@ def delete_user(user_id: str, ctx: Writer) -> Deleted:
     """Delete a user and all their events; their live history is forgotten too."""
     events = ctx.store.delete_user(user_id)
     ctx.state.forget(user_id)
-    ctx.state.users_changed(user_id)
+    ctx.state.user_written(user_id, None)
     return Deleted(id=user_id, deleted=True, events_deleted=events)
