@@ -19,7 +19,7 @@ matrix. :class:`Query` is the one-user form people and the server build by id.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["NO_TIME", "Event", "HistorySource", "Queries", "Query", "Sequences", "take_ranges"]
+__all__ = ["NO_TIME", "Event", "HistorySource", "Queries", "Query", "Sequences", "take",
+           "take_ranges"]
 
 #: A timestamp that is not known (int64 seconds): sorts before every real time.
 NO_TIME = np.iinfo(np.int64).min
@@ -150,8 +151,9 @@ class Sequences:
     def take(self, rows: np.ndarray) -> Sequences:
         """The sequences of ``rows`` (in that order)."""
         indptr, pick = take_ranges(self.indptr, rows)
-        return Sequences(indptr, self.items[pick], self.weights[pick], self.values[pick],
-                         self.timestamps[pick], self.kinds[pick], self.event_types)
+        return Sequences(indptr, take(self.items, pick), take(self.weights, pick),
+                         take(self.values, pick), take(self.timestamps, pick),
+                         take(self.kinds, pick), self.event_types)
 
     def append(self, other: Sequences) -> Sequences:
         """Row ``k`` of ``self`` followed by row ``k`` of ``other`` (newer events)."""
@@ -188,13 +190,17 @@ class Sequences:
                    event_types=tuple(str(t) for t in arrays[f"{prefix}event_types"]))
 
 
-def take_ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def take_ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | slice]:
     """The ``indptr`` of ``rows`` taken from a ragged (CSR-like) layout, and the positions of
-    their entries: row slicing without scipy's fancy indexing (ten times slower for one row)."""
+    their entries: row slicing without scipy's fancy indexing (ten times slower for one row).
+
+    For one row the positions are a slice, so the caller takes views (:func:`take`): a
+    request's one user costs no copy.
+    """
     rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 1:  # a request's one user: two slices' bounds, no index arithmetic
+    if len(rows) == 1:
         start, stop = int(indptr[rows[0]]), int(indptr[rows[0] + 1])
-        return np.array([0, stop - start], dtype=np.int64), np.arange(start, stop)
+        return np.array([0, stop - start], dtype=np.int64), slice(start, stop)
     starts = indptr[rows]
     lengths = indptr[rows + 1] - starts
     out = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -202,6 +208,15 @@ def take_ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     pick = (np.repeat(starts - out[:-1], lengths) + np.arange(out[-1])
             if out[-1] else np.zeros(0, np.int64))
     return out, pick
+
+
+def take(array: np.ndarray, pick: np.ndarray | slice) -> np.ndarray:
+    """``array[pick]``; a slice gives a read-only view (a query must not write into the data
+    it was taken from)."""
+    out = array[pick]
+    if isinstance(pick, slice):
+        out.flags.writeable = False
+    return out
 
 
 def _code(names: list[str], name: str) -> int:
@@ -224,12 +239,14 @@ class Queries:
 
     ``bag`` and ``sequences`` describe the same history; ``bag`` is what seen-item exclusion
     removes. Build with :meth:`TrainingData.queries` or :meth:`from_bag`. The bag may be given
-    as its CSR parts (``rows``: indptr, indices, data, number of items): it is then built only
-    when a model reads it, since a request's approximate top-k needs only the seen indices
-    (:meth:`seen`), and building a scipy matrix cost a fifth of such a request.
+    as its CSR parts (``rows``: indptr, indices, data, number of items), and the sequences as a
+    function that takes them: each is then built only when a model reads it. A request's
+    approximate top-k needs only the seen indices (:meth:`seen`), and building the two cost a
+    fifth of such a request.
     """
 
-    def __init__(self, users: np.ndarray, bag: sp.csr_array | None, sequences: Sequences, *,
+    def __init__(self, users: np.ndarray, bag: sp.csr_array | None,
+                 sequences: Sequences | Callable[[], Sequences], *,
                  session: Sequences | None = None, user_features: pd.DataFrame | None = None,
                  times: np.ndarray | None = None,
                  context: tuple[Mapping[str, Any], ...] | None = None,
@@ -242,8 +259,11 @@ class Queries:
         elif rows is None:
             raise ValueError("give the bag or its rows")
         self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, int] = rows
+        if isinstance(sequences, Sequences):
+            self.__dict__["sequences"] = sequences
+        else:
+            self._take_sequences = sequences
         self.users = users
-        self.sequences = sequences
         self.session = session
         self.user_features = user_features
         self.times = times
@@ -251,6 +271,11 @@ class Queries:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    @functools.cached_property
+    def sequences(self) -> Sequences:
+        """The same history as ordered events, oldest first."""
+        return self._take_sequences()
 
     @functools.cached_property
     def bag(self) -> sp.csr_array:
@@ -278,7 +303,7 @@ class Queries:
         indptr, pick = take_ranges(self._rows[0], picked)
         return Queries(
             self.users[picked], None, self.sequences.take(picked),
-            rows=(indptr, self._rows[1][pick], self._rows[2][pick], self._rows[3]),
+            rows=(indptr, take(self._rows[1], pick), take(self._rows[2], pick), self._rows[3]),
             session=None if self.session is None else self.session.take(picked),
             user_features=(None if self.user_features is None
                            else self.user_features.iloc[picked].reset_index(drop=True)),
@@ -289,7 +314,9 @@ class Queries:
                      times: np.ndarray | None,
                      context: tuple[Mapping[str, Any], ...] | None) -> Queries:
         """These histories, with what a request adds (session, features, time, context)."""
-        out = Queries(self.users, None, self.sequences, rows=self._rows, session=session,
+        sequences = (self.__dict__["sequences"] if "sequences" in self.__dict__
+                     else self._take_sequences)
+        out = Queries(self.users, None, sequences, rows=self._rows, session=session,
                       user_features=user_features, times=times, context=context)
         if "bag" in self.__dict__:
             out.__dict__["bag"] = self.__dict__["bag"]

@@ -12,6 +12,7 @@ Saved as ``.npz`` plus Parquet and JSON, read back without pickle.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recengine.data.query import Queries, Sequences, take_ranges
+from recengine.data.query import Queries, Sequences, take, take_ranges
 from recengine.data.schema import FeatureKind
 from recengine.data.vocabulary import Vocabulary
 
@@ -79,8 +80,8 @@ class TrainingData:
         indptr, pick = take_ranges(m.indptr, users)
         if indptr[-1] < np.iinfo(np.int32).max:  # scipy builds all-int32 arrays fastest
             indptr = indptr.astype(np.int32)
-        return Queries(users, None, self.log.take(users),
-                       rows=(indptr, m.indices[pick], m.data[pick], m.shape[1]))
+        return Queries(users, None, functools.partial(self.log.take, users),
+                       rows=(indptr, take(m.indices, pick), take(m.data, pick), m.shape[1]))
 
     def item_users(self, items: np.ndarray) -> sp.csr_array:
         """``[len(items), n_users]``: the training users of each item, with their feedback."""

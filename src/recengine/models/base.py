@@ -243,9 +243,9 @@ class Recommender(ABC):
         return capability in self.capabilities
 
     def answers(self, queries: Queries) -> np.ndarray:
-        """Which queries this model has a personal answer for: users it trained on, users
-        with some history when it needs one, anyone when it does not. A fallback chain asks
-        the next model for the others."""
+        """Which queries this model has a personal answer for: users it trained on (always),
+        users with some history when it needs one, anyone when it does not. A fallback chain
+        asks the next model for the others."""
         known = queries.users >= 0
         if not self.needs_history or known.all():
             return np.ones(len(queries), dtype=bool)

@@ -63,7 +63,7 @@ class FallbackChain:
             if len(chosen) == n:
                 break
             queries = model.queries_from(query)
-            if not model.answers(queries)[0]:
+            if queries.users[0] < 0 and not model.answers(queries)[0]:  # trained: answered
                 continue
             fresh = self._best(model, queries, n, n - len(chosen), taken, hidden)
             if not fresh:
