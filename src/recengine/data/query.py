@@ -219,6 +219,10 @@ def take(array: np.ndarray, pick: np.ndarray | slice) -> np.ndarray:
     return out
 
 
+def _take_sequences(queries: Queries, rows: np.ndarray) -> Sequences:
+    return queries.sequences.take(rows)
+
+
 def _code(names: list[str], name: str) -> int:
     if name not in names:
         names.append(name)
@@ -259,10 +263,7 @@ class Queries:
         elif rows is None:
             raise ValueError("give the bag or its rows")
         self._rows: tuple[np.ndarray, np.ndarray, np.ndarray, int] = rows
-        if isinstance(sequences, Sequences):
-            self.__dict__["sequences"] = sequences
-        else:
-            self._take_sequences = sequences
+        self._source = sequences
         self.users = users
         self.session = session
         self.user_features = user_features
@@ -275,7 +276,8 @@ class Queries:
     @functools.cached_property
     def sequences(self) -> Sequences:
         """The same history as ordered events, oldest first."""
-        return self._take_sequences()
+        source = self._source
+        return source if isinstance(source, Sequences) else source()
 
     @functools.cached_property
     def bag(self) -> sp.csr_array:
@@ -302,7 +304,7 @@ class Queries:
         picked = np.arange(len(self))[rows]
         indptr, pick = take_ranges(self._rows[0], picked)
         return Queries(
-            self.users[picked], None, self.sequences.take(picked),
+            self.users[picked], None, functools.partial(_take_sequences, self, picked),
             rows=(indptr, take(self._rows[1], pick), take(self._rows[2], pick), self._rows[3]),
             session=None if self.session is None else self.session.take(picked),
             user_features=(None if self.user_features is None
@@ -314,9 +316,8 @@ class Queries:
                      times: np.ndarray | None,
                      context: tuple[Mapping[str, Any], ...] | None) -> Queries:
         """These histories, with what a request adds (session, features, time, context)."""
-        sequences = (self.__dict__["sequences"] if "sequences" in self.__dict__
-                     else self._take_sequences)
-        out = Queries(self.users, None, sequences, rows=self._rows, session=session,
+        out = Queries(self.users, None, self.__dict__.get("sequences", self._source),
+                      rows=self._rows, session=session,
                       user_features=user_features, times=times, context=context)
         if "bag" in self.__dict__:
             out.__dict__["bag"] = self.__dict__["bag"]
