@@ -185,11 +185,7 @@ class TrainingData:
         ``interactions`` has ``user_id, item_id, feedback`` columns; row ``k`` of the result is
         ``users[k]``'s history. Items outside the vocabulary are dropped: no model can use them.
         """
-        rows = Vocabulary(users, name="user").index(interactions["user_id"], missing="negative")
-        cols = self.items.index(interactions["item_id"], missing="negative")
-        keep = (rows >= 0) & (cols >= 0)
-        return csr_from_pairs(rows[keep], cols[keep], interactions["feedback"].to_numpy()[keep],
-                              (len(users), self.n_items))
+        return self.new_user_queries(interactions, users).bag
 
     def save(self, path: str | Path) -> Path:
         """Write to a directory: ``matrices.npz``, feature tables as Parquet, kinds as JSON."""

@@ -69,6 +69,16 @@ def _decay(timestamps: pd.Series, half_life_days: float) -> np.ndarray:
     return np.power(0.5, age_days / half_life_days)
 
 
+def _event_weights(events: pd.DataFrame, schema: EventSchema,
+                   weighting: Weighting | None) -> np.ndarray:
+    """Each event's contribution to its pair's feedback, time decay included."""
+    weighting = weighting or Weighting()
+    contribution = event_contributions(events, schema)
+    if weighting.half_life_days is not None and len(events):
+        contribution = contribution * _decay(events["timestamp"], weighting.half_life_days)
+    return contribution
+
+
 def weighted_events(events: pd.DataFrame, schema: EventSchema | None = None,
                     weighting: Weighting | None = None) -> pd.DataFrame:
     """The events with their ``weight``: each one's contribution to its pair's feedback.
@@ -76,12 +86,7 @@ def weighted_events(events: pd.DataFrame, schema: EventSchema | None = None,
     Summed per (user, item), the weights are :func:`aggregate`'s ``feedback``; the training log
     (:attr:`~recengine.data.training_data.TrainingData.log`) keeps them per event, in order.
     """
-    schema = schema or EventSchema()
-    weighting = weighting or Weighting()
-    contribution = event_contributions(events, schema)
-    if weighting.half_life_days is not None and len(events):
-        contribution = contribution * _decay(events["timestamp"], weighting.half_life_days)
-    return events.assign(weight=contribution)
+    return events.assign(weight=_event_weights(events, schema or EventSchema(), weighting))
 
 
 def aggregate(
@@ -103,7 +108,7 @@ def aggregate(
           b     4.0       4.0         1
     """
     schema = schema or EventSchema()
-    contribution = weighted_events(events, schema, weighting)["weight"].to_numpy()
+    contribution = _event_weights(events, schema, weighting)
     explicit = [n for n, t in schema.event_types.items() if t.feedback == Feedback.EXPLICIT]
     is_rating = events["event_type"].isin(explicit).to_numpy()
     frame = pd.DataFrame({
