@@ -328,3 +328,20 @@ def test_a_saved_model_is_evaluated_published_and_served_without_a_refit(capsys,
         _, answer = state.recommend(user, 5)
         seen = set(model.items_.ids[model.training_queries(np.array([0])).bag.indices])
     assert [r.source for r in answer] == ["wals"] * 5 and not seen & {r.item for r in answer}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["evaluate", "--dataset", "synthetic", "--saved", "no-such-folder"], "no saved model at"),
+    (["models", "publish", "no-such-folder"], "no saved model at"),
+    (["models", "publish"], "models publish needs saved model folders"),
+    (["evaluate", "--dataset", "synthetic", "--models", "nowhere.mod:Model"],
+     "cannot import model 'nowhere.mod:Model'"),
+    (["train", "--dataset", "synthetic", "--model", "json:dumps", "--output", "x"],
+     "'json:dumps' is not a Recommender class"),
+])
+def test_models_from_elsewhere_fail_clearly(capsys, tmp_path, argv, message):
+    argv = [a if a != "no-such-folder" else str(tmp_path / a) for a in argv]
+    if argv[:2] == ["models", "publish"]:
+        argv += ["--registry", str(tmp_path / "registry")]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
