@@ -79,6 +79,16 @@ def _k_list(text: str) -> list[int]:
     return ks
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from recengine.models.registry import MODELS
 
@@ -197,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "database_url, registry, read_keys, write_keys, ...)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="server processes answering alike (default: 1)")
     serve.add_argument("--registry", help="overrides RECENGINE_REGISTRY")
     serve.add_argument("--database-url", help="overrides RECENGINE_DATABASE_URL")
 
@@ -510,33 +522,32 @@ def run_models(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("registry", args.registry),
                                    ("database_url", args.database_url)) if v}
-    return _serve(overrides, args.host, args.port)
+    return _serve(overrides, args.host, args.port, args.workers)
 
 
-def _serve(overrides: dict[str, Any], host: str, port: int) -> int:
-    """Serve until stopped: settings from RECENGINE_* variables and ``overrides``, validated."""
-    import gc
+def _serve(overrides: dict[str, Any], host: str, port: int, workers: int = 1) -> int:
+    """Serve until stopped: settings from RECENGINE_* variables and ``overrides``, validated.
+
+    Each of ``workers`` processes loads the served version and answers alike: they share the
+    store and the registry, and hear each other's writes (serving/bell.py).
+    """
+    import os
 
     import uvicorn
     from pydantic import ValidationError
-    from threadpoolctl import threadpool_limits
 
-    from recengine.serving import Settings, create_app
+    from recengine.serving import Settings
 
     try:
-        settings = Settings(**overrides)
+        Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise DataError(first["msg"], column=".".join(map(str, first["loc"]))) from None
-    # Requests run concurrently in threads; BLAS fanning out inside each of them only contends
-    # (measured: 6 % of /healthz throughput with it, see docs/benchmarks.md).
-    threadpool_limits(1, user_api="blas")
-    # After the imports the garbage collector tracks about 220,000 objects, and each full
-    # collection walked them all: a 100 ms pause at random moments under load. They live as
-    # long as the process, so they leave its view; what the app creates stays in it.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # The processes read their settings from the environment, as a deployment's would.
+    os.environ.update({f"RECENGINE_{name.upper()}": str(value)
+                       for name, value in overrides.items()})
+    uvicorn.run("recengine.serving.app:served_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
     return 0
 
 

@@ -14,6 +14,8 @@ from recengine.store.registry import ModelRegistry
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether ``condition`` holds within ``timeout`` s (generous where runs start child
+    processes: a loaded machine takes seconds to start one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -130,7 +132,7 @@ def test_time_trigger_retrains_on_schedule(store, registry):
     start = time.monotonic()
     s.start()
     try:
-        assert wait_for(lambda: s.runs >= 2, timeout=10)
+        assert wait_for(lambda: s.runs >= 2, timeout=60)
         assert time.monotonic() - start >= 0.4
     finally:
         s.stop()
@@ -154,7 +156,7 @@ def test_a_failing_retrain_is_recorded_and_the_thread_lives_on(store, registry):
                   models={"no-such-model": {}})
     s.start()
     try:
-        assert wait_for(lambda: s.failures >= 2, timeout=10)
+        assert wait_for(lambda: s.failures >= 2, timeout=60)
         assert s.running
         assert "no-such-model" in (s.status()["last_error"] or "")
         assert published == [] and registry.current() is None
@@ -170,7 +172,7 @@ def test_a_failing_swap_is_recorded_too(store, registry):
                          after_events=None, on_published=broken, poll_seconds=0.05)
     s.start()
     try:
-        assert wait_for(lambda: s.failures >= 1, timeout=10)
+        assert wait_for(lambda: s.failures >= 1, timeout=60)
         assert s.last_error == "RuntimeError: swap exploded" and s.running
     finally:
         s.stop()
@@ -196,3 +198,32 @@ def test_one_retrain_at_a_time(store, registry):
 def test_needs_a_trigger(store, registry):
     with pytest.raises(ValueError, match="every_seconds, after_events"):
         scheduler(store, registry, [])
+
+
+def test_of_several_schedulers_on_one_store_exactly_one_retrains(store, registry):
+    """Server processes each start one: the store's lease lets one run at a time."""
+    published: list[str] = []
+    several = [scheduler(store, registry, published, every_seconds=0.2, lease_seconds=1.0)
+               for _ in range(3)]
+    for s in several:
+        s.start()
+    try:
+        assert wait_for(lambda: sum(s.runs for s in several) >= 3, timeout=60)
+        assert [s.leading for s in several].count(True) == 1
+        assert sum(s.runs > 0 for s in several) == 1
+        leader = next(s for s in several if s.leading)
+        leader.stop()  # it gives the lease up: another takes over
+        assert wait_for(lambda: any(s.runs > 0 for s in several if s is not leader), timeout=60)
+    finally:
+        for s in several:
+            s.stop()
+
+
+def test_a_lease_expires_when_its_holder_stops_renewing(store, registry):
+    assert store.hold_lease("duty", "a", 0.2)
+    assert not store.hold_lease("duty", "b", 10)
+    assert store.hold_lease("duty", "a", 0.2)  # renewed by its holder
+    time.sleep(0.3)
+    assert store.hold_lease("duty", "b", 10)
+    store.release_lease("duty", "a")  # not its holder any more: nothing happens
+    assert not store.hold_lease("duty", "a", 10)

@@ -293,6 +293,7 @@ def test_a_retried_event_counts_once_in_the_live_history(client: TestClient, sta
     for _ in range(3):  # the client did not see the reply, and sent it again
         assert client.post("/v1/events", json={"events": [event, other]},
                            headers=write).status_code == 200
+    state.catch_up()  # as the next request does
     live = state.live_events(user)  # 1 booking + 3 views, in order
     assert live is not None and [e.item_id for e in live] == [item] * 4
     assert [e.event_type for e in live] == ["booking", "view", "view", "view"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recengine.models.base import Recommender
+from recengine.serving.bell import Ring
 from recengine.serving.cache import AnswerCache
 from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
@@ -52,7 +53,8 @@ def test_state_reuses_answers_until_the_user_or_the_model_changes(state: Serving
     _, page = state.recommend(user, 2, offset=3)  # another depth: computed, then kept too
     assert page == first[3:5]
     state.recommend(user, 5, explain=True)  # reasons are never kept
-    state.remember([{"user_id": user, "item_id": first[0].item}], set())
+    state.store.ingest([{"user_id": user, "item_id": first[0].item, "event_type": "view"}])
+    state.changed(Ring.EVENTS)  # the next answer reads it from the store
     _, after = state.recommend(user, 5)
     assert first[0].item not in [r.item for r in after]
     state.swap(world.versions[1])

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from recengine.models.base import Recommender
+from recengine.serving.bell import Ring
 from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
@@ -54,7 +55,8 @@ def test_a_version_trained_on_the_events_does_not_count_them_again(world: World,
     user, item = world.users[6], world.items[-2]
     records = [{"user_id": user, "item_id": item, "event_type": "booking"}]
     store.ingest(records)
-    state.remember(records, set())
+    state.changed(Ring.EVENTS)
+    state.catch_up()
     assert state.live_events(user) is not None
     state.swap(_publish_through_now(registry, store, world.versions[0]))
     assert state.live_events(user) is None
@@ -63,7 +65,9 @@ def test_a_version_trained_on_the_events_does_not_count_them_again(world: World,
 def test_versions_without_a_snapshot_keep_the_live_histories(state: ServingState,
                                                              world: World) -> None:
     user = world.users[7]
-    state.remember([{"user_id": user, "item_id": world.items[0]}], set())
+    state.store.ingest([{"user_id": user, "item_id": world.items[0], "event_type": "view"}])
+    state.changed(Ring.EVENTS)
+    state.catch_up()
     state.swap(world.versions[1])  # published with an event count only
     assert state.live_events(user) is not None
 

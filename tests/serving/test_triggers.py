@@ -89,7 +89,11 @@ def test_posted_events_trigger_a_retrain_and_a_hot_swap(popular_state: ServingSt
             if versions[-1] == "v0002":
                 break
             time.sleep(0.02)
+        # Served as soon as it is active (the store poller may swap before the run reports).
         status = client.get("/v1/models/retraining").json()
+        while status["runs"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            status = client.get("/v1/models/retraining").json()
     assert versions[-1] == "v0002", status
     assert set(statuses) == {200}
     assert status["runs"] == 1 and status["last_version"] == "v0002"

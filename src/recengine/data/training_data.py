@@ -27,6 +27,8 @@ from recengine.data.vocabulary import Vocabulary
 
 __all__ = ["TrainingData", "csr_from_pairs"]
 
+_INT32_MAX = np.iinfo(np.int32).max
+
 
 def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
                    shape: tuple[int, int]) -> sp.csr_array:
@@ -78,7 +80,7 @@ class TrainingData:
         users = np.asarray(users, dtype=np.int32)
         m = self.feedback
         indptr, pick = take_ranges(m.indptr, users)
-        if indptr[-1] < np.iinfo(np.int32).max:  # scipy builds all-int32 arrays fastest
+        if indptr[-1] < _INT32_MAX:  # scipy builds all-int32 arrays fastest
             indptr = indptr.astype(np.int32)
         return Queries(users, None, functools.partial(self.log.take, users),
                        rows=(indptr, take(m.indices, pick), take(m.data, pick), m.shape[1]))

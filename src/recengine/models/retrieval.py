@@ -22,6 +22,7 @@ building them again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class ItemIndex:
         self.n_items = int(index.ntotal)
         self.ef_search = ef_search
         self._search_parameters = faiss.SearchParametersHNSW  # type: ignore[attr-defined]  # missing from faiss's stubs
+        #: Each thread's own search parameters: concurrent searches must not share one, and
+        #: making one per call cost a tenth of a served request.
+        self._local = threading.local()
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, neighbours: int = 16, ef_construction: int = 80,
@@ -85,7 +89,9 @@ class ItemIndex:
         n_rows = len(queries)
         counts = np.array([len(s) for s in seen] if seen is not None else [0] * n_rows)
         depth = min(self.n_items, n + int(counts.max(initial=0)))
-        params = self._search_parameters()  # per call: concurrent searches must not share it
+        params = getattr(self._local, "params", None)
+        if params is None:
+            params = self._local.params = self._search_parameters()
         params.efSearch = max(self.ef_search, depth)
         found_val, found_idx = self._index.search(
             np.ascontiguousarray(queries, dtype=np.float32), depth, params=params)

@@ -27,17 +27,24 @@ towards the next one. By default (``isolated=True``) the training runs in a chil
 process (:mod:`recengine.pipeline.isolated`), so it never holds the server's GIL; ``stop`` kills
 a child that is still training. When the gate activates the new version, ``on_published`` gets
 its id (the server passes its state's lock-protected hot swap), so serving never waits for
-training. One run at a time; a failing run (including "nothing to retrain": no active version
-and no ``models``) is logged and kept in ``last_error``, counts as a run for both triggers (no
-retry storm) and never kills the thread.
+training. One run at a time, in one process of a deployment: a scheduler runs only while it holds
+the store's ``retraining`` lease (:meth:`EventStore.hold_lease`), renewed as it polls and while
+it trains, so with several server processes (``recengine serve --workers N``) exactly one
+retrains, and another takes over within ``lease_seconds`` if that one dies. A failing run
+(including "nothing to retrain": no active version and no ``models``) is logged and kept in
+``last_error``, counts as a run for both triggers (no retry storm) and never kills the thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +58,9 @@ from recengine.store.registry import ModelRegistry
 __all__ = ["RetrainScheduler", "manifest_models"]
 
 log = logging.getLogger(__name__)
+
+#: The store lease a deployment's retraining scheduler holds.
+LEASE = "retraining"
 
 
 def manifest_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -83,6 +93,7 @@ class RetrainScheduler:
         poll_seconds: float | None = None,
         retrain_options: Mapping[str, Any] | None = None,
         isolated: bool = True,
+        lease_seconds: float = 30.0,
     ) -> None:
         if every_seconds is None and after_events is None:
             raise ValueError("set every_seconds, after_events or both")
@@ -106,6 +117,11 @@ class RetrainScheduler:
         self.poll_seconds = poll_seconds or min(every_seconds or 1.0, 1.0)
         self.retrain_options = dict(retrain_options or {})
         self.isolated = isolated
+        self.lease_seconds = lease_seconds
+        #: Who holds the lease, as the store records it: unique per scheduler.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leading = False
+        self._lease_checked = -float("inf")
         self._run_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -149,6 +165,11 @@ class RetrainScheduler:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("retraining thread still busy after %.1f s; left as a daemon", timeout)
+        if self.leading:
+            with contextlib.suppress(Exception):  # it expires anyway
+                self.store.release_lease(LEASE, self.holder)
+            self.leading = False
+            self._lease_checked = -float("inf")
 
     @property
     def running(self) -> bool:
@@ -191,9 +212,39 @@ class RetrainScheduler:
             return "events"
         return None
 
+    def lead(self) -> bool:
+        """Whether this scheduler is the one that retrains: the lease is taken or renewed (a
+        durable write) once a third of it has passed, not at every poll."""
+        now = time.monotonic()
+        if now >= self._lease_checked + self.lease_seconds / 3:
+            self.leading = self.store.hold_lease(LEASE, self.holder, self.lease_seconds)
+            self._lease_checked = now
+        return self.leading
+
+    @contextlib.contextmanager
+    def _leased(self) -> Iterator[None]:
+        """Keep renewing the lease while a run lasts (training may take longer than it)."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.lease_seconds / 3):
+                with contextlib.suppress(Exception):  # the next renewal tries again
+                    self._lease_checked = -float("inf")
+                    self.lead()
+
+        keeper = threading.Thread(target=renew, name="recengine-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
+                if not self.lead():
+                    continue
                 trigger = self.due()
                 if trigger is not None:
                     self.run_once(trigger)
@@ -211,7 +262,8 @@ class RetrainScheduler:
             try:
                 self._last_trained_id = self.store.last_id()
                 self.last_models = self.models_to_train()
-                result = self._retrain(self._last_trained_id, self.last_models)
+                with self._leased():
+                    result = self._retrain(self._last_trained_id, self.last_models)
                 self.last_reason = result.reason
                 if result.activated and result.version is not None:
                     self.published += 1
@@ -255,6 +307,7 @@ class RetrainScheduler:
             after = pending = None
         return {
             "running": self.running,
+            "leading": self.leading,
             "busy": self._run_lock.locked(),
             "every_seconds": self.every_seconds,
             "after_events": self.after_events,

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     cache_users: int = Field(20_000, ge=0)
     #: A JSON file of business rules applied to every recommendation (see models/rules.py).
     rules_file: str | None = None
+    #: Live histories (events since the served version's training) keep this many events per
+    #: user, the most recent, and this many in all; users past the bound are read back from the
+    #: store when asked for (serving/live.py).
+    live_per_user: int = Field(200, ge=1)
+    live_max_events: int = Field(1_000_000, ge=1)
+    #: Every this many seconds, each server process reads what changed in the store and the
+    #: registry without hearing of it (writes from other hosts or from commands); writes through
+    #: this host's server processes are seen by the next request (serving/bell.py).
+    sync_seconds: float = Field(1.0, gt=0)
 
     @field_validator("read_keys", "write_keys")
     @classmethod

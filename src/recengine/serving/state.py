@@ -5,11 +5,19 @@ new snapshot first (loading from the registry, fitting the popularity fallback) 
 replaces the reference under a lock, so a request that already took the old snapshot finishes on
 it, and no request ever sees a half-loaded model.
 
-Events posted to the API are stored *and* remembered per user, in order: that user's next
-recommendation asks each model with a :class:`~recengine.data.query.Query` whose history holds
-them after the training history (the version's saved training data), folded in without
-retraining. The query also carries the user's features as stored now (a new user PUT a moment
-ago is placed in a segment) and the request time.
+Events are read back from the store, per user, in order, and kept as *live histories*
+(:mod:`recengine.serving.live`, bounded): that user's next recommendation asks each model with
+a :class:`~recengine.data.query.Query` whose history holds them after the training history (the
+version's saved training data), folded in without retraining. The query also carries the user's
+features as stored now (a new user PUT a moment ago is placed in a segment) and the request time.
+
+The store is the one source of truth, so that several server processes answer alike. A process
+that writes rings the deployment's :class:`~recengine.serving.bell.Bell` once its transaction
+committed; before answering, every process checks the bell and, when it rang, reads what is new:
+events after the last id it has (:meth:`ServingState.catch_up`), and the catalogues' change log
+(users written or deleted, items written or deleted). A background poll
+(:meth:`ServingState.poll`) does the same every few seconds for writers the bell cannot reach
+(other hosts, commands), and swaps in a version activated elsewhere.
 
 Answers come from a fallback chain: the version's primary model, then its
 ``segment-popularity`` model if it has one (popular among users like this one), then popularity.
@@ -25,8 +33,10 @@ none.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,11 +59,18 @@ from recengine.models.constraints import parse_constraint
 from recengine.models.fallback import FallbackChain, RankedItem
 from recengine.models.popularity import Popularity
 from recengine.models.rules import Exclude, Require, Rule, RuleEngine
+from recengine.serving.bell import Bell, Ring
 from recengine.serving.cache import AnswerCache
-from recengine.store.events import EventStore
+from recengine.serving.live import LiveHistories
+from recengine.store.events import EventStore, StoredEvent
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["Active", "NoActiveModelError", "ServingState"]
+__all__ = ["Active", "NoActiveModelError", "Poller", "ServingState"]
+
+log = logging.getLogger(__name__)
+
+#: Events read from the store per query when catching up.
+_READ_ROWS = 10_000
 
 class NoActiveModelError(ModelNotFoundError):
     """The server has no model loaded yet (maps to 503, not 404)."""
@@ -147,20 +164,19 @@ def _infer_kind(column: pd.Series) -> FeatureKind | None:
     return None
 
 
-def _add_rows(live: dict[str, list[Event]], records: Sequence[Mapping[str, Any]]) -> None:
-    """Append each event to its user's live history, in arrival order (each weighs 1)."""
-    for r in records:
-        value, time = r.get("value"), r.get("timestamp")
-        live.setdefault(str(r["user_id"]), []).append(Event(
-            str(r["item_id"]), str(r.get("event_type") or ""),
-            float("nan") if value is None or pd.isna(value) else float(value),
-            NO_TIME if time is None or pd.isna(time) else int(pd.Timestamp(time).timestamp())))
+def _event(row: StoredEvent) -> Event:
+    """A stored event as a live history's event (each weighs 1)."""
+    return Event(row.item_id, row.event_type or "",
+                 float("nan") if row.value is None else float(row.value),
+                 NO_TIME if row.timestamp is None
+                 else int(row.timestamp.replace(tzinfo=UTC).timestamp()))
 
 
-def _records(events: pd.DataFrame) -> list[dict[str, Any]]:
-    columns = [c for c in ("user_id", "item_id", "event_type", "value", "timestamp")
-               if c in events.columns]
-    return events[columns].to_dict("records")
+def _by_user(rows: Sequence[StoredEvent]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = {}
+    for row in rows:
+        grouped.setdefault(row.user_id, []).append(_event(row))
+    return grouped
 
 
 class ServingState:
@@ -170,12 +186,17 @@ class ServingState:
     (:mod:`recengine.models.retrieval`) searched with ``ef_search``; None answers exactly.
     Plain answers (no rules, no constraint, no reasons) of the last ``cache_users`` users are
     kept until their history or the model changes. ``rules`` (business rules) apply to every
-    answer, before those of the request.
+    answer, before those of the request. Live histories keep ``live_per_user`` events per user
+    and ``live_max_events`` in all (:class:`~recengine.serving.live.LiveHistories`). ``bell``
+    is shared with the deployment's other processes; by default the one in the registry's
+    folder.
     """
 
     def __init__(self, registry: ModelRegistry, store: EventStore, *,
                  approximate_min_items: int | None = None, ef_search: int = 64,
-                 cache_users: int = 0, rules: Sequence[Rule] = ()) -> None:
+                 cache_users: int = 0, rules: Sequence[Rule] = (),
+                 live_per_user: int = 200, live_max_events: int = 1_000_000,
+                 bell: Bell | None = None) -> None:
         self.registry = registry
         self.store = store
         self.rules = list(rules)
@@ -185,14 +206,29 @@ class ServingState:
         self._lock = threading.Lock()
         self._active: Active | None = None
         self._previous: Active | None = None
-        self._live: dict[str, list[Event]] = {}
+        self._live = LiveHistories(live_per_user, live_max_events)
+        #: The last event id in the live histories (None before a version is served).
+        self._seen_id: int | None = None
+        #: Live histories hold the events after this id: the served version's last training
+        #: event, or, for a version that does not record it, the last one when serving began.
+        self._live_after = 0
         #: Stored users' features (user → feature → value): read from the store when the first
-        #: version loads, then kept up to date by :meth:`user_written`.
+        #: version loads, then kept up to date from the change log (:meth:`catch_up`).
         self._users: dict[str, dict[str, Any]] | None = None
+        #: The last entry of the store's change log applied.
+        self._seen_change = 0
+        self.bell = bell if bell is not None else Bell(registry.root / ".bell")
+        #: The bell's counters when this process last caught up.
+        self._heard = self.bell.read()
+        #: One catch-up at a time: a request that heard the bell waits for the one reading.
+        self._catching_up = threading.RLock()
 
     # -- the model ------------------------------------------------------------------------
     @property
     def active(self) -> Active:
+        """The version served, once what the bell announced is read (see :meth:`catch_up`)."""
+        if self.heard():
+            self.catch_up()
         current = self._active  # one reference read: atomic
         if current is None:
             raise NoActiveModelError("no model is loaded: publish and activate a registry "
@@ -251,9 +287,10 @@ class ServingState:
         new = current if current is not None and current.version == version else (
             self._previous if self._previous is not None and self._previous.version == version
             else self.build(version))
-        live, seen_id = self._replay(new)
         if self._users is None:
+            self._seen_change = self.store.last_change()  # before reading: none is missed
             self._users = self._read_users()
+        live, seen_id = self._replay(new)
         with self._lock:
             self._hide(new, self.store.deleted_items())  # under the lock: see catalogue_changed
             if activate:
@@ -261,32 +298,40 @@ class ServingState:
             if current is not new:
                 self._previous = current
             if live is not None:
-                self._live = live
-                self._remember(_records(self.store.events(since_id=seen_id)))
+                self._live, self._seen_id = live, seen_id
+                self._live_after = new.trained_through or 0
+            elif self._seen_id is None:  # trained from a file: only events from now on are new
+                self._seen_id = self._live_after = self.store.last_id()
             self._active = new
             self.answers.clear()
+        if activate:
+            self.bell.ring(Ring.MODELS)
+        self._catch_up_events()  # what was stored while the version loaded
         return new
 
-    def _replay(self, active: Active) -> tuple[dict[str, list[Event]] | None, int]:
+    def _replay(self, active: Active) -> tuple[LiveHistories | None, int]:
         """Live histories for ``active``: the stored events it was not trained on.
 
         So a restarted server (or several) folds in what arrived after training, and a newly
         trained version does not count twice what it has already learned. None (keep the live
         histories as they are) when the manifest does not say which events the version saw.
-        An event stored while the swap runs may be counted twice; none is lost.
         """
         if active.trained_through is None:
             return None, 0
-        events = self.store.events(since_id=active.trained_through)
-        live: dict[str, list[Event]] = {}
-        _add_rows(live, _records(events))
-        seen_id = int(events["id"].max()) if len(events) else active.trained_through
+        live = LiveHistories(self._live.per_user, self._live.max_events)
+        seen_id = active.trained_through
+        while rows := self.store.event_rows(seen_id):
+            for user, events in _by_user(rows).items():
+                live.add(user, events)
+            seen_id = rows[-1].id
         return live, seen_id
 
     def rollback(self) -> Active:
         with self._lock:
             target = self.registry.rollback()
-        return self.swap(target)
+        active = self.swap(target)
+        self.bell.ring(Ring.MODELS)
+        return active
 
     def named(self, active: Active, name: str | None) -> Recommender:
         if name is None or name == active.name:
@@ -379,23 +424,106 @@ class ServingState:
         except DataError as exc:
             raise DataError(exc.message, column=blame) from None
 
-    # -- live histories -------------------------------------------------------------------
-    def remember(self, records: Sequence[Mapping[str, Any]], skipped_rows: set[int]) -> None:
-        """Add newly stored records to live histories: all but ``skipped_rows`` (1-based row
-        numbers of records rejected, or stored before)."""
-        accepted = [r for row, r in enumerate(records, start=1) if row not in skipped_rows]
-        with self._lock:
-            self._remember(accepted)
+    # -- keeping up with the store ------------------------------------------------------------
+    def changed(self, what: Ring) -> None:
+        """After this process committed a write: every process (this one too) reads it from
+        the store before its next answer."""
+        self.bell.ring(what)
 
-    def _remember(self, records: Sequence[Mapping[str, Any]]) -> None:
-        _add_rows(self._live, records)
-        for user in {str(r["user_id"]) for r in records}:
+    def heard(self) -> bool:
+        """Whether the bell rang for events or catalogues since this process last caught up:
+        then the next answer must :meth:`catch_up` first (a query, off the event loop)."""
+        heard = self.bell.read()
+        return heard[:2] != self._heard[:2]
+
+    def catch_up(self) -> None:
+        """Read the events and catalogue writes stored since this process last did."""
+        with self._catching_up:
+            heard = self.bell.read()
+            if heard[:2] == self._heard[:2]:
+                return
+            # Recorded before reading: a ring during the reads is heard by the next request.
+            self._heard = (*heard[:2], self._heard[2])
+            self._catch_up_events()
+            self._catch_up_changes()
+
+    def poll(self) -> None:
+        """Everything :meth:`catch_up` reads, heard or not, and the registry's active version:
+        for writers the bell does not reach (other hosts, commands). Loading a version takes
+        seconds, so it runs here, in the background, never on a request."""
+        with self._catching_up:
+            self._heard = self.bell.read()
+            self._catch_up_events()
+            self._catch_up_changes()
+        current = self.registry.current()
+        if current is not None and current != self.version:
+            self.swap(current)
+
+    def _catch_up_events(self) -> None:
+        """Fold the events stored after the last one seen into live histories.
+
+        Each chunk is applied under the lock, skipping what a swap's replay already holds, so
+        an event counts once even when a swap runs meanwhile.
+        """
+        while self._seen_id is not None:
+            rows = self.store.event_rows(self._seen_id, limit=_READ_ROWS)
+            with self._lock:
+                fresh = [r for r in rows if self._seen_id is None or r.id > self._seen_id]
+                for user, events in _by_user(fresh).items():
+                    self._live.add(user, events)
+                    self.answers.forget(user)
+                if fresh:
+                    self._seen_id = fresh[-1].id
+            if len(rows) < _READ_ROWS or not fresh:
+                return
+
+    def _catch_up_changes(self) -> None:
+        """Apply the catalogue writes logged after the last one applied."""
+        changes = self.store.changes(self._seen_change)
+        if not changes:
+            return
+        users = {c.id for c in changes if c.catalogue == "users"}
+        if None in users:
+            with self._lock:
+                self._users = self._read_users()
+        for user in users - {None}:
+            self._refresh_user(str(user))
+        if any(c.catalogue == "items" for c in changes):
+            self.catalogue_changed()
+        self._seen_change = changes[-1].seq
+
+    def _refresh_user(self, user: str) -> None:
+        """Re-read ``user``'s features and live history (a write or a delete changed them)."""
+        features = self.store.user(user)
+        rows = self.store.event_rows(self._live_after, user_id=user, limit=self._live.per_user)
+        with self._lock:
+            users = self._users if self._users is not None else {}
+            if features is None:
+                users.pop(user, None)
+            else:
+                users[user] = features
+            self._users = users
+            # Later events come with the next catch-up.
+            self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
             self.answers.forget(user)
 
-    def forget(self, user: str) -> None:
+    def _reread_evicted(self, user: str) -> None:
+        """Read an evicted user's live history back from the store."""
+        rows = self.store.event_rows(self._live_after, user_id=user, limit=self._live.per_user)
         with self._lock:
-            self._live.pop(user, None)
-            self.answers.forget(user)
+            if user in self._live.evicted:
+                self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
+
+    def ready(self, user: str) -> bool:
+        """Whether ``user`` can be answered without reading the store first (no bell heard, no
+        evicted history): a request that is not runs off the event loop."""
+        return user not in self._live.evicted and not self.heard()
+
+    def _read_news(self, user: str) -> None:
+        if self.heard():
+            self.catch_up()
+        if user in self._live.evicted and self._active is not None:
+            self._reread_evicted(user)
 
     def _read_users(self) -> dict[str, dict[str, Any]]:
         stored = self.store.users()
@@ -403,22 +531,10 @@ class ServingState:
                     isinstance(v, float) and np.isnan(v))}
                 for u, row in stored.to_dict("index").items()}
 
-    def user_written(self, user: str, features: Mapping[str, Any] | None) -> None:
-        """After ``user`` was stored with ``features`` (None: deleted): the next answer places
-        them by these features (their kept answer is dropped)."""
-        with self._lock:
-            users = self._users if self._users is not None else self._read_users()
-            if features is None:
-                users.pop(user, None)
-            else:
-                users[user] = dict(features)
-            self._users = users
-            self.answers.forget(user)
-
     def live_events(self, user: str) -> list[Event] | None:
         """``user``'s events since the version's training, in order, or None when there are
         none."""
-        return self._live.get(user) or None
+        return self._live.get(user)
 
     def query(self, user: str) -> Query:
         """What the chain is asked for ``user``: live events, stored features, the time now."""
@@ -436,6 +552,7 @@ class ServingState:
 
         The server's rules apply first, then the request's ``rules`` and ``constraint``.
         """
+        self._read_news(user)
         active = active or self.active
         model = self.named(active, name)
         engine = self._global_engine(active, model) if self.rules else None
@@ -472,3 +589,35 @@ class ServingState:
         found = [(str(i), float(v)) for i, v in zip(ids, scores, strict=True)
                  if i is not None and i not in hidden]
         return active, found[:k]
+
+
+class Poller:
+    """A daemon thread that :meth:`ServingState.poll`\\ s every ``seconds``, and at once when
+    the bell says a version was activated (by another process of this host)."""
+
+    def __init__(self, state: ServingState, seconds: float, *, tick: float = 0.05) -> None:
+        self.state = state
+        self.seconds = seconds
+        self.tick = min(tick, seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="recengine-sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        models = self.state.bell.read()[Ring.MODELS]
+        due = time.monotonic() + self.seconds
+        while not self._stop.wait(self.tick):
+            rung = self.state.bell.read()[Ring.MODELS]
+            if rung == models and time.monotonic() < due:
+                continue
+            models, due = rung, time.monotonic() + self.seconds
+            try:
+                self.state.poll()
+            except Exception:  # the thread must never die; the next poll tries again
+                log.exception("reading the store's changes failed")

@@ -42,11 +42,12 @@ import hashlib
 import json
 import math
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -68,10 +69,12 @@ from recengine.data.validation import (
 from recengine.errors import DataError, StoreError
 from recengine.store.group_commit import BatchFailed, GroupCommit
 
-__all__ = ["AppendResult", "EventStore", "StoreError"]
+__all__ = ["AppendResult", "Change", "EventStore", "StoreError", "StoredEvent"]
 
 #: Rows sent to the database per statement; a batch is still one transaction.
 _CHUNK_ROWS = 10_000
+#: Events :meth:`EventStore.event_rows` returns per call by default.
+_READ_ROWS = 10_000
 #: Up to this many records, ingest validates record by record (pandas' cost is per call).
 _RECORD_BY_RECORD = 1000
 #: Seconds a SQLite writer waits for another writer's lock before giving up.
@@ -132,6 +135,32 @@ _KINDS = sa.Table(
     sa.Column("kind", sa.String(), nullable=False),
 )
 
+#: A log of catalogue writes, one row per user written or deleted and one per items write: what
+#: a server process reads to learn what another one (or a command) changed (see
+#: :meth:`EventStore.changes`). Events need no such log: their ids are one.
+_CHANGES = sa.Table(
+    "changes",
+    _metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("catalogue", sa.String(), nullable=False),
+    sa.Column("id", sa.String(), nullable=True),
+    sa.Column("changed_at", sa.DateTime(), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: Leases: which process holds a deployment-wide duty (the retraining scheduler) until when.
+_LEASES = sa.Table(
+    "leases",
+    _metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("holder", sa.String(), nullable=False),
+    sa.Column("expires_at", sa.Float(), nullable=False),
+)
+
+#: From this many users in one write on, the change log records one row for the whole catalogue.
+_CHANGE_ROWS = 1000
+
 #: SQLAlchemy keeps the row count of INSERTs only when asked to.
 _ROWCOUNT = {"preserve_rowcount": True}
 #: The columns an append writes, in the order of PostgreSQL's COPY.
@@ -164,6 +193,25 @@ class AppendResult:
     accepted: int
     duplicates: int
     duplicate_ids: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+
+class Change(NamedTuple):
+    """One entry of the catalogue change log: ``id`` None means the whole catalogue."""
+
+    seq: int
+    catalogue: Literal["items", "users"]
+    id: str | None
+
+
+class StoredEvent(NamedTuple):
+    """One stored event as plain values (``timestamp`` None when it had none)."""
+
+    id: int
+    user_id: str
+    item_id: str
+    event_type: str
+    value: float | None
+    timestamp: datetime | None
 
 
 @dataclass(frozen=True)
@@ -272,6 +320,24 @@ class EventStore:
                  .where(_id_range(since_id, until_id)).order_by(_EVENTS.c.id))
         with self._read("read events") as conn:
             return _event_frame(conn.execute(query).partitions(_FRAME_STEP))
+
+    def event_rows(self, since_id: int = 0, *, limit: int = _READ_ROWS,
+                   user_id: str | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events with an id above ``since_id``, in id order, as plain values.
+
+        Without pandas, so a server catching up on a few new events pays microseconds, not a
+        frame's construction. With ``user_id``, that user's *last* ``limit`` events.
+        """
+        columns = (_EVENTS.c.id, *(_EVENTS.c[c] for c in EVENT_COLUMNS))
+        query = sa.select(*columns).where(_EVENTS.c.id > int(since_id))
+        if user_id is None:
+            query = query.order_by(_EVENTS.c.id).limit(limit)
+        else:
+            query = query.where(_EVENTS.c.user_id == user_id).order_by(
+                _EVENTS.c.id.desc()).limit(limit)
+        with self._read("read events") as conn:
+            rows = [StoredEvent(*row) for row in conn.execute(query)]
+        return rows if user_id is None else rows[::-1]
 
     def last_id(self) -> int:
         """The largest event id stored, 0 when there are none."""
@@ -388,7 +454,56 @@ class EventStore:
             conn.execute(sa.delete(_ITEMS).where(_ITEMS.c.id == item_id))
             record = (dialect.insert(_DELETED).values(id=item_id, deleted_at=_utcnow())
                       .on_conflict_do_nothing(index_elements=[_DELETED.c.id]))
-            return conn.execute(record, execution_options=_ROWCOUNT).rowcount > 0
+            deleted = conn.execute(record, execution_options=_ROWCOUNT).rowcount > 0
+            self._log_changes(conn, _ITEMS, [item_id])
+            return deleted
+
+    def changes(self, since: int = 0) -> list[Change]:
+        """Catalogue writes logged after sequence number ``since``, oldest first."""
+        query = (sa.select(_CHANGES.c.seq, _CHANGES.c.catalogue, _CHANGES.c.id)
+                 .where(_CHANGES.c.seq > int(since)).order_by(_CHANGES.c.seq))
+        with self._read("read the change log") as conn:
+            return [Change(*row) for row in conn.execute(query)]
+
+    def last_change(self) -> int:
+        """The sequence number of the last catalogue write logged, 0 when there is none."""
+        with self._read("read the change log") as conn:
+            return int(conn.execute(sa.select(sa.func.max(_CHANGES.c.seq))).scalar() or 0)
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """One stored user's features, None when the user is not stored."""
+        query = sa.select(_USERS.c.features).where(_USERS.c.id == str(user_id))
+        with self._read("read a user") as conn:
+            text = conn.execute(query).scalar()
+        return None if text is None else json.loads(text)
+
+    def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``seconds``; whether it holds it.
+
+        The lease is taken when it is free, expired or already ``holder``'s, so one process of a
+        deployment does a duty at a time and another takes over once the holder stops renewing.
+        """
+        now = time.time()
+        with self._write("take a lease") as conn:
+            if self.backend == "postgresql":
+                conn.execute(sa.text("LOCK TABLE leases IN SHARE ROW EXCLUSIVE MODE"))
+            row = conn.execute(sa.select(_LEASES.c.holder, _LEASES.c.expires_at)
+                               .where(_LEASES.c.name == name)).first()
+            if row is not None and row.holder != holder and row.expires_at > now:
+                return False
+            dialect = postgresql if self.backend == "postgresql" else sqlite
+            statement = dialect.insert(_LEASES).values(name=name, holder=holder,
+                                                       expires_at=now + seconds)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=[_LEASES.c.name],
+                set_={"holder": holder, "expires_at": now + seconds}))
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease ``name`` if ``holder`` holds it."""
+        with self._write("release a lease") as conn:
+            conn.execute(sa.delete(_LEASES).where((_LEASES.c.name == name)
+                                                  & (_LEASES.c.holder == holder)))
 
     def deleted_items(self) -> set[str]:
         """The ids of deleted items: never to be recommended until written again."""
@@ -400,6 +515,7 @@ class EventStore:
         with self._write("delete a user") as conn:
             deleted = conn.execute(sa.delete(_EVENTS).where(_EVENTS.c.user_id == str(user_id)))
             conn.execute(sa.delete(_USERS).where(_USERS.c.id == str(user_id)))
+            self._log_changes(conn, _USERS, [str(user_id)])
             return int(deleted.rowcount)
 
     # --- everything -----------------------------------------------------------------------
@@ -517,7 +633,21 @@ class EventStore:
                 for start in range(0, len(ids), _CHUNK_ROWS):
                     conn.execute(sa.delete(_DELETED).where(
                         _DELETED.c.id.in_(ids[start:start + _CHUNK_ROWS])))
+            self._log_changes(conn, table, ids)
         return len(rows)
+
+    def _log_changes(self, conn: sa.Connection, table: sa.Table, ids: Sequence[str]) -> None:
+        """Log a catalogue write in its transaction: one row per user (up to
+        :data:`_CHANGE_ROWS`), else one for the whole catalogue, as for every items write (a
+        server re-reads the item catalogue whole). On PostgreSQL the log is locked, so sequence
+        numbers become visible in order, as event ids do."""
+        if self.backend == "postgresql":
+            conn.execute(sa.text("LOCK TABLE changes IN SHARE ROW EXCLUSIVE MODE"))
+        per_id = table is _USERS and len(ids) <= _CHANGE_ROWS
+        changed_at = _utcnow()
+        conn.execute(sa.insert(_CHANGES), [
+            {"catalogue": table.name, "id": i, "changed_at": changed_at}
+            for i in (ids if per_id else [None])])
 
     def _lock_catalogue(self, conn: sa.Connection, table: sa.Table) -> None:
         """Serialise writes to a catalogue (SQLite's BEGIN IMMEDIATE already does; readers pass).

@@ -1,10 +1,12 @@
-"""Event ingestion: validated by the event store, then folded into live histories."""
+"""Event ingestion: validated and stored by the event store; every server process then folds the
+new events into its live histories from the store (a retried event, stored once, counts once)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from recengine.serving.bell import Ring
 from recengine.serving.deps import Writer
 from recengine.serving.routes._common import check_limit
 from recengine.serving.schemas import EventBatch, EventIn, EventsAccepted, IssueOut
@@ -32,7 +34,6 @@ def post_events(body: EventIn | EventBatch, ctx: Writer) -> EventsAccepted | JSO
             "detail": "every event was rejected", "field": issues[0].field if issues else None,
             **out.model_dump()})
     ctx.metrics.add_events(result.accepted)
-    stored_before = {row for row, record in enumerate(records, start=1)
-                     if str(record.get("event_id", "")).strip() in result.duplicate_ids}
-    ctx.state.remember(records, rejected_rows | stored_before)  # a retry counts once
+    if result.accepted:
+        ctx.state.changed(Ring.EVENTS)  # every process folds them in from the store
     return out

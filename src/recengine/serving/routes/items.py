@@ -8,6 +8,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 
 from recengine.errors import UnknownIdError
+from recengine.serving.bell import Ring
 from recengine.serving.deps import Reader, Writer
 from recengine.serving.routes._common import check_limit, score
 from recengine.serving.routes._direct import DirectRoute
@@ -103,7 +104,7 @@ def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
     """
     frame = pd.DataFrame([body.features], index=pd.Index([item_id], name="item_id"))
     ctx.store.upsert_items(frame, kinds=body.kinds)
-    ctx.state.catalogue_changed()
+    ctx.state.changed(Ring.CATALOGUES)
     return ItemOut(item_id=item_id, features=body.features, kinds=body.kinds)
 
 
@@ -114,7 +115,7 @@ def delete_item(item_id: str, ctx: Writer) -> Deleted:
     Its events stay, but retraining leaves them out. 404 if it was deleted already.
     """
     deleted = ctx.store.delete_item(item_id)
-    ctx.state.catalogue_changed()  # even so: a retry must not skip what a failed call missed
+    ctx.state.changed(Ring.CATALOGUES)  # even so: a retry must not skip what a failed call missed
     if not deleted:
         raise HTTPException(404, f"item {item_id!r} is deleted already")
     return Deleted(id=item_id, deleted=True)

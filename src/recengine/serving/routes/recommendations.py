@@ -30,7 +30,9 @@ async def recommend(user_id: str, ctx: Reader,
 
     A plain request (no rules, no constraint, no reasons) costs a fraction of a millisecond: it
     runs on the event loop, since handing it to a worker thread would cost more than the answer.
-    The rest read the item catalogue or explain each item and run in the thread pool.
+    The rest read the item catalogue or explain each item, and a request that must read the
+    store first (news heard from the bell, an evicted history) waits on a query: they run in
+    the thread pool.
     """
     check_limit(query.k, ctx.settings.max_k, "k")
     check_limit(query.offset, ctx.settings.max_k, "offset")
@@ -38,7 +40,10 @@ async def recommend(user_id: str, ctx: Reader,
                      name=query.model or None, constraint=query.constraint or None,
                      rules=_rules_query(query.rules), explain=query.explain)
     plain = query.constraint is None and query.rules is None and not query.explain
-    active, items = answer() if plain else await run_in_threadpool(answer)
+    if plain and ctx.state.ready(user_id):
+        active, items = answer()
+    else:
+        active, items = await run_in_threadpool(answer)
     return recommendation_list(user_id, active.version, items, query.explain)
 
 

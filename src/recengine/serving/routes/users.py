@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from fastapi import APIRouter
 
+from recengine.serving.bell import Ring
 from recengine.serving.deps import Writer
 from recengine.serving.schemas import Deleted, UserIn, UserOut
 
@@ -16,7 +17,7 @@ def put_user(user_id: str, body: UserIn, ctx: Writer) -> UserOut:
     """Insert or replace a user's features, recording ``kinds`` (a misfit value is a 422)."""
     frame = pd.DataFrame([body.features], index=pd.Index([user_id], name="user_id"))
     ctx.store.upsert_users(frame, kinds=body.kinds)
-    ctx.state.user_written(user_id, body.features)  # the next answer places them by these
+    ctx.state.changed(Ring.CATALOGUES)  # the next answer places them by these features
     return UserOut(user_id=user_id, features=body.features, kinds=body.kinds)
 
 
@@ -24,6 +25,5 @@ def put_user(user_id: str, body: UserIn, ctx: Writer) -> UserOut:
 def delete_user(user_id: str, ctx: Writer) -> Deleted:
     """Delete a user and all their events; their live history is forgotten too."""
     events = ctx.store.delete_user(user_id)
-    ctx.state.forget(user_id)
-    ctx.state.user_written(user_id, None)
+    ctx.state.changed(Ring.CATALOGUES)  # their live history and features go too
     return Deleted(id=user_id, deleted=True, events_deleted=events)
