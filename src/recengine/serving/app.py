@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recengine.errors import (
     DataError,
+    ModelLoadError,
     ModelNotFoundError,
     NotFittedError,
     NotSupportedError,
@@ -42,6 +43,7 @@ __all__ = ["create_app"]
 
 #: Most specific first: the first matching class decides the status.
 _STATUS: list[tuple[type[RecengineError], int]] = [
+    (ModelLoadError, 409),  # a version that exists but cannot be served: the old one stays
     (DataError, 422),
     (UnknownIdError, 404),
     (NoActiveModelError, 503),

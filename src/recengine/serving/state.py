@@ -40,6 +40,7 @@ from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import (
     DataError,
+    ModelLoadError,
     ModelNotFoundError,
     NotSupportedError,
     RecengineError,
@@ -205,10 +206,20 @@ class ServingState:
         return None if current is None else current.version
 
     def load_current(self) -> str | None:
-        """Load the registry's active version if there is one; its id or None."""
+        """Load the registry's active version if there is one; its id or None.
+
+        A version that cannot be loaded is a :class:`ModelLoadError` saying how to recover:
+        a server must not start serving something else than the version its registry names.
+        """
         version = self.registry.current()
         if version is not None:
-            self.swap(version)
+            try:
+                self.swap(version)
+            except ModelLoadError as exc:
+                raise ModelLoadError(
+                    f"{exc.message} (the active version {version}, named by "
+                    f"{self.registry.root / 'CURRENT'}: roll back, or activate another with "
+                    "recengine models rollback / activate)", path=exc.path) from None
         return version
 
     def build(self, version: str) -> Active:
@@ -284,9 +295,17 @@ class ServingState:
         return live, seen_id
 
     def rollback(self) -> Active:
+        """Serve the version active before this one; if it cannot be loaded, the registry
+        points back at the version still served, and the error is raised."""
+        served = self.version
         with self._lock:
             target = self.registry.rollback()
-        return self.swap(target)
+        try:
+            return self.swap(target)
+        except ModelLoadError:
+            if served is not None:
+                self.registry.activate(served)
+            raise
 
     def named(self, active: Active, name: str | None) -> Recommender:
         if name is None or name == active.name:

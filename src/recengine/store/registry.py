@@ -240,17 +240,26 @@ class ModelRegistry:
 
     def show(self, version: str) -> dict[str, Any]:
         """The manifest of ``version``, with an ``active`` flag."""
-        manifest = json.loads((self.path(version) / "manifest.json").read_text())
-        return manifest | {"active": version == self.current()}
+        return self._manifest(version) | {"active": version == self.current()}
 
     def list(self) -> _Manifests:
         """Every version's manifest, newest first, each with an ``active`` flag."""
         active = self.current()
-        out = []
-        for version in reversed(self.versions()):
-            manifest = json.loads((self._versions / version / "manifest.json").read_text())
-            out.append(manifest | {"active": version == active})
-        return out
+        return [self._manifest(version) | {"active": version == active}
+                for version in reversed(self.versions())]
+
+    def _manifest(self, version: str) -> dict[str, Any]:
+        """``version``'s manifest; :class:`ModelLoadError` when it is damaged or lists no
+        model (written by hand, or cut short by a disk fault)."""
+        folder = self.path(version)
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"manifest.json cannot be read ({exc})", path=folder) from None
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("models"), dict)
+                and manifest["models"]):
+            raise ModelLoadError("manifest.json lists no models", path=folder)
+        return manifest
 
     def training_data(self, version: str) -> TrainingData | None:
         """The training data ``version``'s models were fitted on, when it was published;
