@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from recengine.serving.deps import Reader, Writer
@@ -20,8 +22,9 @@ def list_models(ctx: Reader) -> ModelList:
 
 
 #: A version that exists but cannot be loaded: refused whole, the old version keeps serving.
-_UNLOADABLE = {409: {"description": "the version cannot be loaded (damaged or inconsistent "
-                     "files, named in the detail); the version served before stays active"}}
+_UNLOADABLE: dict[int | str, dict[str, Any]] = {409: {"description": (
+    "the version cannot be loaded (damaged or inconsistent files, named in the detail); the "
+    "version served before stays active")}}
 
 
 @router.post("/rollback", response_model=Activated, responses=_UNLOADABLE)
