@@ -7,6 +7,7 @@ import math
 from recengine.errors import DataError
 from recengine.models.fallback import RankedItem
 from recengine.serving.schemas import RecommendationList, RecommendedItem
+from recengine.serving.state import Active
 
 
 def check_limit(value: int, limit: int, name: str) -> None:
@@ -18,8 +19,9 @@ def score(value: float) -> float:
     return float(value) if math.isfinite(value) else 0.0
 
 
-def recommendation_list(user: str, version: str, items: list[RankedItem],
+def recommendation_list(user: str, active: Active, items: list[RankedItem],
                         explain: bool) -> RecommendationList:
     out = [RecommendedItem(item_id=r.item, score=score(r.score), source=r.source,
                            reason=r.reason if explain else None) for r in items]
-    return RecommendationList(user_id=user, model_version=version, items=out, count=len(out))
+    return RecommendationList(user_id=user, model_version=active.version, items=out,
+                              count=len(out), reason=active.reason)
