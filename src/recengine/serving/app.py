@@ -162,23 +162,30 @@ def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
 
     Without ``retrain_models`` it retrains what is served: the active version's models and
     configurations, read at each run, so a version activated through the API is retrained next.
+    A server started with no active version also trains its first one
+    (``bootstrap_after_events``), with the same machinery.
     """
 
     def publish(version: str) -> None:
         state.swap(version)
 
+    bootstrap = settings.bootstrap_after_events if state.version is None else 0
     return RetrainScheduler(state.store, state.registry, models=settings.retrain_model_configs,
                             every_seconds=settings.retrain_every_seconds,
-                            after_events=settings.retrain_after_events, on_published=publish)
+                            after_events=settings.retrain_after_events, on_published=publish,
+                            bootstrap_after_events=bootstrap or None)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start background retraining when a trigger is set; stop it on shutdown."""
+    """Start background retraining when a trigger is set, or to train the first version when
+    none is active; stop it on shutdown."""
     context: Context = app.state.context
     scheduler = None
-    if context.settings.retraining:
-        scheduler = _scheduler(context.settings, context.state)
+    settings = context.settings
+    if settings.retraining or (settings.bootstrap_after_events
+                               and context.state.version is None):
+        scheduler = _scheduler(settings, context.state)
         scheduler.start()
     app.state.retraining = scheduler
     try:
