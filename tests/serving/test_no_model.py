@@ -92,3 +92,13 @@ def test_what_needs_a_trained_model_still_says_none_is_loaded(stored: ServingSta
     assert client.get("/readyz").status_code == 503
     named = client.get("/v1/users/u/recommendations", params={"model": "wals"})
     assert named.status_code == 404 and "no model version is active" in named.json()["detail"]
+
+
+def test_a_store_in_memory_serves_but_leaves_the_first_version_to_an_operator(
+        tmp_path: Path) -> None:
+    """A child process could not read it, so no first version is trained in the background."""
+    state = ServingState(ModelRegistry(tmp_path / "registry"), EventStore("sqlite://"))
+    with TestClient(create_app(Settings(write_keys=WRITE_KEY), state)) as client:
+        assert client.get("/v1/users/u/recommendations").status_code == 200
+        assert client.get("/v1/models/retraining").json() == {"enabled": False}
+    state.store.close()

@@ -52,7 +52,7 @@ from recengine.pipeline.isolated import ChildFailed, Outcome, retrain_in_child, 
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["FIRST_MODELS", "RetrainScheduler", "manifest_models"]
+__all__ = ["FIRST_MODELS", "RetrainScheduler", "manifest_models", "shared"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ def manifest_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """
     return {name: {"model": entry["model"], **entry["config"]}
             for name, entry in manifest["models"].items()}
+
+
+def shared(store: EventStore) -> bool:
+    """Whether a child process can open ``store``: a file or a server, not SQLite in memory.
+
+    >>> shared(EventStore("sqlite://"))
+    False
+    """
+    return make_url(store.url).database not in (None, "", ":memory:")
 
 
 class RetrainScheduler:
@@ -104,7 +113,7 @@ class RetrainScheduler:
                 raise ValueError(f"{name} must be at least 1, got {count}")
         if models is not None and not models:
             raise ValueError("no models to retrain: pass None to retrain the active version's")
-        if isolated and make_url(store.url).database in (None, "", ":memory:"):
+        if isolated and not shared(store):
             raise ValueError(f"{store!r} lives in this process only, where a child process "
                              "cannot read it: pass isolated=False")
         self.store = store

@@ -7,6 +7,7 @@ Run it with ``uvicorn --factory recengine.serving.app:create_app`` (settings fro
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from recengine.errors import (
     UnknownIdError,
 )
 from recengine.models.rules import read_rules
-from recengine.pipeline.schedule import RetrainScheduler
+from recengine.pipeline.schedule import RetrainScheduler, shared
 from recengine.serving.deps import Context, Reader
 from recengine.serving.metrics import Metrics
 from recengine.serving.routes import events, health, items, models, recommendations, users
@@ -40,6 +41,8 @@ from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 #: Most specific first: the first matching class decides the status.
 _STATUS: list[tuple[type[RecengineError], int]] = [
@@ -183,8 +186,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     context: Context = app.state.context
     scheduler = None
     settings = context.settings
-    if settings.retraining or (settings.bootstrap_after_events
-                               and context.state.version is None):
+    first = settings.bootstrap_after_events and context.state.version is None
+    if first and not shared(context.state.store):  # the child that trains could not read it
+        log.warning("no version is active and the event store lives in this process only: "
+                    "train and activate the first version by hand")
+        first = False
+    if settings.retraining or first:
         scheduler = _scheduler(settings, context.state)
         scheduler.start()
     app.state.retraining = scheduler
