@@ -345,3 +345,29 @@ def test_models_from_elsewhere_fail_clearly(capsys, tmp_path, argv, message):
         argv += ["--registry", str(tmp_path / "registry")]
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_serve_refuses_an_active_version_that_cannot_load_in_one_line(capsys, tmp_path):
+    """CURRENT naming a version whose arrays were cut: exit 2, the version and file named."""
+    import pandas as pd
+
+    from recengine.data.training_data import TrainingData
+    from recengine.models import Popularity
+    from recengine.store.registry import ModelRegistry
+
+    pairs = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"],
+                          "rating": float("nan"), "feedback": 1.0})
+    registry = ModelRegistry(tmp_path / "registry")
+    version = registry.publish({"popularity": Popularity().fit(
+        TrainingData.from_interactions(pairs))}, data={}, metrics={})
+    registry.activate(version)
+    saved = registry.path(version) / "popularity" / "state.npz"
+    with np.load(saved, allow_pickle=False) as z:
+        arrays = dict(z)
+    np.savez(saved, allow_pickle=False, **arrays | {"item_counts_": arrays["item_counts_"][:1]})
+    code, _, err = run(capsys, "serve", "--registry", str(registry.root), "--database-url",
+                       f"sqlite:///{tmp_path / 'events.db'}")
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err, err
+    message = err.replace("\n", "")  # one message, wrapped to the console's width
+    assert f"{registry.path(version) / 'popularity'}" in message and "item_counts_" in message
+    assert "CURRENT" in message and "models rollback" in message

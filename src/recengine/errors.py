@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataError",
+    "ModelLoadError",
     "ModelNotFoundError",
     "NotFittedError",
     "NotSupportedError",
@@ -84,6 +85,28 @@ class NotSupportedError(RecengineError, NotImplementedError):
 
 class ModelNotFoundError(RecengineError, LookupError):
     """No model of that name, or no saved model at that path."""
+
+
+class ModelLoadError(RecengineError, ValueError):
+    """A saved model, or a registry version, that exists but cannot be served: a file missing,
+    damaged or cut short, or arrays that disagree with each other or with the vocabularies.
+
+    Loading refuses it whole (nothing of it is installed), naming the file and what is wrong,
+    rather than serve wrong answers: the fix is to publish the model again, or to activate
+    another version.
+
+    Examples
+    --------
+    >>> str(ModelLoadError("item_factors_ has 10 rows, but the model has 30 items",
+    ...                    path="registry/versions/v0002/wals"))
+    'cannot load the model at registry/versions/v0002/wals: item_factors_ has 10 rows, but \
+the model has 30 items'
+    """
+
+    def __init__(self, message: str, *, path: object) -> None:
+        self.message = message
+        self.path = str(path)
+        super().__init__(f"cannot load the model at {self.path}: {message}")
 
 
 class StoreError(RecengineError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -10,7 +12,13 @@ import pytest
 
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
-from recengine.errors import NotFittedError, NotSupportedError, UnknownIdError
+from recengine.errors import (
+    DataError,
+    ModelLoadError,
+    NotFittedError,
+    NotSupportedError,
+    UnknownIdError,
+)
 from recengine.models.base import Capability, Recommender
 
 
@@ -34,6 +42,13 @@ def small_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> TrainingD
                          index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
     return TrainingData.from_interactions(pairs, items=items,
                                           item_feature_kinds={"genres": FeatureKind.MULTI})
+
+
+def _copy_model(folder: Path, to: Path) -> Path:
+    """A copy of a saved model's folder, to damage."""
+    import shutil
+
+    return Path(shutil.copytree(folder, to))
 
 
 class RecommenderConformance:
@@ -142,6 +157,36 @@ class RecommenderConformance:
         for x, y in zip(model.audience(["i2", "i5"], 7), loaded.audience(["i2", "i5"], 7),
                         strict=True):
             np.testing.assert_array_equal(x, y)
+
+    def test_a_saved_array_cut_short_is_refused_at_load(self, model, tmp_path):
+        """Each learned array cut by one row, and each vocabulary an array is sized by: the
+        load fails naming the folder, instead of serving answers from arrays that disagree."""
+        folder = model.save(tmp_path / "m")
+        with np.load(folder / "state.npz", allow_pickle=False) as z:
+            arrays = dict(z)
+        sized_by = {dim for shape in model.state_shapes().values() for dim in shape}
+        cuttable = [name for name, array in arrays.items() if array.ndim and len(array) and (
+            name not in ("users_", "items_") or name.removesuffix("_") in sized_by)]
+        assert {n for n in model.state if arrays[n].ndim and arrays[n].size} <= set(cuttable)
+        for name in cuttable:
+            cut = _copy_model(folder, tmp_path / f"cut-{name}")
+            np.savez(cut / "state.npz", allow_pickle=False,
+                     **arrays | {name: arrays[name][:-1]})
+            with pytest.raises(ModelLoadError, match=re.escape(str(cut))):
+                Recommender.load(cut)
+
+    def test_a_state_that_disagrees_is_refused_and_nothing_is_installed(self, model, data):
+        fitted = type(model)(model.config).fit(data)
+        arrays, meta = fitted.get_state()
+        cuttable = [name for name, array in arrays.items() if array.ndim and len(array)]
+        if not cuttable:
+            return  # nothing learned, nothing to disagree
+        before = fitted.recommend_indices(np.arange(data.n_users), 10)
+        name = cuttable[0]
+        with pytest.raises(DataError):
+            fitted.set_state(data.users, data.items, arrays | {name: arrays[name][:-1]}, meta)
+        after = fitted.recommend_indices(np.arange(data.n_users), 10)
+        np.testing.assert_array_equal(before[0], after[0])
 
     def test_saved_model_holds_no_training_matrix(self, model, data, tmp_path):
         """Histories are the caller's: a model folder is learned state only."""

@@ -8,7 +8,7 @@ import pytest
 from recengine.data.synthetic import generate
 from recengine.data.training_data import TrainingData
 from recengine.data.weighting import aggregate
-from recengine.errors import NotSupportedError
+from recengine.errors import ModelLoadError, NotSupportedError
 from recengine.models import WALS, Popularity
 from recengine.models.retrieval import recall
 from tests.models.conformance import small_data
@@ -130,6 +130,25 @@ def test_the_graphs_are_saved_with_their_model(model: WALS, data: TrainingData,
     np.testing.assert_array_equal(loaded.similar_items(items, 10)[0], similar[0])
     model.save(tmp_path / "plain")
     assert WALS.load(tmp_path / "plain").indexes == ()
+
+
+def _damage(folder, how: str) -> None:
+    """Cut ``index.faiss`` short, or replace it with a graph over another model's vectors."""
+    graph = folder / "index.faiss"
+    if how == "cut":
+        graph.write_bytes(graph.read_bytes()[:len(graph.read_bytes()) // 2])
+    else:
+        other = WALS(factors=4, iterations=2).fit(small_data()).build_index()
+        other.retrieval_.write(graph)
+
+
+@pytest.mark.parametrize("how", ["cut", "another model's"])
+def test_a_damaged_graph_is_refused_at_load(data: TrainingData, tmp_path, how: str) -> None:
+    """A graph cut short, or over other vectors, would answer wrong or read past its arrays."""
+    folder = WALS(factors=4, iterations=2).fit(data).build_index().save(tmp_path / "m")
+    _damage(folder, how)
+    with pytest.raises(ModelLoadError, match=f"{tmp_path / 'm'}: index.faiss "):
+        WALS.load(folder)
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from recengine.pipeline.retrain import retrain
-from recengine.pipeline.schedule import RetrainScheduler
+from recengine.pipeline.schedule import FIRST_MODELS, RetrainScheduler
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
@@ -104,6 +104,29 @@ def test_no_active_version_and_no_models_is_reported(store, registry):
     assert s.due() is None  # the failed run counts: no retry at every poll
 
 
+def test_the_first_version_waits_for_enough_stored_events(store, registry, records):
+    """Every stored event counts towards the first version; the schedule does not jump it."""
+    published: list[str] = []
+    stored = store.count()
+    s = scheduler(store, registry, published, models=None, every_seconds=0.01,
+                  bootstrap_after_events=stored + 30, isolated=False)
+    time.sleep(0.02)
+    assert s.due() is None and s.status()["bootstrap_after_events"] == stored + 30
+    store.ingest(records[-200:-170])
+    assert s.due() == "bootstrap" and s.models_to_train() == FIRST_MODELS
+    assert s.run_once("bootstrap") and published == ["v0001"], s.last_error
+    assert set(registry.show("v0001")["models"]) == {"wals", "popularity"}
+    assert s.due() == "schedule"  # a version is active: the usual triggers apply
+
+
+def test_a_failed_first_version_waits_for_new_events(store, registry, records):
+    s = scheduler(store, registry, [], models={"no-such-model": {}}, bootstrap_after_events=30)
+    assert s.due() == "bootstrap" and s.run_once("bootstrap") and s.failures == 1
+    assert s.due() is None  # not retried at every poll ...
+    store.ingest(records[-200:-170])
+    assert s.due() == "bootstrap"  # ... but once as many events arrived again
+
+
 def test_data_trigger_waits_for_enough_new_events(store, registry, records):
     published: list[str] = []
     s = scheduler(store, registry, published, after_events=50)
@@ -196,8 +219,10 @@ def test_one_retrain_at_a_time(store, registry):
 
 
 def test_needs_a_trigger(store, registry):
-    with pytest.raises(ValueError, match="every_seconds, after_events"):
+    with pytest.raises(ValueError, match="every_seconds, after_events or bootstrap"):
         scheduler(store, registry, [])
+    with pytest.raises(ValueError, match="bootstrap_after_events must be at least 1"):
+        scheduler(store, registry, [], bootstrap_after_events=0)
 
 
 def test_of_several_schedulers_on_one_store_exactly_one_retrains(store, registry):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from recengine.serving.app import create_app
@@ -325,6 +327,38 @@ def test_models_list_activate_rollback(client: TestClient, world: World,
     assert client.post("/v1/models/v9999/activate", headers=write).status_code == 404
 
 
+def _cut_factors(state: ServingState, version: str) -> Path:
+    """Cut ``version``'s WALS item factors to 10 rows, as a damaged copy would be; its folder."""
+    folder = state.registry.path(version) / "wals"
+    with np.load(folder / "state.npz", allow_pickle=False) as z:
+        arrays = dict(z)
+    np.savez(folder / "state.npz", allow_pickle=False,
+             **arrays | {"item_factors_": arrays["item_factors_"][:10]})
+    return folder
+
+
+def test_a_version_that_cannot_load_is_refused_and_the_old_one_keeps_serving(
+        client: TestClient, state: ServingState, world: World, write: dict[str, str]) -> None:
+    v1, v2 = world.versions
+    url = f"/v1/users/{world.users[0]}/recommendations"
+    folder = _cut_factors(state, v2)
+    refused = client.post(f"/v1/models/{v2}/activate", headers=write)
+    assert refused.status_code == 409, refused.text
+    assert str(folder) in refused.json()["detail"] and "item_factors_" in refused.json()["detail"]
+    assert client.get(url).json()["model_version"] == v1 and state.registry.current() == v1
+
+
+def test_a_rollback_onto_a_version_that_cannot_load_keeps_the_one_served(
+        client: TestClient, state: ServingState, world: World, write: dict[str, str]) -> None:
+    v1, v2 = world.versions
+    url = f"/v1/users/{world.users[0]}/recommendations"
+    assert client.post(f"/v1/models/{v2}/activate", headers=write).status_code == 200
+    state._previous = None  # the copy of v1 kept for instant rollbacks: load it from disk
+    _cut_factors(state, v1)
+    assert client.post("/v1/models/rollback", headers=write).status_code == 409
+    assert state.registry.current() == v2 and client.get(url).json()["model_version"] == v2
+
+
 def test_swapping_back_reuses_the_loaded_version(state: ServingState, world: World) -> None:
     v1, v2 = world.versions
     first = state.active
@@ -379,8 +413,8 @@ def test_health_and_readiness(client: TestClient, world: World, tmp_path) -> Non
     empty.load_current()
     cold = TestClient(create_app(Settings(), empty))
     assert cold.get("/healthz").status_code == 200
-    assert cold.get("/readyz").status_code == 503
-    assert cold.get("/v1/users/u/recommendations").status_code == 503
+    assert cold.get("/readyz").status_code == 503  # no model version loaded yet ...
+    assert cold.get("/v1/users/u/recommendations").status_code == 200  # ... yet it answers
 
 
 def test_metrics_text(client: TestClient, world: World, write: dict[str, str]) -> None:

@@ -123,13 +123,42 @@ def test_by_default_the_served_configuration_is_retrained_from_its_snapshot(
 
 def test_no_active_version_and_no_models_is_reported(
         make_state: Callable[..., ServingState]) -> None:
+    """With the first version left to an operator (no bootstrap), retraining has nothing to
+    retrain until one is active, and says so."""
     state = make_state(None)
-    settings = Settings(write_keys=WRITE_KEY, retrain_every_seconds=0.05)
+    settings = Settings(write_keys=WRITE_KEY, retrain_every_seconds=0.05,
+                        bootstrap_after_events=0)
     with TestClient(create_app(settings, state)) as client:
         status = wait_for_status(client, lambda s: s["failures"] >= 1)
         assert client.get("/healthz").status_code == 200
     assert status["running"] and status["published"] == 0
     assert "no active version and no models are configured" in status["last_error"]
+
+
+def test_a_server_with_no_version_trains_its_first_once_enough_events_arrived(
+        make_state: Callable[..., ServingState], world: World) -> None:
+    state = make_state(None)
+    threshold = state.store.count() + 20
+    settings = Settings(write_keys=WRITE_KEY, bootstrap_after_events=threshold,
+                        retrain_models="popularity")
+    url = f"/v1/users/{world.users[0]}/recommendations"
+    with TestClient(create_app(settings, state)) as client:
+        before = client.get(url).json()
+        assert before["model_version"] is None and before["reason"].startswith("no model")
+        time.sleep(0.3)  # polls that find too few events: nothing trained
+        status = client.get("/v1/models/retraining").json()
+        assert status["enabled"] and status["runs"] == 0, status
+        assert status["bootstrap_after_events"] == threshold
+        batch = [{"user_id": f"new-{n}", "item_id": world.items[n], "event_type": "view"}
+                 for n in range(20)]
+        assert client.post("/v1/events", json={"events": batch},
+                           headers={"X-API-Key": WRITE_KEY}).status_code == 200
+        status = wait_for_status(client, lambda s: s["published"] >= 1 and not s["busy"])
+        after = client.get(url).json()
+    assert status["last_trigger"] == "bootstrap" and status["last_version"] == "v0001", status
+    assert after["model_version"] == "v0001" and after["reason"] is None
+    assert state.registry.current() == "v0001"
+    assert state.registry.show("v0001")["data"]["last_id"] == state.store.last_id()
 
 
 def test_no_trigger_no_scheduler(popular_state: ServingState) -> None:
@@ -157,3 +186,6 @@ def test_retrain_settings_are_validated() -> None:
         "wals": {}, "popularity": {}}
     assert Settings(retrain_models=" , ").retrain_model_configs is None
     assert not Settings().retraining and Settings(retrain_every_seconds=5).retraining
+    assert Settings().bootstrap_after_events == 1000
+    with pytest.raises(ValueError):
+        Settings(bootstrap_after_events=-1)

@@ -17,7 +17,7 @@ import pytest
 
 import recengine.store.registry as registry_module
 from recengine.data.training_data import TrainingData
-from recengine.errors import ModelNotFoundError, NotFittedError
+from recengine.errors import ModelLoadError, ModelNotFoundError, NotFittedError
 from recengine.models import Popularity, RandomItems
 from recengine.models.base import Recommender
 from recengine.store.registry import ModelRegistry, RegistryError
@@ -290,6 +290,33 @@ def test_load_round_trips_a_fitted_model(registry, fitted):
     assert isinstance(registry.load(version, "popularity"), Popularity)
     with pytest.raises(ModelNotFoundError, match="no model 'wals'"):
         registry.load(version, "wals")
+
+
+@pytest.mark.parametrize("name", ["../../../x", "/etc", "a/b", "data", ".hidden"])
+def test_a_manifest_model_name_never_leads_outside_its_version(registry, fitted, name):
+    """A tampered manifest naming ``../../../x`` (with a saved model there) is refused."""
+    version = publish(registry, fitted)
+    folder = registry.path(version)
+    if name.startswith(".."):
+        fitted.save(folder / name)  # a model waiting outside the registry
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["models"] = {name: manifest["models"]["popularity"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match=f"{folder}: its manifest names a model "
+                                             f"'{name}' (is not a plain|is reserved)"):
+        registry.load(version)
+
+
+def test_a_version_missing_its_files_is_refused_naming_them(registry, fitted, tiny):
+    version = registry.publish({"popularity": fitted}, data={}, metrics={}, training=tiny)
+    folder = registry.path(version)
+    (folder / "data" / "matrices.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError, match=f"{folder / 'data'}: version {version}'s training"):
+        registry.load(version)
+    shutil.rmtree(folder / "data")
+    shutil.rmtree(folder / "popularity")
+    with pytest.raises(ModelLoadError, match="lists model 'popularity', but no saved model at"):
+        registry.load(version)
 
 
 def test_load_defaults_to_the_first_model(registry, fitted, tiny):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,37 @@ import scipy.sparse as sp
 from recengine.data.query import Queries, Sequences, take, take_ranges
 from recengine.data.schema import FeatureKind
 from recengine.data.vocabulary import Vocabulary
+from recengine.errors import DataError
 
-__all__ = ["TrainingData", "csr_from_pairs"]
+__all__ = ["TrainingData", "check_csr", "csr_from_pairs"]
+
+
+def check_csr(name: str, parts: Sequence[np.ndarray], shape: tuple[int, int]) -> sp.csr_array:
+    """A saved sparse matrix (a model's learned one, a version's training histories) rebuilt
+    from its ``(data, indices, indptr)``, refused (:class:`DataError`) unless they describe a
+    ``shape`` matrix: an index out of range would read past an array in a compiled kernel, or
+    answer with another item.
+
+    >>> check_csr("moves", (np.ones(1), np.array([5]), np.array([0, 1, 1])), (2, 3))
+    Traceback (most recent call last):
+    ...
+    recengine.errors.DataError: the moves matrix is not 2 × 3: its column indices are not all \
+below 3
+    """
+    data, indices, indptr = (np.asarray(part) for part in parts)
+    rows, cols = shape
+    problem = None
+    if indptr.shape != (rows + 1,):
+        problem = f"its indptr is {indptr.shape}, expected {rows + 1}"
+    elif data.shape != indices.shape or data.ndim != 1:
+        problem = f"its data {data.shape} and indices {indices.shape} differ"
+    elif indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        problem = "its indptr does not run in order from 0 to the number of entries"
+    elif len(indices) and not (int(indices.min()) >= 0 and int(indices.max()) < cols):
+        problem = f"its column indices are not all below {cols}"
+    if problem is not None:
+        raise DataError(f"the {name} matrix is not {rows} × {cols}: {problem}")
+    return sp.csr_array((data, indices, indptr), shape=shape)
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -214,8 +244,8 @@ class TrainingData:
             users = Vocabulary.from_array(z["users"], name="user")
             items = Vocabulary.from_array(z["items"], name="item")
             shape = (len(users), len(items))
-            mats = {name: sp.csr_array((z[f"{name}_data"], z[f"{name}_indices"],
-                                        z[f"{name}_indptr"]), shape=shape)
+            mats = {name: check_csr(name, [z[f"{name}_{part}"] for part in
+                                           ("data", "indices", "indptr")], shape)
                     for name in ("feedback", "ratings")}
             log = Sequences.from_arrays(z, "log_")
         kinds = json.loads((path / "features.json").read_text())

@@ -24,6 +24,7 @@ methods (``recommend``, ``recommend_history``, ``recommend_query``, ``similar_it
 from __future__ import annotations
 
 import json
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,14 +40,21 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recengine.data.query import Event, HistorySource, Queries, Query, Sequences
-from recengine.data.training_data import TrainingData, csr_from_pairs
+from recengine.data.training_data import TrainingData, check_csr, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
-from recengine.errors import DataError, ModelNotFoundError, NotFittedError, NotSupportedError
+from recengine.errors import (
+    DataError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotFittedError,
+    NotSupportedError,
+    RecengineError,
+)
 from recengine.models import kernels
 from recengine.models.retrieval import ItemIndex
 from recengine.progress import ProgressCallback
 
-__all__ = ["Capability", "ModelConfig", "Recommender", "TrainingOptions", "check_fitted",
+__all__ = ["Capability", "ModelConfig", "Recommender", "Shape", "TrainingOptions", "check_fitted",
            "normalise_scores", "top_k"]
 
 #: Rewrites a block of score rows ``[batch, n_items]`` (e.g. business rules).
@@ -57,6 +65,11 @@ SERIAL_ROWS = 8
 
 #: Users scored per block: bounds memory at ``batch × n_items`` floats.
 DEFAULT_BATCH = 1024
+#: The expected shape of a learned array, one entry per axis: a number; ``"users"`` or
+#: ``"items"``, the sizes of the vocabularies; or any other name, a size that every array
+#: naming it must share (``"segments"``: as many rows here as labels there).
+Shape = tuple[int | str, ...]
+
 #: 2: no training matrix in the model folder (histories come from the caller); 1 had one.
 FORMAT_VERSION = 2
 #: A saved model's HNSW graphs, when it has them: for top-k, and for similar items.
@@ -164,6 +177,34 @@ def normalise_scores(scores: np.ndarray) -> np.ndarray:
     high = np.where(finite, safe, -np.inf).max(axis=1, keepdims=True)
     span = np.where(high > low, high - low, 1.0)
     return np.where(finite, (safe - low) / span, -np.inf)
+
+
+def _dims(shape: Sequence[object]) -> str:
+    return " × ".join(str(n) for n in shape) if len(shape) else "a scalar"
+
+
+def _check_shapes(shapes: Mapping[str, Shape], arrays: Mapping[str, np.ndarray],
+                  sizes: Mapping[str, int]) -> None:
+    """Raise :class:`DataError` naming the first array whose shape disagrees with ``shapes``.
+
+    ``sizes`` are the named sizes known up front (the vocabularies'); the first array that
+    names another size fixes it for the rest, and a disagreement says where it came from.
+    """
+    fixed = {name: (size, f"the {name} vocabulary") for name, size in sizes.items()}
+    for name, expected in shapes.items():
+        if name not in arrays:
+            raise DataError(f"the saved state has no array {name!r}")
+        actual = np.shape(arrays[name])
+        if len(actual) != len(expected):
+            raise DataError(f"{name} is {_dims(actual)}, expected {_dims(expected)}")
+        for dim, got in zip(expected, actual, strict=True):
+            if isinstance(dim, str) and dim not in fixed:
+                fixed[dim] = (got, name)
+            want, source = fixed[dim] if isinstance(dim, str) else (dim, "")
+            if got != want:
+                because = f": {dim} is {want}, from {source}" if source else ""
+                raise DataError(f"{name} is {_dims(actual)}, expected {_dims(expected)}"
+                                f"{because}")
 
 
 def _cuda_available() -> bool:
@@ -306,9 +347,28 @@ class Recommender(ABC):
         """The learned attributes rebuilt from :meth:`get_state`'s arrays and JSON."""
         return {name: arrays[name] for name in self.state}
 
+    def state_shapes(self) -> dict[str, Shape]:
+        """The shape of each learned array (see :data:`Shape`), from the configuration.
+
+        :meth:`set_state` checks a state against it before installing anything, so a saved
+        model whose arrays were cut, damaged or mixed with another model's is refused at load
+        instead of answering wrong. Arrays left out are not checked (a model written outside
+        recengine may declare none); recengine's own models declare every array.
+        """
+        return {}
+
     def set_state(self, users: Vocabulary, items: Vocabulary, arrays: Mapping[str, np.ndarray],
                   meta: Mapping[str, Any], histories: HistorySource | None = None) -> Self:
-        """Install a state from :meth:`get_state` (a model trained elsewhere, or a load)."""
+        """Install a state from :meth:`get_state` (a model trained elsewhere, or a load).
+
+        A state whose arrays are missing or disagree with each other or with the vocabularies
+        (:meth:`state_shapes`, and each model's own checks in ``_restore_state``) is refused
+        with a :class:`DataError`, and the model is left as it was.
+        """
+        missing = [name for name in self.state if name not in arrays]
+        if missing:
+            raise DataError(f"the saved state has no array {', '.join(map(repr, missing))}")
+        _check_shapes(self.state_shapes(), arrays, {"users": len(users), "items": len(items)})
         self._install(users, items, self._restore_state(arrays, meta), histories)
         return self
 
@@ -784,14 +844,30 @@ class Recommender(ABC):
 
         ``histories`` (e.g. the :class:`TrainingData` it was trained on) is where training
         users' histories come from; without it the model answers users by history only.
+        A folder with no ``model.json`` is :class:`ModelNotFoundError`; one that cannot be
+        served whole (a file damaged or cut short, arrays that disagree, a graph over other
+        vectors) is :class:`ModelLoadError`, naming the folder and the problem.
         """
-        from recengine.models.registry import model_class
-
         path = Path(path)
         try:
-            meta = json.loads((path / "model.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            text = (path / "model.json").read_text()
+        except OSError as exc:
             raise ModelNotFoundError(f"no saved model at {path} ({exc})") from None
+        try:
+            return cls._read(path, json.loads(text), histories)
+        except ModelLoadError:
+            raise
+        except (RecengineError, OSError, ValueError, KeyError, TypeError, EOFError,
+                RuntimeError, zipfile.BadZipFile) as exc:
+            # What reading damaged files raises: numpy's and zipfile's on a cut state.npz,
+            # pydantic's on a bad config, faiss's on a cut graph, KeyError on a missing array.
+            raise ModelLoadError(_failure(exc), path=path) from None
+
+    @staticmethod
+    def _read(path: Path, meta: dict[str, Any], histories: HistorySource | None) -> Recommender:
+        """The model of ``path``'s files, checked whole before anything is returned."""
+        from recengine.models.registry import model_class
+
         klass = model_class(meta["model"])
         model = klass(klass.Config.model_validate(meta["config"]))
         with np.load(path / "state.npz", allow_pickle=False) as z:
@@ -799,15 +875,28 @@ class Recommender(ABC):
         users = Vocabulary.from_array(arrays.pop("users_"), name="user")
         items = Vocabulary.from_array(arrays.pop("items_"), name="item")
         if histories is None and "user_items_data" in arrays:  # format 1 kept its matrix
-            histories = _MatrixHistories(sp.csr_array(
-                (arrays["user_items_data"], arrays["user_items_indices"],
-                 arrays["user_items_indptr"]), shape=(len(users), len(items))))
+            histories = _MatrixHistories(check_csr(
+                "user_items", [arrays[f"user_items_{part}"] for part in ("data", "indices",
+                                                                          "indptr")],
+                (len(users), len(items))))
         model.set_state(users, items, arrays, meta.get("state", {}), histories)
         if (path / INDEX_FILE).exists():
-            model.retrieval_ = ItemIndex.read(path / INDEX_FILE)
+            model.retrieval_ = ItemIndex.read(path / INDEX_FILE, vectors=model._item_vectors())
         if (path / SIMILAR_INDEX_FILE).exists():
-            model.similar_index_ = ItemIndex.read(path / SIMILAR_INDEX_FILE)
+            model.similar_index_ = ItemIndex.read(path / SIMILAR_INDEX_FILE,
+                                                  vectors=model._similar_vectors())
         return model
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong reading a saved model, in words."""
+    if isinstance(exc, RecengineError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"the saved files lack {exc.args[0]!r}"
+    if isinstance(exc, zipfile.BadZipFile | EOFError):
+        return f"state.npz is damaged or cut short ({exc})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)

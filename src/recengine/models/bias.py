@@ -16,7 +16,7 @@ from pydantic import Field
 from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
-from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
+from recengine.models.base import Capability, ModelConfig, Recommender, Shape, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["Bias"]
@@ -37,6 +37,9 @@ class Bias(Recommender):
     global_mean_: np.ndarray
     item_bias_: np.ndarray
     user_bias_: np.ndarray
+
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"global_mean_": (), "item_bias_": ("items",), "user_bias_": ("users",)}
 
     def _train(self, data: TrainingData, options: TrainingOptions,
                progress: ProgressCallback | None) -> dict[str, Any]:

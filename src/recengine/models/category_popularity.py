@@ -18,7 +18,7 @@ from recengine.data.query import Queries
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
-from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
+from recengine.models.base import Capability, ModelConfig, Recommender, Shape, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["CategoryPopularity"]
@@ -48,6 +48,11 @@ class CategoryPopularity(Recommender):
     item_given_category_: np.ndarray
     category_prior_: np.ndarray
     item_popularity_: np.ndarray
+
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"categories_": ("categories",), "item_categories_": ("items", "categories"),
+                "item_given_category_": ("items", "categories"),
+                "category_prior_": ("categories",), "item_popularity_": ("items",)}
 
     def _train(self, data: TrainingData, options: TrainingOptions,
                progress: ProgressCallback | None) -> dict[str, Any]:

@@ -34,8 +34,14 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recengine.data.query import Queries
-from recengine.data.training_data import TrainingData
-from recengine.models.base import Capability, Recommender, TrainingOptions, check_fitted
+from recengine.data.training_data import TrainingData, check_csr
+from recengine.models.base import (
+    Capability,
+    Recommender,
+    Shape,
+    TrainingOptions,
+    check_fitted,
+)
 from recengine.models.features import (
     EncoderConfig,
     FeatureEncoder,
@@ -98,10 +104,20 @@ class ContentBased(Recommender):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return with_encoder_state(*super().get_state(), self.encoder_)
 
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"feature_names_": ("features",), "feature_labels_": ("features",),
+                "default_profile_": ("features",), "item_popularity_": ("items",)}
+
     def _restore_state(self, arrays: Mapping[str, np.ndarray],
                        meta: Mapping[str, Any]) -> dict[str, Any]:
-        return super()._restore_state(arrays, meta) | {
-            "encoder_": encoder_from_state(self.config, arrays, meta)}
+        """The item matrix must be items × features, and the encoder must make as many
+        features: new items are encoded into the same columns."""
+        n_features = len(arrays["feature_names_"])
+        check_csr("item", [arrays[f"item_{part}_"] for part in ("data", "indices", "indptr")],
+                  (len(arrays["item_popularity_"]), n_features))
+        encoder = encoder_from_state(self.config, arrays, meta, width=n_features,
+                                     counted_by="feature_names_")
+        return super()._restore_state(arrays, meta) | {"encoder_": encoder}
 
     # -- training -----------------------------------------------------------------------------
     def _train(self, data: TrainingData, options: TrainingOptions,

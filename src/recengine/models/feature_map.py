@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recengine.data.training_data import TrainingData
-from recengine.models.base import TrainingOptions, check_fitted
+from recengine.models.base import Shape, TrainingOptions, check_fitted
 from recengine.models.features import (
     EncoderConfig,
     FeatureEncoder,
@@ -51,10 +51,15 @@ class FeatureMappedWALS(WALS):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return with_encoder_state(*super().get_state(), self.encoder_)
 
+    def state_shapes(self) -> dict[str, Shape]:
+        return super().state_shapes() | {"feature_map_": ("features", self.config.factors)}
+
     def _restore_state(self, arrays: Mapping[str, np.ndarray],
                        meta: Mapping[str, Any]) -> dict[str, Any]:
-        return super()._restore_state(arrays, meta) | {
-            "encoder_": encoder_from_state(self.config.encoder, arrays, meta)}
+        """The encoder must make as many features as the map has rows."""
+        encoder = encoder_from_state(self.config.encoder, arrays, meta,
+                                     width=len(arrays["feature_map_"]), counted_by="feature_map_")
+        return super()._restore_state(arrays, meta) | {"encoder_": encoder}
 
     def _train(self, data: TrainingData, options: TrainingOptions,
                progress: ProgressCallback | None) -> dict[str, Any]:

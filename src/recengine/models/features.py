@@ -320,8 +320,12 @@ class _TextField(_Field):
         # ``idf_`` setter), so the rebuilt block is the fitted one bit for bit.
         self.vectorizer = None
         if meta["terms"]:
+            idf = np.asarray(arrays["idf"])
+            if idf.shape != (len(meta["terms"]),):
+                raise DataError(f"{len(meta['terms'])} terms but {idf.size} idf weights",
+                                column=self.field)
             self.vectorizer = self._vectorizer(vocabulary=meta["terms"])
-            self.vectorizer.idf_ = np.asarray(arrays["idf"])
+            self.vectorizer.idf_ = idf
         return self._describe()
 
 
@@ -552,7 +556,13 @@ def with_encoder_state(arrays: dict[str, np.ndarray], meta: dict[str, Any],
 
 
 def encoder_from_state(config: EncoderConfig, arrays: Mapping[str, np.ndarray],
-                  meta: Mapping[str, Any]) -> FeatureEncoder:
-    """The encoder saved by :func:`with_encoder_state`."""
+                       meta: Mapping[str, Any], *, width: int, counted_by: str) -> FeatureEncoder:
+    """The encoder saved by :func:`with_encoder_state`, which must make ``width`` features (as
+    many as the model's array ``counted_by`` has rows): new items are encoded into the model's
+    columns, so an encoder whose state was cut or mixed up would place them wrongly."""
     own = {k.removeprefix("encoder."): v for k, v in arrays.items() if k.startswith("encoder.")}
-    return FeatureEncoder.from_state(config, own, meta["encoder"])
+    encoder = FeatureEncoder.from_state(config, own, meta["encoder"])
+    if len(encoder.feature_names_) != width:
+        raise DataError(f"the feature encoder makes {len(encoder.feature_names_)} features, but "
+                        f"{counted_by} has {width}")
+    return encoder

@@ -35,6 +35,7 @@ from recengine.models.base import (
     ModelConfig,
     Recommender,
     ScoreTransform,
+    Shape,
     TrainingOptions,
     normalise_scores,
 )
@@ -122,6 +123,10 @@ class KnowledgeBased(Recommender):
     scores_: np.ndarray  # float32 [n_items], -inf where the hard constraint fails
     matches_: np.ndarray  # bool [n_preferences, n_items]
     popularity_: np.ndarray  # int64 [n_items], training users per item
+
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"scores_": ("items",), "matches_": (len(self.preferences), "items"),
+                "popularity_": ("items",)}
 
     @cached_property
     def constraint(self) -> Constraint | None:

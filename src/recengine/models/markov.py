@@ -38,8 +38,14 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recengine.data.query import Queries, Sequences
-from recengine.data.training_data import TrainingData
-from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
+from recengine.data.training_data import TrainingData, check_csr
+from recengine.models.base import (
+    Capability,
+    ModelConfig,
+    Recommender,
+    Shape,
+    TrainingOptions,
+)
 from recengine.progress import ProgressCallback
 
 __all__ = ["Markov"]
@@ -105,9 +111,16 @@ class Markov(Recommender):
         moves = transition_counts(data.log, data.n_items)
         return _learned(moves.data, moves.indices, moves.indptr, data.item_counts())
 
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"item_counts_": ("items",)}  # the moves: checked whole by _restore_state
+
     def _restore_state(self, arrays: Mapping[str, np.ndarray],
                        meta: Mapping[str, Any]) -> dict[str, Any]:
-        return _learned(*(np.asarray(arrays[name]) for name in self.state))
+        n_items = len(arrays["item_counts_"])
+        moves = check_csr("moves", [arrays[f"moves_{part}_"] for part in ("data", "indices",
+                                                                          "indptr")],
+                          (n_items, n_items))
+        return _learned(moves.data, moves.indices, moves.indptr, arrays["item_counts_"])
 
     # -- scoring ------------------------------------------------------------------------------
     def _coefficients(self) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from recengine.data.query import Queries
 from recengine.data.training_data import TrainingData
-from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
+from recengine.models.base import Capability, ModelConfig, Recommender, Shape, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["Popularity"]
@@ -30,6 +30,9 @@ class Popularity(Recommender):
     state = ("item_counts_",)
     capabilities = frozenset({Capability.SIMILAR_ITEMS})
     item_counts_: np.ndarray
+
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"item_counts_": ("items",)}
 
     def _train(self, data: TrainingData, options: TrainingOptions,
                progress: ProgressCallback | None) -> dict[str, Any]:

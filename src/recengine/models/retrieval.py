@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from recengine.errors import DataError
+
 __all__ = ["INDEX_MIN_ITEMS", "ItemIndex", "recall"]
 
 #: From this many items, training runs build the graph and servers answer from it: below it,
@@ -68,11 +70,25 @@ class ItemIndex:
         return cls(index, ef_search)
 
     @classmethod
-    def read(cls, path: str | Path, ef_search: int = 64) -> ItemIndex:
-        """A graph written by :meth:`write`."""
+    def read(cls, path: str | Path, ef_search: int = 64, *, vectors: np.ndarray) -> ItemIndex:
+        """A graph written by :meth:`write`, checked against ``vectors``: those it must index.
+
+        A file cut short or damaged, a graph of another kind or over other vectors, or one
+        whose links lead outside it is refused (:class:`DataError` naming the file): searching
+        it would answer wrong, or read past its arrays.
+        """
         import faiss
 
-        return cls(faiss.read_index(str(path)), ef_search)
+        path = Path(path)
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:  # faiss's only error: "read error", "not recognized", ...
+            reason = str(exc).rpartition("Error: ")[2].strip()
+            raise DataError(f"{path.name} is damaged or cut short ({reason})") from None
+        problem = _graph_problem(index, np.asarray(vectors, dtype=np.float32))
+        if problem is not None:
+            raise DataError(f"{path.name} does not index this model's items: {problem}")
+        return cls(index, ef_search)
 
     def write(self, path: str | Path) -> None:
         import faiss
@@ -109,6 +125,40 @@ class ItemIndex:
                 idx[row, :len(hits)], val[row, :len(hits)] = zip(*hits, strict=True)
             short[row] = len(hits) < min(n, self.n_items - counts[row])
         return idx, val, short
+
+
+def _graph_problem(index: Any, vectors: np.ndarray) -> str | None:
+    """Why ``index`` is not an inner-product HNSW graph over exactly ``vectors``, or None.
+
+    Checks what a search reads: the stored vectors, and the layout of the links (each item's
+    slice of the neighbour table, every neighbour an item of the graph).
+    """
+    import faiss
+
+    if not (isinstance(index, faiss.IndexHNSWFlat)
+            and index.metric_type == faiss.METRIC_INNER_PRODUCT):
+        return f"it is a {type(index).__name__}, not an inner-product HNSW graph"
+    n, dim = vectors.shape
+    if (index.ntotal, index.d) != (n, dim):
+        return f"it holds {index.ntotal} vectors of {index.d}, not {n} of {dim}"
+    if n and not np.allclose(index.reconstruct_n(0, n), vectors, rtol=1e-5, atol=1e-6):
+        return "its vectors are not the model's"
+    hnsw = index.hnsw
+    levels = faiss.vector_to_array(hnsw.levels)
+    offsets = faiss.vector_to_array(hnsw.offsets)  # type: ignore[attr-defined]  # missing from faiss's stubs
+    neighbours = faiss.vector_to_array(hnsw.neighbors)  # type: ignore[attr-defined]  # as above
+    per_level = faiss.vector_to_array(hnsw.cum_nneighbor_per_level)
+    if len(levels) != n or len(offsets) != n + 1 or (n and (
+            levels.min() < 1 or levels.max() >= len(per_level))):
+        return "its levels do not match its items"
+    if offsets[0] != 0 or not np.array_equal(np.diff(offsets), per_level[levels]) or (
+            offsets[-1] != len(neighbours)):
+        return "its neighbour table does not match its levels"
+    if len(neighbours) and (neighbours.min() < -1 or neighbours.max() >= n):
+        return "some links lead outside it"
+    if n and not (0 <= hnsw.entry_point < n and hnsw.max_level == levels.max() - 1):
+        return "its entry point is not one of its items"
+    return None
 
 
 def recall(approximate: np.ndarray, exact: np.ndarray) -> float:

@@ -21,7 +21,7 @@ from recengine.data.query import Queries
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
-from recengine.models.base import Capability, ModelConfig, Recommender, TrainingOptions
+from recengine.models.base import Capability, ModelConfig, Recommender, Shape, TrainingOptions
 from recengine.progress import ProgressCallback
 
 __all__ = ["SegmentPopularity"]
@@ -85,8 +85,16 @@ class SegmentPopularity(Recommender):
         arrays, _ = super().get_state()
         return arrays, {"bands": self.bands_}
 
+    def state_shapes(self) -> dict[str, Shape]:
+        return {"segment_of_user_": ("users",), "segment_counts_": ("segments", "items"),
+                "segment_sizes_": ("segments",), "global_share_": ("items",),
+                "segment_labels_": ("segments",)}
+
     def _restore_state(self, arrays: Mapping[str, np.ndarray],
                        meta: Mapping[str, Any]) -> dict[str, Any]:
+        segments, n_segments = arrays["segment_of_user_"], len(arrays["segment_labels_"])
+        if len(segments) and not (segments.min() >= 0 and segments.max() < n_segments):
+            raise DataError(f"segment_of_user_ names segments outside 0..{n_segments - 1}")
         return super()._restore_state(arrays, meta) | {"bands_": dict(meta["bands"])}
 
     def _segments_of(self, queries: Queries) -> np.ndarray:

@@ -48,6 +48,7 @@ from recengine.models.base import (
     Capability,
     ModelConfig,
     Recommender,
+    Shape,
     TrainingOptions,
     check_fitted,
 )
@@ -166,6 +167,15 @@ class WALS(Recommender):
     #: ``w0 · YᵀY`` and ``w0 · XᵀX``, shared by every fold-in of a user or an item.
     item_gram_: np.ndarray
     user_gram_: np.ndarray
+
+    def state_shapes(self) -> dict[str, Shape]:
+        f = self.config.factors
+        with_bias = self.config.biases
+        return {"user_factors_": ("users", f), "item_factors_": ("items", f),
+                "user_bias_": ("users",) if with_bias else (0,),
+                "item_bias_": ("items",) if with_bias else (0,), "global_mean_": (),
+                "item_weights_": ("items",), "user_weights_": ("users",), "weight_norms_": (3,),
+                "item_gram_": (f, f), "user_gram_": (f, f)}
 
     def supports(self, capability: Capability) -> bool:
         """Rating prediction only with explicit feedback."""

@@ -4,7 +4,11 @@
 ``min(every_seconds, 1.0)``) and starts a :func:`~recengine.pipeline.retrain.retrain` when
 
 - **the schedule is due**: ``every_seconds`` have passed since the last run (or since start), or
-- **enough data arrived**: ``after_events`` events were stored after the ones the served model saw.
+- **enough data arrived**: ``after_events`` events were stored after the ones the served model saw;
+- **the first version is due** (``bootstrap_after_events``): no version is active and the store
+  holds that many events (all of them count; after a run that published nothing, those stored
+  since it). A new deployment so trains and activates its first version by itself, with the
+  configured ``models`` or else :data:`FIRST_MODELS`, and then retrains as usual.
 
 **What is retrained.** By default (``models=None``) the active version's models, each with the
 configuration in its manifest, read again at every run: a served 64-factor WALS is retrained as a
@@ -55,12 +59,16 @@ from recengine.pipeline.isolated import ChildFailed, Outcome, retrain_in_child, 
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["RetrainScheduler", "manifest_models"]
+__all__ = ["FIRST_MODELS", "RetrainScheduler", "manifest_models", "shared"]
 
 log = logging.getLogger(__name__)
 
 #: The store lease a deployment's retraining scheduler holds.
 LEASE = "retraining"
+
+#: What a first version trains when no models are configured: a personalised model, and the
+#: popularity that answers users it cannot (default configurations).
+FIRST_MODELS: Mapping[str, Mapping[str, Any]] = {"wals": {}, "popularity": {}}
 
 
 def manifest_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -73,8 +81,18 @@ def manifest_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for name, entry in manifest["models"].items()}
 
 
+def shared(store: EventStore) -> bool:
+    """Whether a child process can open ``store``: a file or a server, not SQLite in memory.
+
+    >>> shared(EventStore("sqlite://"))
+    False
+    """
+    return make_url(store.url).database not in (None, "", ":memory:")
+
+
 class RetrainScheduler:
-    """Retrain in a background thread every ``every_seconds`` or after ``after_events``.
+    """Retrain in a background thread every ``every_seconds`` or after ``after_events``, and
+    train the first version once ``bootstrap_after_events`` events are stored.
 
     ``models`` (name → config) are retrained when given, else the active version's models with
     their configurations (see the module docstring).
@@ -89,21 +107,24 @@ class RetrainScheduler:
         every_seconds: float | None,
         after_events: int | None,
         on_published: Callable[[str], None],
+        bootstrap_after_events: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         poll_seconds: float | None = None,
         retrain_options: Mapping[str, Any] | None = None,
         isolated: bool = True,
         lease_seconds: float = 30.0,
     ) -> None:
-        if every_seconds is None and after_events is None:
-            raise ValueError("set every_seconds, after_events or both")
+        if every_seconds is None and after_events is None and bootstrap_after_events is None:
+            raise ValueError("set every_seconds, after_events or bootstrap_after_events")
         if every_seconds is not None and not every_seconds > 0:
             raise ValueError(f"every_seconds must be positive, got {every_seconds}")
-        if after_events is not None and after_events < 1:
-            raise ValueError(f"after_events must be at least 1, got {after_events}")
+        for name, count in (("after_events", after_events),
+                            ("bootstrap_after_events", bootstrap_after_events)):
+            if count is not None and count < 1:
+                raise ValueError(f"{name} must be at least 1, got {count}")
         if models is not None and not models:
             raise ValueError("no models to retrain: pass None to retrain the active version's")
-        if isolated and make_url(store.url).database in (None, "", ":memory:"):
+        if isolated and not shared(store):
             raise ValueError(f"{store!r} lives in this process only, where a child process "
                              "cannot read it: pass isolated=False")
         self.store = store
@@ -112,6 +133,7 @@ class RetrainScheduler:
             name: dict(config) for name, config in models.items()}
         self.every_seconds = every_seconds
         self.after_events = after_events
+        self.bootstrap_after_events = bootstrap_after_events
         self.on_published = on_published
         self.clock = clock
         self.poll_seconds = poll_seconds or min(every_seconds or 1.0, 1.0)
@@ -177,10 +199,13 @@ class RetrainScheduler:
 
     # -- what to retrain, and from which event ----------------------------------------------
     def models_to_train(self) -> dict[str, dict[str, Any]]:
-        """The configured models, or else the active version's with their configurations."""
+        """The configured models, or else the active version's with their configurations,
+        or :data:`FIRST_MODELS` for a first version when this scheduler bootstraps."""
         if self.models is not None:
             return {name: dict(config) for name, config in self.models.items()}
         version = self.registry.current()
+        if version is None and self.bootstrap_after_events is not None:
+            return {name: dict(config) for name, config in FIRST_MODELS.items()}
         if version is None:
             raise ModelNotFoundError(
                 f"nothing to retrain: the registry at {self.registry.root} has no active version "
@@ -204,7 +229,12 @@ class RetrainScheduler:
 
     # -- triggers ---------------------------------------------------------------------------
     def due(self) -> str | None:
-        """Which trigger fires now ("schedule" or "events"), or None."""
+        """Which trigger fires now ("bootstrap", "schedule" or "events"), or None."""
+        if self.bootstrap_after_events is not None and self.registry.current() is None:
+            # the first version waits for enough events, whatever the other triggers say
+            since = (self._last_trained_id or 0) if self.runs else 0
+            enough = self.store.count(since_id=since) >= self.bootstrap_after_events
+            return "bootstrap" if enough else None
         if self.every_seconds is not None and self.clock() - self._last_start >= self.every_seconds:
             return "schedule"
         if (self.after_events is not None
@@ -311,6 +341,7 @@ class RetrainScheduler:
             "busy": self._run_lock.locked(),
             "every_seconds": self.every_seconds,
             "after_events": self.after_events,
+            "bootstrap_after_events": self.bootstrap_after_events,
             "models": None if self.models is None else list(self.models),
             "runs": self.runs,
             "failures": self.failures,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from recengine.errors import (
     DataError,
+    ModelLoadError,
     ModelNotFoundError,
     NotFittedError,
     NotSupportedError,
@@ -31,7 +33,8 @@ from recengine.errors import (
     UnknownIdError,
 )
 from recengine.models.rules import read_rules
-from recengine.pipeline.schedule import RetrainScheduler
+from recengine.pipeline.schedule import RetrainScheduler, shared
+from recengine.serving.bell import Ring
 from recengine.serving.deps import Context, Reader
 from recengine.serving.metrics import Metrics
 from recengine.serving.routes import events, health, items, models, recommendations, users
@@ -42,8 +45,11 @@ from recengine.store.registry import ModelRegistry
 
 __all__ = ["create_app", "served_app"]
 
+log = logging.getLogger(__name__)
+
 #: Most specific first: the first matching class decides the status.
 _STATUS: list[tuple[type[RecengineError], int]] = [
+    (ModelLoadError, 409),  # a version that exists but cannot be served: the old one stays
     (DataError, 422),
     (UnknownIdError, 404),
     (NoActiveModelError, 503),
@@ -162,28 +168,40 @@ def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
 
     Without ``retrain_models`` it retrains what is served: the active version's models and
     configurations, read at each run, so a version activated through the API is retrained next.
+    A server started with no active version also trains its first one
+    (``bootstrap_after_events``), with the same machinery.
     """
 
     def publish(version: str) -> None:
         state.swap(version)
+        state.changed(Ring.MODELS)  # the other processes load it now, not at their next poll
 
+    bootstrap = settings.bootstrap_after_events if state.version is None else 0
     return RetrainScheduler(state.store, state.registry, models=settings.retrain_model_configs,
                             every_seconds=settings.retrain_every_seconds,
-                            after_events=settings.retrain_after_events, on_published=publish)
+                            after_events=settings.retrain_after_events, on_published=publish,
+                            bootstrap_after_events=bootstrap or None)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start polling the store and, when a trigger is set, background retraining; stop both on
-    shutdown. Runs in each server process."""
+    """Start polling the store, and background retraining when a trigger is set or to train
+    the first version when none is active; stop both on shutdown. Runs in each server
+    process."""
     context: Context = app.state.context
     if app.state.settle_process:
         _settle_process()
     poller = Poller(context.state, context.settings.sync_seconds)
     poller.start()
     scheduler = None
-    if context.settings.retraining:
-        scheduler = _scheduler(context.settings, context.state)
+    settings = context.settings
+    first = settings.bootstrap_after_events and context.state.version is None
+    if first and not shared(context.state.store):  # the child that trains could not read it
+        log.warning("no version is active and the event store lives in this process only: "
+                    "train and activate the first version by hand")
+        first = False
+    if settings.retraining or first:
+        scheduler = _scheduler(settings, context.state)
         scheduler.start()
     app.state.retraining = scheduler
     try:

@@ -44,9 +44,13 @@ class RecommendedItem(BaseModel):
 
 class RecommendationList(BaseModel):
     user_id: str
-    model_version: str
+    model_version: str | None = Field(
+        description="The registry version that answered; null while none is active.")
     items: list[RecommendedItem]
     count: int
+    reason: str | None = Field(
+        None, description="Why the list is what it is when no version is active: popularity "
+        "over the stored events, or empty because the store holds none.")
 
 
 class RecommendationQuery(BaseModel):

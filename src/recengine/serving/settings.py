@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     #: Comma-separated model names retrained with their default configurations; empty (the
     #: default) retrains the active version's models with the configurations they were served with.
     retrain_models: str = ""
+    #: With no active version, the server answers popularity over the stored events, and trains
+    #: and activates its first version (``retrain_models``, else wals and popularity) once the
+    #: store holds this many events, in a child process; 0 leaves that to an operator.
+    bootstrap_after_events: int = Field(1000, ge=0)
     #: Catalogues of at least this many items answer top-k and similar items from HNSW graphs
     #: (approximate, many times faster): those saved with the model, else built on loading;
     #: 0 answers every model exactly.

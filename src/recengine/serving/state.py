@@ -22,6 +22,12 @@ events after the last id it has (:meth:`ServingState.catch_up`), and the catalog
 Answers come from a fallback chain: the version's primary model, then its
 ``segment-popularity`` model if it has one (popular among users like this one), then popularity.
 
+With no version active (a new deployment, before its first training), recommendations still
+come from what the store has: popularity over every stored event, each user's own items left
+out, or an empty list when the store holds none, each answer saying why
+(:meth:`ServingState.serving`). It is rebuilt when events arrive. The other answers that need a
+trained model (similar items, audiences) say that none is loaded (503) until one is.
+
 Deleted items (:meth:`~recengine.store.events.EventStore.deleted_items`) are never served, whatever
 the model learned: each loaded version holds them as indices of its own vocabulary
 (:attr:`Active.hidden`), read from the store when it starts being served and again after every
@@ -50,6 +56,7 @@ from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import (
     DataError,
+    ModelLoadError,
     ModelNotFoundError,
     NotSupportedError,
     RecengineError,
@@ -79,9 +86,13 @@ class NoActiveModelError(ModelNotFoundError):
 @dataclass
 class Active:
     """One loaded registry version: never mutated after construction, except its caches and
-    the set of its items hidden because they were deleted."""
+    the set of its items hidden because they were deleted.
 
-    version: str
+    With no version active, recommendations come from an ``Active`` whose ``version`` is None
+    and whose ``reason`` says so: popularity over the stored events.
+    """
+
+    version: str | None
     name: str
     model: Recommender
     popularity: Recommender
@@ -99,6 +110,8 @@ class Active:
     #: Indices of deleted items in this version's vocabulary: never served. Replaced whole (under
     #: the state's lock), so a request reads one consistent set.
     hidden: frozenset[int] = frozenset()
+    #: Why these answers, when they come from no registry version.
+    reason: str | None = None
 
     @property
     def hidden_ids(self) -> set[str]:
@@ -110,25 +123,32 @@ def _popularity_from_store(model: Recommender, store: EventStore) -> Recommender
     """Popularity over the model's own item catalogue (a fallback chain needs one catalogue)."""
     events = store.events()
     if len(events):
-        idx = model.items_.index(events["item_id"].astype(str), missing="negative")
-        keep = idx >= 0
-        events = events[keep]
-        idx = idx[keep]
+        events = events[model.items_.index(events["item_id"].astype(str),
+                                           missing="negative") >= 0]
     if len(events) == 0:
         if isinstance(model.histories_, TrainingData):
             return Popularity().fit(model.histories_)
         raise DataError("the event store is empty and the model has no training data: "
                         "popularity has nothing to count")
-    else:
-        codes, uniques = pd.factorize(events["user_id"].astype(str))
-        users = Vocabulary(uniques, name="user_id")
-        feedback = csr_from_pairs(codes.astype(np.int64), idx.astype(np.int64),
-                                  np.ones(len(codes)), (len(uniques), len(model.items_)))
-        feedback.sum_duplicates()
-        feedback.data[:] = 1.0
+    return _popularity(events, model.items_)
+
+
+def _popularity(events: pd.DataFrame, items: Vocabulary) -> Popularity:
+    """Popularity over ``events`` (all of whose items ``items`` holds), each user's items as
+    their history; with no events, a popularity of nothing that answers empty lists."""
+    codes, uniques = pd.factorize(events["user_id"].astype(str))
+    users = Vocabulary(uniques, name="user_id")
+    if len(events) == 0:
+        return Popularity().set_state(users, items, {"item_counts_": np.zeros(len(items),
+                                                                               np.float32)}, {})
+    idx = items.index(events["item_id"].astype(str))
+    feedback = csr_from_pairs(codes.astype(np.int64), idx.astype(np.int64),
+                              np.ones(len(codes)), (len(uniques), len(items)))
+    feedback.sum_duplicates()
+    feedback.data[:] = 1.0
     empty = csr_from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
                            feedback.shape)
-    data = TrainingData(users=users, items=model.items_, feedback=feedback, ratings=empty)
+    data = TrainingData(users=users, items=items, feedback=feedback, ratings=empty)
     return Popularity().fit(data)
 
 
@@ -206,6 +226,9 @@ class ServingState:
         self._lock = threading.Lock()
         self._active: Active | None = None
         self._previous: Active | None = None
+        #: Popularity over the stored events, while no version is active (:meth:`serving`).
+        self._from_store: Active | None = None
+        self._store_lock = threading.Lock()
         self._live = LiveHistories(live_per_user, live_max_events)
         #: The last event id in the live histories (None before a version is served).
         self._seen_id: int | None = None
@@ -240,11 +263,56 @@ class ServingState:
         current = self._active
         return None if current is None else current.version
 
+    def serving(self) -> Active:
+        """What recommendations are answered from: the active version, or while there is
+        none, popularity over every stored event (rebuilt when events were stored since).
+
+        So a new deployment answers from its first event on, instead of refusing until a
+        version is trained and activated; ``reason`` says which of the two it is.
+        """
+        current = self._active
+        if current is not None:
+            return current
+        with self._store_lock:  # one rebuild at a time; the others then find it done
+            last_id = self.store.last_id()
+            built = self._from_store
+            if built is not None and built.trained_through == last_id:
+                return built
+            built = self._store_answers(last_id)
+            self._hide(built, self.store.deleted_items())
+            with self._lock:
+                if self._active is not None:  # a version arrived meanwhile: it wins
+                    return self._active
+                self._from_store = built
+                self.answers.clear()
+            return built
+
+    def _store_answers(self, last_id: int) -> Active:
+        """Popularity over the events stored up to ``last_id``, as an answer source."""
+        events = self.store.events(until_id=last_id)
+        model = _popularity(events, Vocabulary(events["item_id"].astype(str), name="item_id"))
+        reason = (f"no model version is active yet: the most popular items of the "
+                  f"{len(events)} events stored" if len(events) else
+                  "no model version is active yet and the store holds no events: nothing to "
+                  "recommend until some arrive")
+        return Active(version=None, name=model.name, model=model, popularity=model,
+                      names=[model.name], trained_through=last_id, reason=reason)
+
     def load_current(self) -> str | None:
-        """Load the registry's active version if there is one; its id or None."""
+        """Load the registry's active version if there is one; its id or None.
+
+        A version that cannot be loaded is a :class:`ModelLoadError` saying how to recover:
+        a server must not start serving something else than the version its registry names.
+        """
         version = self.registry.current()
         if version is not None:
-            self.swap(version)
+            try:
+                self.swap(version)
+            except ModelLoadError as exc:
+                raise ModelLoadError(
+                    f"{exc.message} (the active version {version}, named by "
+                    f"{self.registry.root / 'CURRENT'}: roll back, or activate another with "
+                    "recengine models rollback / activate)", path=exc.path) from None
         return version
 
     def build(self, version: str) -> Active:
@@ -303,6 +371,7 @@ class ServingState:
             elif self._seen_id is None:  # trained from a file: only events from now on are new
                 self._seen_id = self._live_after = self.store.last_id()
             self._active = new
+            self._from_store = None
             self.answers.clear()
         if activate:
             self.bell.ring(Ring.MODELS)
@@ -327,15 +396,26 @@ class ServingState:
         return live, seen_id
 
     def rollback(self) -> Active:
+        """Serve the version active before this one; if it cannot be loaded, the registry
+        points back at the version still served, and the error is raised."""
+        served = self.version
         with self._lock:
             target = self.registry.rollback()
-        active = self.swap(target)
+        try:
+            active = self.swap(target)
+        except ModelLoadError:
+            if served is not None:
+                self.registry.activate(served)
+            raise
         self.bell.ring(Ring.MODELS)
         return active
 
     def named(self, active: Active, name: str | None) -> Recommender:
         if name is None or name == active.name:
             return active.model
+        if active.version is None:
+            raise ModelNotFoundError(f"no model version is active, so there is no model "
+                                     f"{name!r} yet; ask without one for popularity")
         if name not in active.names:
             raise ModelNotFoundError(f"version {active.version} has no model {name!r}; it has "
                                      f"{', '.join(active.names)}")
@@ -386,7 +466,7 @@ class ServingState:
         with self._lock:
             deleted = self.store.deleted_items()
             changed = False
-            for active in (self._active, self._previous):
+            for active in (self._active, self._previous, self._from_store):
                 if active is not None:
                     active.features = None
                     active.engines.clear()
@@ -505,6 +585,7 @@ class ServingState:
             self._users = users
             # Later events come with the next catch-up.
             self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
+            self._from_store = None  # popularity over the store, counted again without them
             self.answers.forget(user)
 
     def _reread_evicted(self, user: str) -> None:
@@ -517,7 +598,8 @@ class ServingState:
     def ready(self, user: str) -> bool:
         """Whether ``user`` can be answered without reading the store first (no bell heard, no
         evicted history): a request that is not runs off the event loop."""
-        return user not in self._live.evicted and not self.heard()
+        return (self._active is not None and user not in self._live.evicted
+                and not self.heard())
 
     def _read_news(self, user: str) -> None:
         if self.heard():
@@ -553,7 +635,7 @@ class ServingState:
         The server's rules apply first, then the request's ``rules`` and ``constraint``.
         """
         self._read_news(user)
-        active = active or self.active
+        active = active or self.serving()
         model = self.named(active, name)
         engine = self._global_engine(active, model) if self.rules else None
         per_request = constraint is not None or bool(rules)

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from recengine.data.training_data import TrainingData
-from recengine.errors import ModelNotFoundError, RegistryError
+from recengine.errors import ModelLoadError, ModelNotFoundError, RecengineError, RegistryError
 from recengine.models.base import Recommender
 
 __all__ = ["ModelRegistry", "RegistryError"]
@@ -130,6 +130,24 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def _name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a model's folder in a version (None: it can).
+
+    Only plain names: ``../x``, ``/etc`` or ``a/b`` would lead a load outside its version, and
+    ``data`` is the training data's folder.
+
+    >>> _name_problem("wals"), _name_problem("../../../x")
+    (None, "'../../../x' is not a plain folder name: use letters, digits, '_', '-' and '.', \
+not starting with '.' or '-'")
+    """
+    if name == DATA_FOLDER:
+        return f"{name!r} is reserved for the training data"
+    if not (isinstance(name, str) and _MODEL_NAME.fullmatch(name)):
+        return (f"{name!r} is not a plain folder name: use letters, digits, '_', '-' and '.', "
+                "not starting with '.' or '-'")
+    return None
 
 
 def _reconcile(stack: _Ids, current: str | None) -> _Ids:
@@ -222,22 +240,37 @@ class ModelRegistry:
 
     def show(self, version: str) -> dict[str, Any]:
         """The manifest of ``version``, with an ``active`` flag."""
-        manifest = json.loads((self.path(version) / "manifest.json").read_text())
-        return manifest | {"active": version == self.current()}
+        return self._manifest(version) | {"active": version == self.current()}
 
     def list(self) -> _Manifests:
         """Every version's manifest, newest first, each with an ``active`` flag."""
         active = self.current()
-        out = []
-        for version in reversed(self.versions()):
-            manifest = json.loads((self._versions / version / "manifest.json").read_text())
-            out.append(manifest | {"active": version == active})
-        return out
+        return [self._manifest(version) | {"active": version == active}
+                for version in reversed(self.versions())]
+
+    def _manifest(self, version: str) -> dict[str, Any]:
+        """``version``'s manifest; :class:`ModelLoadError` when it is damaged or lists no
+        model (written by hand, or cut short by a disk fault)."""
+        folder = self.path(version)
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"manifest.json cannot be read ({exc})", path=folder) from None
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("models"), dict)
+                and manifest["models"]):
+            raise ModelLoadError("manifest.json lists no models", path=folder)
+        return manifest
 
     def training_data(self, version: str) -> TrainingData | None:
-        """The training data ``version``'s models were fitted on, when it was published."""
+        """The training data ``version``'s models were fitted on, when it was published;
+        :class:`ModelLoadError` when its files are damaged (the version cannot be served)."""
         folder = self.path(version) / DATA_FOLDER
-        return TrainingData.load(folder) if folder.is_dir() else None
+        if not folder.is_dir():
+            return None
+        try:
+            return TrainingData.load(folder)
+        except (RecengineError, OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            raise ModelLoadError(f"version {version}'s training data: {exc}", path=folder) from None
 
     def load(self, version: str | None = None, name: str | None = None, *,
              histories: TrainingData | None = None) -> Recommender:
@@ -258,9 +291,17 @@ class ModelRegistry:
         elif name not in names:
             raise ModelNotFoundError(f"version {version} has no model {name!r}; it has "
                                      f"{', '.join(names)}")
+        problem = _name_problem(name)
+        if problem is not None:  # a manifest written by hand, or tampered with
+            raise ModelLoadError(f"its manifest names a model {problem}: registry paths never "
+                                 "leave their version", path=self.path(version))
         path = self.path(version) / name
         data = histories if histories is not None else self.training_data(version)
-        model = Recommender.load(path)
+        try:
+            model = Recommender.load(path)
+        except ModelNotFoundError as exc:  # the manifest lists it: the version is damaged
+            raise ModelLoadError(f"version {version} lists model {name!r}, but {exc}",
+                                 path=path) from None
         if data is not None and data.users == model.users_ and data.items == model.items_:
             model.histories_ = data
         return model
@@ -303,11 +344,9 @@ class ModelRegistry:
         if not models:
             raise RegistryError("nothing to publish: pass at least one fitted model")
         for name in models:
-            if name == DATA_FOLDER:
-                raise RegistryError(f"model name {name!r} is reserved for the training data")
-            if not _MODEL_NAME.fullmatch(name):
-                raise RegistryError(f"model name {name!r} cannot be a folder name: use letters, "
-                                    "digits, '_', '-' and '.', not starting with '.' or '-'")
+            problem = _name_problem(name)
+            if problem is not None:
+                raise RegistryError(f"model name {problem}")
 
     def _commit(self, staging: Path, manifest: dict[str, Any]) -> str:
         """Number the staged version, write its manifest, and rename it into place (locked)."""

@@ -19,7 +19,10 @@ async def healthz() -> Status:
 
 @router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
 async def readyz(ctx: Open) -> Status | JSONResponse:
-    """200 only when a model is loaded."""
+    """200 only when a model version is loaded. Before, recommendations are still answered
+    (popularity over the stored events, see
+    :meth:`~recengine.serving.state.ServingState.serving`), but nothing that
+    needs a trained model is: 503 says the server is not fully ready."""
     version = ctx.state.version
     if version is None:
         return JSONResponse(status_code=503, content={"status": "no model loaded"})

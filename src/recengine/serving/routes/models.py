@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from recengine.serving.deps import Reader, Writer
@@ -19,13 +21,20 @@ def list_models(ctx: Reader) -> ModelList:
     return ModelList.of(data)
 
 
-@router.post("/rollback", response_model=Activated)
+#: A version that exists but cannot be loaded: refused whole, the old version keeps serving.
+_UNLOADABLE: dict[int | str, dict[str, Any]] = {409: {"description": (
+    "the version cannot be loaded (damaged or inconsistent files, named in the detail); the "
+    "version served before stays active")}}
+
+
+@router.post("/rollback", response_model=Activated, responses=_UNLOADABLE)
 def rollback(ctx: Writer) -> Activated:
     """Re-activate the previous version and serve it (requests in flight finish on the old)."""
     return Activated(model_version=ctx.state.rollback().version)
 
 
-@router.post("/{version}/activate", response_model=Activated)
+@router.post("/{version}/activate", response_model=Activated, responses=_UNLOADABLE)
 def activate(version: str, ctx: Writer) -> Activated:
-    """Activate ``version`` in the registry and hot-swap it in; 404 for an unknown version."""
+    """Activate ``version`` in the registry and hot-swap it in; 404 for an unknown version,
+    409 for one that cannot be loaded (the version served before keeps serving)."""
     return Activated(model_version=ctx.state.swap(version, activate=True).version)

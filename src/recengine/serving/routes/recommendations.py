@@ -31,8 +31,8 @@ async def recommend(user_id: str, ctx: Reader,
     A plain request (no rules, no constraint, no reasons) costs a fraction of a millisecond: it
     runs on the event loop, since handing it to a worker thread would cost more than the answer.
     The rest read the item catalogue or explain each item, and a request that must read the
-    store first (news heard from the bell, an evicted history) waits on a query: they run in
-    the thread pool.
+    store first (news heard from the bell, an evicted history, no version active yet: popularity
+    is then read from the store) waits on a query: they run in the thread pool.
     """
     check_limit(query.k, ctx.settings.max_k, "k")
     check_limit(query.offset, ctx.settings.max_k, "offset")
@@ -44,7 +44,7 @@ async def recommend(user_id: str, ctx: Reader,
         active, items = answer()
     else:
         active, items = await run_in_threadpool(answer)
-    return recommendation_list(user_id, active.version, items, query.explain)
+    return recommendation_list(user_id, active, items, query.explain)
 
 
 router.add_api_route("/users/{user_id}/recommendations", recommend, methods=["GET"],
@@ -57,9 +57,9 @@ def recommend_batch(body: RecommendationBatch, ctx: Reader) -> BatchRecommendati
     check_limit(body.k, ctx.settings.max_k, "k")
     check_limit(body.offset, ctx.settings.max_k, "offset")
     check_limit(len(body.users), ctx.settings.max_batch, "users")
-    active = ctx.state.active
+    active = ctx.state.serving()
     rules = parse_rules(body.rules)
-    data = [recommendation_list(user, active.version, ctx.state.recommend(
+    data = [recommendation_list(user, active, ctx.state.recommend(
         user, body.k, offset=body.offset, name=body.model, constraint=body.constraint,
         rules=rules, active=active, explain=body.explain)[1], body.explain)
         for user in body.users]
