@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recengine.errors import (
@@ -33,6 +35,8 @@ from recengine.pipeline.schedule import RetrainScheduler
 from recengine.serving.deps import Context, Reader
 from recengine.serving.metrics import Metrics
 from recengine.serving.routes import events, health, items, models, recommendations, users
+from recengine.serving.routes._common import ErrorResponse
+from recengine.serving.schemas import UNION_TAGS
 from recengine.serving.settings import Settings
 from recengine.serving.state import NoActiveModelError, ServingState
 from recengine.store.events import EventStore
@@ -56,19 +60,43 @@ _STATUS: list[tuple[type[RecengineError], int]] = [
 def _recengine_error(_request: Request, exc: Exception) -> JSONResponse:
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
     if isinstance(exc, DataError):
-        return JSONResponse({"detail": exc.message, "field": exc.column}, status_code=status)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+        return ErrorResponse({"detail": exc.message, "field": exc.column}, status_code=status)
+    return ErrorResponse({"detail": str(exc)}, status_code=status)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    loc = [str(p) for p in first.get("loc", ())
+           if p not in ("body", "query", "path", "header") and p not in UNION_TAGS]
     field = ".".join(loc) or None
-    return JSONResponse({"detail": str(first.get("msg")), "field": field,
-                         "errors": json.loads(json.dumps(errors, default=str))},
-                        status_code=422)
+    return ErrorResponse({"detail": str(first.get("msg")), "field": field,
+                          "errors": _jsonable(errors)}, status_code=422)
+
+
+def _jsonable(errors: Sequence[Any]) -> list[Any]:
+    """Pydantic's errors as JSON values; each ``input`` left out where JSON cannot hold it.
+
+    The input is the client's own value, which JSON parsing gave us, but NaN (Python's parser
+    reads ``NaN``) has no JSON form, and a value nested hundreds deep can exhaust the stack.
+    """
+    try:
+        return list(json.loads(json.dumps(errors, default=str, allow_nan=False)))
+    except (ValueError, RecursionError):
+        plain = [{key: value for key, value in error.items() if key != "input"}
+                 for error in errors]
+        return list(json.loads(json.dumps(plain, default=str)))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an ``HTTPException``, but a 422 naming the body for JSON nested too
+    deeply to parse: FastAPI reports the parser's ``RecursionError`` as a 400 naming nothing."""
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, RecursionError):
+        return ErrorResponse({"detail": "the JSON body nests too deeply to parse",
+                              "field": "body"}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 def _route_template(scope: Scope) -> str:
@@ -202,6 +230,7 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
     app.state.retraining = None
     app.add_exception_handler(RecengineError, _recengine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(LimitAndMeasure, max_bytes=settings.max_request_bytes, metrics=metrics)
     routers: list[tuple[Any, str, str]] = [
         (recommendations.router, "/v1", "recommendations"),

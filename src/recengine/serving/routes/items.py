@@ -25,6 +25,7 @@ from recengine.serving.schemas import (
     SimilarItem,
     SimilarList,
     SimilarQuery,
+    Text,
 )
 from recengine.serving.state import ServingState
 
@@ -57,7 +58,7 @@ def _audience(state: ServingState, items: list[str], n: int, combine: bool) -> l
     return out
 
 
-def similar(item_id: str, ctx: Reader, query: Annotated[SimilarQuery, Query()]) -> SimilarList:
+def similar(item_id: Text, ctx: Reader, query: Annotated[SimilarQuery, Query()]) -> SimilarList:
     """The k items most similar to ``item_id``; 404 for an item the model does not know."""
     check_limit(query.k, ctx.settings.max_k, "k")
     return _similar(ctx.state, item_id, query.k)
@@ -75,7 +76,7 @@ def similar_batch(body: SimilarBatch, ctx: Reader) -> SimilarBatchOut:
     return SimilarBatchOut.of(data)
 
 
-def audience(item_id: str, ctx: Reader, query: Annotated[AudienceQuery, Query()]
+def audience(item_id: Text, ctx: Reader, query: Annotated[AudienceQuery, Query()]
              ) -> AudienceList:
     """Targeting: the n users most likely to engage with ``item_id``."""
     check_limit(query.n, ctx.settings.max_k, "n")
@@ -95,7 +96,7 @@ def audience_batch(body: AudienceBatch, ctx: Reader) -> AudienceBatchOut:
 
 
 @router.put("/items/{item_id}", response_model=ItemOut)
-def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
+def put_item(item_id: Text, body: ItemIn, ctx: Writer) -> ItemOut:
     """Insert or replace an item's features, recording ``kinds``; a deleted item is served again.
 
     A value that does not fit its feature's kind (given now or recorded before) is a 422 naming
@@ -108,7 +109,7 @@ def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
 
 
 @router.delete("/items/{item_id}", response_model=Deleted)
-def delete_item(item_id: str, ctx: Writer) -> Deleted:
+def delete_item(item_id: Text, ctx: Writer) -> Deleted:
     """Delete an item: out of the catalogue and never recommended until PUT again.
 
     Its events stay, but retraining leaves them out. 404 if it was deleted already.

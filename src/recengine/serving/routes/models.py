@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from recengine.serving.deps import Reader, Writer
-from recengine.serving.schemas import Activated, ModelList, ModelVersion
+from recengine.serving.schemas import Activated, ModelList, ModelVersion, Text
 
 router = APIRouter()
 
@@ -26,6 +26,6 @@ def rollback(ctx: Writer) -> Activated:
 
 
 @router.post("/{version}/activate", response_model=Activated)
-def activate(version: str, ctx: Writer) -> Activated:
+def activate(version: Text, ctx: Writer) -> Activated:
     """Activate ``version`` in the registry and hot-swap it in; 404 for an unknown version."""
     return Activated(model_version=ctx.state.swap(version, activate=True).version)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from recengine.errors import DataError
-from recengine.models.rules import Rule, parse_rules
+from recengine.models.rules import Rule, parse_rules, rules_from_json
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import check_limit, recommendation_list
 from recengine.serving.routes._direct import DirectRoute
@@ -19,12 +17,13 @@ from recengine.serving.schemas import (
     RecommendationBatch,
     RecommendationList,
     RecommendationQuery,
+    Text,
 )
 
 router = APIRouter()
 
 
-async def recommend(user_id: str, ctx: Reader,
+async def recommend(user_id: Text, ctx: Reader,
                     query: Annotated[RecommendationQuery, Query()]) -> RecommendationList:
     """Top-k for a user; unknown users get the popularity fallback, never an error.
 
@@ -62,10 +61,4 @@ def recommend_batch(body: RecommendationBatch, ctx: Reader) -> BatchRecommendati
 
 
 def _rules_query(text: str | None) -> list[Rule]:
-    if not text:
-        return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"rules must be a JSON list of rules: {exc}", column="rules") from None
-    return parse_rules(data)
+    return rules_from_json(text) if text else []
