@@ -7,6 +7,7 @@ Run it with ``uvicorn --factory recengine.serving.app:create_app`` (settings fro
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,10 +33,11 @@ from recengine.errors import (
 )
 from recengine.models.rules import read_rules
 from recengine.pipeline.schedule import RetrainScheduler
-from recengine.serving.deps import Context, Reader
+from recengine.serving.deps import Context, Guard, Reader
 from recengine.serving.metrics import Metrics
-from recengine.serving.routes import events, health, items, models, recommendations, users
+from recengine.serving.routes import docs, events, health, items, models, recommendations, users
 from recengine.serving.routes._common import ErrorResponse
+from recengine.serving.routes.docs import describe_limits
 from recengine.serving.schemas import UNION_TAGS
 from recengine.serving.settings import Settings
 from recengine.serving.state import NoActiveModelError, ServingState
@@ -43,6 +45,8 @@ from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
 
 #: Most specific first: the first matching class decides the status.
 _STATUS: list[tuple[type[RecengineError], int]] = [
@@ -61,6 +65,10 @@ def _recengine_error(_request: Request, exc: Exception) -> JSONResponse:
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
     if isinstance(exc, DataError):
         return ErrorResponse({"detail": exc.message, "field": exc.column}, status_code=status)
+    if isinstance(exc, StoreError):  # it names the database's host, port and user: log only
+        _log.error("%s", exc)
+        return ErrorResponse({"detail": "the event store is unavailable: retry later"},
+                             status_code=status)
     return ErrorResponse({"detail": str(exc)}, status_code=status)
 
 
@@ -224,9 +232,10 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
                              cache_users=settings.cache_users,
                              rules=read_rules(settings.rules_file) if settings.rules_file else ())
         state.load_current()
-    app = FastAPI(title="recengine", version="1", lifespan=_lifespan)
+    app = FastAPI(title="recengine", version="1", lifespan=_lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None)  # served by routes.docs, behind read keys
     metrics = Metrics()
-    app.state.context = Context(state, settings, metrics)
+    app.state.context = Context(state, settings, metrics, Guard.of(settings))
     app.state.retraining = None
     app.add_exception_handler(RecengineError, _recengine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -239,11 +248,13 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         (events.router, "/v1", "events"),
         (models.router, "/v1/models", "models"),
         (health.router, "", "health"),
+        (docs.router, "", "docs"),
     ]
     app.add_api_route("/v1/models/retraining", _retraining_status, methods=["GET"],
                       tags=["models"])
     for router, prefix, tag in routers:
         app.include_router(router, prefix=prefix, tags=[tag])
+    describe_limits(app, settings)
     return app
 
 

@@ -6,11 +6,13 @@ import json
 import math
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from recengine.errors import DataError
 from recengine.models.fallback import RankedItem
 from recengine.serving.schemas import RecommendationList, RecommendedItem
+from recengine.serving.settings import Settings
 
 
 class ErrorResponse(JSONResponse):
@@ -28,6 +30,25 @@ class ErrorResponse(JSONResponse):
 def check_limit(value: int, limit: int, name: str) -> None:
     if value > limit:
         raise DataError(f"{name} must be at most {limit}, got {value}", column=name)
+
+
+def check_cost(settings: Settings, lists: int, k: int, *, batch: str | None = None,
+               explain: bool = False) -> None:
+    """A 422 for ``lists`` answers of ``k`` over ``max_batch_results`` (a ``batch``, named) or
+    over ``max_explained`` reasons; the single limits (``max_k``, ``max_batch``) are checked
+    first, so each of ``lists`` and ``k`` is bounded already."""
+    if batch is not None and lists * k > settings.max_batch_results:
+        raise DataError(f"{batch} × k must be at most {settings.max_batch_results} results, "
+                        f"got {lists} × {k}", column=batch)
+    if explain and lists * k > settings.max_explained:
+        raise DataError(f"explain=true explains at most {settings.max_explained} items per "
+                        f"request, got {lists} × {k}", column="explain")
+
+
+def json_response(model: BaseModel) -> Response:
+    """``model`` as JSON, written by the caller's thread: a heavy answer is written in its worker
+    thread, not on the event loop, where megabytes of JSON would hold every other request."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def score(value: float) -> float:

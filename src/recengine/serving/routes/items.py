@@ -6,10 +6,11 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
+from starlette.responses import Response
 
 from recengine.errors import UnknownIdError
 from recengine.serving.deps import Reader, Writer
-from recengine.serving.routes._common import check_limit, score
+from recengine.serving.routes._common import check_cost, check_limit, json_response, score
 from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.schemas import (
     AudienceBatch,
@@ -69,11 +70,13 @@ router.add_api_route("/items/{item_id}/similar", similar, methods=["GET"],
 
 
 @router.post("/similar", response_model=SimilarBatchOut)
-def similar_batch(body: SimilarBatch, ctx: Reader) -> SimilarBatchOut:
+async def similar_batch(body: SimilarBatch, ctx: Reader) -> Response:
+    """The k most similar items for each of ``items``: a heavy request (the heavy budget)."""
     check_limit(body.k, ctx.settings.max_k, "k")
     check_limit(len(body.items), ctx.settings.max_batch, "items")
-    data = [_similar(ctx.state, item, body.k) for item in body.items]
-    return SimilarBatchOut.of(data)
+    check_cost(ctx.settings, len(body.items), body.k, batch="items")
+    return await ctx.guard.heavy.run(lambda: json_response(SimilarBatchOut.of(
+        [_similar(ctx.state, item, body.k) for item in body.items])))
 
 
 def audience(item_id: Text, ctx: Reader, query: Annotated[AudienceQuery, Query()]
@@ -88,11 +91,14 @@ router.add_api_route("/items/{item_id}/audience", audience, methods=["GET"],
 
 
 @router.post("/audience", response_model=AudienceBatchOut)
-def audience_batch(body: AudienceBatch, ctx: Reader) -> AudienceBatchOut:
+async def audience_batch(body: AudienceBatch, ctx: Reader) -> Response:
+    """The n users most likely to engage with each of ``items`` (or all of them, ``combine``):
+    a heavy request (the heavy budget)."""
     check_limit(body.n, ctx.settings.max_k, "n")
     check_limit(len(body.items), ctx.settings.max_batch, "items")
-    data = _audience(ctx.state, body.items, body.n, body.combine)
-    return AudienceBatchOut.of(data)
+    check_cost(ctx.settings, 1 if body.combine else len(body.items), body.n, batch="items")
+    return await ctx.guard.heavy.run(lambda: json_response(AudienceBatchOut.of(
+        _audience(ctx.state, body.items, body.n, body.combine))))
 
 
 @router.put("/items/{item_id}", response_model=ItemOut)
