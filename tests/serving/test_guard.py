@@ -109,3 +109,13 @@ def test_store_errors_name_no_host_port_or_user(state: ServingState, world: Worl
     for secret in ("alice-the-user", "127.0.0.1", ":1/", "nowhere", "postgresql"):
         assert secret not in response.text
     assert "alice-the-user" in caplog.text  # the operator still reads what failed
+
+
+def test_retraining_status_names_no_database_address(state: ServingState) -> None:
+    settings = Settings(write_keys=WRITE_KEY, retrain_every_seconds=3600)
+    with TestClient(create_app(settings, state)) as client:
+        client.app.state.retraining.last_error = (
+            "StoreError: cannot read events in postgresql://alice-the-user@db.internal:5432/x")
+        status = client.get("/v1/models/retraining").json()
+    assert status["last_error"].startswith("StoreError")
+    assert "alice-the-user" not in status["last_error"] and "5432" not in status["last_error"]

@@ -259,8 +259,15 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
 
 
 def _retraining_status(request: Request, _ctx: Reader) -> dict[str, Any]:
-    """The background retraining's last run, result and pending events; enabled false if off."""
+    """The background retraining's last run, result and pending events; enabled false if off.
+
+    A store's error names the database's host, port and user: the answer says only that the
+    store failed (the log has the whole message), as the 503 does.
+    """
     scheduler: RetrainScheduler | None = request.app.state.retraining
     if scheduler is None:
         return {"enabled": False}
-    return {"enabled": True, **scheduler.status()}
+    status = scheduler.status()
+    if str(status.get("last_error")).startswith(StoreError.__name__):
+        status["last_error"] = f"{StoreError.__name__}: the event store failed (see the log)"
+    return {"enabled": True, **status}
