@@ -64,7 +64,7 @@ from recengine.pipeline.prepare import training_data
 from recengine.store import EventStore, local_postgres
 from recengine.store.registry import ModelRegistry
 
-WRITE_KEY = "bench-write-key"
+WRITE_KEY = "bench-write-key-16"
 SECTIONS = ("read", "swap", "ingestion", "roundtrip", "retrain")
 STORES = ("sqlite", "postgresql")
 #: Events per request in the batched ingestion rows.

@@ -15,6 +15,7 @@ import pytest
 from recengine.data.schema import FeatureKind
 from recengine.errors import DataError
 from recengine.models.constraints import (
+    MAX_DEPTH,
     And,
     Between,
     Catalog,
@@ -167,6 +168,33 @@ def test_string_errors_name_the_offset(text, offset, message):
     assert f" at offset {offset}:" in error.message
     caret_line = error.message.splitlines()[-1]
     assert caret_line.index("^") == 2 + offset  # two spaces of indent, then the text
+
+
+def _nots_json(n: int) -> dict:
+    node: dict = {"field": "a", "op": "==", "value": 1}
+    for _ in range(n):
+        node = {"not": node}
+    return node
+
+
+@pytest.mark.parametrize("source", [
+    "(" * 400 + "a == 1" + ")" * 400, "not " * 1000 + "a == 1", _nots_json(2000),
+    {"and": [{"or": [_nots_json(5000)]}]}])
+def test_deep_nesting_is_a_data_error_not_a_recursion_error(source):
+    with pytest.raises(DataError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        parse_constraint(source)
+    with pytest.raises(DataError, match="nested deeper"):
+        parse_preferences(source if isinstance(source, str) else
+                          {"prefer": [{"constraint": source}]})
+
+
+def test_nesting_up_to_the_limit_parses():
+    deepest = "(" * (MAX_DEPTH - 1) + "not a == 1" + ")" * (MAX_DEPTH - 1)
+    assert parse_constraint(deepest) == parse_constraint("not a == 1")
+    assert parse_constraint(_nots_json(MAX_DEPTH)) == parse_constraint(
+        "not " * MAX_DEPTH + "a == 1")
+    with pytest.raises(DataError, match=f"at offset {MAX_DEPTH}:"):
+        parse_constraint("(" * (MAX_DEPTH + 1) + "a == 1" + ")" * (MAX_DEPTH + 1))
 
 
 def test_string_error_shows_a_caret_under_the_offset():

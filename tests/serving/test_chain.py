@@ -22,7 +22,7 @@ from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
-WRITE = {"X-API-Key": "chain-write-key"}
+WRITE = {"X-API-Key": "chain-write-key-16"}
 
 
 @pytest.fixture(scope="module")

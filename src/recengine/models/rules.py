@@ -33,7 +33,7 @@ from recengine.models.base import Recommender, check_fitted, normalise_scores
 from recengine.models.constraints import Catalog
 
 __all__ = ["Boost", "Exclude", "Freshness", "MaxPer", "Mmr", "Pin", "Require", "Rule",
-           "RuleEngine", "parse_rules", "read_rules"]
+           "RuleEngine", "parse_rules", "read_rules", "rules_from_json"]
 
 Scalar = str | float | int | bool
 
@@ -124,15 +124,37 @@ def parse_rules(data: object) -> list[Rule]:
         raise DataError(first["msg"], column=where) from None
 
 
+def rules_from_json(text: str) -> list[Rule]:
+    """Rules from JSON text; a DataError names ``rules`` when the text is not a JSON list of rules.
+
+    Rules nest only inside their ``where`` constraints, which hold
+    :data:`~recengine.models.constraints.parse.MAX_DEPTH` levels; JSON nested past Python's stack
+    (``[[[[...`` a thousand deep) makes ``json.loads`` raise ``RecursionError``, reported here as
+    the bad input it is.
+
+    >>> rules_from_json("[" * 5000 + "]" * 5000)
+    Traceback (most recent call last):
+    ...
+    recengine.errors.DataError: column 'rules': rules nest too deeply to parse
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"rules must be a JSON list of rules: {exc}", column="rules") from None
+    except RecursionError:
+        raise DataError("rules nest too deeply to parse", column="rules") from None
+    return parse_rules(data)
+
+
 def read_rules(path: str | Path) -> list[Rule]:
     """Rules from a JSON file (a list, as :func:`parse_rules` takes); errors name the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise DataError(f"cannot read rules: {exc}", file=str(path)) from None
     try:
-        return parse_rules(data)
+        return rules_from_json(text)
     except DataError as exc:
         raise DataError(exc.message, file=str(path), column=exc.column) from None
 

@@ -10,14 +10,16 @@ import gc
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
@@ -35,9 +37,12 @@ from recengine.errors import (
 from recengine.models.rules import read_rules
 from recengine.pipeline.schedule import RetrainScheduler, shared
 from recengine.serving.bell import Ring
-from recengine.serving.deps import Context, Reader
+from recengine.serving.deps import Context, Guard, Reader
 from recengine.serving.metrics import Metrics
-from recengine.serving.routes import events, health, items, models, recommendations, users
+from recengine.serving.routes import docs, events, health, items, models, recommendations, users
+from recengine.serving.routes._common import ErrorResponse
+from recengine.serving.routes.docs import describe_limits
+from recengine.serving.schemas import UNION_TAGS
 from recengine.serving.settings import Settings
 from recengine.serving.state import NoActiveModelError, Poller, ServingState
 from recengine.store.events import EventStore
@@ -46,6 +51,8 @@ from recengine.store.registry import ModelRegistry
 __all__ = ["create_app", "served_app"]
 
 log = logging.getLogger(__name__)
+
+_log = logging.getLogger(__name__)
 
 #: Most specific first: the first matching class decides the status.
 _STATUS: list[tuple[type[RecengineError], int]] = [
@@ -64,19 +71,47 @@ _STATUS: list[tuple[type[RecengineError], int]] = [
 def _recengine_error(_request: Request, exc: Exception) -> JSONResponse:
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
     if isinstance(exc, DataError):
-        return JSONResponse({"detail": exc.message, "field": exc.column}, status_code=status)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+        return ErrorResponse({"detail": exc.message, "field": exc.column}, status_code=status)
+    if isinstance(exc, StoreError):  # it names the database's host, port and user: log only
+        _log.error("%s", exc)
+        return ErrorResponse({"detail": "the event store is unavailable: retry later"},
+                             status_code=status)
+    return ErrorResponse({"detail": str(exc)}, status_code=status)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    loc = [str(p) for p in first.get("loc", ())
+           if p not in ("body", "query", "path", "header") and p not in UNION_TAGS]
     field = ".".join(loc) or None
-    return JSONResponse({"detail": str(first.get("msg")), "field": field,
-                         "errors": json.loads(json.dumps(errors, default=str))},
-                        status_code=422)
+    return ErrorResponse({"detail": str(first.get("msg")), "field": field,
+                          "errors": _jsonable(errors)}, status_code=422)
+
+
+def _jsonable(errors: Sequence[Any]) -> list[Any]:
+    """Pydantic's errors as JSON values; each ``input`` left out where JSON cannot hold it.
+
+    The input is the client's own value, which JSON parsing gave us, but NaN (Python's parser
+    reads ``NaN``) has no JSON form, and a value nested hundreds deep can exhaust the stack.
+    """
+    try:
+        return list(json.loads(json.dumps(errors, default=str, allow_nan=False)))
+    except (ValueError, RecursionError):
+        plain = [{key: value for key, value in error.items() if key != "input"}
+                 for error in errors]
+        return list(json.loads(json.dumps(plain, default=str)))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an ``HTTPException``, but a 422 naming the body for JSON nested too
+    deeply to parse: FastAPI reports the parser's ``RecursionError`` as a 400 naming nothing."""
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, RecursionError):
+        return ErrorResponse({"detail": "the JSON body nests too deeply to parse",
+                              "field": "body"}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 def _route_template(scope: Scope) -> str:
@@ -238,13 +273,15 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
                              live_max_events=settings.live_max_events,
                              rules=read_rules(settings.rules_file) if settings.rules_file else ())
         state.load_current()
-    app = FastAPI(title="recengine", version="1", lifespan=_lifespan)
+    app = FastAPI(title="recengine", version="1", lifespan=_lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None)  # served by routes.docs, behind read keys
     metrics = Metrics()
-    app.state.context = Context(state, settings, metrics)
+    app.state.context = Context(state, settings, metrics, Guard.of(settings))
     app.state.retraining = None
     app.state.settle_process = False
     app.add_exception_handler(RecengineError, _recengine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(LimitAndMeasure, max_bytes=settings.max_request_bytes, metrics=metrics)
     routers: list[tuple[Any, str, str]] = [
         (recommendations.router, "/v1", "recommendations"),
@@ -253,11 +290,13 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         (events.router, "/v1", "events"),
         (models.router, "/v1/models", "models"),
         (health.router, "", "health"),
+        (docs.router, "", "docs"),
     ]
     app.add_api_route("/v1/models/retraining", _retraining_status, methods=["GET"],
                       tags=["models"])
     for router, prefix, tag in routers:
         app.include_router(router, prefix=prefix, tags=[tag])
+    describe_limits(app, settings)
     return app
 
 
@@ -270,8 +309,15 @@ def served_app() -> FastAPI:
 
 
 def _retraining_status(request: Request, _ctx: Reader) -> dict[str, Any]:
-    """The background retraining's last run, result and pending events; enabled false if off."""
+    """The background retraining's last run, result and pending events; enabled false if off.
+
+    A store's error names the database's host, port and user: the answer says only that the
+    store failed (the log has the whole message), as the 503 does.
+    """
     scheduler: RetrainScheduler | None = request.app.state.retraining
     if scheduler is None:
         return {"enabled": False}
-    return {"enabled": True, **scheduler.status()}
+    status = scheduler.status()
+    if str(status.get("last_error")).startswith(StoreError.__name__):
+        status["last_error"] = f"{StoreError.__name__}: the event store failed (see the log)"
+    return {"enabled": True, **status}

@@ -2,19 +2,89 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Self, TypeVar
+import re
+from typing import Annotated, Any, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+)
 
 from recengine.data.schema import FeatureKind
 
 __all__ = [
-    "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser", "BatchRecommendations",
-    "EventBatch", "EventIn", "EventsAccepted", "IssueOut", "ItemIn", "ItemOut", "ModelList",
-    "ModelVersion", "Page", "RecommendationBatch", "RecommendationList", "RecommendationQuery",
-    "RecommendedItem", "SimilarBatch", "SimilarList", "SimilarQuery", "Status", "UserIn",
-    "UserOut",
+    "UNION_TAGS", "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser",
+    "BatchRecommendations", "EventBatch", "EventIn", "EventsAccepted", "EventsIn", "Id",
+    "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion", "Page", "RecommendationBatch",
+    "RecommendationList", "RecommendationQuery", "RecommendedItem", "SimilarBatch", "SimilarList",
+    "SimilarQuery", "Status", "Text", "UserIn", "UserOut", "plain_text",
 ]
+
+#: What no store holds and no response carries: NUL, and UTF-16 surrogates (JSON's ``"\ud800"``
+#: escape decodes to one when it is not half of a pair).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def plain_text(value: str) -> str:
+    """``value`` when every store can hold it and every response can carry it; else ValueError.
+
+    PostgreSQL refuses NUL in text (the store answered 503, "retry later", for a permanent
+    error), and a lone surrogate cannot be encoded as UTF-8 by SQLite, PostgreSQL or the JSON
+    response (a 500). Checked here, at the API's edge, they are a 422 naming the field, the same
+    on every store.
+
+    >>> plain_text("u-1")
+    'u-1'
+    >>> plain_text("u\\x00")
+    Traceback (most recent call last):
+    ...
+    ValueError: holds NUL at offset 1: text must be valid Unicode without NUL
+    """
+    bad = _NOT_TEXT.search(value)
+    if bad is not None:
+        char = bad.group()
+        what = "NUL" if char == "\x00" else f"a lone UTF-16 surrogate U+{ord(char):X}"
+        raise ValueError(f"holds {what} at offset {bad.start()}: text must be valid Unicode "
+                         "without NUL")
+    return value
+
+
+#: A string checked by :func:`plain_text`: every id, and every string the store keeps.
+Text = Annotated[str, AfterValidator(plain_text)]
+
+
+def _number_as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: A user or item id: a string (:data:`Text`), or an integer taken as its decimal string. One
+#: type, not ``str | int``: pydantic names the member of a union in each error's location
+#: (``user_id.int``), and the error should name the field.
+Id = Annotated[Text, BeforeValidator(_number_as_text),
+               WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})]
+
+
+def _feature_value(value: Any) -> Any:
+    """A feature's value: a scalar, or a flat list of scalars, its strings :func:`plain_text`.
+
+    Dicts are left to the store, which refuses them naming the feature; nested lists are refused
+    here, as no feature kind reads them and walking them would recurse as deep as the JSON.
+    """
+    for part in value if isinstance(value, list) else (value,):
+        if isinstance(part, str):
+            plain_text(part)
+        elif isinstance(part, list) and isinstance(value, list):
+            raise ValueError("a feature's list holds numbers, strings or dates, not lists")
+    return value
+
+
+FeatureValue = Annotated[Any, AfterValidator(_feature_value)]
 
 
 T = TypeVar("T")
@@ -58,9 +128,9 @@ class RecommendationQuery(BaseModel):
     validation cost FastAPI more than the answer)."""
 
     k: int = Field(10, ge=1)
-    model: str | None = None
-    constraint: str | None = None
-    rules: str | None = Field(None, description=(
+    model: Text | None = None
+    constraint: Text | None = None
+    rules: Text | None = Field(None, description=(
         "Business rules as a JSON list, as in the batch request's rules"))
     explain: bool = False
     offset: int = Field(0, ge=0)
@@ -69,11 +139,11 @@ class RecommendationQuery(BaseModel):
 class RecommendationBatch(_In):
     """Recommendations for several users, each with the options of the single request."""
 
-    users: list[str] = Field(min_length=1)
+    users: list[Text] = Field(min_length=1)
     k: int = Field(10, ge=1)
     offset: int = Field(0, ge=0)
-    model: str | None = None
-    constraint: str | None = None
+    model: Text | None = None
+    constraint: Text | None = None
     rules: list[dict[str, Any]] = Field(default_factory=list, description=(
         "Business rules for this request, e.g. {\"kind\": \"boost\", \"field\": \"region\", "
         "\"value\": \"Coast\", \"factor\": 2}: kinds exclude, require, boost, freshness, "
@@ -101,7 +171,7 @@ class SimilarQuery(BaseModel):
 
 
 class SimilarBatch(_In):
-    items: list[str] = Field(min_length=1)
+    items: list[Text] = Field(min_length=1)
     k: int = Field(10, ge=1)
 
 
@@ -125,7 +195,7 @@ class AudienceQuery(BaseModel):
 
 
 class AudienceBatch(_In):
-    items: list[str] = Field(min_length=1)
+    items: list[Text] = Field(min_length=1)
     n: int = Field(100, ge=1)
     combine: bool = False
 
@@ -134,18 +204,35 @@ AudienceBatchOut = Page[AudienceList]
 
 
 class EventIn(_In):
-    """One event; values are checked by the event store's validation, not here."""
+    """One event; values are checked by the event store's validation, strings here
+    (:func:`plain_text`), so a batch holding a NUL or a lone surrogate is refused whole on every
+    store (a 422 naming ``events.{index}.{field}``) before anything is stored."""
 
-    user_id: str | int
-    item_id: str | int
-    event_type: str | None = None
-    value: float | str | None = None
-    timestamp: float | str | None = None
-    event_id: str | None = None
+    user_id: Id
+    item_id: Id
+    event_type: Text | None = None
+    value: float | Text | None = None
+    timestamp: float | Text | None = None
+    event_id: Text | None = None
 
 
 class EventBatch(_In):
     events: list[EventIn] = Field(min_length=1)
+
+
+def _one_or_batch(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "event"
+
+
+#: The tags of :data:`EventsIn`, which pydantic puts in each error's location; the error
+#: handler leaves them out of the field it names (``events.1.user_id``, not
+#: ``batch.events.1.user_id``).
+UNION_TAGS = frozenset({"event", "batch"})
+
+#: ``POST /v1/events``'s body, one event or ``{events: [...]}``: chosen by the ``events`` key,
+#: so a bad batch is reported as a batch, not also as a single event missing its ids.
+EventsIn = Annotated[Annotated[EventIn, Tag("event")] | Annotated[EventBatch, Tag("batch")],
+                     Discriminator(_one_or_batch)]
 
 
 class IssueOut(BaseModel):
@@ -163,8 +250,8 @@ class EventsAccepted(BaseModel):
 
 
 class _FeaturesIn(_In):
-    features: dict[str, Any] = Field(default_factory=dict)
-    kinds: dict[str, FeatureKind] = Field(default_factory=dict, description=(
+    features: dict[Text, FeatureValue] = Field(default_factory=dict)
+    kinds: dict[Text, FeatureKind] = Field(default_factory=dict, description=(
         "The kind of features, kept by the store for every item (user): e.g. {\"listed_date\": "
         "\"date\", \"description\": \"text\"} makes date comparisons and text search "
         "available in constraints. Features without a recorded kind are guessed from values."))

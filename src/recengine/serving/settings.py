@@ -7,10 +7,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recengine.models.retrieval import INDEX_MIN_ITEMS
 
-__all__ = ["Settings"]
+__all__ = ["MIN_KEY_LENGTH", "Settings"]
 
 #: Keys nobody should deploy with.
 _DEFAULT_SECRETS = frozenset({"changeme", "changethis", "secret", "password", "key"})
+
+#: The shortest API key accepted: a one-character key is guessed in a few dozen tries.
+MIN_KEY_LENGTH = 16
 
 
 def _split(text: str) -> frozenset[str]:
@@ -20,12 +23,19 @@ def _split(text: str) -> frozenset[str]:
 class Settings(BaseSettings):
     """Everything the server reads from its environment, validated at start-up.
 
-    ``read_keys`` and ``write_keys`` are comma-separated API keys (header ``X-API-Key``). Empty
-    ``read_keys`` leaves reads open; writes always need a write key unless
+    ``read_keys`` and ``write_keys`` are comma-separated API keys (header ``X-API-Key``), each
+    at least :data:`MIN_KEY_LENGTH` characters. Empty ``read_keys`` leaves reads open (the
+    OpenAPI description, ``/docs`` and ``/metrics`` too); writes always need a write key unless
     ``allow_anonymous_writes`` (local demos only).
 
-    >>> Settings(write_keys="k1-long-enough, k2-long-enough").write_key_set == {
-    ...     "k1-long-enough", "k2-long-enough"}
+    Limits (issue 11): every request is bounded by ``max_request_bytes``, ``max_k``,
+    ``max_batch``, ``max_batch_results`` and ``max_explained``, all published in the OpenAPI
+    description. Rate limits are off by default (``rate_limit_per_second``), as one process
+    cannot tell a load test from an abuser; failed keys are throttled by default, and heavy
+    requests always share ``heavy_concurrency`` worker threads.
+
+    >>> Settings(write_keys="k1-long-enough-16, k2-long-enough-16").write_key_set == {
+    ...     "k1-long-enough-16", "k2-long-enough-16"}
     True
     """
 
@@ -39,6 +49,25 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1024 * 1024, ge=1)
     max_batch: int = Field(1000, ge=1)
     max_k: int = Field(1000, ge=1)
+    #: The most results one batch may ask for: its users (items) × k (n). 1,000 users × k=1,000
+    #: made a 101 MB answer that took 5-14 s.
+    max_batch_results: int = Field(10_000, ge=1)
+    #: The most items one request may explain (explain=true): the reasons cost more than the
+    #: ranking.
+    max_explained: int = Field(1000, ge=1)
+    #: Requests per second per API key (per client address without a valid key), sustained;
+    #: None (the default) sets no rate limit. Over it: 429 with Retry-After.
+    rate_limit_per_second: float | None = Field(None, gt=0)
+    #: The requests a key may make at once above its rate, after being idle.
+    rate_limit_burst: int = Field(20, ge=1)
+    #: Failed key checks (a wrong key) a client address may make per window; then 429 with
+    #: Retry-After until the window ends, whatever key it sends.
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_window_seconds: float = Field(60, gt=0)
+    #: Heavy requests (batches, explain, constraints, rules) computed at once, in worker threads;
+    #: the rest wait, up to ``heavy_queue``, then 429.
+    heavy_concurrency: int = Field(2, ge=1)
+    heavy_queue: int = Field(32, ge=0)
     retrain_every_seconds: float | None = Field(None, gt=0)
     retrain_after_events: int | None = Field(None, ge=1)
     #: Comma-separated model names retrained with their default configurations; empty (the
@@ -71,10 +100,13 @@ class Settings(BaseSettings):
 
     @field_validator("read_keys", "write_keys")
     @classmethod
-    def _no_default_secrets(cls, value: str) -> str:
+    def _no_weak_keys(cls, value: str) -> str:
         for key in _split(value):
             if key.lower() in _DEFAULT_SECRETS:
                 raise ValueError(f"refusing the default secret {key!r}: set a real API key")
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(f"an API key of {len(key)} characters is too easily guessed: "
+                                 f"use at least {MIN_KEY_LENGTH} (e.g. openssl rand -hex 16)")
         return value
 
     @model_validator(mode="after")

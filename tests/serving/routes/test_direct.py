@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI, Path, Query
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from recengine.serving.app import create_app
 from recengine.serving.deps import Reader
@@ -30,7 +31,7 @@ from tests.serving.conftest import READ_KEY, WRITE_KEY, World
 #: covering answers, refusals and each kind of bad input.
 ROUTES = {
     "/users/{id}/recommendations": (recommend, RecommendationList, [
-        ("k=5", READ_KEY), ("k=5", WRITE_KEY), ("k=5", None), ("k=5", "wrong"),
+        ("k=5", READ_KEY), ("k=5", WRITE_KEY), ("k=5", None), ("k=5", "wrong"), ("k=5", ""),
         ("", READ_KEY), ("k=3&offset=2&explain=true", READ_KEY), ("k=4&explain=yes", READ_KEY),
         ("k=0", READ_KEY), ("k=abc", READ_KEY), ("k=", READ_KEY), ("k=2&k=6", READ_KEY),
         ("offset=-1", READ_KEY), ("explain=maybe", READ_KEY), ("k=5&unknown=1", READ_KEY),
@@ -39,7 +40,8 @@ ROUTES = {
     "/items/{id}/similar": (similar, SimilarList, [
         ("k=4", READ_KEY), ("", None), ("k=0", READ_KEY), ("k=1000", READ_KEY)]),
     "/items/{id}/audience": (audience, AudienceList, [
-        ("n=3", READ_KEY), ("n=3", "wrong"), ("n=x", READ_KEY), ("n=1000", READ_KEY)]),
+        ("n=3", READ_KEY), ("n=3", "wrong"), ("n=x", READ_KEY), ("n=1000", READ_KEY),
+        ("n=3", "")]),
 }
 CASES = [(path, query, key) for path, (_, _, requests) in ROUTES.items()
          for query, key in requests]
@@ -67,13 +69,26 @@ def test_the_hot_reads_are_direct(module: ModuleType) -> None:
 def test_same_answer_as_fastapis_solver(app: FastAPI, world: World, path: str, query: str,
                                         key: str | None) -> None:
     client = TestClient(app)
-    headers = {"X-API-Key": key} if key else {}
+    headers = {"X-API-Key": key} if key is not None else {}
     url = path.replace("{id}", world.users[2] if path.startswith("/users") else world.items[2])
+    _same(client, url, query, headers)
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_same_refusal_of_a_bad_path_id(app: FastAPI, path: str) -> None:
+    """A NUL in the path's id is refused by the id's own validator on both routes."""
+    url = path.replace("{id}", "a%00b")
+    response = _same(TestClient(app), url, "", {"X-API-Key": READ_KEY})
+    assert response.status_code == 422
+
+
+def _same(client: TestClient, url: str, query: str, headers: dict[str, str]) -> Response:
     direct = client.get(f"/v1{url}?{query}", headers=headers)
     solved = client.get(f"/solved{url}?{query}", headers=headers)
     assert (direct.status_code, direct.json()) == (solved.status_code, solved.json())
     assert direct.headers["content-type"] == solved.headers["content-type"]
     assert direct.headers.get("www-authenticate") == solved.headers.get("www-authenticate")
+    return direct
 
 
 def test_openapi_documents_the_query_and_the_key(app: FastAPI) -> None:

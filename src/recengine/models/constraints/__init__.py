@@ -45,7 +45,7 @@ from recengine.models.constraints.nodes import (
     constraint_to_string,
     describe,
 )
-from recengine.models.constraints.parse import parse_constraint, parse_preferences
+from recengine.models.constraints.parse import MAX_DEPTH, parse_constraint, parse_preferences
 from recengine.models.constraints.preferences import (
     Preference,
     preferences_to_json,
@@ -55,6 +55,7 @@ from recengine.models.constraints.preferences import (
 from recengine.models.constraints.relaxation import Relaxation, relax
 
 __all__ = [
+    "MAX_DEPTH",
     "And",
     "Between",
     "Catalog",

@@ -18,6 +18,10 @@ Grammar of the string form (keywords are case-insensitive and reserved)::
     preferences := ["prefer"] [number ":"] constraint (";" [number ":"] constraint)* [";"]
 
 so ``not`` binds tighter than ``and``, which binds tighter than ``or``.
+
+Both forms nest at most :data:`MAX_DEPTH` levels (each ``not``, parenthesis, ``and``/``or``
+object): the parser recurses once per level, and a request of a thousand ``not`` would otherwise
+exhaust Python's stack (a ``RecursionError``, not an answer). Real constraints nest a few levels.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from recengine.models.constraints.nodes import (
 from recengine.models.constraints.preferences import Preference
 from recengine.models.constraints.tokens import _KEYWORDS, _syntax_error, _Token, _tokenize
 
+#: How deeply a constraint may nest (``not``, parentheses, ``and``/``or`` objects), in both forms.
+MAX_DEPTH = 32
+
 # -- the string form: recursive descent -------------------------------------------------------
 _EXPECTED = {"number": "a number", "string": "a quoted string"}
 
@@ -59,6 +66,7 @@ class _Parser:
         self.text, self.column = text, column
         self.tokens = _tokenize(text, column)
         self.k = 0
+        self.depth = 0
 
     @property
     def token(self) -> _Token:
@@ -130,15 +138,27 @@ class _Parser:
         return _joined(And, parts)
 
     def unary(self) -> Constraint:
-        if self.accept("not"):
-            return Not(self.unary())
-        if self.accept("("):
-            inner = self.constraint()
-            self.expect(")")
-            return inner
+        if self.at("not") or self.at("("):
+            return self.nested()
         if self.at("near"):
             return self.near()
         return self.test()
+
+    def nested(self) -> Constraint:
+        """``not`` or a parenthesised constraint: one level deeper, up to :data:`MAX_DEPTH`."""
+        if self.depth == MAX_DEPTH:
+            raise _syntax_error(f"nested deeper than {MAX_DEPTH} levels", self.text,
+                                self.token.pos, self.column)
+        self.depth += 1
+        inner: Constraint
+        if self.accept("not"):
+            inner = Not(self.unary())
+        else:
+            self.expect("(")
+            inner = self.constraint()
+            self.expect(")")
+        self.depth -= 1
+        return inner
 
     def near(self) -> Near:
         self.advance()
@@ -262,17 +282,21 @@ class _JsonReader:
         return tuple(self.scalar(v, _at(path, k), numbers=not strings_only)
                      for k, v in enumerate(self.items(value, path)))
 
-    def constraint(self, value: object, path: str = "") -> Constraint:
+    def constraint(self, value: object, path: str = "", depth: int = 0) -> Constraint:
+        """The constraint at ``path``, ``depth`` levels of and/or/not below the root."""
         obj = self.mapping(value, path, "a constraint object")
+        nests = next((word for word in ("and", "or", "not") if word in obj), None)
+        if nests is not None and depth == MAX_DEPTH:
+            raise self.error(path, f"nested deeper than {MAX_DEPTH} levels")
         for word, kind in (("and", And), ("or", Or)):
             if word in obj:
                 self.only(obj, (word,), path)
                 parts = self.items(obj[word], _at(path, word))
-                return _joined(kind, [self.constraint(p, _at(_at(path, word), k))
+                return _joined(kind, [self.constraint(p, _at(_at(path, word), k), depth + 1)
                                       for k, p in enumerate(parts)])
         if "not" in obj:
             self.only(obj, ("not",), path)
-            return Not(self.constraint(obj["not"], _at(path, "not")))
+            return Not(self.constraint(obj["not"], _at(path, "not"), depth + 1))
         if "near" in obj:
             self.only(obj, ("near",), path)
             return self.near(obj["near"], _at(path, "near"))

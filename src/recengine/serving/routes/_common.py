@@ -1,18 +1,55 @@
-"""Checks shared by the routes."""
+"""Checks and the error response shared by the routes."""
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
+
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from recengine.errors import DataError
 from recengine.models.fallback import RankedItem
 from recengine.serving.schemas import RecommendationList
+from recengine.serving.settings import Settings
 from recengine.serving.state import Active
+
+
+class ErrorResponse(JSONResponse):
+    """An error's JSON, every non-ASCII character escaped.
+
+    An error may quote the input, and the input may hold a lone UTF-16 surrogate (JSON's
+    ``"\\ud800"``) that UTF-8 cannot encode: written as Starlette writes JSON, the report of a
+    422 became a 500.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def check_limit(value: int, limit: int, name: str) -> None:
     if value > limit:
         raise DataError(f"{name} must be at most {limit}, got {value}", column=name)
+
+
+def check_cost(settings: Settings, lists: int, k: int, *, batch: str | None = None,
+               explain: bool = False) -> None:
+    """A 422 for ``lists`` answers of ``k`` over ``max_batch_results`` (a ``batch``, named) or
+    over ``max_explained`` reasons; the single limits (``max_k``, ``max_batch``) are checked
+    first, so each of ``lists`` and ``k`` is bounded already."""
+    if batch is not None and lists * k > settings.max_batch_results:
+        raise DataError(f"{batch} × k must be at most {settings.max_batch_results} results, "
+                        f"got {lists} × {k}", column=batch)
+    if explain and lists * k > settings.max_explained:
+        raise DataError(f"explain=true explains at most {settings.max_explained} items per "
+                        f"request, got {lists} × {k}", column="explain")
+
+
+def json_response(model: BaseModel) -> Response:
+    """``model`` as JSON, written by the caller's thread: a heavy answer is written in its worker
+    thread, not on the event loop, where megabytes of JSON would hold every other request."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def score(value: float) -> float:

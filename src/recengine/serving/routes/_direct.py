@@ -6,7 +6,8 @@ third of the route's whole cost, and held it under half of ``/healthz``'s throug
 (docs/benchmarks.md). A route of this class accepts three kinds of parameter, sorted
 out once when the route is built:
 
-- path parameters, as ``str``;
+- path parameters, as ``str`` or an ``Annotated`` ``str`` whose validators run here too
+  (:data:`~recengine.serving.schemas.Text`);
 - one :class:`~recengine.serving.deps.Context` through ``Open``, ``Reader`` or ``Writer``,
   checked by the same access function with the ``X-API-Key`` header;
 - at most one query model, ``Annotated[Model, Query()]``, validated in one call.
@@ -29,7 +30,7 @@ from typing import Any
 from fastapi import params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,12 +45,14 @@ class DirectRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
-        context_name, access, query_name, query_model = _parameters(
+        context_name, access, query_name, query_model, paths = _parameters(
             endpoint, set(self.param_convertors))
         is_coroutine = inspect.iscoroutinefunction(endpoint)
 
         async def handler(request: Request) -> Response:
             values: dict[str, Any] = dict(request.path_params)
+            for name, adapter in paths:
+                values[name] = _validate_path(adapter, name, values[name])
             values[context_name] = access(request, request.headers.get(API_KEY_HEADER))
             if query_model is not None:
                 values[query_name] = _validate_query(query_model, request)
@@ -65,17 +68,24 @@ class DirectRoute(APIRoute):
 Check = Callable[[Request, str | None], Context]
 
 
+Paths = list[tuple[str, TypeAdapter[str]]]
+
+
 def _parameters(endpoint: Callable[..., Any], path_names: set[str]
-                ) -> tuple[str, Check, str, type[BaseModel] | None]:
-    """The context's parameter name and access function, the query model's name and class."""
+                ) -> tuple[str, Check, str, type[BaseModel] | None, Paths]:
+    """The context's parameter name and access function, the query model's name and class,
+    and a validator for each annotated path parameter."""
     hints = typing.get_type_hints(endpoint, include_extras=True)
     context: tuple[str, Check] | None = None
     query: tuple[str, type[BaseModel] | None] = ("", None)
+    paths: Paths = []
     for name in inspect.signature(endpoint).parameters:
         hint = hints.get(name)
         base, *meta = typing.get_args(hint) if typing.get_origin(hint) is typing.Annotated \
             else (hint,)
         if name in path_names and base is str:
+            if meta:  # Annotated[str, ...]: a type, though get_type_hints cannot say so
+                paths.append((name, TypeAdapter(typing.cast(type[str], hint))))
             continue
         if base is Context and meta and isinstance(meta[0], params.Depends) \
                 and meta[0].dependency in ACCESS:
@@ -89,13 +99,24 @@ def _parameters(endpoint: Callable[..., Any], path_names: set[str]
                             f"Context dependency and at most one query model")
     if context is None:
         raise TypeError(f"DirectRoute needs a Context parameter on {endpoint.__qualname__}")
-    return context[0], context[1], query[0], query[1]
+    return context[0], context[1], query[0], query[1], paths
 
 
 def _validate_query(model: type[BaseModel], request: Request) -> BaseModel:
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
-        errors = [{**error, "loc": ("query", *error["loc"])}
-                  for error in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+        raise _located(exc, "query") from None
+
+
+def _validate_path(adapter: TypeAdapter[str], name: str, value: str) -> str:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise _located(exc, "path", name) from None
+
+
+def _located(exc: ValidationError, *prefix: str) -> RequestValidationError:
+    """``exc`` with each error located as FastAPI's solver locates it (``query``, ``path``)."""
+    return RequestValidationError([{**error, "loc": (*prefix, *error["loc"])}
+                                   for error in exc.errors(include_url=False)])

@@ -4,25 +4,22 @@ new events into its live histories from the store (a retried event, stored once,
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Writer
-from recengine.serving.routes._common import check_limit
-from recengine.serving.schemas import EventBatch, EventIn, EventsAccepted, IssueOut
+from recengine.serving.routes._common import ErrorResponse, check_limit
+from recengine.serving.schemas import EventBatch, EventsAccepted, EventsIn, IssueOut
 
 router = APIRouter()
 
 
 @router.post("/events", response_model=EventsAccepted,
              responses={422: {"description": "every record was rejected"}})
-def post_events(body: EventIn | EventBatch, ctx: Writer) -> EventsAccepted | JSONResponse:
+def post_events(body: EventsIn, ctx: Writer) -> EventsAccepted | ErrorResponse:
     """One event or ``{events: [...]}``; bad records are reported and left out."""
     events = body.events if isinstance(body, EventBatch) else [body]
     check_limit(len(events), ctx.settings.max_batch, "events")
     records = [e.model_dump(exclude_none=True) for e in events]
-    for record in records:
-        record["user_id"], record["item_id"] = str(record["user_id"]), str(record["item_id"])
     result, report = ctx.store.ingest(records)
     issues = [IssueOut(row=i.row, field=i.column, problem=i.problem, message=i.message)
               for i in report.issues]
@@ -30,7 +27,7 @@ def post_events(body: EventIn | EventBatch, ctx: Writer) -> EventsAccepted | JSO
     out = EventsAccepted(accepted=result.accepted, duplicates=result.duplicates,
                          rejected=len(rejected_rows), issues=issues)
     if len(rejected_rows) == len(records):
-        return JSONResponse(status_code=422, content={
+        return ErrorResponse(status_code=422, content={
             "detail": "every event was rejected", "field": issues[0].field if issues else None,
             **out.model_dump()})
     ctx.metrics.add_events(result.accepted)

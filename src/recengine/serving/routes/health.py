@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from recengine.serving.deps import Open
+from recengine.serving.deps import Open, Reader
 from recengine.serving.schemas import Status
 
 router = APIRouter()
@@ -30,7 +30,8 @@ async def readyz(ctx: Open) -> Status | JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(ctx: Open) -> PlainTextResponse:
-    """Prometheus text exposition format 0.0.4."""
+def metrics(ctx: Reader) -> PlainTextResponse:
+    """Prometheus text exposition format 0.0.4; a read key when read keys are set (the counts
+    say which routes and users are served)."""
     return PlainTextResponse(ctx.metrics.render(ctx.state.version),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
+from starlette.responses import Response
 
 from recengine.errors import UnknownIdError
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Reader, Writer
-from recengine.serving.routes._common import check_limit, score
+from recengine.serving.routes._common import check_cost, check_limit, json_response, score
 from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.schemas import (
     AudienceBatch,
@@ -26,6 +27,7 @@ from recengine.serving.schemas import (
     SimilarItem,
     SimilarList,
     SimilarQuery,
+    Text,
 )
 from recengine.serving.state import ServingState
 
@@ -58,7 +60,7 @@ def _audience(state: ServingState, items: list[str], n: int, combine: bool) -> l
     return out
 
 
-def similar(item_id: str, ctx: Reader, query: Annotated[SimilarQuery, Query()]) -> SimilarList:
+def similar(item_id: Text, ctx: Reader, query: Annotated[SimilarQuery, Query()]) -> SimilarList:
     """The k items most similar to ``item_id``; 404 for an item the model does not know."""
     check_limit(query.k, ctx.settings.max_k, "k")
     return _similar(ctx.state, item_id, query.k)
@@ -69,14 +71,16 @@ router.add_api_route("/items/{item_id}/similar", similar, methods=["GET"],
 
 
 @router.post("/similar", response_model=SimilarBatchOut)
-def similar_batch(body: SimilarBatch, ctx: Reader) -> SimilarBatchOut:
+async def similar_batch(body: SimilarBatch, ctx: Reader) -> Response:
+    """The k most similar items for each of ``items``: a heavy request (the heavy budget)."""
     check_limit(body.k, ctx.settings.max_k, "k")
     check_limit(len(body.items), ctx.settings.max_batch, "items")
-    data = [_similar(ctx.state, item, body.k) for item in body.items]
-    return SimilarBatchOut.of(data)
+    check_cost(ctx.settings, len(body.items), body.k, batch="items")
+    return await ctx.guard.heavy.run(lambda: json_response(SimilarBatchOut.of(
+        [_similar(ctx.state, item, body.k) for item in body.items])))
 
 
-def audience(item_id: str, ctx: Reader, query: Annotated[AudienceQuery, Query()]
+def audience(item_id: Text, ctx: Reader, query: Annotated[AudienceQuery, Query()]
              ) -> AudienceList:
     """Targeting: the n users most likely to engage with ``item_id``."""
     check_limit(query.n, ctx.settings.max_k, "n")
@@ -88,15 +92,18 @@ router.add_api_route("/items/{item_id}/audience", audience, methods=["GET"],
 
 
 @router.post("/audience", response_model=AudienceBatchOut)
-def audience_batch(body: AudienceBatch, ctx: Reader) -> AudienceBatchOut:
+async def audience_batch(body: AudienceBatch, ctx: Reader) -> Response:
+    """The n users most likely to engage with each of ``items`` (or all of them, ``combine``):
+    a heavy request (the heavy budget)."""
     check_limit(body.n, ctx.settings.max_k, "n")
     check_limit(len(body.items), ctx.settings.max_batch, "items")
-    data = _audience(ctx.state, body.items, body.n, body.combine)
-    return AudienceBatchOut.of(data)
+    check_cost(ctx.settings, 1 if body.combine else len(body.items), body.n, batch="items")
+    return await ctx.guard.heavy.run(lambda: json_response(AudienceBatchOut.of(
+        _audience(ctx.state, body.items, body.n, body.combine))))
 
 
 @router.put("/items/{item_id}", response_model=ItemOut)
-def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
+def put_item(item_id: Text, body: ItemIn, ctx: Writer) -> ItemOut:
     """Insert or replace an item's features, recording ``kinds``; a deleted item is served again.
 
     A value that does not fit its feature's kind (given now or recorded before) is a 422 naming
@@ -109,7 +116,7 @@ def put_item(item_id: str, body: ItemIn, ctx: Writer) -> ItemOut:
 
 
 @router.delete("/items/{item_id}", response_model=Deleted)
-def delete_item(item_id: str, ctx: Writer) -> Deleted:
+def delete_item(item_id: Text, ctx: Writer) -> Deleted:
     """Delete an item: out of the catalogue and never recommended until PUT again.
 
     Its events stay, but retraining leaves them out. 404 if it was deleted already.

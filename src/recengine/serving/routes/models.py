@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from recengine.serving.deps import Reader, Writer
-from recengine.serving.schemas import Activated, ModelList, ModelVersion
+from recengine.serving.schemas import Activated, ModelList, ModelVersion, Text
 
 router = APIRouter()
 
@@ -34,7 +34,7 @@ def rollback(ctx: Writer) -> Activated:
 
 
 @router.post("/{version}/activate", response_model=Activated, responses=_UNLOADABLE)
-def activate(version: str, ctx: Writer) -> Activated:
+def activate(version: Text, ctx: Writer) -> Activated:
     """Activate ``version`` in the registry and hot-swap it in; 404 for an unknown version,
     409 for one that cannot be loaded (the version served before keeps serving)."""
     return Activated(model_version=ctx.state.swap(version, activate=True).version)

@@ -2,45 +2,54 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
-from recengine.errors import DataError
-from recengine.models.rules import Rule, parse_rules
+from recengine.models.rules import Rule, parse_rules, rules_from_json
 from recengine.serving.deps import Reader
-from recengine.serving.routes._common import check_limit, recommendation_list
+from recengine.serving.routes._common import (
+    check_cost,
+    check_limit,
+    json_response,
+    recommendation_list,
+)
 from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.schemas import (
     BatchRecommendations,
     RecommendationBatch,
     RecommendationList,
     RecommendationQuery,
+    Text,
 )
 
 router = APIRouter()
 
 
-async def recommend(user_id: str, ctx: Reader,
+async def recommend(user_id: Text, ctx: Reader,
                     query: Annotated[RecommendationQuery, Query()]) -> RecommendationList:
     """Top-k for a user; unknown users get the popularity fallback, never an error.
 
     A plain request (no rules, no constraint, no reasons) costs a fraction of a millisecond: it
     runs on the event loop, since handing it to a worker thread would cost more than the answer.
-    The rest read the item catalogue or explain each item, and a request that must read the
-    store first (news heard from the bell, an evicted history, no version active yet: popularity
-    is then read from the store) waits on a query: they run in the thread pool.
+    The rest read the item catalogue or explain each item: heavy requests, computed within the
+    heavy budget (:class:`~recengine.serving.limits.HeavyBudget`). A plain request that must
+    read the store first (news heard from the bell, an evicted history, no version active yet:
+    popularity is then read from the store) waits on a query in the thread pool.
     """
     check_limit(query.k, ctx.settings.max_k, "k")
     check_limit(query.offset, ctx.settings.max_k, "offset")
+    check_cost(ctx.settings, 1, query.k, explain=query.explain)
     answer = partial(ctx.state.recommend, user_id, query.k, offset=query.offset,
                      name=query.model or None, constraint=query.constraint or None,
                      rules=_rules_query(query.rules), explain=query.explain)
     plain = query.constraint is None and query.rules is None and not query.explain
-    if plain and ctx.state.ready(user_id):
+    if not plain:
+        active, items = await ctx.guard.heavy.run(answer)
+    elif ctx.state.ready(user_id):
         active, items = answer()
     else:
         active, items = await run_in_threadpool(answer)
@@ -52,25 +61,27 @@ router.add_api_route("/users/{user_id}/recommendations", recommend, methods=["GE
 
 
 @router.post("/recommendations", response_model=BatchRecommendations)
-def recommend_batch(body: RecommendationBatch, ctx: Reader) -> BatchRecommendations:
-    """Top-k for each user in ``users``, all from one model version, with the same options."""
+async def recommend_batch(body: RecommendationBatch, ctx: Reader) -> Response:
+    """Top-k for each user in ``users``, all from one model version, with the same options.
+
+    A heavy request: computed and written within the heavy budget, in a worker thread.
+    """
     check_limit(body.k, ctx.settings.max_k, "k")
     check_limit(body.offset, ctx.settings.max_k, "offset")
     check_limit(len(body.users), ctx.settings.max_batch, "users")
-    active = ctx.state.serving()
-    rules = parse_rules(body.rules)
-    data = [recommendation_list(user, active, ctx.state.recommend(
-        user, body.k, offset=body.offset, name=body.model, constraint=body.constraint,
-        rules=rules, active=active, explain=body.explain)[1], body.explain)
-        for user in body.users]
-    return BatchRecommendations.of(data)
+    check_cost(ctx.settings, len(body.users), body.k, batch="users", explain=body.explain)
+
+    def answer() -> Response:
+        active = ctx.state.serving()
+        rules = parse_rules(body.rules)
+        data = [recommendation_list(user, active, ctx.state.recommend(
+            user, body.k, offset=body.offset, name=body.model, constraint=body.constraint,
+            rules=rules, active=active, explain=body.explain)[1], body.explain)
+            for user in body.users]
+        return json_response(BatchRecommendations.of(data))
+
+    return await ctx.guard.heavy.run(answer)
 
 
 def _rules_query(text: str | None) -> list[Rule]:
-    if not text:
-        return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"rules must be a JSON list of rules: {exc}", column="rules") from None
-    return parse_rules(data)
+    return rules_from_json(text) if text else []

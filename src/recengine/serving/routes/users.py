@@ -7,13 +7,13 @@ from fastapi import APIRouter
 
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Writer
-from recengine.serving.schemas import Deleted, UserIn, UserOut
+from recengine.serving.schemas import Deleted, Text, UserIn, UserOut
 
 router = APIRouter()
 
 
 @router.put("/users/{user_id}", response_model=UserOut)
-def put_user(user_id: str, body: UserIn, ctx: Writer) -> UserOut:
+def put_user(user_id: Text, body: UserIn, ctx: Writer) -> UserOut:
     """Insert or replace a user's features, recording ``kinds`` (a misfit value is a 422)."""
     frame = pd.DataFrame([body.features], index=pd.Index([user_id], name="user_id"))
     ctx.store.upsert_users(frame, kinds=body.kinds)
@@ -22,7 +22,7 @@ def put_user(user_id: str, body: UserIn, ctx: Writer) -> UserOut:
 
 
 @router.delete("/users/{user_id}", response_model=Deleted)
-def delete_user(user_id: str, ctx: Writer) -> Deleted:
+def delete_user(user_id: Text, ctx: Writer) -> Deleted:
     """Delete a user and all their events; their live history is forgotten too."""
     events = ctx.store.delete_user(user_id)
     ctx.state.changed(Ring.CATALOGUES)  # their live history and features go too
