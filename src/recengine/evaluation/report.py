@@ -63,8 +63,7 @@ def _pyplot() -> ModuleType:
     return require("matplotlib.pyplot", extra="plots", feature="plotting")
 
 
-def _plot_curves(result: EvaluationResult, path: Path) -> None:
-    plt = _pyplot()
+def _plot_curves(plt: ModuleType, result: EvaluationResult, path: Path) -> None:
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
     for ax, metric in zip(axes, CURVES, strict=True):
         for name, r in result.models.items():
@@ -79,12 +78,11 @@ def _plot_curves(result: EvaluationResult, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_popularity(result: EvaluationResult, path: Path, k: int) -> None:
+def _plot_popularity(plt: ModuleType, result: EvaluationResult, path: Path, k: int) -> None:
     """Share of recommendations and of test consumption per item-popularity decile."""
     order = np.argsort(-result.item_popularity, kind="stable")
     decile = np.empty(len(order), dtype=np.int64)
     decile[order] = np.minimum(np.arange(len(order)) * 10 // max(len(order), 1), 9)
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     x = np.arange(10)
     consumed = np.bincount(decile, weights=result.test_item_counts, minlength=10)
@@ -127,14 +125,16 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> ReportFiles:
     the plots only where the ``plots`` extra is installed."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json_text(result.to_dict()) + "\n")
-    curves, popularity = out / "metrics_vs_k.png", out / "popularity.png"
+    results = out / "results.json"
+    results.write_text(json_text(result.to_dict()) + "\n")
     try:
-        _plot_curves(result, curves)
-        _plot_popularity(result, popularity, result.ks[-1])
+        plt = _pyplot()
     except MissingExtraError as exc:
-        return ReportFiles(out / "results.json", (), plots_skipped=str(exc))
-    return ReportFiles(out / "results.json", (curves, popularity))
+        return ReportFiles(results, (), plots_skipped=str(exc))
+    curves, popularity = out / "metrics_vs_k.png", out / "popularity.png"
+    _plot_curves(plt, result, curves)
+    _plot_popularity(plt, result, popularity, result.ks[-1])
+    return ReportFiles(results, (curves, popularity))
 
 
 def _finite(value: object) -> object:
