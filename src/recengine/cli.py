@@ -381,7 +381,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         for k in args.k:
             print_table(result, human, k=k)
-    err.print(str(files), highlight=False, markup=False)
+    err.print(str(files), highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
