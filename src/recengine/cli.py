@@ -234,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - silence the flush at exit
         return 0
     except (RecengineError, OSError) as exc:
-        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        # soft_wrap: one line however long, for scripts and CI logs that grep it
+        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False,
+                  soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -385,14 +387,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
                           prefitted=tuple(saved))
     result.description |= {"dataset": args.dataset, "seed": args.seed}
     out_dir = args.output or Path("recengine-output") / f"evaluate-{args.dataset}"
-    paths = write_report(result, out_dir)
+    files = write_report(result, out_dir)
     if args.json:
         print(json_text(result.metrics_by_model(), indent=None))
     else:
         for k in args.k:
             print_table(result, human, k=k)
-    err.print(f"report: {paths['json']}, plots: {paths['curves']}, {paths['popularity']}",
-              highlight=False)
+    err.print(str(files), highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -437,11 +438,12 @@ def run_tune(args: argparse.Namespace) -> int:
     from recengine.data.loaders import load_dataset
     from recengine.models.registry import create_model
     from recengine.pipeline.prepare import carve_validation, prepare
-    from recengine.pipeline.tune import tune, write_config_file
+    from recengine.pipeline.tune import require_optuna, tune, write_config_file
 
     console, err = _console(), _console(stderr=True)
     fixed = _parse_settings(args.set)
-    create_model(args.model, **fixed)  # bad names and settings fail before any work
+    create_model(args.model, **fixed)  # bad names and settings fail before any work,
+    require_optuna()  # and so does a missing extra
     with err.status(f"loading {args.dataset}"):
         dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
         outer = prepare(dataset, args.split, test_fraction=args.test_fraction, seed=args.seed,

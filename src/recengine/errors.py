@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataError",
+    "MissingExtraError",
     "ModelLoadError",
     "ModelNotFoundError",
     "NotFittedError",
@@ -126,6 +127,29 @@ use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE
 class RegistryError(RecengineError, ValueError):
     """A registry operation that would break an invariant: deleting the active version,
     rolling back with no earlier version, publishing no model."""
+
+
+class MissingExtraError(RecengineError, ImportError):
+    """A feature whose optional packages are not installed: the message names the extra.
+
+    The core install serves and trains the core models; text embeddings, PostgreSQL, tuning and
+    plots come with extras (pyproject.toml), so a feature used without its extra says which one
+    to install instead of failing on an import deep inside.
+
+    Examples
+    --------
+    >>> raise MissingExtraError("tuning", extra="tune", reason="optuna is not installed")
+    Traceback (most recent call last):
+    ...
+    recengine.errors.MissingExtraError: tuning needs the 'tune' extra \
+(optuna is not installed): pip install 'recengine[tune]'
+    """
+
+    def __init__(self, feature: str, *, extra: str, reason: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(f"{feature} needs the {extra!r} extra ({reason}): "
+                         f"pip install 'recengine[{extra}]'")
 
 
 class RecengineWarning(UserWarning):

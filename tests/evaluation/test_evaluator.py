@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,10 +103,28 @@ def test_report_files(synthetic_pairs, tmp_path):
     split = stratified(synthetic_pairs, 0.25, seed=0)
     data = TrainingData.from_interactions(split.train, extra_items=split.test["item_id"].unique())
     result = evaluate({"pop": Popularity(), "random": RandomItems()}, data, split, ks=[5, 10])
-    paths = write_report(result, tmp_path)
-    for p in paths.values():
+    files = write_report(result, tmp_path)
+    assert [p.name for p in files.plots] == ["metrics_vs_k.png", "popularity.png"]
+    for p in (files.json, *files.plots):
         assert p.stat().st_size > 1000
-    assert '"ndcg@10"' in paths["json"].read_text()
+    assert '"ndcg@10"' in files.json.read_text()
+
+
+def test_report_without_the_plots_extra_is_the_json_and_names_the_extra(
+        synthetic_pairs, tmp_path, monkeypatch):
+    """Where matplotlib is missing, the metrics are still written and the plots' line says
+    which extra brings them."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    split = stratified(synthetic_pairs, 0.25, seed=0)
+    data = TrainingData.from_interactions(split.train, extra_items=split.test["item_id"].unique())
+    files = write_report(evaluate({"pop": Popularity()}, data, split, ks=[10]), tmp_path)
+    assert files.plots == ()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    line = str(files)
+    assert "\n" not in line
+    assert line.endswith("plots: skipped, plotting needs the 'plots' extra (matplotlib is not "
+                         "installed): pip install 'recengine[plots]'")
 
 
 def test_cold_items_rank_only_the_held_out_items_and_give_auc(synthetic_pairs):

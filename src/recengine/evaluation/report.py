@@ -1,22 +1,26 @@
-"""Evaluation output for people and scripts: a printed table, a JSON file, and PNG plots."""
+"""Evaluation output for people and scripts: a printed table, a JSON file, and PNG plots.
+
+The plots need the ``plots`` extra (matplotlib); without it the report is the JSON file alone
+and says how to get the plots: the metrics are the result, the plots only show them.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from recengine._extras import require
+from recengine.errors import MissingExtraError
 from recengine.evaluation.evaluator import GROUPS, EvaluationResult
 
-__all__ = ["json_text", "print_table", "write_report"]
+__all__ = ["ReportFiles", "json_text", "print_table", "write_report"]
 
 ACCURACY = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")  # metric name prefixes
 BEYOND = ("coverage", "novelty", "diversity", "popularity")
@@ -52,7 +56,14 @@ def print_table(result: EvaluationResult, console: Console, *, k: int | None = N
         console.print(table)
 
 
-def _plot_curves(result: EvaluationResult, path: Path) -> None:
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot drawing to files only (no display needed), imported on first use."""
+    matplotlib = require("matplotlib", extra="plots", feature="plotting")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot", extra="plots", feature="plotting")
+
+
+def _plot_curves(plt: ModuleType, result: EvaluationResult, path: Path) -> None:
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
     for ax, metric in zip(axes, CURVES, strict=True):
         for name, r in result.models.items():
@@ -67,7 +78,7 @@ def _plot_curves(result: EvaluationResult, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_popularity(result: EvaluationResult, path: Path, k: int) -> None:
+def _plot_popularity(plt: ModuleType, result: EvaluationResult, path: Path, k: int) -> None:
     """Share of recommendations and of test consumption per item-popularity decile."""
     order = np.argsort(-result.item_popularity, kind="stable")
     decile = np.empty(len(order), dtype=np.int64)
@@ -92,16 +103,38 @@ def _plot_popularity(result: EvaluationResult, path: Path, k: int) -> None:
     plt.close(fig)
 
 
-def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``metrics_vs_k.png`` and ``popularity.png`` to ``out_dir``."""
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote; without plots, ``plots_skipped`` says how to get them.
+
+    >>> print(ReportFiles(Path("out/results.json"), (Path("out/popularity.png"),)))
+    report: out/results.json; plots: out/popularity.png
+    """
+
+    json: Path
+    plots: tuple[Path, ...]
+    plots_skipped: str | None = None
+
+    def __str__(self) -> str:
+        plots = ", ".join(map(str, self.plots)) or f"skipped, {self.plots_skipped}"
+        return f"report: {self.json}; plots: {plots}"
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> ReportFiles:
+    """Write ``results.json``, ``metrics_vs_k.png`` and ``popularity.png`` to ``out_dir``;
+    the plots only where the ``plots`` extra is installed."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "results.json", "curves": out / "metrics_vs_k.png",
-             "popularity": out / "popularity.png"}
-    paths["json"].write_text(json_text(result.to_dict()) + "\n")
-    _plot_curves(result, paths["curves"])
-    _plot_popularity(result, paths["popularity"], result.ks[-1])
-    return paths
+    results = out / "results.json"
+    results.write_text(json_text(result.to_dict()) + "\n")
+    try:
+        plt = _pyplot()
+    except MissingExtraError as exc:
+        return ReportFiles(results, (), plots_skipped=str(exc))
+    curves, popularity = out / "metrics_vs_k.png", out / "popularity.png"
+    _plot_curves(plt, result, curves)
+    _plot_popularity(plt, result, popularity, result.ks[-1])
+    return ReportFiles(results, (curves, popularity))
 
 
 def _finite(value: object) -> object:

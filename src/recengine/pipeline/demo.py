@@ -150,9 +150,8 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
         result = evaluate(models, prepared.data, prepared.split, ks=[10], progress=progress)
     result.description |= {"dataset": "synthetic", "seed": seed}
     print_table(result, console, k=10)
-    paths = write_report(result, output / "report")
-    console.print(f"report: {paths['json']}; plots: {paths['curves']}, {paths['popularity']}",
-                  highlight=False)
+    console.print(str(write_report(result, output / "report")), highlight=False, markup=False,
+                  soft_wrap=True)
     _next_stay_step(dataset, seed, console)
     console.rule("4. recommendations, with the reason for each")
     best = max(result.models, key=lambda n: result.models[n].metrics.get("ndcg@10", 0.0))

@@ -13,8 +13,10 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from recengine._extras import require
 from recengine.data.splits import Split
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError
@@ -22,7 +24,7 @@ from recengine.evaluation.evaluator import evaluate
 from recengine.models.registry import model_class
 from recengine.progress import ProgressCallback
 
-__all__ = ["TuneResult", "read_config_file", "tune", "write_config_file"]
+__all__ = ["TuneResult", "read_config_file", "require_optuna", "tune", "write_config_file"]
 
 Trial = Any  # optuna.Trial, imported lazily
 
@@ -39,6 +41,13 @@ def _suggest(trial: Trial, space: dict[str, Dimension], fixed: dict[str, Any]) -
             suggest = trial.suggest_int if kind == "int" else trial.suggest_float
             params[key] = suggest(key, low, high, log=log)
     return params
+
+
+def require_optuna() -> ModuleType:
+    """optuna, which the ``tune`` extra brings; imported here, on first use, since it takes
+    half a second that no other command should pay. The command line calls it before loading
+    any data, so a missing extra fails before any work."""
+    return require("optuna", extra="tune", feature="tuning")
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ def tune(
 ) -> TuneResult:
     """Search the space ``name``'s class declares (``search_space``), fitting on ``data`` and
     scoring ``metric`` on ``validation``."""
-    import optuna
+    optuna = require_optuna()
 
     klass = model_class(name)
     fixed = dict(fixed or {})

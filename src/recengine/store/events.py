@@ -54,6 +54,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recengine._extras import require
 from recengine.data.dataset import Dataset
 from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
 from recengine.data.validation import (
@@ -733,6 +734,8 @@ def _create_engine(url: str) -> sa.Engine:
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StoreError(f"unsupported database {backend!r} in {_mask(url)}: {_URL_HELP}")
+    if parsed.get_driver_name() == "psycopg":  # the driver the postgres extra brings
+        require("psycopg", extra="postgres", feature="a PostgreSQL store")
     try:
         if backend == "sqlite":
             engine = sa.create_engine(parsed, connect_args={"timeout": _SQLITE_BUSY_SECONDS})
