@@ -18,6 +18,8 @@ subprocess per store, then measures, at a fixed concurrency:
 - ingestion: `POST /v1/events`, one event per request and batches of 100, each durable before
   the reply (SQLite synchronous=FULL; PostgreSQL with fsync and synchronous_commit on), per store;
 - roundtrip: a user's new event, then their recommendations, sequentially, p99, per store;
+- workers: the cache-off read again, on `recengine serve --workers 1` and `--workers 2` (each
+  against its own `/healthz`): what a second process adds on this machine;
 - retrain: a server started with `RECENGINE_RETRAIN_AFTER_EVENTS` (on SQLite, over a copy of the
   registry) under the recommendations load; the benchmark posts that many events, the server
   retrains the active version's models and configurations in the background and hot-swaps the
@@ -26,6 +28,7 @@ subprocess per store, then measures, at a fixed concurrency:
     python benchmarks/bench_serving.py --items 100000 --users 20000
     python benchmarks/bench_serving.py --items 20000 --seconds 5 --only ingestion,swap
     python benchmarks/bench_serving.py --items 100000 --users 20000 --seconds 45 --only retrain
+    python benchmarks/bench_serving.py --items 100000 --users 20000 --only workers
 
 Requires Debian's `wrk` (`apt-get install wrk`); PostgreSQL rows need `postgresql` (else they
 are left out, saying so). Every request loop is bounded in time.
@@ -65,7 +68,7 @@ from recengine.store import EventStore, local_postgres
 from recengine.store.registry import ModelRegistry
 
 WRITE_KEY = "bench-write-key-16"
-SECTIONS = ("read", "swap", "ingestion", "roundtrip", "retrain")
+SECTIONS = ("read", "swap", "ingestion", "roundtrip", "retrain", "workers")
 STORES = ("sqlite", "postgresql")
 #: Events per request in the batched ingestion rows.
 BATCH = 100
@@ -129,8 +132,10 @@ def fill(world: World, url: str) -> None:
 
 
 @contextlib.contextmanager
-def serving(world: World, url: str, settings: Mapping[str, str] | None = None) -> Iterator[str]:
-    """``recengine serve`` (the CLI, BLAS pinned as in production) on ``url``; its base URL.
+def serving(world: World, url: str, settings: Mapping[str, str] | None = None,
+            workers: int = 1) -> Iterator[str]:
+    """``recengine serve --workers`` (the CLI, BLAS pinned as in production) on ``url``; its
+    base URL.
 
     ``settings`` are more ``RECENGINE_*`` variables, overriding the world's registry too.
     """
@@ -139,7 +144,8 @@ def serving(world: World, url: str, settings: Mapping[str, str] | None = None) -
            "RECENGINE_REGISTRY": str(world.registry.root), "RECENGINE_WRITE_KEYS": WRITE_KEY,
            **(settings or {})}
     recengine = Path(sys.executable).with_name("recengine")
-    proc = subprocess.Popen([str(recengine), "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([str(recengine), "serve", "--port", str(port),
+                             "--workers", str(workers)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -582,7 +588,7 @@ def plan(sections: list[str], stores: list[str]) -> dict[str, set[str]]:
     for store in STORES:
         wanted = set(sections) & {"ingestion", "roundtrip"} if store in stores else set()
         if store == "sqlite":
-            wanted |= set(sections) & {"read", "swap", "retrain"}
+            wanted |= set(sections) & {"read", "swap", "retrain", "workers"}
         if wanted:
             out[store] = wanted
     return out
@@ -647,20 +653,24 @@ def main() -> None:
                 else:
                     url = stack.enter_context(local_postgres.start(durable=True)).url()
                 fill(world, url)
-                if sections - {"retrain"}:
+                if sections - {"retrain", "workers"}:
                     with serving(world, url) as base:
                         measure(world, base, store, sections, args, results)
                 if "read" in sections:  # every request computed: no answer is kept
                     with serving(world, url, {"RECENGINE_CACHE_USERS": "0"}) as base:
                         results.read(world, base, store, UNCACHED, "cache-off", args)
+                for workers in (1, 2) if "workers" in sections else ():
+                    with serving(world, url, {"RECENGINE_CACHE_USERS": "0"}, workers) as base:
+                        results.read(world, base, store, f"{UNCACHED}, {workers} worker(s)",
+                                     f"{workers}-worker", args)
                 if "retrain" in sections:  # its own server, once the other has stopped
                     results.retrain = retrain_under_load(world, url, args.seconds,
                                                          args.connections, args.retrain_events)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"One server process, wrk -t2 -c{args.connections} -d{args.seconds}s, "
-          f"{args.items:,} items, {args.users:,} users, {args.factors} factors; every event "
-          f"durable before the reply.\n")
+    print(f"One server process (unless a row says workers), wrk -t2 -c{args.connections} "
+          f"-d{args.seconds}s, {args.items:,} items, {args.users:,} users, {args.factors} "
+          f"factors; every event durable before the reply.\n")
     if results.rows:
         print_rows(results.rows, {"POST /v1/events, 1 event": 1,
                                   f"POST /v1/events, {BATCH} events": BATCH})

@@ -534,7 +534,12 @@ def _serve(overrides: dict[str, Any], host: str, port: int, workers: int = 1) ->
     store and the registry, and hear each other's writes (serving/bell.py).
     """
     import os
+    import tempfile
 
+    # Before prometheus_client is imported: each process then keeps its metrics in files there,
+    # and /metrics sums them. A fresh folder per run, unless the deployment names one (it must
+    # then empty it between runs, or old counts are summed in).
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recengine-metrics-"))
     import uvicorn
     from pydantic import ValidationError
 

@@ -419,14 +419,15 @@ def test_health_and_readiness(client: TestClient, world: World, tmp_path) -> Non
 
 def test_metrics_text(client: TestClient, world: World, write: dict[str, str]) -> None:
     client.get(f"/v1/users/{world.users[0]}/recommendations")
+    client.get("/v1/users/users/recommendations")  # an id equal to a segment: same template
     client.get("/v1/items/nope/similar")
     events = [{"user_id": world.users[0], "item_id": item, "event_type": "view"}
               for item in world.items[:2]]
     client.post("/v1/events", json={"events": events}, headers=write)
     text = client.get("/metrics").text
     assert ('recengine_http_requests_total{method="GET",'
-            'route="/v1/users/{user_id}/recommendations",status="200"} 1') in text
-    assert 'route="/v1/items/{item_id}/similar",status="404"} 1' in text
+            'route="/v1/users/{user_id}/recommendations",status="200"} 2.0') in text
+    assert 'route="/v1/items/{item_id}/similar",status="404"} 1.0' in text
     assert "recengine_http_request_duration_seconds_count{" in text
-    assert "recengine_events_ingested_total 2" in text
-    assert f'recengine_model_info{{version="{world.versions[0]}"}} 1' in text
+    assert "recengine_events_ingested_total 2.0" in text
+    assert f'recengine_model_info{{version="{world.versions[0]}"}} 1.0' in text

@@ -175,6 +175,9 @@ def test_serve_with_two_workers_answers_alike_from_every_process(world: World,
         after = {tuple(_ids(httpx.get(url_of, timeout=10))) for _ in range(40)}
         assert len(after) == 1 and after != before
         assert not set(posted) & set(next(iter(after)))
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text  # every process's, summed
+        assert ('recengine_http_requests_total{method="GET",route='
+                '"/v1/users/{user_id}/recommendations",status="200"} 60.0') in metrics
     finally:
         process.terminate()
         try:

@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -115,13 +114,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's path with ``{name}`` for each path parameter; "unmatched" if none."""
-    if "route" not in scope and "endpoint" not in scope:
+    """The matched route's template, ``{name}`` for each path parameter; "unmatched" if no
+    route matched.
+
+    The router gives the matched route's own template; an included router's prefix (which
+    holds no parameter here) is the leading part of the path that the template does not cover.
+    Rebuilding the template from the path's values instead mislabelled a path whose id equals
+    one of its segments (``/v1/users/users/recommendations``).
+    """
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    if template is None:
         return "unmatched"
-    by_value = {str(v): k for k, v in scope.get("path_params", {}).items()}
-    segments = [f"{{{by_value[unquote(s)]}}}" if unquote(s) in by_value else s
-                for s in scope["path"].split("/")]
-    return "/".join(segments)
+    segments = scope["path"].split("/")
+    return "/".join(segments[:len(segments) - template.count("/")]) + template
 
 
 class LimitAndMeasure:
@@ -275,7 +281,7 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         state.load_current()
     app = FastAPI(title="recengine", version="1", lifespan=_lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None)  # served by routes.docs, behind read keys
-    metrics = Metrics()
+    metrics = Metrics(lambda: state.version)
     app.state.context = Context(state, settings, metrics, Guard.of(settings))
     app.state.retraining = None
     app.state.settle_process = False

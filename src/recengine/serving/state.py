@@ -595,11 +595,17 @@ class ServingState:
             if user in self._live.evicted:
                 self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
 
-    def ready(self, user: str) -> bool:
-        """Whether ``user`` can be answered without reading the store first (no bell heard, no
-        evicted history): a request that is not runs off the event loop."""
-        return (self._active is not None and user not in self._live.evicted
-                and not self.heard())
+    def ready(self, user: str, name: str | None = None) -> bool:
+        """Whether ``user`` can be answered by model ``name`` without reading the store or the
+        registry first: a version is active, no bell was heard, the user's history was not
+        evicted, the model is loaded and the server's rules are bound to the catalogue. A
+        request that is not ready runs off the event loop."""
+        active = self._active
+        if active is None or user in self._live.evicted or self.heard():
+            return False
+        model = (active.model if name is None or name == active.name
+                 else active.others.get(name))
+        return model is not None and (not self.rules or model.name in active.engines)
 
     def _read_news(self, user: str) -> None:
         if self.heard():

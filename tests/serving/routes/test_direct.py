@@ -6,13 +6,13 @@ from types import ModuleType
 from typing import Annotated
 
 import pytest
-from fastapi import FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from httpx import Response
 
 from recengine.serving.app import create_app
-from recengine.serving.deps import Reader
+from recengine.serving.deps import Reader, read_access
 from recengine.serving.routes import items, recommendations
 from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.routes.items import audience, similar
@@ -113,3 +113,59 @@ def test_parameters_it_cannot_read_are_refused_when_built() -> None:
     for endpoint in (extra, numeric_path, no_context):
         with pytest.raises(TypeError, match=endpoint.__name__):
             DirectRoute("/u/{user_id}", endpoint, response_model=RecommendationList)
+
+
+def _denied() -> None:
+    raise HTTPException(418, "denied by a dependency")
+
+
+class _Wide(RecommendationList):
+    secret: str = "not for clients"
+
+
+@pytest.fixture
+def contract_app(state: ServingState) -> FastAPI:
+    """Direct routes as a user would add them: under routers with dependencies, returning a
+    wider model, with a status code of their own."""
+
+    async def wide(user_id: str, ctx: Reader) -> _Wide:
+        return _Wide(user_id=user_id, model_version="v", items=[], count=0)
+
+    app = create_app(Settings(read_keys=READ_KEY, write_keys=WRITE_KEY), state)
+    own = APIRouter(dependencies=[Depends(_denied)])
+    own.add_api_route("/own/{user_id}", wide, methods=["GET"],
+                      response_model=RecommendationList, route_class_override=DirectRoute)
+    app.include_router(own)
+    plain = APIRouter()
+    plain.add_api_route("/included/{user_id}", wide, methods=["GET"],
+                        response_model=RecommendationList, route_class_override=DirectRoute)
+    app.include_router(plain, dependencies=[Depends(_denied)])
+    status = APIRouter()
+    status.add_api_route("/status/{user_id}", wide, methods=["GET"], status_code=203,
+                         response_model=RecommendationList, route_class_override=DirectRoute)
+    app.include_router(status)
+    return app
+
+
+def test_dependencies_of_the_router_or_its_inclusion_run(contract_app: FastAPI) -> None:
+    client = TestClient(contract_app)
+    headers = {"X-API-Key": READ_KEY}
+    assert client.get("/own/u1", headers=headers).status_code == 418
+    assert client.get("/included/u1", headers=headers).status_code == 418
+
+
+def test_status_code_and_response_model_filtering_hold(contract_app: FastAPI) -> None:
+    response = TestClient(contract_app).get("/status/u1", headers={"X-API-Key": READ_KEY})
+    assert response.status_code == 203
+    assert "secret" not in response.json() and response.json()["user_id"] == "u1"
+
+
+def test_dependency_overrides_apply(contract_app: FastAPI, world: World) -> None:
+    contract_app.dependency_overrides[read_access] = _denied
+    client = TestClient(contract_app)
+    assert client.get("/status/u1", headers={"X-API-Key": READ_KEY}).status_code == 418
+    assert client.get(f"/v1/users/{world.users[0]}/recommendations",
+                      headers={"X-API-Key": READ_KEY}).status_code == 418
+    contract_app.dependency_overrides.clear()
+    assert client.get(f"/v1/users/{world.users[0]}/recommendations",
+                      headers={"X-API-Key": READ_KEY}).status_code == 200

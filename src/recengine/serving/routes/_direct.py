@@ -12,12 +12,17 @@ out once when the route is built:
   checked by the same access function with the ``X-API-Key`` header;
 - at most one query model, ``Annotated[Model, Query()]``, validated in one call.
 
-Any other parameter is refused when the route is built. The endpoint must return its
-``response_model``. Everything else is FastAPI's: matching, the OpenAPI description (from the
-endpoint's signature, as for any route) and the exception handlers. A refused key raises the
+Any other parameter is refused when the route is built. Everything else is FastAPI's contract,
+kept: matching, the OpenAPI description (from the endpoint's signature, as for any route), the
+exception handlers, ``status_code``, and the answer validated into ``response_model`` (extra
+fields dropped) unless it already is one. What the direct handler cannot do, FastAPI's own
+handler does instead: routes with dependencies of their own or from their router, or with
+response filtering options (``response_model_exclude`` and the like), are built with it, and a
+request goes to it whenever ``app.dependency_overrides`` is set or an including router added
+dependencies. A refused key raises the
 access function's ``HTTPException``; a bad query raises ``RequestValidationError`` with each
-error located in ``query``, as FastAPI's own solver does (tests/serving/test_direct.py compares
-the two on the same requests).
+error located in ``query``, as FastAPI's own solver does (tests/serving/routes/test_direct.py
+compares the two on the same requests).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from recengine.serving.deps import ACCESS, API_KEY_HEADER, Context
 
@@ -44,12 +50,19 @@ class DirectRoute(APIRoute):
     """An :class:`~fastapi.routing.APIRoute` that reads its parameters directly (see module)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        general = super().get_route_handler()
+        if self.dependencies or not _plain_serialisation(self):
+            return general  # what this route reads or writes needs FastAPI's own handler
         endpoint = self.endpoint
         context_name, access, query_name, query_model, paths = _parameters(
             endpoint, set(self.param_convertors))
         is_coroutine = inspect.iscoroutinefunction(endpoint)
+        model = self.response_model
+        status = self.status_code or 200
 
         async def handler(request: Request) -> Response:
+            if request.app.dependency_overrides or _included_with_dependencies(request.scope):
+                return await general(request)
             values: dict[str, Any] = dict(request.path_params)
             for name, adapter in paths:
                 values[name] = _validate_path(adapter, name, values[name])
@@ -60,9 +73,32 @@ class DirectRoute(APIRoute):
                 result = await endpoint(**values)
             else:
                 result = await run_in_threadpool(endpoint, **values)
-            return Response(result.model_dump_json(), media_type="application/json")
+            if isinstance(result, Response):
+                return result
+            if type(result) is not model:  # filtered to the response model, as FastAPI does
+                result = model.model_validate(
+                    result.model_dump() if isinstance(result, BaseModel) else result)
+            return Response(result.model_dump_json(), status_code=status,
+                            media_type="application/json")
 
         return handler
+
+
+def _plain_serialisation(route: APIRoute) -> bool:
+    """Whether the route's answer is its response model as it is (no include, exclude or
+    alias options), which the direct handler writes."""
+    return (isinstance(route.response_model, type) and issubclass(route.response_model, BaseModel)
+            and route.response_model_include is None and route.response_model_exclude is None
+            and route.response_model_by_alias and not route.response_model_exclude_unset
+            and not route.response_model_exclude_defaults
+            and not route.response_model_exclude_none)
+
+
+def _included_with_dependencies(scope: Scope) -> bool:
+    """Whether a router that includes this route added dependencies: FastAPI keeps them in the
+    request's effective route context, not on the route, so only its own handler runs them."""
+    context = scope.get("fastapi", {}).get("effective_route_context")
+    return bool(getattr(context, "dependencies", None))
 
 
 Check = Callable[[Request, str | None], Context]

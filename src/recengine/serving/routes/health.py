@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from recengine.serving.deps import Open, Reader
+from recengine.serving.metrics import CONTENT_TYPE
 from recengine.serving.schemas import Status
 
 router = APIRouter()
@@ -33,5 +34,4 @@ async def readyz(ctx: Open) -> Status | JSONResponse:
 def metrics(ctx: Reader) -> PlainTextResponse:
     """Prometheus text exposition format 0.0.4; a read key when read keys are set (the counts
     say which routes and users are served)."""
-    return PlainTextResponse(ctx.metrics.render(ctx.state.version),
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(ctx.metrics.render(), media_type=CONTENT_TYPE)

@@ -49,7 +49,7 @@ async def recommend(user_id: Text, ctx: Reader,
     plain = query.constraint is None and query.rules is None and not query.explain
     if not plain:
         active, items = await ctx.guard.heavy.run(answer)
-    elif ctx.state.ready(user_id):
+    elif ctx.state.ready(user_id, query.model or None):
         active, items = answer()
     else:
         active, items = await run_in_threadpool(answer)
