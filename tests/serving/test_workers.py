@@ -7,10 +7,9 @@ own memory); the last test runs ``recengine serve --workers 2`` for real.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import shutil
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from recengine.serving.state import ServingState
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 from tests.serving.conftest import WRITE_KEY, World
-from tests.serving.test_real_server import _free_port
+from tests.serving.test_real_server import _free_port, served
 
 HEADERS = {"X-API-Key": WRITE_KEY}
 
@@ -147,24 +146,10 @@ def test_serve_with_two_workers_answers_alike_from_every_process(world: World,
     """The contract: an event posted to either process changes the next answer of all."""
     registry, url = _copy(world, tmp_path)
     port = _free_port()
-    env = {**os.environ, "RECENGINE_WRITE_KEYS": WRITE_KEY}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recengine", "serve", "--workers", "2", "--port", str(port),
-         "--registry", str(registry), "--database-url", url],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "recengine", "serve", "--workers", "2", "--port",
+               str(port), "--registry", str(registry), "--database-url", url]
     user = world.users[5]
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up within 60 s"
-            time.sleep(0.2)
+    with served(command, {"RECENGINE_WRITE_KEYS": WRITE_KEY}, port) as base:
         url_of = f"{base}/v1/users/{user}/recommendations"
         before = {tuple(_ids(httpx.get(url_of, timeout=10))) for _ in range(20)}
         assert len(before) == 1  # every process the same
@@ -178,15 +163,37 @@ def test_serve_with_two_workers_answers_alike_from_every_process(world: World,
         metrics = httpx.get(f"{base}/metrics", timeout=10).text  # every process's, summed
         assert ('recengine_http_requests_total{method="GET",route='
                 '"/v1/users/{user_id}/recommendations",status="200"} 60.0') in metrics
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _ids(response: httpx.Response) -> list[str]:
     assert response.status_code == 200, response.text
     return [item["item_id"] for item in response.json()["items"]]
+
+
+def test_while_a_catch_up_reads_the_bell_stays_heard(world: World, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request arriving during the background poll's reads must wait for them, not answer
+    from the histories they are about to replace."""
+    registry, url = _copy(world, tmp_path)
+    state = ServingState(ModelRegistry(registry), EventStore(url))
+    state.load_current()
+    state.store.ingest([{"user_id": world.users[0], "item_id": world.items[0],
+                         "event_type": "view"}])
+    state.changed(Ring.EVENTS)
+    reading, release = threading.Event(), threading.Event()
+    read = state.store.event_rows
+
+    def slow(*args: object, **kwargs: object) -> object:
+        reading.set()
+        release.wait(10)
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state.store, "event_rows", slow)
+    poll = threading.Thread(target=state.poll)
+    poll.start()
+    assert reading.wait(10)
+    assert state.heard() and not state.ready(world.users[0])
+    release.set()
+    poll.join(10)
+    assert not state.heard() and state.ready(world.users[0])
+    state.store.close()

@@ -520,24 +520,29 @@ class ServingState:
         """Read the events and catalogue writes stored since this process last did."""
         with self._catching_up:
             heard = self.bell.read()
-            if heard[:2] == self._heard[:2]:
-                return
-            # Recorded before reading: a ring during the reads is heard by the next request.
-            self._heard = (*heard[:2], self._heard[2])
-            self._catch_up_events()
-            self._catch_up_changes()
+            if heard[:2] != self._heard[:2]:
+                self._read_changes((*heard[:2], self._heard[2]))
 
     def poll(self) -> None:
         """Everything :meth:`catch_up` reads, heard or not, and the registry's active version:
         for writers the bell does not reach (other hosts, commands). Loading a version takes
         seconds, so it runs here, in the background, never on a request."""
         with self._catching_up:
-            self._heard = self.bell.read()
-            self._catch_up_events()
-            self._catch_up_changes()
+            self._read_changes(self.bell.read())
         current = self.registry.current()
         if current is not None and current != self.version:
             self.swap(current)
+
+    def _read_changes(self, heard: tuple[int, int, int]) -> None:
+        """Read what the store holds now, then record the bell as ``heard`` (read before).
+
+        Recorded after the reads, not before: until then :meth:`heard` stays true, so a request
+        arriving meanwhile waits for this catch-up instead of answering from what it replaces.
+        A ring after ``heard`` was read still differs from it: heard by the next request.
+        """
+        self._catch_up_events()
+        self._catch_up_changes()
+        self._heard = heard
 
     def _catch_up_events(self) -> None:
         """Fold the events stored after the last one seen into live histories.
