@@ -84,7 +84,8 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ())
            if p not in ("body", "query", "path", "header") and p not in UNION_TAGS]
-    field = ".".join(loc) or None
+    # JSON that does not parse is located at its character offset: the field is the body.
+    field = "body" if first.get("type") == "json_invalid" else ".".join(loc) or None
     return ErrorResponse({"detail": str(first.get("msg")), "field": field,
                           "errors": _jsonable(errors)}, status_code=422)
 
@@ -104,11 +105,15 @@ def _jsonable(errors: Sequence[Any]) -> list[Any]:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's answer to an ``HTTPException``, but a 422 naming the body for JSON nested too
-    deeply to parse: FastAPI reports the parser's ``RecursionError`` as a 400 naming nothing."""
+    """FastAPI's answer to an ``HTTPException``, but a 422 naming the body for a body that
+    cannot be parsed: FastAPI reports JSON nested too deeply for the parser (its
+    ``RecursionError``) or bytes that are not UTF-8 as a 400 naming nothing."""
     assert isinstance(exc, HTTPException)
     if isinstance(exc.__cause__, RecursionError):
         return ErrorResponse({"detail": "the JSON body nests too deeply to parse",
+                              "field": "body"}, status_code=422)
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return ErrorResponse({"detail": f"the body is not JSON: {exc.__cause__}",
                               "field": "body"}, status_code=422)
     return await http_exception_handler(request, exc)
 

@@ -20,7 +20,7 @@ from recengine.data.schema import FeatureKind
 
 __all__ = [
     "UNION_TAGS", "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser",
-    "BatchRecommendations", "EventBatch", "EventIn", "EventsAccepted", "EventsIn", "Id",
+    "BatchRecommendations", "Error", "EventBatch", "EventIn", "EventsAccepted", "EventsIn", "Id",
     "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion", "Page", "RecommendationBatch",
     "RecommendationList", "RecommendationQuery", "RecommendedItem", "SimilarBatch", "SimilarList",
     "SimilarQuery", "Status", "Text", "UserIn", "UserOut", "plain_text",
@@ -298,6 +298,21 @@ ModelList = Page[ModelVersion]
 
 class Activated(BaseModel):
     model_version: str
+
+
+class Error(BaseModel):
+    """Every error's body: what went wrong and, for bad input, the field it names.
+
+    A 422 for a request that does not match its schema also lists pydantic's ``errors``; a
+    refused batch of events carries the counts of ``EventsAccepted`` beside these.
+    """
+
+    detail: str
+    field: str | None = Field(None, description=(
+        "The input that was refused, dotted (``events.1.user_id``), or ``body``; null or absent "
+        "when none is named."))
+    errors: list[dict[str, Any]] | None = Field(None, description=(
+        "Each validation error, where the request did not match its schema."))
 
 
 class Status(BaseModel):

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from recengine.errors import DataError
 from recengine.models.fallback import RankedItem
-from recengine.serving.schemas import RecommendationList
+from recengine.serving.schemas import Error, RecommendationList
 from recengine.serving.settings import Settings
 from recengine.serving.state import Active
 
@@ -26,6 +26,23 @@ class ErrorResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+#: The statuses a route answers besides 200 (and the 401, 403, 413, 422 and 429 that
+#: :mod:`recengine.serving.routes.docs` adds to every route they apply to), for ``responses=``.
+Responses = dict[int | str, dict[str, Any]]
+
+#: A :class:`~recengine.errors.StoreError`: the route read or wrote the event store.
+STORE_DOWN = "the event store is unavailable: retry later"
+#: A :class:`~recengine.errors.NotSupportedError` from the model asked.
+NOT_SUPPORTED = "the model cannot answer this (popularity has no similar items, for one)"
+#: A :class:`~recengine.serving.state.NoActiveModelError`.
+NO_MODEL = "no model version is active yet: this needs a trained model"
+
+
+def errors(statuses: dict[int, str]) -> Responses:
+    """``responses=`` for a route: each status with its description and the error's body."""
+    return {code: {"model": Error, "description": text} for code, text in statuses.items()}
 
 
 def check_limit(value: int, limit: int, name: str) -> None:

@@ -4,7 +4,11 @@ FastAPI serves ``/openapi.json``, ``/docs`` and ``/redoc`` to anyone; they descr
 so a server whose reads need a key serves them to readers only (issue 11). The description
 also states every limit the server enforces, from its settings: ``maximum`` on each ``k``,
 ``n`` and ``offset``, ``maxItems`` on each batch, the compound limits in the batch schemas'
-descriptions, and all of them under ``info.x-limits``.
+descriptions, and all of them under ``info.x-limits``. And it states every status a route
+answers with, as its body is written: each error is an :class:`~recengine.serving.schemas.Error`
+(FastAPI's default 422 schema describes a body this server never sends), each route behind a key
+answers 401 and 403 as well as 429, and each route that takes a body answers 413
+(tests/serving/test_schema_fuzz.py holds the server to it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from recengine.serving.deps import Reader
+from recengine.serving.schemas import Error
 from recengine.serving.settings import Settings
 
 __all__ = ["describe_limits", "router"]
@@ -65,6 +70,20 @@ def describe_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = described  # type: ignore[method-assign]
 
 
+#: Where the error schema lives in the description.
+_ERROR_REF = "#/components/schemas/Error"
+
+#: The statuses of every route behind a key, but 429, whose text names the limits.
+_KEYED = {
+    "401": "no API key (the X-API-Key header is missing or empty) where this route needs one",
+    "403": "the API key may not call this route (a wrong key is counted against the address)"}
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, **extra,
+            "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
+
+
 def _limits(schema: dict[str, Any], settings: Settings) -> None:
     rate = settings.rate_limit_per_second
     schema["info"]["x-limits"] = {
@@ -94,11 +113,25 @@ def _limits(schema: dict[str, Any], settings: Settings) -> None:
                     parameter["schema"]["maximum"] = settings.max_k
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
-                responses["413"] = {"description": f"the body is larger than "
-                                                   f"{settings.max_request_bytes} bytes"}
+                responses["413"] = _error(f"the body is larger than "
+                                          f"{settings.max_request_bytes} bytes")
             if operation.get("security"):
-                responses["429"] = {
-                    "description": "over a limit (the rate limit, failed keys, the heavy "
-                                   "requests' queue): retry after the Retry-After header's "
-                                   "seconds",
-                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
+                responses.update({code: _error(text) for code, text in _KEYED.items()})
+                responses["429"] = _error(
+                    "over a limit (the rate limit, failed keys, the heavy requests' queue): "
+                    "retry after the Retry-After header's seconds",
+                    headers={"Retry-After": {"schema": {"type": "integer"}}})
+            for code, response in responses.items():
+                if code.startswith(("4", "5")) and _default_error(response):
+                    response["content"] = _error("")["content"]
+    components = schema["components"]["schemas"]
+    components["Error"] = Error.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+
+
+def _default_error(response: dict[str, Any]) -> bool:
+    """Whether ``response`` has no body in the description, or FastAPI's default 422 body."""
+    content = response.get("content", {}).get("application/json")
+    return content is None or content.get("schema", {}).get("$ref", "").endswith(
+        "/HTTPValidationError")

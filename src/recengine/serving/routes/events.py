@@ -7,14 +7,16 @@ from fastapi import APIRouter
 
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Writer
-from recengine.serving.routes._common import ErrorResponse, check_limit
+from recengine.serving.routes._common import STORE_DOWN, ErrorResponse, check_limit, errors
 from recengine.serving.schemas import EventBatch, EventsAccepted, EventsIn, IssueOut
 
 router = APIRouter()
 
 
 @router.post("/events", response_model=EventsAccepted,
-             responses={422: {"description": "every record was rejected"}})
+             responses=errors({422: "every record was rejected (the body holds the counts and "
+                                    "issues of a 200 too), or the body is not one event or a "
+                                    "batch of them", 503: STORE_DOWN}))
 def post_events(body: EventsIn, ctx: Writer) -> EventsAccepted | ErrorResponse:
     """One event or ``{events: [...]}``; bad records are reported and left out."""
     events = body.events if isinstance(body, EventBatch) else [body]

@@ -11,7 +11,16 @@ from starlette.responses import Response
 from recengine.errors import UnknownIdError
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Reader, Writer
-from recengine.serving.routes._common import check_cost, check_limit, json_response, score
+from recengine.serving.routes._common import (
+    NO_MODEL,
+    NOT_SUPPORTED,
+    STORE_DOWN,
+    check_cost,
+    check_limit,
+    errors,
+    json_response,
+    score,
+)
 from recengine.serving.routes._direct import DirectRoute
 from recengine.serving.schemas import (
     AudienceBatch,
@@ -32,6 +41,13 @@ from recengine.serving.schemas import (
 from recengine.serving.state import ServingState
 
 router = APIRouter()
+
+#: What the model's answers about items may answer besides their lists.
+_SIMILAR = errors({400: NOT_SUPPORTED, 404: "an item the active model does not know",
+                   503: NO_MODEL})
+_AUDIENCE = errors({400: NOT_SUPPORTED,
+                    404: "an item the active model does not know, or one deleted from the "
+                         "catalogue", 503: NO_MODEL})
 
 
 def _similar(state: ServingState, item: str, k: int) -> SimilarList:
@@ -67,10 +83,11 @@ def similar(item_id: Text, ctx: Reader, query: Annotated[SimilarQuery, Query()])
 
 
 router.add_api_route("/items/{item_id}/similar", similar, methods=["GET"],
-                     response_model=SimilarList, route_class_override=DirectRoute)
+                     response_model=SimilarList, route_class_override=DirectRoute,
+                     responses=_SIMILAR)
 
 
-@router.post("/similar", response_model=SimilarBatchOut)
+@router.post("/similar", response_model=SimilarBatchOut, responses=_SIMILAR)
 async def similar_batch(body: SimilarBatch, ctx: Reader) -> Response:
     """The k most similar items for each of ``items``: a heavy request (the heavy budget)."""
     check_limit(body.k, ctx.settings.max_k, "k")
@@ -88,10 +105,11 @@ def audience(item_id: Text, ctx: Reader, query: Annotated[AudienceQuery, Query()
 
 
 router.add_api_route("/items/{item_id}/audience", audience, methods=["GET"],
-                     response_model=AudienceList, route_class_override=DirectRoute)
+                     response_model=AudienceList, route_class_override=DirectRoute,
+                     responses=_AUDIENCE)
 
 
-@router.post("/audience", response_model=AudienceBatchOut)
+@router.post("/audience", response_model=AudienceBatchOut, responses=_AUDIENCE)
 async def audience_batch(body: AudienceBatch, ctx: Reader) -> Response:
     """The n users most likely to engage with each of ``items`` (or all of them, ``combine``):
     a heavy request (the heavy budget)."""
@@ -102,7 +120,7 @@ async def audience_batch(body: AudienceBatch, ctx: Reader) -> Response:
         _audience(ctx.state, body.items, body.n, body.combine))))
 
 
-@router.put("/items/{item_id}", response_model=ItemOut)
+@router.put("/items/{item_id}", response_model=ItemOut, responses=errors({503: STORE_DOWN}))
 def put_item(item_id: Text, body: ItemIn, ctx: Writer) -> ItemOut:
     """Insert or replace an item's features, recording ``kinds``; a deleted item is served again.
 
@@ -115,7 +133,8 @@ def put_item(item_id: Text, body: ItemIn, ctx: Writer) -> ItemOut:
     return ItemOut(item_id=item_id, features=body.features, kinds=body.kinds)
 
 
-@router.delete("/items/{item_id}", response_model=Deleted)
+@router.delete("/items/{item_id}", response_model=Deleted,
+               responses=errors({404: "the item is deleted already", 503: STORE_DOWN}))
 def delete_item(item_id: Text, ctx: Writer) -> Deleted:
     """Delete an item: out of the catalogue and never recommended until PUT again.
 

@@ -12,8 +12,10 @@ from starlette.responses import Response
 from recengine.models.rules import Rule, parse_rules, rules_from_json
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import (
+    STORE_DOWN,
     check_cost,
     check_limit,
+    errors,
     json_response,
     recommendation_list,
 )
@@ -27,6 +29,10 @@ from recengine.serving.schemas import (
 )
 
 router = APIRouter()
+
+#: What a recommendation request may answer besides its list (unknown users get popularity).
+_RESPONSES = errors({404: "the active version has no model of that name (``model``)",
+                     503: STORE_DOWN})
 
 
 async def recommend(user_id: Text, ctx: Reader,
@@ -57,12 +63,14 @@ async def recommend(user_id: Text, ctx: Reader,
 
 
 router.add_api_route("/users/{user_id}/recommendations", recommend, methods=["GET"],
-                     response_model=RecommendationList, route_class_override=DirectRoute)
+                     response_model=RecommendationList, route_class_override=DirectRoute,
+                     responses=_RESPONSES)
 
 
-@router.post("/recommendations", response_model=BatchRecommendations)
+@router.post("/recommendations", response_model=BatchRecommendations, responses=_RESPONSES)
 async def recommend_batch(body: RecommendationBatch, ctx: Reader) -> Response:
-    """Top-k for each user in ``users``, all from one model version, with the same options.
+    """Top-k for each user in ``users``, all from one model version, with the same options
+    (an empty ``model`` or ``constraint`` is none, as in the single request).
 
     A heavy request: computed and written within the heavy budget, in a worker thread.
     """
@@ -75,7 +83,8 @@ async def recommend_batch(body: RecommendationBatch, ctx: Reader) -> Response:
         active = ctx.state.serving()
         rules = parse_rules(body.rules)
         data = [recommendation_list(user, active, ctx.state.recommend(
-            user, body.k, offset=body.offset, name=body.model, constraint=body.constraint,
+            user, body.k, offset=body.offset, name=body.model or None,
+            constraint=body.constraint or None,
             rules=rules, active=active, explain=body.explain)[1], body.explain)
             for user in body.users]
         return json_response(BatchRecommendations.of(data))
