@@ -11,7 +11,11 @@ a :class:`~recengine.data.dataset.Dataset`. :class:`EventStore` is that place:
 - **All or nothing**: one batch is one transaction; a batch that fails, or a process killed midway,
   leaves the store as it was before the batch.
 - **Idempotent**: an event's optional ``event_id`` is unique, so a client that retries a batch
-  gets ``duplicates`` back instead of twice the events.
+  gets ``duplicates`` back instead of twice the events. Files rarely carry event ids, so an
+  append may ask for rows without one to be identified by their content instead
+  (``identify_by_content``, what ``recengine ingest`` does): a hash of
+  :data:`~recengine.data.validation.EVENT_IDENTITY`, unique too, so a file ingested again, or
+  again after a crash midway, adds nothing.
 - **Ordered**: every event gets the store's own increasing ``id`` (never reused, with gaps where
   a duplicate was skipped), so a trainer can ask for ``events(since_id=N)`` and record
   :meth:`EventStore.snapshot` of exactly what it saw.
@@ -58,6 +62,7 @@ from recengine._extras import require
 from recengine.data.dataset import Dataset
 from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
 from recengine.data.validation import (
+    EVENT_IDENTITY,
     ColumnMapping,
     Issue,
     RawRecords,
@@ -98,10 +103,14 @@ _EVENTS = sa.Table(
     sa.Column("value", sa.Double(), nullable=True),
     sa.Column("timestamp", sa.DateTime(), nullable=True),
     sa.Column("ingested_at", sa.DateTime(), nullable=False),
+    sa.Column("content_key", sa.String(), nullable=True),
     sa.Index("ix_events_user_id", "user_id"),
     sa.Index("ix_events_timestamp", "timestamp"),
     sqlite_autoincrement=True,  # never reuse the id of a deleted last row: "since N" stays exact
 )
+#: The identity of events stored by content (see :func:`_content_keys`). An index of its own,
+#: not a table constraint, so that stores created before it existed get the very same.
+_CONTENT_KEY = sa.Index("ux_events_content_key", _EVENTS.c.content_key, unique=True)
 
 
 def _catalogue_table(name: str) -> sa.Table:
@@ -165,7 +174,8 @@ _CHANGE_ROWS = 1000
 #: SQLAlchemy keeps the row count of INSERTs only when asked to.
 _ROWCOUNT = {"preserve_rowcount": True}
 #: The columns an append writes, in the order of PostgreSQL's COPY.
-_WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at")
+_WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at",
+            "content_key")
 
 #: From this many rows on, PostgreSQL appends COPY to a staging table rather than INSERT: COPY
 #: is many times faster, but the staging table costs a few milliseconds per transaction.
@@ -183,7 +193,8 @@ _INCOMING = sa.Table(
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What one batch did: events stored, and events skipped because their event_id existed.
+    """What one batch did: events stored, and events skipped because their event_id (or, when
+    identified by content, their content) was stored already.
 
     ``duplicate_ids`` names the batch's event ids that were stored before it (by an earlier
     call, or an earlier batch of the same transaction), so a caller can leave them out of what it
@@ -273,17 +284,28 @@ class EventStore:
 
     # --- events ---------------------------------------------------------------------------
 
-    def append(self, events: pd.DataFrame) -> AppendResult:
+    def append(self, events: pd.DataFrame, *, identify_by_content: bool = False) -> AppendResult:
         """Store validated events in one transaction and return once they are durable.
 
         ``events`` has the canonical columns (see :data:`~recengine.data.schema.EVENT_COLUMNS`)
         and optionally ``event_id``: a row whose event_id is already stored, or repeated earlier
-        in the batch, is skipped and counted as a duplicate. Rows without one are always stored.
-        If anything fails, nothing of the batch is stored. Batches appended at the same time by
-        other threads may share the transaction; an event_id in two of them is stored for the
-        batch that came first and counts as a duplicate in the other.
+        in the batch, is skipped and counted as a duplicate. Rows without one are always stored,
+        unless ``identify_by_content``: then a row without an event_id whose user, item, type and
+        time (:data:`~recengine.data.validation.EVENT_IDENTITY`) were stored before by such an
+        append is a duplicate too. If anything fails, nothing of the batch is stored. Batches
+        appended at the same time by other threads may share the transaction; an event_id in
+        two of them is stored for the batch that came first and counts as a duplicate in the
+        other.
+
+        >>> store = EventStore("sqlite://")
+        >>> view = pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"],
+        ...                      "value": [1.0], "timestamp": [pd.Timestamp("2024-05-01")]})
+        >>> store.append(view, identify_by_content=True)
+        AppendResult(accepted=1, duplicates=0)
+        >>> store.append(view.assign(value=2.0), identify_by_content=True)  # the same event
+        AppendResult(accepted=0, duplicates=1)
         """
-        return self._append(_Batch(_event_columns(events), len(events)))
+        return self._append(_batch(_event_columns(events), identify_by_content))
 
     def ingest(
         self,
@@ -309,7 +331,7 @@ class EventStore:
             events, report = validate_events(records.table(), mapping, schema, strict=strict)
             return self.append(events), report
         columns, report = checked
-        return self._append(_Batch(columns, len(columns["user_id"]))), report
+        return self._append(_batch(columns, identify_by_content=False)), report
 
     def events(self, since_id: int = 0, until_id: int | None = None) -> pd.DataFrame:
         """Events with ``since_id < id <= until_id``, in id order, in the canonical format.
@@ -688,6 +710,7 @@ class EventStore:
                 if self.backend == "postgresql":  # two processes starting on an empty database
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DDL_LOCK_KEY)))
                 _metadata.create_all(conn)
+                _add_content_key(conn)
             self._ready = True
 
     @contextmanager
@@ -771,6 +794,18 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _add_content_key(conn: sa.Connection) -> None:
+    """Give a store created before content identity its column and unique index.
+
+    Cheap on a store of any size: a nullable column without a default rewrites no row, and the
+    index starts with NULLs only. Run in the transaction that creates the tables, which holds
+    the write lock, so two processes opening an old store do not both add the column.
+    """
+    if "content_key" not in {c["name"] for c in sa.inspect(conn).get_columns("events")}:
+        conn.execute(sa.text("ALTER TABLE events ADD COLUMN content_key VARCHAR"))
+        _CONTENT_KEY.create(conn)
+
+
 def _prepare_postgres_append(conn: sa.Connection) -> None:
     """Serialise appends, so ids become visible in order ("since N" is exact)."""
     conn.execute(sa.text("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"))
@@ -779,7 +814,7 @@ def _prepare_postgres_append(conn: sa.Connection) -> None:
 def _insert_values(conn: sa.Connection, insert: sqlite.Insert | postgresql.Insert,
                    rows: list[dict[str, Any]]) -> int:
     """INSERT rows, skipping known event ids (``insert`` is the dialect's); the number inserted."""
-    statement = insert.on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id])
+    statement = insert.on_conflict_do_nothing()  # a known event_id or content_key
     return int(conn.execute(statement, rows, execution_options=_ROWCOUNT).rowcount)  # summed
 
 
@@ -803,7 +838,7 @@ def _insert_postgres(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
             copy.write_row([row[name] for name in _WRITTEN])
     staged = sa.select(*(_INCOMING.c[name] for name in _WRITTEN)).order_by(_INCOMING.c.ord)
     move = (postgresql.insert(_EVENTS).from_select(list(_WRITTEN), staged)
-            .on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id]))
+            .on_conflict_do_nothing())
     inserted = int(conn.execute(move, execution_options=_ROWCOUNT).rowcount)
     conn.execute(sa.text("TRUNCATE recengine_incoming"))
     return inserted
@@ -850,6 +885,29 @@ def _event_columns(events: pd.DataFrame) -> dict[str, list[Any]]:
         "timestamp": [None if pd.isna(t) else t.to_pydatetime() for t in stamps],
         "event_id": [None] * len(events) if event_ids is None else _strings(event_ids, blank=True),
     }
+
+
+def _batch(columns: dict[str, list[Any]], identify_by_content: bool) -> _Batch:
+    """Validated events (see :func:`_event_columns`) with their content keys, as a batch."""
+    size = len(columns["user_id"])
+    keys = _content_keys(columns) if identify_by_content else [None] * size
+    return _Batch(columns | {"content_key": keys}, size)
+
+
+def _content_keys(columns: Mapping[str, list[Any]]) -> list[str | None]:
+    """Each event's identity from its content, None for events with an event_id (their identity).
+
+    A BLAKE2b hash (128 bits: no collision in any plausible store) of the JSON list of
+    :data:`~recengine.data.validation.EVENT_IDENTITY`, with the timestamp in ISO 8601 to the
+    second. Canonical values, not source text: the same event read from CSV, JSON Lines or
+    Parquet, as unix seconds or ISO text, has the same key.
+    """
+    stamps = [None if t is None else t.isoformat() for t in columns["timestamp"]]
+    fields = [stamps if name == "timestamp" else columns[name] for name in EVENT_IDENTITY]
+    return [None if event_id is not None else
+            hashlib.blake2b(json.dumps(identity).encode(), digest_size=16).hexdigest()
+            for event_id, identity in zip(columns["event_id"], zip(*fields, strict=True),
+                                          strict=True)]
 
 
 def _strings(column: pd.Series, *, blank: bool = False) -> list[str | None]:
