@@ -270,6 +270,21 @@ def test_sqlite_is_configured_for_durability(sqlite_url: str) -> None:
                       "busy_timeout": 30_000}
 
 
+def test_sqlite_appends_write_times_as_sqlalchemy_does(sqlite_url: str) -> None:
+    """Appends bypass SQLAlchemy on SQLite (the write lock is held half as long); their times
+    must be the very text it writes, or SQL would compare and sort them wrongly."""
+    with EventStore(sqlite_url) as store:
+        store.append(make_events(1))
+        with store._engine.connect() as conn:
+            query = "SELECT timestamp, ingested_at FROM events"
+            stamp, ingested = conn.exec_driver_sql(query).one()
+    dialect = sa.dialects.sqlite.dialect()
+    write = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert write is not None and stamp == write(pd.Timestamp("2024-01-01").to_pydatetime())
+    parsed = pd.Timestamp(ingested).to_pydatetime()
+    assert ingested == write(parsed)
+
+
 def test_concurrent_writers_each_get_every_event_stored(store_url: str) -> None:
     failures: list[BaseException] = []
 

@@ -176,6 +176,13 @@ _ROWCOUNT = {"preserve_rowcount": True}
 #: The columns an append writes, in the order of PostgreSQL's COPY.
 _WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at",
             "content_key")
+_WRITTEN_NAMES = ", ".join(f'"{name}"' for name in _WRITTEN)
+
+#: SQLite appends go to the driver directly: SQLAlchemy's processing of every value doubled the
+#: time an append holds the write lock, which every other writer (an API request during a large
+#: ingest) waits for. Skips rows whose event_id or content_key is stored.
+_SQLITE_INSERT = (f"INSERT INTO events ({_WRITTEN_NAMES}) VALUES "
+                  f"({', '.join('?' * len(_WRITTEN))}) ON CONFLICT DO NOTHING")
 
 #: From this many rows on, PostgreSQL appends COPY to a staging table rather than INSERT: COPY
 #: is many times faster, but the staging table costs a few milliseconds per transaction.
@@ -605,17 +612,21 @@ class EventStore:
         """
         accepted, known = 0, set()
         for start in range(0, batch.size, _CHUNK_ROWS):
-            rows = _event_rows(batch.columns, start, min(start + _CHUNK_ROWS, batch.size),
-                               ingested_at)
-            known |= _stored_ids(conn, [r["event_id"] for r in rows if r["event_id"] is not None])
+            stop = min(start + _CHUNK_ROWS, batch.size)
+            rows = _event_rows(batch.columns, start, stop, ingested_at,
+                               times_as_text=self.backend == "sqlite")
+            ids = [i for i in batch.columns["event_id"][start:stop] if i is not None]
+            known |= _stored_ids(conn, ids)
             accepted += self._insert_chunk(conn, rows)
         return AppendResult(accepted, batch.size - accepted, frozenset(known))
 
-    def _insert_chunk(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert rows in the open transaction, skipping known event ids; the number inserted."""
+    def _insert_chunk(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
+        """Insert rows (see :func:`_event_rows`) in the open transaction, skipping known event ids
+        and content keys; the number inserted."""
         if self.backend == "postgresql":
             return _insert_postgres(conn, rows)
-        return _insert_values(conn, sqlite.insert(_EVENTS), rows)
+        return int(conn.exec_driver_sql(_SQLITE_INSERT, rows,
+                                        execution_options=_ROWCOUNT).rowcount)
 
     def _upsert(self, table: sa.Table, frame: pd.DataFrame, what: str,
                 kinds: Mapping[str, FeatureKind | str] | None) -> int:
@@ -811,13 +822,6 @@ def _prepare_postgres_append(conn: sa.Connection) -> None:
     conn.execute(sa.text("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"))
 
 
-def _insert_values(conn: sa.Connection, insert: sqlite.Insert | postgresql.Insert,
-                   rows: list[dict[str, Any]]) -> int:
-    """INSERT rows, skipping known event ids (``insert`` is the dialect's); the number inserted."""
-    statement = insert.on_conflict_do_nothing()  # a known event_id or content_key
-    return int(conn.execute(statement, rows, execution_options=_ROWCOUNT).rowcount)  # summed
-
-
 def _stored_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
     """Which of ``ids`` (at most a chunk) are stored already."""
     if not ids:
@@ -826,16 +830,20 @@ def _stored_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
     return {row[0] for row in conn.execute(query)}
 
 
-def _insert_postgres(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
-    """Few rows: INSERT. Many: COPY to the staging table, move the new ones in order, clear it."""
+def _insert_postgres(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Few rows: INSERT. Many: COPY to the staging table, move the new ones in order, clear it.
+
+    Either skips rows whose event_id or content_key is stored.
+    """
     if len(rows) < _COPY_ROWS:
-        return _insert_values(conn, postgresql.insert(_EVENTS), rows)
+        statement = postgresql.insert(_EVENTS).on_conflict_do_nothing()
+        values = [dict(zip(_WRITTEN, row, strict=True)) for row in rows]
+        return int(conn.execute(statement, values, execution_options=_ROWCOUNT).rowcount)
     _INCOMING.create(conn, checkfirst=True)
-    names = ", ".join(f'"{name}"' for name in _WRITTEN)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY recengine_incoming ({names}) FROM STDIN") as copy:
+    with cursor, cursor.copy(f"COPY recengine_incoming ({_WRITTEN_NAMES}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row[name] for name in _WRITTEN])
+            copy.write_row(row)
     staged = sa.select(*(_INCOMING.c[name] for name in _WRITTEN)).order_by(_INCOMING.c.ord)
     move = (postgresql.insert(_EVENTS).from_select(list(_WRITTEN), staged)
             .on_conflict_do_nothing())
@@ -917,11 +925,20 @@ def _strings(column: pd.Series, *, blank: bool = False) -> list[str | None]:
     return [None if v == "" else v for v in out] if blank else out
 
 
-def _event_rows(columns: dict[str, list[Any]], start: int, stop: int,
-                ingested_at: datetime) -> list[dict[str, Any]]:
-    names = list(columns)
-    return [dict(zip(names, values, strict=True), ingested_at=ingested_at)
-            for values in zip(*(columns[n][start:stop] for n in names), strict=True)]
+def _event_rows(columns: dict[str, list[Any]], start: int, stop: int, ingested_at: datetime, *,
+                times_as_text: bool) -> list[tuple[Any, ...]]:
+    """Rows ``start:stop`` of a batch as tuples in the order of :data:`_WRITTEN`.
+
+    ``times_as_text`` writes times as SQLAlchemy's SQLite DateTime does (and reads back), for
+    :data:`_SQLITE_INSERT`, which bypasses it.
+    """
+    values = {name: columns[name][start:stop] for name in _WRITTEN if name != "ingested_at"}
+    values["ingested_at"] = [ingested_at] * (stop - start)
+    if times_as_text:
+        for name in ("timestamp", "ingested_at"):
+            values[name] = [None if t is None else t.isoformat(" ", "microseconds")
+                            for t in values[name]]
+    return list(zip(*(values[name] for name in _WRITTEN), strict=True))
 
 
 def _id_range(since_id: int, until_id: int | None) -> sa.ColumnElement[bool]:
