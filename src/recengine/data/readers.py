@@ -101,8 +101,9 @@ def iter_tables(
     """:func:`read_table` in chunks of up to ``chunk_rows`` records (None: one chunk), in file
     order; always at least one chunk, so that a file of no records still shows its columns.
 
-    A file that cannot be opened fails before the first chunk; one that turns out unreadable
-    later (text not in ``encoding``, a truncated gzip) fails at the chunk where that shows.
+    A file that cannot be opened fails as the first chunk is asked for; one that turns out
+    unreadable later (text not in ``encoding``, a truncated gzip) fails at the chunk where that
+    shows.
     """
     path = Path(path)
     _check_readable(path)
@@ -112,15 +113,14 @@ def iter_tables(
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}: use one Python knows, such as utf-8, "
                         "utf-16 or latin-1", file=str(path), column="--encoding") from None
-    limit = chunk_rows or None
     try:
         if fmt == "parquet":
-            yield from _read_parquet(path, limit)
+            yield from _read_parquet(path, chunk_rows)
         elif fmt == "jsonl":
-            yield from _read_jsonl(path, encoding, limit)
+            yield from _read_jsonl(path, encoding, chunk_rows)
         else:
             sep = delimiter or ("\t" if fmt == "tsv" else ",")
-            yield from _read_delimited(path, sep, encoding, header, names, limit)
+            yield from _read_delimited(path, sep, encoding, header, names, chunk_rows)
     except UnicodeDecodeError as exc:
         raise DataError(f"not {encoding} text ({exc.reason}); pass the right --encoding",
                         file=str(path)) from None
@@ -178,14 +178,14 @@ def _read_delimited(path: Path, sep: str, encoding: str, header: bool,
                 break
             except csv.Error as exc:  # the reader goes on at the next line
                 chunk.issue(reader.line_num, "malformed record", f"malformed {kind}: {exc}")
-                continue
-            if not record or record == [""]:
-                continue
-            if len(record) != width:
-                chunk.issue(reader.line_num, "wrong field count",
-                            f"expected {width} fields, found {len(record)}")
             else:
-                chunk.add(reader.line_num, record)
+                if not record or record == [""]:
+                    continue
+                if len(record) == width:
+                    chunk.add(reader.line_num, record)
+                else:
+                    chunk.issue(reader.line_num, "wrong field count",
+                                f"expected {width} fields, found {len(record)}")
             if chunk.full(limit):
                 yield chunk.table(columns)
                 chunk = _Chunk(file)

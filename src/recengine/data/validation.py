@@ -189,7 +189,8 @@ class ColumnMapping:
 
     A field mapped to None, or to a column the source lacks, takes its default: every event gets
     ``default_event_type``; the value is absent; the timestamp is absent. ``event_id`` makes
-    ingestion idempotent: a repeated id is a duplicate.
+    ingestion idempotent: a repeated id is a duplicate (rows without one are told apart by
+    :data:`EVENT_IDENTITY`).
     """
 
     user_id: str = "user_id"
@@ -244,8 +245,7 @@ class _Checker:
             if not found.any():
                 continue
             def char(i: int, column: pd.Series = column) -> str:
-                match = _UNSTORABLE.search(column.iloc[i])
-                return _UNSTORABLE_TEXT.message(char=match.group() if match else "")
+                return _UNSTORABLE_TEXT.message(char=_UNSTORABLE.findall(column.iloc[i])[0])
             self.flag(found, name, _UNSTORABLE_TEXT.problem, char)
             if frame is self.table.frame:  # the caller's frame stays as it was
                 frame = frame.copy()
