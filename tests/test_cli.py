@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from recengine.cli import main
@@ -417,16 +418,22 @@ def test_a_rerun_after_an_ingest_killed_midway_adds_only_the_rest(capsys, tmp_pa
             raise KeyboardInterrupt  # as a kill would, after the first chunk's commit
         return append(self, events, **options)
 
+    output = tmp_path / "valid.parquet"
+    output.write_bytes(b"an earlier run's file")
     monkeypatch.setattr(EventStore, "append", killed_at_the_second_chunk)
-    assert run(capsys, "ingest", str(f), "--store", url)[0] == 130
+    assert run(capsys, "ingest", str(f), "--store", url, "--output", str(output))[0] == 130
     monkeypatch.setattr(EventStore, "append", append)
     with EventStore(url) as store:
         assert store.count() == CHUNK_ROWS  # one chunk committed, no report printed
-    code, out, _ = run(capsys, "ingest", str(f), "--store", url, "--json")
+    assert output.read_bytes() == b"an earlier run's file"  # no half-written file in its place
+    assert list(tmp_path.glob("*.partial")) == []
+    code, out, _ = run(capsys, "ingest", str(f), "--store", url, "--output", str(output),
+                       "--json")
     summary = json.loads(out)
     assert code == 0 and (summary["stored"], summary["duplicates"]) == (n - CHUNK_ROWS, CHUNK_ROWS)
     with EventStore(url) as store:
         assert store.count() == n and store.events()["item_id"].is_unique
+    assert pd.read_parquet(output)["item_id"].tolist() == [f"i{k}" for k in range(n)]
 
 
 def test_strict_names_a_bad_row_3_before_reading_on_and_stores_nothing(capsys, tmp_path):
