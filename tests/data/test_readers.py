@@ -14,7 +14,7 @@ import pytest
 
 from recengine.data.readers import iter_events, read_events, read_metadata
 from recengine.data.schema import EventSchema, FeatureKind
-from recengine.data.validation import ColumnMapping
+from recengine.data.validation import LISTED_ISSUES, ColumnMapping, ValidationReport
 from recengine.errors import DataError
 
 NOW = pd.Timestamp("2026-01-01")
@@ -288,3 +288,14 @@ def test_paths_that_are_not_files_say_what_they_are(tmp_path):
         with pytest.raises(DataError, match=f"this is {what}") as err:
             read_events(path, format="csv")
         assert err.value.file == str(path)
+
+
+def test_a_file_of_bad_rows_lists_the_first_issues_and_counts_them_all(tmp_path):
+    f = write(tmp_path, "e.csv", ["user_id,item_id,event_type",
+                                  *(f"u{k},,view" for k in range(LISTED_ISSUES + 500))])
+    report = ValidationReport(str(f))
+    for _, chunk in iter_events(f, now=NOW, chunk_rows=300):
+        report.extend(chunk)
+    assert len(report.issues) == LISTED_ISSUES and report.issues[-1].row == LISTED_ISSUES + 1
+    assert report.counts() == {"missing id": LISTED_ISSUES + 500} and not report.ok
+    assert report.rows_skipped == LISTED_ISSUES + 500

@@ -31,6 +31,7 @@ from recengine.errors import DataError
 
 __all__ = [
     "EVENT_IDENTITY",
+    "LISTED_ISSUES",
     "ColumnMapping",
     "Issue",
     "RawRecords",
@@ -41,6 +42,9 @@ __all__ = [
     "validate_events",
     "validate_metadata",
 ]
+
+#: Issues a report built chunk by chunk lists; it counts the others (far more than anyone reads).
+LISTED_ISSUES = 1000
 
 #: Clock skew tolerated before a timestamp counts as "in the future".
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)
@@ -137,12 +141,17 @@ class RawRecords:
 
 @dataclass
 class ValidationReport:
-    """What validation read, kept and skipped, and why."""
+    """What validation read, kept and skipped, and why (one issue per row skipped).
+
+    A report built chunk by chunk (:meth:`extend`) lists the first :data:`LISTED_ISSUES` issues
+    and only counts the others, by problem, in ``unlisted``.
+    """
 
     file: str
     rows_read: int = 0
     rows_accepted: int = 0
     issues: list[Issue] = field(default_factory=list)
+    unlisted: Counter[str] = field(default_factory=Counter)
 
     @property
     def rows_skipped(self) -> int:
@@ -154,7 +163,7 @@ class ValidationReport:
 
     def counts(self) -> dict[str, int]:
         """Number of issues per kind of problem."""
-        return dict(Counter(i.problem for i in self.issues))
+        return dict(Counter(i.problem for i in self.issues) + self.unlisted)
 
     def to_dict(self, max_issues: int = 50) -> dict[str, object]:
         return {
@@ -173,14 +182,18 @@ class ValidationReport:
             rows_read=self.rows_read + other.rows_read,
             rows_accepted=self.rows_accepted + other.rows_accepted,
             issues=self.issues + other.issues,
+            unlisted=self.unlisted + other.unlisted,
         )
 
     def extend(self, chunk: ValidationReport) -> None:
         """Count a later chunk of the same file (see :func:`~recengine.data.readers.iter_events`)
-        in this report."""
+        in this report, listing its issues while fewer than :data:`LISTED_ISSUES` are: a file of
+        bad rows then takes no more memory than a good one."""
         self.rows_read += chunk.rows_read
         self.rows_accepted += chunk.rows_accepted
-        self.issues.extend(chunk.issues)
+        room = max(LISTED_ISSUES - len(self.issues), 0)
+        self.issues.extend(chunk.issues[:room])
+        self.unlisted.update(issue.problem for issue in chunk.issues[room:])
 
 
 @dataclass(frozen=True)
