@@ -59,11 +59,12 @@ def ingest(csv: Path, url: str, *, writer_interval: float | None) -> dict[str, o
     command = [sys.executable, "-m", "recengine", "ingest", str(csv), "--store", url, "--json"]
     waits: list[float] = []
     done = threading.Event()
-    writer = threading.Thread(target=_append_meanwhile, args=(url, writer_interval, waits, done))
+    writer = None if writer_interval is None else threading.Thread(
+        target=_append_meanwhile, args=(url, writer_interval, waits, done))
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
-        if writer_interval is not None:
+        if writer is not None:
             writer.start()
         assert child.stdout is not None
         out = child.stdout.read()
@@ -71,7 +72,7 @@ def ingest(csv: Path, url: str, *, writer_interval: float | None) -> dict[str, o
         child.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - start
         done.set()
-        if writer_interval is not None:
+        if writer is not None:
             writer.join()
         if child.returncode != 0:
             errors.seek(0)
@@ -88,10 +89,9 @@ def ingest(csv: Path, url: str, *, writer_interval: float | None) -> dict[str, o
     return result
 
 
-def _append_meanwhile(url: str, interval: float | None, waits: list[float],
+def _append_meanwhile(url: str, interval: float, waits: list[float],
                       done: threading.Event) -> None:
     """Append one event every ``interval`` seconds until ``done``, timing each append."""
-    assert interval is not None
     with EventStore(url) as store:
         k = 0
         while not done.wait(interval):
@@ -116,7 +116,8 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     folder.mkdir(parents=True, exist_ok=True)
     csv, db = folder / "events.csv", folder / "store.db"
-    db.unlink(missing_ok=True)
+    for path in folder.glob("store.db*"):  # with its WAL: an empty store
+        path.unlink()
     rows = write_csv(csv, args.megabytes)
     size_mb = csv.stat().st_size / 1e6
     print(f"file: {size_mb:.1f} MB, {rows:,} rows", flush=True)
@@ -127,8 +128,7 @@ def main() -> None:
     if args.rerun:
         print(json.dumps({"rerun": ingest(csv, url, writer_interval=None)}), flush=True)
     if args.keep is None:
-        csv.unlink()
-        for path in folder.glob("store.db*"):
+        for path in [csv, *folder.glob("store.db*")]:
             path.unlink()
         folder.rmdir()
 
