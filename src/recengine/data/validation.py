@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recengine.data.dataset import empty_events
-from recengine.data.schema import EVENT_COLUMNS, EventSchema, EventType, FeatureKind
+from recengine.data.schema import EVENT_COLUMNS, UNSTORABLE, EventSchema, EventType, FeatureKind
 from recengine.errors import DataError
 
 __all__ = [
@@ -54,10 +54,6 @@ FUTURE_TOLERANCE = pd.Timedelta(minutes=5)
 #: one event (a rating corrected later), and the first one read is kept. Validation reports the
 #: later rows as duplicates, and the event store's content identity uses the same fields.
 EVENT_IDENTITY = ("user_id", "item_id", "event_type", "timestamp")
-
-#: Characters no database stores as text: PostgreSQL refuses NUL in text and neither database,
-#: nor UTF-8, nor pandas' Arrow strings hold a lone UTF-16 surrogate (JSON's ``"\\ud800"``).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -254,11 +250,11 @@ class _Checker:
         frame = self.table.frame
         for name in dict.fromkeys(c for c in columns if c is not None and c in frame.columns):
             column = frame[name].astype(object)
-            found = column.str.contains(_UNSTORABLE, na=False).to_numpy(dtype=bool)
+            found = column.str.contains(UNSTORABLE, na=False).to_numpy(dtype=bool)
             if not found.any():
                 continue
             def char(i: int, column: pd.Series = column) -> str:
-                return _UNSTORABLE_TEXT.message(char=_UNSTORABLE.findall(column.iloc[i])[0])
+                return _UNSTORABLE_TEXT.message(char=UNSTORABLE.findall(column.iloc[i])[0])
             self.flag(found, name, _UNSTORABLE_TEXT.problem, char)
             if frame is self.table.frame:  # the caller's frame stays as it was
                 frame = frame.copy()
@@ -561,7 +557,7 @@ def _check_record(record: Mapping[str, str], mapping: ColumnMapping, schema: Eve
                   latest: pd.Timestamp) -> dict[str, Any] | _Found:
     """One record's event, or its first issue in :func:`validate_events`' order of checks."""
     for name in dict.fromkeys(_mapped(mapping)):
-        match = None if name is None else _UNSTORABLE.search(record.get(name, ""))
+        match = None if name is None else UNSTORABLE.search(record.get(name, ""))
         if match:
             return name, _UNSTORABLE_TEXT.problem, _UNSTORABLE_TEXT.message(char=match.group())
     user, item = _text(record, mapping.user_id), _text(record, mapping.item_id)
