@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from recengine.cli import main
@@ -371,3 +372,105 @@ def test_serve_refuses_an_active_version_that_cannot_load_in_one_line(capsys, tm
     message = err.replace("\n", "")  # one message, wrapped to the console's width
     assert f"{registry.path(version) / 'popularity'}" in message and "item_counts_" in message
     assert "CURRENT" in message and "models rollback" in message
+
+
+# --- ingest: idempotent, streamed, and clear about files that give nothing -----------------------
+
+EVENTS_CSV = "user,item,kind,when\nu1,i1,view,2024-05-01T10:00:00\nu1,i2,view,1714557600\n"
+EVENT_COLUMNS = "user_id=user,item_id=item,event_type=kind,timestamp=when"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_ingesting_a_file_again_adds_nothing(capsys, tmp_path, request, backend):
+    url = (request.getfixturevalue("postgres_url") if backend == "postgres"
+           else f"sqlite:///{tmp_path / 'store.db'}")
+    f = tmp_path / "e.csv"
+    f.write_text(EVENTS_CSV + "u1,i1,view,2024-05-01T10:00:00\n")  # row 4 repeats row 2
+    argv = ["ingest", str(f), "--columns", EVENT_COLUMNS, "--store", url, "--json"]
+    first = json.loads(run(capsys, *argv)[1])
+    assert (first["stored"], first["duplicates"], first["problems"]) == (2, 0, {"duplicate": 1})
+    again = json.loads(run(capsys, *argv)[1])
+    assert (again["stored"], again["duplicates"]) == (0, 2)
+    allowed = json.loads(run(capsys, *argv, "--allow-duplicates")[1])
+    assert (allowed["stored"], allowed["rows_skipped"]) == (3, 0)  # true duplicates, on request
+    from recengine.store import EventStore
+
+    with EventStore(url) as store:
+        assert store.count() == 5
+
+
+def test_a_rerun_after_an_ingest_killed_midway_adds_only_the_rest(capsys, tmp_path,
+                                                                   monkeypatch):
+    from recengine.data.readers import CHUNK_ROWS
+    from recengine.store import EventStore
+
+    f = tmp_path / "e.csv"
+    n = 2 * CHUNK_ROWS + 5
+    f.write_text("user_id,item_id,event_type\n" + "".join(f"u{k % 97},i{k},view\n"
+                                                           for k in range(n)))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    append = EventStore.append
+    calls: list[int] = []
+
+    def killed_at_the_second_chunk(self, events, **options):
+        calls.append(len(events))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill would, after the first chunk's commit
+        return append(self, events, **options)
+
+    output = tmp_path / "valid.parquet"
+    output.write_bytes(b"an earlier run's file")
+    monkeypatch.setattr(EventStore, "append", killed_at_the_second_chunk)
+    assert run(capsys, "ingest", str(f), "--store", url, "--output", str(output))[0] == 130
+    monkeypatch.setattr(EventStore, "append", append)
+    with EventStore(url) as store:
+        assert store.count() == CHUNK_ROWS  # one chunk committed, no report printed
+    assert output.read_bytes() == b"an earlier run's file"  # no half-written file in its place
+    assert list(tmp_path.glob("*.partial")) == []
+    code, out, _ = run(capsys, "ingest", str(f), "--store", url, "--output", str(output),
+                       "--json")
+    summary = json.loads(out)
+    assert code == 0 and (summary["stored"], summary["duplicates"]) == (n - CHUNK_ROWS, CHUNK_ROWS)
+    with EventStore(url) as store:
+        assert store.count() == n and store.events()["item_id"].is_unique
+    assert pd.read_parquet(output)["item_id"].tolist() == [f"i{k}" for k in range(n)]
+
+
+def test_strict_names_a_bad_row_3_before_reading_on_and_stores_nothing(capsys, tmp_path):
+    f = tmp_path / "e.csv"
+    rows = "".join(f"u{k},i{k},view\n" for k in range(30_000))
+    f.write_bytes(b"user_id,item_id,event_type\nu0,i0,view\nu1,i1,teleport\n" + rows.encode()
+                  + b"\xff\n")  # not UTF-8: reading that far would fail differently
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    code, _, err = run(capsys, "ingest", str(f), "--strict", "--store", url)
+    assert code == 2 and ("row 3, column 'event_type': unknown event type 'teleport'"
+                          in " ".join(err.split()))  # the console wraps long lines
+    from recengine.store import EventStore
+
+    with EventStore(url) as store:
+        assert store.count() == 0
+
+
+@pytest.mark.parametrize(("content", "options", "message"), [
+    pytest.param("user_id,item_id\n", ["--strict"], "no events: the file has no rows",
+                 id="header only, strict"),
+    pytest.param("user_id,item_id\n", [], "no events: the file has no rows", id="header only"),
+    pytest.param("user_id,item_id,event_type,value\nu1,i1,rating,12\nu2,,view,\n", [],
+                 "no valid event in 2 rows (1 value out of range, 1 missing id)", id="all bad"),
+    pytest.param("user_id,item_id\nu1,i1\n", ["--encoding", "nope"],
+                 "column '--encoding': unknown encoding 'nope'", id="unknown encoding"),
+])
+def test_an_ingest_that_accepts_nothing_exits_2_with_one_line(capsys, tmp_path, content, options,
+                                                             message):
+    f = tmp_path / "e.csv"
+    f.write_text(content)
+    code, _, err = run(capsys, "ingest", str(f), *options)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert message in " ".join(err.split())  # the console wraps long lines
+
+
+def test_ingest_says_what_a_path_is_when_it_is_no_file(capsys, tmp_path):
+    code, _, err = run(capsys, "ingest", "/dev/null", "--format", "csv")
+    assert code == 2 and "/dev/null: this is a character device, not a file" in err
+    code, _, err = run(capsys, "ingest", str(tmp_path), "--format", "csv")
+    assert code == 2 and "this is a directory, not a file" in err

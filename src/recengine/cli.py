@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
@@ -22,6 +23,9 @@ from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from recengine.data.validation import ValidationReport
     from recengine.models.base import Recommender
     from recengine.store.registry import ModelRegistry
 
@@ -122,11 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="event type of rows without an event_type column")
     ingest.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
     ingest.add_argument("--encoding", default="utf-8")
-    ingest.add_argument("--strict", action="store_true", help="stop at the first bad row")
+    ingest.add_argument("--strict", action="store_true",
+                        help="stop at the first bad row, before anything is stored or written")
+    ingest.add_argument("--allow-duplicates", action="store_true",
+                        help="keep rows that repeat an event (same user, item, event type and "
+                             "timestamp, no event id), within the file and in the store; by "
+                             "default they are skipped, so ingesting a file again adds nothing")
     ingest.add_argument("--output", type=Path, help="write the valid events to this Parquet file")
     ingest.add_argument("--store", metavar="URL",
                         help="append the valid events to an event store (sqlite:///PATH or "
-                             "postgresql+psycopg://...): durable once the command returns")
+                             "postgresql+psycopg://...), committed chunk by chunk: durable once "
+                             "the command returns, and a re-run after a crash adds only the rest")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
     for side in ("items", "users"):
         ingest.add_argument(f"--{side}", type=Path, metavar="FILE",
@@ -314,36 +324,106 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_events(args: argparse.Namespace) -> dict[str, object]:
-    from recengine.data.readers import read_events
+    """Validate the event file chunk by chunk, storing and writing each chunk's valid events.
+
+    Memory is bounded by a chunk, not the file, and each chunk is its own transaction in the
+    store, so a server writing to it waits for a chunk, not the file. Events are identified by
+    event id or, without one, by content (unless ``--allow-duplicates``), so running the same
+    file again (after a crash midway, say) adds only what is missing. ``--strict`` reads the
+    file once to check it before the pass that stores it: a bad row stores nothing.
+    """
+    from recengine.data.readers import iter_events
     from recengine.data.schema import EventSchema
-    from recengine.data.validation import ColumnMapping
+    from recengine.data.validation import ColumnMapping, ValidationReport
     from recengine.pipeline.demo import print_validation
+    from recengine.store import EventStore
 
     columns = ColumnMapping.parse(args.columns, default_event_type=args.event_type)
     schema = EventSchema.from_file(args.schema) if args.schema else EventSchema()
-    events, report = read_events(args.file, format=args.format, columns=columns, schema=schema,
-                                 strict=args.strict, encoding=args.encoding)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        events.to_parquet(args.output, index=False)
-    stored = None
-    if args.store:
-        from recengine.store import EventStore
 
-        with EventStore(args.store) as store:
-            stored = store.append(events)
+    def chunks() -> Iterator[tuple[pd.DataFrame, ValidationReport]]:
+        return iter_events(args.file, format=args.format, columns=columns, schema=schema,
+                           strict=args.strict, encoding=args.encoding,
+                           allow_duplicates=args.allow_duplicates)
+
+    if args.strict and (args.store or args.output):
+        for _ in chunks():
+            pass
+    report = ValidationReport(str(args.file))
+    stored = duplicates = 0
+    with ExitStack() as stack:
+        store = stack.enter_context(EventStore(args.store)) if args.store else None
+        output = stack.enter_context(_parquet_output(args.output)) if args.output else None
+        for events, chunk in chunks():
+            report.extend(chunk)
+            if output is not None:
+                output(events)
+            if store is not None:
+                result = store.append(events, identify_by_content=not args.allow_duplicates)
+                stored, duplicates = stored + result.accepted, duplicates + result.duplicates
     summary = report.to_dict()
-    if stored is not None:
-        summary |= {"stored": stored.accepted, "duplicates": stored.duplicates}
+    if args.store:
+        summary |= {"stored": stored, "duplicates": duplicates}
     if not args.json:
         print_validation(report, _console())
-        if args.output:
-            _console().print(f"{len(events)} valid events written to {args.output}")
-        if stored is not None:
-            _console().print(f"{stored.accepted} events stored durably in {args.store} "
-                             f"({stored.duplicates} duplicates of stored event ids skipped)",
-                             highlight=False)
+        if args.output and report.rows_accepted:
+            _console().print(f"{report.rows_accepted} valid events written to {args.output}")
+        if args.store:
+            _console().print(f"{stored} events stored durably in {args.store} ({duplicates} "
+                             "stored before, skipped)", highlight=False)
+    if not report.rows_accepted:
+        raise DataError(_nothing_accepted(report), file=report.file)
     return summary
+
+
+def _nothing_accepted(report: ValidationReport) -> str:
+    """Why a file gave no event: it has no rows, or what was wrong with them."""
+    if not report.rows_read:
+        return "no events: the file has no rows"
+    problems = ", ".join(f"{count} {problem}" for problem, count in report.counts().items())
+    return f"no valid event in {report.rows_read} rows ({problems})"
+
+
+@contextmanager
+def _parquet_output(path: Path) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """A function writing chunks of valid events to one Parquet file at ``path``.
+
+    The file is written beside ``path`` and moved there once complete, so a run that fails
+    midway leaves no half-written file (and an earlier one untouched); one with no event
+    writes nothing.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    partial = path.with_name(f"{path.name}.partial")
+    writers: list[pq.ParquetWriter] = []
+
+    def write(events: pd.DataFrame) -> None:
+        if len(events) == 0:
+            return
+        schema = pa.schema([(name, _PARQUET_TYPES[name]) for name in events.columns])
+        if not writers:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writers.append(pq.ParquetWriter(partial, schema))
+        writers[0].write_table(pa.Table.from_pandas(events, schema=schema, preserve_index=False))
+
+    complete = False
+    try:
+        yield write
+        complete = True
+    finally:
+        for writer in writers:
+            writer.close()
+            if complete:
+                partial.replace(path)
+            else:
+                partial.unlink()
+
+
+#: Parquet types of the event columns, the same in every chunk (a chunk whose event ids are all
+#: missing would otherwise have a column of nulls, and no later chunk could be appended).
+_PARQUET_TYPES = {"user_id": "string", "item_id": "string", "event_type": "string",
+                  "value": "double", "timestamp": "timestamp[s]", "event_id": "string"}
 
 
 def _ingest_metadata(args: argparse.Namespace, side: str, path: Path,

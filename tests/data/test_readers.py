@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recengine.data.readers import read_events, read_metadata
+from recengine.data.readers import iter_events, read_events, read_metadata
 from recengine.data.schema import EventSchema, FeatureKind
-from recengine.data.validation import ColumnMapping
+from recengine.data.validation import LISTED_ISSUES, ColumnMapping, ValidationReport
 from recengine.errors import DataError
 
 NOW = pd.Timestamp("2026-01-01")
@@ -191,3 +192,110 @@ def test_metadata_kinds_and_checks(tmp_path):
     assert items.index.tolist() == ["a", "d"]
     assert items.loc["a", "genres"] == ["x", "y"] and items.loc["a", "price"] == 10.0
     assert items.loc["d", "genres"] == ["p", "q"]  # a JSON list, as JSON Lines exports write it
+
+
+# -- streaming, and what hostile files hold ---------------------------------------------------
+
+@pytest.mark.parametrize("name", ["e.csv", "e.jsonl", "e.parquet"])
+def test_chunks_read_as_the_whole_file_with_its_row_numbers(tmp_path, name):
+    rows = [{"user_id": f"u{k}", "item_id": "i1", "event_type": "rating",
+             "value": "9" if k == 3 else "4"} for k in range(7)]
+    f = tmp_path / name
+    if name.endswith(".csv"):
+        f.write_text("user_id,item_id,event_type,value\n"
+                     + "".join(",".join(r.values()) + "\n" for r in rows))
+    elif name.endswith(".jsonl"):
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), f)
+    whole, report = read_events(f, now=NOW)
+    chunks = list(iter_events(f, now=NOW, chunk_rows=3))
+    assert [len(events) for events, _ in chunks] == [3, 2, 1]  # row 5 (k=3) was bad
+    pd.testing.assert_frame_equal(pd.concat([e for e, _ in chunks], ignore_index=True), whole)
+    bad_row = {"e.csv": 5, "e.jsonl": 4, "e.parquet": 4}[name]
+    assert [str(i) for _, r in chunks for i in r.issues] == [str(i) for i in report.issues] == [
+        f"{f}, row {bad_row}, column 'value': rating value 9 is outside 1..5"]
+
+
+def test_strict_stops_at_a_bad_row_without_reading_the_rest(tmp_path):
+    f = tmp_path / "e.csv"
+    good = "".join(f"u{k},i1,view\n" for k in range(30_000))
+    f.write_bytes(b"user_id,item_id,event_type\nu1,,view\n" + good.encode() + b"\xff\xfe\n")
+    with pytest.raises(DataError, match="row 2, column 'item_id': missing item id"):
+        for _ in iter_events(f, strict=True):
+            pass
+
+
+@pytest.mark.parametrize(("name", "content", "row", "column", "char"), [
+    pytest.param("e.csv", b"user_id,item_id,event_type\nu1,i1,view\nu\x002,i1,view\n", 3,
+                 "user_id", "\x00", id="NUL in a CSV user id"),
+    pytest.param("e.jsonl", b'{"user_id": "u1", "item_id": "i1", "event_type": "view"}\n'
+                 b'{"user_id": "u2", "item_id": "i\\ud800", "event_type": "view"}\n',
+                 2, "item_id", "\ud800", id="lone surrogate in a JSON item id"),
+    pytest.param("e.jsonl",
+                 b'{"user_id": "u1", "item_id": "i1", "event_type": "view", "event_id": "a"}\n'
+                 b'{"user_id": "u2", "item_id": "i2", "event_type": "view", '
+                 b'"event_id": "\\u0000"}\n',
+                 2, "event_id", "\x00", id="NUL in a JSON event id"),
+])
+def test_ids_no_database_stores_are_rejected_by_row_and_column(tmp_path, name, content, row,
+                                                               column, char):
+    f = tmp_path / name
+    f.write_bytes(content)
+    mapping = ColumnMapping(event_id="event_id") if b"event_id" in content else None
+    events, report = read_events(f, columns=mapping, now=NOW)
+    assert len(events) == 1 and problems(report) == [(row, column, "unstorable text")]
+    assert repr(char) in report.issues[0].message
+    with pytest.raises(DataError, match=f"row {row}, column '{column}'"):
+        read_events(f, columns=mapping, strict=True, now=NOW)
+
+
+def test_metadata_ids_no_database_stores_are_rejected(tmp_path):
+    f = write(tmp_path, "items.csv", ["id,genre", "a,x", "b\x00,y"])
+    items, report = read_metadata(f, "id", {"genre": FeatureKind.CATEGORICAL})
+    assert items.index.tolist() == ["a"] and problems(report) == [(3, "id", "unstorable text")]
+
+
+def test_a_field_over_the_csv_limit_is_one_bad_row(tmp_path):
+    f = write(tmp_path, "e.csv", ["user_id,item_id,event_type", "u1,i1,view",
+                                  "u2," + "i" * 131_073 + ",view", "u3,i1,view"])
+    events, report = read_events(f, now=NOW)
+    assert events["user_id"].tolist() == ["u1", "u3"]
+    assert problems(report) == [(3, None, "malformed record")]
+    assert "field larger than field limit" in report.issues[0].message
+
+
+def test_a_bare_year_is_that_year_not_seconds_after_1970(tmp_path):
+    f = write(tmp_path, "e.csv", [HEADER, "u1,i1,view,,2024", "u1,i2,view,,1700000000"])
+    events, report = read_events(f, now=NOW)
+    assert report.ok
+    assert events["timestamp"].tolist() == [pd.Timestamp("2024-01-01"),
+                                            pd.Timestamp("2023-11-14 22:13:20")]
+
+
+def test_an_unknown_encoding_is_one_data_error(tmp_path):
+    f = write(tmp_path, "e.csv", ["user_id,item_id", "u1,i1"])
+    with pytest.raises(DataError, match="unknown encoding 'nope'") as err:
+        read_events(f, encoding="nope")
+    assert (err.value.file, err.value.column) == (str(f), "--encoding")
+
+
+def test_paths_that_are_not_files_say_what_they_are(tmp_path):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    for path, what in [(tmp_path, "a directory"), (Path("/dev/null"), "a character device"),
+                       (fifo, "a FIFO")]:
+        with pytest.raises(DataError, match=f"this is {what}") as err:
+            read_events(path, format="csv")
+        assert err.value.file == str(path)
+
+
+def test_a_file_of_bad_rows_lists_the_first_issues_and_counts_them_all(tmp_path):
+    f = write(tmp_path, "e.csv", ["user_id,item_id,event_type",
+                                  *(f"u{k},,view" for k in range(LISTED_ISSUES + 500))])
+    report = ValidationReport(str(f))
+    for _, chunk in iter_events(f, now=NOW, chunk_rows=300):
+        report.extend(chunk)
+    assert len(report.issues) == LISTED_ISSUES and report.issues[-1].row == LISTED_ISSUES + 1
+    assert report.counts() == {"missing id": LISTED_ISSUES + 500} and not report.ok
+    assert report.rows_skipped == LISTED_ISSUES + 500

@@ -114,6 +114,40 @@ def test_duplicates_inside_one_batch_are_skipped(store: EventStore) -> None:
     assert store.events()["item_id"].tolist() == ["i0", "i2", "i3", "i4"]
 
 
+def test_events_identified_by_content_are_stored_once(store: EventStore) -> None:
+    batch = make_events(1500, event_ids=False)  # PostgreSQL: COPY
+    assert store.append(batch, identify_by_content=True) == AppendResult(1500, 0)
+    corrected = batch.assign(value=5.0)  # the same events: the value is no part of the identity
+    assert store.append(corrected, identify_by_content=True) == AppendResult(0, 1500)
+    overlapping = make_events(4, start=1498, event_ids=False)  # i1498, i1499 known
+    assert store.append(pd.concat([overlapping, overlapping.iloc[3:]]),  # i1501 twice
+                        identify_by_content=True) == AppendResult(2, 3)
+    with_ids = make_events(2, start=1498)  # an event id is the identity of its row
+    assert store.append(with_ids, identify_by_content=True) == AppendResult(2, 0)
+    assert store.append(batch.iloc[:5]) == AppendResult(5, 0)  # by default, every row is new
+    stored = store.events()
+    assert len(stored) == 1500 + 2 + 2 + 5
+    pd.testing.assert_frame_equal(canonical(stored.iloc[:1500]), canonical(batch))
+
+
+def test_a_store_from_before_content_identity_opens_and_gains_it(store_url: str) -> None:
+    with EventStore(store_url) as new:
+        new.append(make_events(3))
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:  # back to the tables the code before content identity made
+        conn.execute(sa.text("DROP INDEX ux_events_content_key"))
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN content_key"))
+    engine.dispose()
+    with EventStore(store_url) as old:
+        assert old.count() == 3
+        batch = make_events(2, start=3, event_ids=False)
+        assert old.append(batch, identify_by_content=True) == AppendResult(2, 0)
+        assert old.append(batch, identify_by_content=True) == AppendResult(0, 2)
+        assert old.append(make_events(1)) == AppendResult(0, 1)  # event ids as before
+    with EventStore(store_url) as reopened:  # migrated once
+        assert reopened.count() == 5
+
+
 def test_large_and_small_chunks_of_one_batch_keep_order_and_count_duplicates(
         store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events_module, "_CHUNK_ROWS", 1000)  # PostgreSQL: COPY, COPY, INSERT
@@ -234,6 +268,21 @@ def test_sqlite_is_configured_for_durability(sqlite_url: str) -> None:
                   for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
     assert pragma == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1,
                       "busy_timeout": 30_000}
+
+
+def test_sqlite_appends_write_times_as_sqlalchemy_does(sqlite_url: str) -> None:
+    """Appends bypass SQLAlchemy on SQLite (the write lock is held half as long); their times
+    must be the very text it writes, or SQL would compare and sort them wrongly."""
+    with EventStore(sqlite_url) as store:
+        store.append(make_events(1))
+        with store._engine.connect() as conn:
+            query = "SELECT timestamp, ingested_at FROM events"
+            stamp, ingested = conn.exec_driver_sql(query).one()
+    dialect = sa.dialects.sqlite.dialect()
+    write = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert write is not None and stamp == write(pd.Timestamp("2024-01-01").to_pydatetime())
+    parsed = pd.Timestamp(ingested).to_pydatetime()
+    assert ingested == write(parsed)
 
 
 def test_concurrent_writers_each_get_every_event_stored(store_url: str) -> None:
@@ -534,6 +583,26 @@ def test_strict_ingest_raises_and_stores_nothing(store: EventStore) -> None:
     assert store.count() == 0
 
 
+def test_ingest_rejects_text_no_database_stores(store: EventStore,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NUL or a lone surrogate is its record's issue, validated record by record or with
+    pandas alike, and the other records are stored."""
+    records = [{"user_id": "u\x00", "item_id": "i1"}, {"user_id": "u1", "item_id": "\ud800"},
+               {"user_id": "u1", "item_id": "i1", "event_type": "click", "event_id": "\x00"},
+               {"user_id": "u1", "item_id": "i1", "event_type": "click"}]
+    for record_by_record in (1000, 0):
+        monkeypatch.setattr(events_module, "_RECORD_BY_RECORD", record_by_record)
+        result, report = store.ingest(records)
+        assert result == AppendResult(accepted=1, duplicates=0)
+        assert [(i.row, i.column, i.problem) for i in report.issues] == [
+            (1, "user_id", "unstorable text"), (2, "item_id", "unstorable text"),
+            (3, "event_id", "unstorable text")]
+        assert str(report.issues[1]) == ("request, row 2, column 'item_id': contains '\\ud800', "
+                                         "which no database stores as text (NUL or a lone UTF-16 "
+                                         "surrogate)")
+    assert store.count() == 2
+
+
 def test_ingest_follows_the_schema_given(store: EventStore) -> None:
     schema = EventSchema().with_rating_range(0, 10)
     result, report = store.ingest(RECORDS[:2], schema)
@@ -626,8 +695,8 @@ NOW = pd.Timestamp("2025-06-01 12:00:00")
 ABSENT = object()  # the field is left out of the record
 #: Per field: usual values, then unusual and bad ones (taken one time in eight).
 FIELDS: dict[str, tuple[list[object], list[object]]] = {
-    "user_id": (["u1", "u2", " u2 ", 7], ["", "  ", None, ABSENT]),
-    "item_id": (["i1", "i2", 3.5], ["", None, ABSENT]),
+    "user_id": (["u1", "u2", " u2 ", 7], ["", "  ", None, ABSENT, "u\x00"]),
+    "item_id": (["i1", "i2", 3.5], ["", None, ABSENT, "\ud800"]),
     "event_type": ([ABSENT, "view", "rating", " play ", "watch", "dwell"], ["", "teleport"]),
     "value": ([ABSENT, None, 4, 4.5, 0.5, "2e-3", "  3 ", True],
               ["9", -1, "", 1e300, "1e400", "abc", "nan", "-0", "+5"]),
@@ -637,7 +706,7 @@ FIELDS: dict[str, tuple[list[object], list[object]]] = {
                    pd.Timestamp("2024-05-06 07:08:09")],
                   ["2025-06-01T12:06:00Z", 99_999_999_999, 12_345_678_901_234, "", None,
                    "2024-02-30", "next tuesday", "1e9", "2024-01-02T03:04"]),
-    "event_id": ([ABSENT, "e1", "e1 ", "e2", "e3", 3, "3"], [""]),
+    "event_id": ([ABSENT, "e1", "e1 ", "e2", "e3", 3, "3"], ["", "e\udfff"]),
 }
 
 
@@ -684,6 +753,8 @@ def _validated_both_ways(records: list[object]) -> tuple[object, object]:
     pytest.param([{"user_id": "u", "item_id": "i", "event_type": "rating", "value": 4,
                    "timestamp": 1_700_000_000, "event_id": "ok"}, 42], id="good and malformed"),
     pytest.param(RECORDS, id="RECORDS"),
+    pytest.param([{"user_id": "u\x00", "item_id": "\ud800"}, {"user_id": "u", "item_id": "i",
+                   "event_type": "\x00", "event_id": "\udc80"}], id="unstorable text"),
 ])
 def test_the_record_by_record_twin_decides_like_pandas(records: list[object]) -> None:
     twin, (columns, report) = _validated_both_ways(records)

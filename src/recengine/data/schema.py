@@ -9,6 +9,7 @@ common types; a project passes its own :class:`EventSchema` (or a JSON file of o
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
@@ -19,6 +20,7 @@ from recengine.errors import DataError
 
 __all__ = [
     "EVENT_COLUMNS",
+    "UNSTORABLE",
     "EventSchema",
     "EventType",
     "FeatureKind",
@@ -28,6 +30,11 @@ __all__ = [
 
 #: Columns of a validated event table, in order.
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "value", "timestamp")
+
+#: Characters no database stores as text, refused in every id and event field: NUL (PostgreSQL
+#: refuses it in text) and UTF-16 surrogates (JSON's ``"\\ud800"`` escape decodes to one when it
+#: is not half of a pair, and UTF-8, SQLite, PostgreSQL and pandas' Arrow strings cannot hold it).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Feedback(StrEnum):

@@ -18,7 +18,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 
 from recengine.data.dataset import empty_events
-from recengine.data.schema import EVENT_COLUMNS, EventSchema, EventType, FeatureKind
+from recengine.data.schema import EVENT_COLUMNS, UNSTORABLE, EventSchema, EventType, FeatureKind
 from recengine.errors import DataError
 
 __all__ = [
+    "EVENT_IDENTITY",
+    "LISTED_ISSUES",
     "ColumnMapping",
     "Issue",
     "RawRecords",
@@ -41,8 +43,17 @@ __all__ = [
     "validate_metadata",
 ]
 
+#: Issues a report built chunk by chunk lists; it counts the others (far more than anyone reads).
+LISTED_ISSUES = 1000
+
 #: Clock skew tolerated before a timestamp counts as "in the future".
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)
+
+#: What makes two events without an event id the same event: one user did one thing to one item
+#: at one time. The value is left out on purpose: two rows that differ only in it disagree about
+#: one event (a rating corrected later), and the first one read is kept. Validation reports the
+#: later rows as duplicates, and the event store's content identity uses the same fields.
+EVENT_IDENTITY = ("user_id", "item_id", "event_type", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,9 @@ _NOT_A_TIME = _Rule("unparsable timestamp",
                     "{text!r} is not a timestamp (use unix seconds or ISO 8601)")
 _FUTURE = _Rule("future timestamp", "timestamp {stamp} is in the future")
 _DUPLICATE = _Rule("duplicate", "duplicate of row {row}")
+_UNSTORABLE_TEXT = _Rule("unstorable text",
+                         "contains {char!r}, which no database stores as text (NUL or a lone "
+                         "UTF-16 surrogate)")
 
 
 @dataclass(frozen=True)
@@ -123,12 +137,17 @@ class RawRecords:
 
 @dataclass
 class ValidationReport:
-    """What validation read, kept and skipped, and why."""
+    """What validation read, kept and skipped, and why (one issue per row skipped).
+
+    A report built chunk by chunk (:meth:`extend`) lists the first :data:`LISTED_ISSUES` issues
+    and only counts the others, by problem, in ``unlisted``.
+    """
 
     file: str
     rows_read: int = 0
     rows_accepted: int = 0
     issues: list[Issue] = field(default_factory=list)
+    unlisted: Counter[str] = field(default_factory=Counter)
 
     @property
     def rows_skipped(self) -> int:
@@ -140,7 +159,7 @@ class ValidationReport:
 
     def counts(self) -> dict[str, int]:
         """Number of issues per kind of problem."""
-        return dict(Counter(i.problem for i in self.issues))
+        return dict(Counter(i.problem for i in self.issues) + self.unlisted)
 
     def to_dict(self, max_issues: int = 50) -> dict[str, object]:
         return {
@@ -159,7 +178,18 @@ class ValidationReport:
             rows_read=self.rows_read + other.rows_read,
             rows_accepted=self.rows_accepted + other.rows_accepted,
             issues=self.issues + other.issues,
+            unlisted=self.unlisted + other.unlisted,
         )
+
+    def extend(self, chunk: ValidationReport) -> None:
+        """Count a later chunk of the same file (see :func:`~recengine.data.readers.iter_events`)
+        in this report, listing its issues while fewer than :data:`LISTED_ISSUES` are: a file of
+        bad rows then takes no more memory than a good one."""
+        self.rows_read += chunk.rows_read
+        self.rows_accepted += chunk.rows_accepted
+        room = max(LISTED_ISSUES - len(self.issues), 0)
+        self.issues.extend(chunk.issues[:room])
+        self.unlisted.update(issue.problem for issue in chunk.issues[room:])
 
 
 @dataclass(frozen=True)
@@ -168,7 +198,8 @@ class ColumnMapping:
 
     A field mapped to None, or to a column the source lacks, takes its default: every event gets
     ``default_event_type``; the value is absent; the timestamp is absent. ``event_id`` makes
-    ingestion idempotent: a repeated id is a duplicate.
+    ingestion idempotent: a repeated id is a duplicate (rows without one are told apart by
+    :data:`EVENT_IDENTITY`).
     """
 
     user_id: str = "user_id"
@@ -209,6 +240,26 @@ class _Checker:
             self.issues.append(Issue(self.table.file, int(self.table.rows[i]), column, problem,
                                      message(int(i))))
         self.bad |= mask
+
+    def check_text(self, columns: Sequence[str | None]) -> None:
+        """Flag rows whose text in ``columns`` no database stores, and blank those cells.
+
+        Checked before anything else reads the table: pandas' Arrow strings cannot even hold a
+        lone surrogate, so every later step (stripping, parsing numbers and times) sees blanks.
+        """
+        frame = self.table.frame
+        for name in dict.fromkeys(c for c in columns if c is not None and c in frame.columns):
+            column = frame[name].astype(object)
+            found = column.str.contains(UNSTORABLE, na=False).to_numpy(dtype=bool)
+            if not found.any():
+                continue
+            def char(i: int, column: pd.Series = column) -> str:
+                return _UNSTORABLE_TEXT.message(char=UNSTORABLE.findall(column.iloc[i])[0])
+            self.flag(found, name, _UNSTORABLE_TEXT.problem, char)
+            if frame is self.table.frame:  # the caller's frame stays as it was
+                frame = frame.copy()
+            frame.loc[found, name] = ""
+        self.table = replace(self.table, frame=frame)
 
     def finish(self, strict: bool) -> ValidationReport:
         n_read = len(self.table.frame) + len(self.table.issues)
@@ -252,15 +303,26 @@ def parse_numbers(text: pd.Series) -> pd.Series:
     return pd.to_numeric(text.where(text != "", None), errors="coerce").astype("float64")
 
 
+#: A year alone (ISO 8601's reduced precision): a time, not a number of seconds.
+_YEAR = re.compile(r"\d{4}", re.ASCII)
 #: The earliest time a stored event may have (Python's datetime and SQL start at year 1).
 _YEAR_ONE = np.datetime64("0001-01-01T00:00:00", "s")
 
 
 def parse_timestamps(text: pd.Series) -> pd.Series:
-    """UTC ``datetime64[s]`` from unix seconds or ISO 8601 strings; unparsable become NaT."""
+    """UTC ``datetime64[s]`` from unix seconds or ISO 8601 strings; unparsable become NaT.
+
+    Four digits alone are a year, as ISO 8601 reads them: ``2024`` is 2024-01-01, not 2,024
+    seconds after 1970 (when nobody recorded events), the reading that would pass silently.
+
+    >>> parse_timestamps(pd.Series(["2024", "1700000000", "2024-05-01T10:00:00Z"])).tolist()
+    [Timestamp('2024-01-01 00:00:00'), Timestamp('2023-11-14 22:13:20'), \
+Timestamp('2024-05-01 10:00:00')]
+    """
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[s]")
     numeric = pd.to_numeric(text.where(text != "", None), errors="coerce")
-    is_num = numeric.notna() & np.isfinite(numeric.astype("float64"))
+    year = text.str.fullmatch(_YEAR.pattern).to_numpy(dtype=bool)
+    is_num = numeric.notna() & np.isfinite(numeric.astype("float64")) & ~year
     in_range = is_num & (numeric.abs() < 1e11)  # larger is no plausible unix time in seconds
     seconds = numeric[in_range].astype("int64")
     out[in_range] = pd.to_datetime(seconds, unit="s").astype("datetime64[s]")
@@ -279,20 +341,25 @@ def validate_events(
     *,
     strict: bool = False,
     now: pd.Timestamp | None = None,
+    allow_duplicates: bool = False,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check every row of ``table`` and return the valid events in canonical form, and a report.
 
     The events have the columns of :data:`EVENT_COLUMNS`, plus ``event_id`` when the mapping
     names an event-id column.
 
-    Checks: a missing user or item id; an unknown event type; a value that is not a number, missing
-    where its type requires one, or outside its type's range (a rating out of range, a negative
-    count); a timestamp that is unparsable or in the future; a duplicate (same event id, or same
-    user, item, type and time as an earlier row).
+    Checks: text no database stores (NUL, a lone surrogate); a missing user or item id; an unknown
+    event type; a value that is not a number, missing where its type requires one, or outside its
+    type's range (a rating out of range, a negative count); a timestamp that is unparsable or in
+    the future; a duplicate (same event id, or, for rows without an event id column, the same
+    :data:`EVENT_IDENTITY` as an earlier row). ``allow_duplicates`` keeps every row of the same
+    identity (events that really happened twice); a repeated event id is still a duplicate.
     """
     mapping, schema, now = _defaults(mapping, schema, now)
     _require_columns(table.file, list(table.frame.columns), mapping)
     check = _Checker(table)
+    check.check_text(_mapped(mapping))
+    table = check.table
 
     users, items = _column(table, mapping.user_id), _column(table, mapping.item_id)
     assert users is not None and items is not None
@@ -316,7 +383,7 @@ def validate_events(
     events = pd.DataFrame({"user_id": users.astype(object), "item_id": items.astype(object),
                            "event_type": types.astype(object), "value": values,
                            "timestamp": timestamps})
-    _check_duplicates(check, table, mapping, events)
+    _check_duplicates(check, table, mapping, events, allow_duplicates)
     report = check.finish(strict)
     columns = list(EVENT_COLUMNS)
     ids = _column(table, mapping.event_id)
@@ -394,14 +461,22 @@ def _check_timestamps(check: _Checker, table: RawTable, mapping: ColumnMapping,
     return stamps
 
 
+def _mapped(mapping: ColumnMapping) -> list[str | None]:
+    """The columns an event is read from, in the order their checks run."""
+    return [mapping.user_id, mapping.item_id, mapping.event_type, mapping.value,
+            mapping.timestamp, mapping.event_id]
+
+
 def _check_duplicates(check: _Checker, table: RawTable, mapping: ColumnMapping,
-                      events: pd.DataFrame) -> None:
+                      events: pd.DataFrame, allow_duplicates: bool) -> None:
     ids = _column(table, mapping.event_id)
     if ids is not None:
         keys, eligible = ids.to_frame("event_id"), ~check.bad & (ids != "").to_numpy()
         column: str | None = mapping.event_id
+    elif allow_duplicates:
+        return
     else:
-        keys, eligible = events[["user_id", "item_id", "event_type", "timestamp"]], ~check.bad
+        keys, eligible = events[list(EVENT_IDENTITY)], ~check.bad
         column = None
     live = keys[eligible]
     dup_live = live.duplicated(keep="first").to_numpy()
@@ -460,7 +535,7 @@ def validate_event_records(
     issues = list(raw.issues)
     for row, outcome in zip(raw.rows, outcomes, strict=True):
         if isinstance(outcome, dict):
-            key = outcome["event_id"] if by_id else tuple(outcome[c] for c in _SAME_EVENT)
+            key = outcome["event_id"] if by_id else tuple(outcome[c] for c in EVENT_IDENTITY)
             if key is not None and key in first_row:
                 outcome = (mapping.event_id if by_id else None, _DUPLICATE.problem,
                            _DUPLICATE.message(row=first_row[key]))
@@ -475,14 +550,16 @@ def validate_event_records(
     return events, _report(raw.file, n_read, len(events["user_id"]), issues, strict)
 
 
-#: What makes two events without an event id the same event (as in _check_duplicates).
-_SAME_EVENT = ("user_id", "item_id", "event_type", "timestamp")
 _Found = tuple[str | None, str, str]
 
 
 def _check_record(record: Mapping[str, str], mapping: ColumnMapping, schema: EventSchema,
                   latest: pd.Timestamp) -> dict[str, Any] | _Found:
     """One record's event, or its first issue in :func:`validate_events`' order of checks."""
+    for name in dict.fromkeys(_mapped(mapping)):
+        match = None if name is None else UNSTORABLE.search(record.get(name, ""))
+        if match:
+            return name, _UNSTORABLE_TEXT.problem, _UNSTORABLE_TEXT.message(char=match.group())
     user, item = _text(record, mapping.user_id), _text(record, mapping.item_id)
     if not user:
         return mapping.user_id, _MISSING_ID.problem, _MISSING_ID.message(what="user")
@@ -551,6 +628,8 @@ def _plain_float(text: str) -> float:
 
 def _plain_timestamp(text: str) -> datetime | None:
     """:func:`parse_timestamps` of one non-empty text in a plain form, None if unparsable."""
+    if _YEAR.fullmatch(text):
+        raise _PandasDecides(text)  # a year; rare enough in requests to leave to pandas
     if not _PLAIN_ISO.fullmatch(text):
         seconds = _plain_float(text)  # unix seconds, truncated as astype("int64") does
         if not (math.isfinite(seconds) and abs(seconds) < _UNIX_RANGE):
@@ -600,6 +679,8 @@ def validate_metadata(
     if id_column not in table.frame.columns:
         raise DataError(f"no id column {id_column!r}", file=table.file)
     check = _Checker(table)
+    check.check_text([id_column, *kinds])
+    table = check.table
     ids = _column(table, id_column)
     assert ids is not None
     check.flag((ids == "").to_numpy(), id_column, "missing id", lambda i: "missing id")

@@ -67,8 +67,8 @@ def print_validation(report: ValidationReport, console: Console, *, shown: int =
     console.print(table)
     for issue in report.issues[:shown]:
         console.print(f"  {issue}", markup=False, highlight=False)
-    if len(report.issues) > shown:
-        console.print(f"  … and {len(report.issues) - shown} more")
+    if report.rows_skipped > shown:
+        console.print(f"  … and {report.rows_skipped - shown} more")
 
 
 def _export(dataset: Dataset, folder: Path) -> dict[str, Path]:

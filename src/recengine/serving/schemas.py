@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 from pydantic import (
@@ -16,7 +15,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from recengine.data.schema import FeatureKind
+from recengine.data.schema import UNSTORABLE, FeatureKind
 
 __all__ = [
     "UNION_TAGS", "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser",
@@ -25,10 +24,6 @@ __all__ = [
     "RecommendationList", "RecommendationQuery", "RecommendedItem", "SimilarBatch", "SimilarList",
     "SimilarQuery", "Status", "Text", "UserIn", "UserOut", "plain_text",
 ]
-
-#: What no store holds and no response carries: NUL, and UTF-16 surrogates (JSON's ``"\ud800"``
-#: escape decodes to one when it is not half of a pair).
-_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 def plain_text(value: str) -> str:
@@ -46,7 +41,7 @@ def plain_text(value: str) -> str:
     ...
     ValueError: holds NUL at offset 1: text must be valid Unicode without NUL
     """
-    bad = _NOT_TEXT.search(value)
+    bad = UNSTORABLE.search(value)
     if bad is not None:
         char = bad.group()
         what = "NUL" if char == "\x00" else f"a lone UTF-16 surrogate U+{ord(char):X}"

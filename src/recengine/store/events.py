@@ -11,7 +11,11 @@ a :class:`~recengine.data.dataset.Dataset`. :class:`EventStore` is that place:
 - **All or nothing**: one batch is one transaction; a batch that fails, or a process killed midway,
   leaves the store as it was before the batch.
 - **Idempotent**: an event's optional ``event_id`` is unique, so a client that retries a batch
-  gets ``duplicates`` back instead of twice the events.
+  gets ``duplicates`` back instead of twice the events. Files rarely carry event ids, so an
+  append may ask for rows without one to be identified by their content instead
+  (``identify_by_content``, what ``recengine ingest`` does): a hash of
+  :data:`~recengine.data.validation.EVENT_IDENTITY`, unique too, so a file ingested again, or
+  again after a crash midway, adds nothing.
 - **Ordered**: every event gets the store's own increasing ``id`` (never reused, with gaps where
   a duplicate was skipped), so a trainer can ask for ``events(since_id=N)`` and record
   :meth:`EventStore.snapshot` of exactly what it saw.
@@ -58,6 +62,7 @@ from recengine._extras import require
 from recengine.data.dataset import Dataset
 from recengine.data.schema import EVENT_COLUMNS, EventSchema, FeatureKind
 from recengine.data.validation import (
+    EVENT_IDENTITY,
     ColumnMapping,
     Issue,
     RawRecords,
@@ -98,10 +103,14 @@ _EVENTS = sa.Table(
     sa.Column("value", sa.Double(), nullable=True),
     sa.Column("timestamp", sa.DateTime(), nullable=True),
     sa.Column("ingested_at", sa.DateTime(), nullable=False),
+    sa.Column("content_key", sa.String(), nullable=True),
     sa.Index("ix_events_user_id", "user_id"),
     sa.Index("ix_events_timestamp", "timestamp"),
     sqlite_autoincrement=True,  # never reuse the id of a deleted last row: "since N" stays exact
 )
+#: The identity of events stored by content (see :func:`_content_keys`). An index of its own,
+#: not a table constraint, so that stores created before it existed get the very same.
+_CONTENT_KEY = sa.Index("ux_events_content_key", _EVENTS.c.content_key, unique=True)
 
 
 def _catalogue_table(name: str) -> sa.Table:
@@ -165,7 +174,15 @@ _CHANGE_ROWS = 1000
 #: SQLAlchemy keeps the row count of INSERTs only when asked to.
 _ROWCOUNT = {"preserve_rowcount": True}
 #: The columns an append writes, in the order of PostgreSQL's COPY.
-_WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at")
+_WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at",
+            "content_key")
+_WRITTEN_NAMES = ", ".join(f'"{name}"' for name in _WRITTEN)
+
+#: SQLite appends go to the driver directly: SQLAlchemy's processing of every value doubled the
+#: time an append holds the write lock, which every other writer (an API request during a large
+#: ingest) waits for. Skips rows whose event_id or content_key is stored.
+_SQLITE_INSERT = (f"INSERT INTO events ({_WRITTEN_NAMES}) VALUES "
+                  f"({', '.join('?' * len(_WRITTEN))}) ON CONFLICT DO NOTHING")
 
 #: From this many rows on, PostgreSQL appends COPY to a staging table rather than INSERT: COPY
 #: is many times faster, but the staging table costs a few milliseconds per transaction.
@@ -183,7 +200,8 @@ _INCOMING = sa.Table(
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What one batch did: events stored, and events skipped because their event_id existed.
+    """What one batch did: events stored, and events skipped because their event_id (or, when
+    identified by content, their content) was stored already.
 
     ``duplicate_ids`` names the batch's event ids that were stored before it (by an earlier
     call, or an earlier batch of the same transaction), so a caller can leave them out of what it
@@ -273,17 +291,28 @@ class EventStore:
 
     # --- events ---------------------------------------------------------------------------
 
-    def append(self, events: pd.DataFrame) -> AppendResult:
+    def append(self, events: pd.DataFrame, *, identify_by_content: bool = False) -> AppendResult:
         """Store validated events in one transaction and return once they are durable.
 
         ``events`` has the canonical columns (see :data:`~recengine.data.schema.EVENT_COLUMNS`)
         and optionally ``event_id``: a row whose event_id is already stored, or repeated earlier
-        in the batch, is skipped and counted as a duplicate. Rows without one are always stored.
-        If anything fails, nothing of the batch is stored. Batches appended at the same time by
-        other threads may share the transaction; an event_id in two of them is stored for the
-        batch that came first and counts as a duplicate in the other.
+        in the batch, is skipped and counted as a duplicate. Rows without one are always stored,
+        unless ``identify_by_content``: then a row without an event_id whose user, item, type and
+        time (:data:`~recengine.data.validation.EVENT_IDENTITY`) were stored before by such an
+        append is a duplicate too. If anything fails, nothing of the batch is stored. Batches
+        appended at the same time by other threads may share the transaction; an event_id in
+        two of them is stored for the batch that came first and counts as a duplicate in the
+        other.
+
+        >>> store = EventStore("sqlite://")
+        >>> view = pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"],
+        ...                      "value": [1.0], "timestamp": [pd.Timestamp("2024-05-01")]})
+        >>> store.append(view, identify_by_content=True)
+        AppendResult(accepted=1, duplicates=0)
+        >>> store.append(view.assign(value=2.0), identify_by_content=True)  # the same event
+        AppendResult(accepted=0, duplicates=1)
         """
-        return self._append(_Batch(_event_columns(events), len(events)))
+        return self._append(_batch(_event_columns(events), identify_by_content))
 
     def ingest(
         self,
@@ -309,7 +338,7 @@ class EventStore:
             events, report = validate_events(records.table(), mapping, schema, strict=strict)
             return self.append(events), report
         columns, report = checked
-        return self._append(_Batch(columns, len(columns["user_id"]))), report
+        return self._append(_batch(columns, identify_by_content=False)), report
 
     def events(self, since_id: int = 0, until_id: int | None = None) -> pd.DataFrame:
         """Events with ``since_id < id <= until_id``, in id order, in the canonical format.
@@ -583,17 +612,21 @@ class EventStore:
         """
         accepted, known = 0, set()
         for start in range(0, batch.size, _CHUNK_ROWS):
-            rows = _event_rows(batch.columns, start, min(start + _CHUNK_ROWS, batch.size),
-                               ingested_at)
-            known |= _stored_ids(conn, [r["event_id"] for r in rows if r["event_id"] is not None])
+            stop = min(start + _CHUNK_ROWS, batch.size)
+            rows = _event_rows(batch.columns, start, stop, ingested_at,
+                               times_as_text=self.backend == "sqlite")
+            ids = [i for i in batch.columns["event_id"][start:stop] if i is not None]
+            known |= _stored_ids(conn, ids)
             accepted += self._insert_chunk(conn, rows)
         return AppendResult(accepted, batch.size - accepted, frozenset(known))
 
-    def _insert_chunk(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert rows in the open transaction, skipping known event ids; the number inserted."""
+    def _insert_chunk(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
+        """Insert rows (see :func:`_event_rows`) in the open transaction, skipping known event ids
+        and content keys; the number inserted."""
         if self.backend == "postgresql":
             return _insert_postgres(conn, rows)
-        return _insert_values(conn, sqlite.insert(_EVENTS), rows)
+        return int(conn.exec_driver_sql(_SQLITE_INSERT, rows,
+                                        execution_options=_ROWCOUNT).rowcount)
 
     def _upsert(self, table: sa.Table, frame: pd.DataFrame, what: str,
                 kinds: Mapping[str, FeatureKind | str] | None) -> int:
@@ -688,6 +721,7 @@ class EventStore:
                 if self.backend == "postgresql":  # two processes starting on an empty database
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DDL_LOCK_KEY)))
                 _metadata.create_all(conn)
+                _add_content_key(conn)
             self._ready = True
 
     @contextmanager
@@ -771,16 +805,21 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _add_content_key(conn: sa.Connection) -> None:
+    """Give a store created before content identity its column and unique index.
+
+    Cheap on a store of any size: a nullable column without a default rewrites no row, and the
+    index starts with NULLs only. Run in the transaction that creates the tables, which holds
+    the write lock, so two processes opening an old store do not both add the column.
+    """
+    if "content_key" not in {c["name"] for c in sa.inspect(conn).get_columns("events")}:
+        conn.execute(sa.text("ALTER TABLE events ADD COLUMN content_key VARCHAR"))
+        _CONTENT_KEY.create(conn)
+
+
 def _prepare_postgres_append(conn: sa.Connection) -> None:
     """Serialise appends, so ids become visible in order ("since N" is exact)."""
     conn.execute(sa.text("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"))
-
-
-def _insert_values(conn: sa.Connection, insert: sqlite.Insert | postgresql.Insert,
-                   rows: list[dict[str, Any]]) -> int:
-    """INSERT rows, skipping known event ids (``insert`` is the dialect's); the number inserted."""
-    statement = insert.on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id])
-    return int(conn.execute(statement, rows, execution_options=_ROWCOUNT).rowcount)  # summed
 
 
 def _stored_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
@@ -791,19 +830,23 @@ def _stored_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
     return {row[0] for row in conn.execute(query)}
 
 
-def _insert_postgres(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
-    """Few rows: INSERT. Many: COPY to the staging table, move the new ones in order, clear it."""
+def _insert_postgres(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Few rows: INSERT. Many: COPY to the staging table, move the new ones in order, clear it.
+
+    Either skips rows whose event_id or content_key is stored.
+    """
     if len(rows) < _COPY_ROWS:
-        return _insert_values(conn, postgresql.insert(_EVENTS), rows)
+        statement = postgresql.insert(_EVENTS).on_conflict_do_nothing()
+        values = [dict(zip(_WRITTEN, row, strict=True)) for row in rows]
+        return int(conn.execute(statement, values, execution_options=_ROWCOUNT).rowcount)
     _INCOMING.create(conn, checkfirst=True)
-    names = ", ".join(f'"{name}"' for name in _WRITTEN)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY recengine_incoming ({names}) FROM STDIN") as copy:
+    with cursor, cursor.copy(f"COPY recengine_incoming ({_WRITTEN_NAMES}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row[name] for name in _WRITTEN])
+            copy.write_row(row)
     staged = sa.select(*(_INCOMING.c[name] for name in _WRITTEN)).order_by(_INCOMING.c.ord)
     move = (postgresql.insert(_EVENTS).from_select(list(_WRITTEN), staged)
-            .on_conflict_do_nothing(index_elements=[_EVENTS.c.event_id]))
+            .on_conflict_do_nothing())
     inserted = int(conn.execute(move, execution_options=_ROWCOUNT).rowcount)
     conn.execute(sa.text("TRUNCATE recengine_incoming"))
     return inserted
@@ -852,6 +895,29 @@ def _event_columns(events: pd.DataFrame) -> dict[str, list[Any]]:
     }
 
 
+def _batch(columns: dict[str, list[Any]], identify_by_content: bool) -> _Batch:
+    """Validated events (see :func:`_event_columns`) with their content keys, as a batch."""
+    size = len(columns["user_id"])
+    keys = _content_keys(columns) if identify_by_content else [None] * size
+    return _Batch(columns | {"content_key": keys}, size)
+
+
+def _content_keys(columns: Mapping[str, list[Any]]) -> list[str | None]:
+    """Each event's identity from its content, None for events with an event_id (their identity).
+
+    A BLAKE2b hash (128 bits: no collision in any plausible store) of the JSON list of
+    :data:`~recengine.data.validation.EVENT_IDENTITY`, with the timestamp in ISO 8601 to the
+    second. Canonical values, not source text: the same event read from CSV, JSON Lines or
+    Parquet, as unix seconds or ISO text, has the same key.
+    """
+    stamps = [None if t is None else t.isoformat() for t in columns["timestamp"]]
+    fields = [stamps if name == "timestamp" else columns[name] for name in EVENT_IDENTITY]
+    return [None if event_id is not None else
+            hashlib.blake2b(json.dumps(identity).encode(), digest_size=16).hexdigest()
+            for event_id, identity in zip(columns["event_id"], zip(*fields, strict=True),
+                                          strict=True)]
+
+
 def _strings(column: pd.Series, *, blank: bool = False) -> list[str | None]:
     """Values as str, None where missing (or empty, with ``blank``)."""
     out = [None if absent else str(v) for v, absent in zip(column.tolist(), column.isna(),
@@ -859,11 +925,20 @@ def _strings(column: pd.Series, *, blank: bool = False) -> list[str | None]:
     return [None if v == "" else v for v in out] if blank else out
 
 
-def _event_rows(columns: dict[str, list[Any]], start: int, stop: int,
-                ingested_at: datetime) -> list[dict[str, Any]]:
-    names = list(columns)
-    return [dict(zip(names, values, strict=True), ingested_at=ingested_at)
-            for values in zip(*(columns[n][start:stop] for n in names), strict=True)]
+def _event_rows(columns: dict[str, list[Any]], start: int, stop: int, ingested_at: datetime, *,
+                times_as_text: bool) -> list[tuple[Any, ...]]:
+    """Rows ``start:stop`` of a batch as tuples in the order of :data:`_WRITTEN`.
+
+    ``times_as_text`` writes times as SQLAlchemy's SQLite DateTime does (and reads back), for
+    :data:`_SQLITE_INSERT`, which bypasses it.
+    """
+    values = {name: columns[name][start:stop] for name in _WRITTEN if name != "ingested_at"}
+    values["ingested_at"] = [ingested_at] * (stop - start)
+    if times_as_text:
+        for name in ("timestamp", "ingested_at"):
+            values[name] = [None if t is None else t.isoformat(" ", "microseconds")
+                            for t in values[name]]
+    return list(zip(*(values[name] for name in _WRITTEN), strict=True))
 
 
 def _id_range(since_id: int, until_id: int | None) -> sa.ColumnElement[bool]:
