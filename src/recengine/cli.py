@@ -634,7 +634,8 @@ def _serve(overrides: dict[str, Any], host: str, port: int, workers: int = 1) ->
     os.environ.update({f"RECENGINE_{name.upper()}": str(value)
                        for name, value in overrides.items()})
     uvicorn.run("recengine.serving.app:served_app", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+                workers=workers, http="recengine.serving.protocol:NoDelayH11",
+                log_level="info")
     return 0
 
 
