@@ -45,11 +45,16 @@ class Bell:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        with self._locked():
-            if os.fstat(self._fd).st_size < _LAYOUT.size:
-                os.ftruncate(self._fd, _LAYOUT.size)
-        self._map = mmap.mmap(self._fd, _LAYOUT.size)
+        with self._locked() as fd:
+            if os.fstat(fd).st_size < _LAYOUT.size:
+                os.ftruncate(fd, _LAYOUT.size)
+        # Mapped through a descriptor of its own, which the map keeps (a duplicate of a locked
+        # one would hold that lock for as long as the map lives); none stays open besides.
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, _LAYOUT.size)
+        finally:
+            os.close(fd)
 
     def read(self) -> tuple[int, int, int]:
         """The counters now: compare with the last read to learn what changed."""
@@ -64,12 +69,13 @@ class Bell:
 
     def close(self) -> None:
         self._map.close()
-        os.close(self._fd)
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+    def _locked(self) -> Iterator[int]:
+        """The file, open and locked (an increment is rare: opening it each time is cheap)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            yield
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(fd)  # closing releases the lock
