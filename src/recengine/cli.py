@@ -614,12 +614,16 @@ def _serve(overrides: dict[str, Any], host: str, port: int, workers: int = 1) ->
     store and the registry, and hear each other's writes (serving/bell.py).
     """
     import os
+    import shutil
     import tempfile
 
     # Before prometheus_client is imported: each process then keeps its metrics in files there,
     # and /metrics sums them. A fresh folder per run, unless the deployment names one (it must
     # then empty it between runs, or old counts are summed in).
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recengine-metrics-"))
+    made = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="recengine-metrics-")
     import uvicorn
     from pydantic import ValidationError
 
@@ -633,9 +637,14 @@ def _serve(overrides: dict[str, Any], host: str, port: int, workers: int = 1) ->
     # The processes read their settings from the environment, as a deployment's would.
     os.environ.update({f"RECENGINE_{name.upper()}": str(value)
                        for name, value in overrides.items()})
-    uvicorn.run("recengine.serving.app:served_app", factory=True, host=host, port=port,
-                workers=workers, http="recengine.serving.protocol:NoDelayH11",
-                log_level="info")
+    try:
+        uvicorn.run("recengine.serving.app:served_app", factory=True, host=host, port=port,
+                    workers=workers, http="recengine.serving.protocol:NoDelayH11",
+                    log_level="info")
+    finally:
+        if made is not None:  # this run's metrics go with it
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(made, ignore_errors=True)
     return 0
 
 
