@@ -245,11 +245,13 @@ class RetrainScheduler:
     def lead(self) -> bool:
         """Whether this scheduler is the one that retrains: the lease is taken or renewed (a
         durable write) once a third of it has passed, not at every poll."""
-        now = time.monotonic()
-        if now >= self._lease_checked + self.lease_seconds / 3:
-            self.leading = self.store.hold_lease(LEASE, self.holder, self.lease_seconds)
-            self._lease_checked = now
+        if time.monotonic() >= self._lease_checked + self.lease_seconds / 3:
+            self._renew()
         return self.leading
+
+    def _renew(self) -> None:
+        self.leading = self.store.hold_lease(LEASE, self.holder, self.lease_seconds)
+        self._lease_checked = time.monotonic()
 
     @contextlib.contextmanager
     def _leased(self) -> Iterator[None]:
@@ -259,8 +261,7 @@ class RetrainScheduler:
         def renew() -> None:
             while not done.wait(self.lease_seconds / 3):
                 with contextlib.suppress(Exception):  # the next renewal tries again
-                    self._lease_checked = -float("inf")
-                    self.lead()
+                    self._renew()
 
         keeper = threading.Thread(target=renew, name="recengine-lease", daemon=True)
         keeper.start()

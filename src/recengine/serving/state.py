@@ -42,7 +42,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -389,11 +389,21 @@ class ServingState:
             return None, 0
         live = LiveHistories(self._live.per_user, self._live.max_events)
         seen_id = active.trained_through
-        while rows := self.store.event_rows(seen_id):
+        for rows in self._stored_after(seen_id):
             for user, events in _by_user(rows).items():
                 live.add(user, events)
             seen_id = rows[-1].id
         return live, seen_id
+
+    def _stored_after(self, last_id: int) -> Iterator[list[StoredEvent]]:
+        """The events stored after ``last_id``, in id order, a chunk at a time."""
+        while True:
+            rows = self.store.event_rows(last_id, limit=_READ_ROWS)
+            if rows:
+                yield rows
+            if len(rows) < _READ_ROWS:
+                return
+            last_id = rows[-1].id
 
     def rollback(self) -> Active:
         """Serve the version active before this one; if it cannot be loaded, the registry
@@ -550,8 +560,9 @@ class ServingState:
         Each chunk is applied under the lock, skipping what a swap's replay already holds, so
         an event counts once even when a swap runs meanwhile.
         """
-        while self._seen_id is not None:
-            rows = self.store.event_rows(self._seen_id, limit=_READ_ROWS)
+        if self._seen_id is None:
+            return
+        for rows in self._stored_after(self._seen_id):
             with self._lock:
                 fresh = [r for r in rows if self._seen_id is None or r.id > self._seen_id]
                 for user, events in _by_user(fresh).items():
@@ -559,7 +570,7 @@ class ServingState:
                     self.answers.forget(user)
                 if fresh:
                     self._seen_id = fresh[-1].id
-            if len(rows) < _READ_ROWS or not fresh:
+            if not fresh:  # a swap's replay holds the rest
                 return
 
     def _catch_up_changes(self) -> None:
@@ -580,7 +591,7 @@ class ServingState:
     def _refresh_user(self, user: str) -> None:
         """Re-read ``user``'s features and live history (a write or a delete changed them)."""
         features = self.store.user(user)
-        rows = self.store.event_rows(self._live_after, user_id=user, limit=self._live.per_user)
+        rows = self._stored_history(user)
         with self._lock:
             users = self._users if self._users is not None else {}
             if features is None:
@@ -588,17 +599,25 @@ class ServingState:
             else:
                 users[user] = features
             self._users = users
-            # Later events come with the next catch-up.
-            self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
+            self._install_history(user, rows)
             self._from_store = None  # popularity over the store, counted again without them
             self.answers.forget(user)
 
     def _reread_evicted(self, user: str) -> None:
         """Read an evicted user's live history back from the store."""
-        rows = self.store.event_rows(self._live_after, user_id=user, limit=self._live.per_user)
+        rows = self._stored_history(user)
         with self._lock:
             if user in self._live.evicted:
-                self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
+                self._install_history(user, rows)
+
+    def _stored_history(self, user: str) -> list[StoredEvent]:
+        """``user``'s last events after the live histories' start, as the store has them."""
+        return self.store.event_rows(self._live_after, user_id=user, limit=self._live.per_user)
+
+    def _install_history(self, user: str, rows: Sequence[StoredEvent]) -> None:
+        """``user``'s live history from ``rows`` (under the lock): those the histories have
+        reached; later ones come with the next catch-up, so none counts twice."""
+        self._live.replace(user, [_event(r) for r in rows if r.id <= (self._seen_id or 0)])
 
     def ready(self, user: str, name: str | None = None) -> bool:
         """Whether ``user`` can be answered by model ``name`` without reading the store or the
