@@ -6,7 +6,7 @@ them twice, activating each as the scheduler does, answering 500 users after eac
 after each swap and a full collection, the process's RSS and the memory Python allocated
 (tracemalloc), then what grew most in Python between the third swap and the last.
 
-    python benchmarks/bench_swap_memory.py --versions 12
+    python benchmarks/bench_swap_memory.py --versions 12 [--no-trim]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=12)
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--no-trim", action="store_true",
+                        help="keep freed heap memory after swaps (the behaviour before trimming)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="recengine-swaps-"))
     dataset = generate(n_users=args.users, n_items=args.items, seed=0, mean_events_per_user=20)
@@ -48,7 +50,7 @@ def main() -> None:
     versions = [registry.publish(models, data=store.snapshot(), metrics={}, training=data)
                 for _ in range(args.versions)]
     registry.activate(versions[0])
-    state = ServingState(registry, store)
+    state = ServingState(registry, store, trim_after_swap=not args.no_trim)
     state.load_current()
     users = [str(u) for u in data.users.ids[:500]]
     tracemalloc.start()

@@ -234,6 +234,31 @@ def test_ingest_stores_item_and_user_metadata_with_their_kinds(capsys, tmp_path)
     assert code == 2 and "--item-kinds" in err
 
 
+def test_ingest_streams_metadata_in_chunks_and_finds_repeats_across_them(capsys, tmp_path):
+    from recengine.data.readers import CHUNK_ROWS
+    from recengine.store import EventStore
+
+    n = CHUNK_ROWS + 10
+    items = tmp_path / "items.csv"
+    lines = [f"i{k},{k}" for k in range(n)]
+    lines.append("i3,999")  # a repeat of the first chunk's id, in the second chunk
+    items.write_text("id,price\n" + "\n".join(lines) + "\n")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    ingest = ("ingest", "--items", str(items), "--item-kinds", "price=numeric", "--store", url)
+    code, _, err = run(capsys, *ingest, "--strict", "--json")
+    assert code == 2 and f"row {n + 2}" in err
+    with EventStore(url) as store:
+        assert store.items().empty  # strict: checked whole before anything is written
+    code, out, _ = run(capsys, *ingest, "--json")
+    summary = json.loads(out)["items"]
+    assert code == 0 and (summary["stored"], summary["rows_skipped"]) == (n, 1)
+    with EventStore(url) as store:
+        stored = store.items()
+        assert len(stored) == n and stored.loc["i3", "price"] == 3  # the first one counts
+        changes = store.changes()
+    assert len(changes) == 2  # one committed write per chunk
+
+
 #: The smallest demo that still trains and evaluates every model (a few seconds).
 SMALL_DEMO = ("demo", "--users", "200", "--items", "100", "--seed", "7")
 

@@ -428,19 +428,36 @@ _PARQUET_TYPES = {"user_id": "string", "item_id": "string", "event_type": "strin
 
 def _ingest_metadata(args: argparse.Namespace, side: str, path: Path,
                      kinds: dict[str, FeatureKind]) -> dict[str, object]:
-    """Validate ``path`` (items or users) and upsert the valid rows, with their kinds."""
-    from recengine.data.readers import read_metadata
+    """Validate ``path`` (items or users) and upsert the valid rows, with their kinds.
+
+    Streamed as events are (:func:`_ingest_events`): each chunk validated and upserted in its
+    own transaction, so memory is bounded by a chunk and a server writing to the store waits
+    for a chunk, not the file. Upserts are idempotent: a run cut short is finished by running
+    it again. ``--strict`` checks the whole file in a first pass, so a bad row writes nothing.
+    """
+    from recengine.data.readers import iter_metadata
+    from recengine.data.validation import ValidationReport
     from recengine.pipeline.demo import print_validation
     from recengine.store import EventStore
 
     if not kinds:
         raise DataError(f"--{side[:-1]}-kinds names no feature: say each feature's kind",
                         column=f"--{side[:-1]}-kinds")
-    frame, report = read_metadata(path, args.id_column, kinds, strict=args.strict,
-                                  encoding=args.encoding)
+
+    def chunks() -> Iterator[tuple[pd.DataFrame, ValidationReport]]:
+        return iter_metadata(path, args.id_column, kinds, strict=args.strict,
+                             encoding=args.encoding)
+
+    if args.strict:
+        for _ in chunks():
+            pass
+    report = ValidationReport(str(path))
+    written = 0
     with EventStore(args.store) as store:
         upsert = store.upsert_items if side == "items" else store.upsert_users
-        written = upsert(frame, kinds)
+        for frame, chunk in chunks():
+            report.extend(chunk)
+            written += upsert(frame, kinds)
     if not args.json:
         print_validation(report, _console())
         _console().print(f"{written} {side} upserted into {args.store}", highlight=False)

@@ -99,3 +99,22 @@ def test_the_training_log_holds_exactly_the_training_pairs_events(split: str) ->
     times = log.timestamps
     for r in range(data.n_users):  # oldest first within each user
         assert (np.diff(times[log.indptr[r]:log.indptr[r + 1]]) >= 0).all()
+
+
+def test_a_request_time_is_in_the_seconds_of_event_timestamps() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from recengine.data.query import Query, seconds_of
+    from recengine.models.popularity import Popularity
+
+    events = _events()
+    data = TrainingData.from_interactions(aggregate(events), events=events)
+    model = Popularity().fit(data)
+    asked = model.queries_from(Query(user="u", time=datetime(2025, 1, 5)))
+    last = asked.sequences.timestamps[-1]  # c, viewed on Jan 3
+    assert asked.times.dtype == np.int64
+    assert int(asked.times[0] - last) == 2 * 86400
+    assert asked.bag.nnz == 3 and asked.context == ({},)
+    cet = timezone(timedelta(hours=1))
+    assert seconds_of(datetime(2025, 1, 5, 1, tzinfo=cet)) == seconds_of(datetime(2025, 1, 5))
+    assert seconds_of(datetime(2025, 1, 5, tzinfo=UTC)) == seconds_of(datetime(2025, 1, 5))

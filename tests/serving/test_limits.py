@@ -119,3 +119,24 @@ def test_heavy_requests_wait_for_the_budget_and_light_ones_do_not(
         for thread in threads:
             thread.join(30)
     assert results == [200, 200]
+
+
+def test_a_server_process_hands_the_interpreter_lock_on_sooner() -> None:
+    """Light requests wait for the lock while heavy ones compute in threads: each server
+    process shortens Python's 5 ms switch interval to the setting."""
+    import gc
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    from recengine.serving.app import _settle_process
+
+    before = sys.getswitchinterval()
+    assert Settings().switch_interval_ms == 0.5
+    try:
+        with threadpool_limits(limits=None):  # restores this process's BLAS threads
+            _settle_process(Settings(switch_interval_ms=2))
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
+        gc.unfreeze()

@@ -9,7 +9,9 @@ A model scores a block of :class:`Queries` at once (one row per user asking). Ea
   timestamp), oldest first, for models that use order (next-item prediction);
 - ``session``: the items of the current session, in order (may be empty);
 - ``user_features``: the user's features as known at request time (a table, one row per query);
-- ``times`` and ``context``: when the request is made, and free-form context (device, page, ...).
+- ``times`` and ``context``: when the request is made (int64 seconds, as event timestamps are,
+  so a model reads the time since each event by subtraction), and free-form context (device,
+  page, ...).
 
 Histories come from one place: :meth:`~recengine.data.training_data.TrainingData.queries` for
 training users, or the server's history store. A model never keeps its own copy of the training
@@ -21,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -33,6 +35,20 @@ __all__ = ["NO_TIME", "Event", "HistorySource", "Queries", "Query", "Sequences",
 
 #: A timestamp that is not known (int64 seconds): sorts before every real time.
 NO_TIME = np.iinfo(np.int64).min
+_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
+
+
+def seconds_of(time: datetime) -> int:
+    """``time`` as int64 seconds since the epoch, as event timestamps are stored (a naive time
+    is UTC, an aware one is converted).
+
+    >>> seconds_of(datetime(1970, 1, 2))
+    86400
+    """
+    if time.tzinfo is not None:
+        time = time.astimezone(UTC).replace(tzinfo=None)
+    return (time - _EPOCH) // _SECOND
 
 
 def _seconds(times: pd.Series | np.ndarray) -> np.ndarray:
@@ -312,17 +328,6 @@ class Queries:
             times=None if self.times is None else self.times[picked],
             context=None if self.context is None else tuple(self.context[i] for i in picked))
 
-    def with_request(self, *, session: Sequences | None, user_features: pd.DataFrame | None,
-                     times: np.ndarray | None,
-                     context: tuple[Mapping[str, Any], ...] | None) -> Queries:
-        """These histories, with what a request adds (session, features, time, context)."""
-        out = Queries(self.users, None, self.__dict__.get("sequences", self._source),
-                      rows=self._rows, session=session,
-                      user_features=user_features, times=times, context=context)
-        if "bag" in self.__dict__:
-            out.__dict__["bag"] = self.__dict__["bag"]
-        return out
-
     def recent_items(self) -> np.ndarray:
         """Each row's most recent item: the session's last, else the history's last (-1 if
         neither has one). What next-item models start from."""
@@ -367,7 +372,8 @@ class HistorySource(Protocol):
     """Where training users' histories come from (training data, a served version's log)."""
 
     def queries(self, users: np.ndarray) -> Queries:
-        """Queries for training user indices, with their bag and ordered events."""
+        """New queries for training user indices, with their bag and ordered events (new
+        each call: the caller adds the request's session, features, time and context)."""
         ...
 
     def item_users(self, items: np.ndarray) -> sp.csr_array:

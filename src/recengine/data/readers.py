@@ -37,8 +37,8 @@ from recengine.data.validation import (
 )
 from recengine.errors import DataError
 
-__all__ = ["CHUNK_ROWS", "Format", "detect_format", "iter_events", "iter_tables", "read_events",
-           "read_metadata", "read_table"]
+__all__ = ["CHUNK_ROWS", "Format", "detect_format", "iter_events", "iter_metadata", "iter_tables",
+           "read_events", "read_metadata", "read_table"]
 
 #: Records per chunk when streaming: a few megabytes of strings at most. ``recengine ingest``
 #: commits each chunk in its own transaction; on SQLite, 5,000 events hold the write lock for
@@ -349,6 +349,34 @@ def read_metadata(
     encoding: str = "utf-8",
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and validate an item or user table: an id column plus features of the given kinds."""
-    table = read_table(path, format, encoding=encoding)
-    return validate_metadata(table, id_column, kinds, list_separator=list_separator,
-                             strict=strict)
+    [(frame, report)] = iter_metadata(path, id_column, kinds, format=format,
+                                      list_separator=list_separator, strict=strict,
+                                      encoding=encoding, chunk_rows=None)
+    return frame, report
+
+
+def iter_metadata(
+    path: str | Path,
+    id_column: str,
+    kinds: Mapping[str, FeatureKind],
+    *,
+    format: Format | None = None,
+    list_separator: str = "|",
+    strict: bool = False,
+    encoding: str = "utf-8",
+    chunk_rows: int | None = CHUNK_ROWS,
+) -> Iterator[tuple[pd.DataFrame, ValidationReport]]:
+    """:func:`read_metadata` chunk by chunk, as :func:`iter_events` reads events: memory is a
+    chunk's plus the ids read so far (an id repeated in a later chunk is reported there).
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "items.csv"
+    >>> _ = f.write_text("id,price\\na,1\\nb,2\\na,3\\n")
+    >>> chunks = list(iter_metadata(f, "id", {"price": FeatureKind.NUMERIC}, chunk_rows=2))
+    >>> [len(frame) for frame, _ in chunks], str(chunks[1][1].issues[0]).split(", ", 1)[1]
+    ([2, 0], "row 4, column 'id': id 'a' appears twice")
+    """
+    seen: set[str] = set()
+    for table in iter_tables(path, format, encoding=encoding, chunk_rows=chunk_rows):
+        yield validate_metadata(table, id_column, kinds, list_separator=list_separator,
+                                strict=strict, seen=seen)

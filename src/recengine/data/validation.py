@@ -670,11 +670,14 @@ def validate_metadata(
     *,
     list_separator: str = "|",
     strict: bool = False,
+    seen: set[str] | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check item or user metadata and return it indexed by id, each column typed by its kind.
 
     Checks: a missing or repeated id, a numeric feature that is not a number, a date that is not a
-    date. Multi-valued features are split on ``list_separator`` into lists of labels.
+    date. Multi-valued features are split on ``list_separator`` into lists of labels. ``seen``
+    (for a file read in chunks) holds the ids of the chunks before: an id in it is a repeat,
+    and this chunk's ids are added to it.
     """
     if id_column not in table.frame.columns:
         raise DataError(f"no id column {id_column!r}", file=table.file)
@@ -685,6 +688,9 @@ def validate_metadata(
     assert ids is not None
     check.flag((ids == "").to_numpy(), id_column, "missing id", lambda i: "missing id")
     repeated = ids.duplicated(keep="first").to_numpy() & (ids != "").to_numpy()
+    if seen is not None:  # looked up one by one: isin would copy the whole set every chunk
+        repeated |= np.fromiter((i in seen for i in ids), dtype=bool, count=len(ids))
+        seen.update(ids[ids != ""])
     check.flag(repeated, id_column, "duplicate", lambda i: f"id {ids.iloc[i]!r} appears twice")
     columns: dict[str, pd.Series] = {}
     for name, kind in kinds.items():

@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from recengine.data.query import Event, HistorySource, Queries, Query, Sequences
+from recengine.data.query import Event, HistorySource, Queries, Query, Sequences, seconds_of
 from recengine.data.training_data import TrainingData, check_csr, csr_from_pairs
 from recengine.data.vocabulary import Missing, Vocabulary
 from recengine.errors import (
@@ -472,9 +472,13 @@ class Recommender(ABC):
         features = (pd.DataFrame([dict(query.user_features)])
                     if query.user_features and self.supports(Capability.USER_FEATURES)
                     else base.user_features)
-        times = None if query.time is None else np.array([query.time], dtype="datetime64[s]")
-        return base.with_request(session=session, user_features=features, times=times,
-                                 context=(dict(query.context),))
+        # The query is freshly built for this request: set what the request adds in place.
+        base.session = session
+        base.user_features = features
+        base.times = (None if query.time is None
+                      else np.array([seconds_of(query.time)], dtype=np.int64))
+        base.context = (dict(query.context),)
+        return base
 
     def _events(self, history: Sequence[Event] | pd.DataFrame) -> Sequences:
         """One row of ordered events over this model's items (unknown items dropped)."""

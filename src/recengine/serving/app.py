@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -236,7 +237,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     process."""
     context: Context = app.state.context
     if app.state.settle_process:
-        _settle_process()
+        _settle_process(context.settings)
     poller = Poller(context.state, context.settings.sync_seconds)
     poller.start()
     scheduler = None
@@ -258,16 +259,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             scheduler.stop()
 
 
-def _settle_process() -> None:
+def _settle_process(settings: Settings) -> None:
     """Per server process, before the first request.
 
     Requests run concurrently in threads; BLAS fanning out inside each of them only contends
-    (measured: 6 % of /healthz throughput with it, see docs/benchmarks.md). And after the
-    imports the garbage collector tracks about 220,000 objects, each full collection walking
-    them all: a 100 ms pause at random moments under load. They live as long as the process,
-    so they leave its view; what the app creates stays in it.
+    (measured: 6 % of /healthz throughput with it, see docs/benchmarks.md). The interpreter
+    lock passes between threads every ``switch_interval_ms``: while a heavy request computes in
+    a worker thread, the event loop waits that long each time it needs the lock, several times
+    per light request (Python's 5 ms made a light p99 of 34 ms during a flood of heavy ones).
+    And after the imports the garbage collector tracks about 220,000 objects, each full
+    collection walking them all: a 100 ms pause at random moments under load. They live as
+    long as the process, so they leave its view; what the app creates stays in it.
     """
     threadpool_limits(1, user_api="blas")
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     gc.collect()
     gc.freeze()
 

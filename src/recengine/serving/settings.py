@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     #: the rest wait, up to ``heavy_queue``, then 429.
     heavy_concurrency: int = Field(2, ge=1)
     heavy_queue: int = Field(32, ge=0)
+    #: How long a thread holds the interpreter lock while another waits for it, in each server
+    #: process (Python's default is 5 ms): light requests wait this long, several times each,
+    #: while heavy ones compute.
+    switch_interval_ms: float = Field(0.5, gt=0, le=100)
     retrain_every_seconds: float | None = Field(None, gt=0)
     retrain_after_events: int | None = Field(None, ge=1)
     #: Comma-separated model names retrained with their default configurations; empty (the

@@ -69,6 +69,7 @@ from recengine.models.rules import Exclude, Require, Rule, RuleEngine
 from recengine.serving.bell import Bell, Ring
 from recengine.serving.cache import AnswerCache
 from recengine.serving.live import LiveHistories
+from recengine.serving.memory import trim_heap
 from recengine.store.events import EventStore, StoredEvent
 from recengine.store.registry import ModelRegistry
 
@@ -216,8 +217,10 @@ class ServingState:
                  approximate_min_items: int | None = None, ef_search: int = 64,
                  cache_users: int = 0, rules: Sequence[Rule] = (),
                  live_per_user: int = 200, live_max_events: int = 1_000_000,
-                 bell: Bell | None = None) -> None:
+                 bell: Bell | None = None, trim_after_swap: bool = True) -> None:
         self.registry = registry
+        #: Return freed heap pages to the system after each swap (:mod:`.memory`).
+        self.trim_after_swap = trim_after_swap
         self.store = store
         self.rules = list(rules)
         self.approximate_min_items = approximate_min_items
@@ -376,6 +379,8 @@ class ServingState:
         if activate:
             self.bell.ring(Ring.MODELS)
         self._catch_up_events()  # what was stored while the version loaded
+        if self.trim_after_swap:
+            trim_heap()  # the version released above (the one before the previous)
         return new
 
     def _replay(self, active: Active) -> tuple[LiveHistories | None, int]:
