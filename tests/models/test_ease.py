@@ -47,6 +47,7 @@ def test_weights_are_the_per_item_ridge_regressions(binary):
     model = EASE(l2=2.0, binary=binary).fit(data)
     np.testing.assert_allclose(model.weights_, ridge_per_item(X, 2.0), atol=2e-6)
     assert model.weights_.dtype == np.float32 and np.diag(model.weights_).tolist() == [0.0] * 12
+    assert model.weights_.flags.c_contiguous  # scoring reads rows: a column-major B was copied
     queries = data.queries(np.arange(data.n_users))
     np.testing.assert_allclose(model._score(queries), X @ model.weights_, rtol=1e-5, atol=1e-6)
 

@@ -128,4 +128,4 @@ def closed_form(X: Any, l2: float) -> np.ndarray:
     P = scipy.linalg.inv(G, overwrite_a=True, check_finite=False, assume_a="pos")
     P /= -np.diag(P)[None, :]  # column j divided by −P_jj
     np.fill_diagonal(P, 0.0)
-    return P.astype(np.float32)
+    return np.ascontiguousarray(P, dtype=np.float32)  # LAPACK's is column-major: scoring reads rows
