@@ -118,3 +118,10 @@ def test_invalid_parameters_are_refused():
     for bad in ({"l2": 0.0}, {"max_items": 0}):
         with pytest.raises(DataError, match="invalid ease parameter"):
             EASE(**bad)
+
+
+def test_the_tuner_searches_higher_l2_for_weighted_feedback():
+    """Stars scale XᵀX by their square: the range that fits binary data would cut λ short."""
+    binary, weighted = EASE.search_space({})["l2"], EASE.search_space({"binary": False})["l2"]
+    assert binary[3] and weighted[3]  # log scale
+    assert weighted[2] == 10 * binary[2] and binary[1] <= 500 <= binary[2]

@@ -82,8 +82,7 @@ class ItemToItem(Recommender):
 
     def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         """Names the history item whose term ``x_ui · W[i, j]`` adds most to each item."""
-        row = self._rows(queries[:1])
-        row.sort_indices()
+        row = self._rows(queries[:1]).sorted_indices()  # a copy: the bag may be a view
         if row.nnz == 0:
             return ["no history to compare with"] * len(items)
         terms = row.data[:, None] * _dense(

@@ -18,11 +18,11 @@ Unlike implicit, an item is not its own neighbour.
 
 Only each item's ``neighbours`` most similar items are kept (ties: the lower index), and only
 positive similarities: ``S`` is sparse, ``n_items × neighbours`` at most, so catalogues of
-millions of items fit, and scoring a request is one sparse product, ``x_u S``, whose cost grows
-with the history's length, not the catalogue's (under a millisecond for a 50-event history over
-100,000 items, benchmarks/bench_item_models.py). Training computes ``S`` a block of items at a
-time, so its memory is bounded by the block, not by ``n_items²``. Items none of a history's
-items reaches score 0.
+millions of items fit, and scoring a request is one sparse product, ``x_u S``, that reads only
+the history's rows (then one pass over the catalogue's scores for the top-k: about half a
+millisecond of CPU for a 50-event history over 100,000 items, docs/benchmarks.md). Training
+computes ``S`` a block of items at a time, so its memory is bounded by the block, not by
+``n_items²``. Items none of a history's items reaches score 0.
 
 Saved as arrays: ``S`` in CSR parts and each item's number of training users.
 """
@@ -44,8 +44,9 @@ from recengine.progress import ProgressCallback
 __all__ = ["ItemKNN", "neighbours", "weigh"]
 
 #: Entries of one block's product (block × n_items) computed at once while training: bounds
-#: the memory of a fit (about 16 bytes each) whatever the catalogue.
-_BLOCK_ENTRIES = 1 << 24
+#: the memory of a fit whatever the catalogue (some 80 bytes an entry while it is pruned: about
+#: 330 MB when co-occurrence fills a block).
+_BLOCK_ENTRIES = 1 << 22
 
 
 class ItemKNN(ItemToItem):
@@ -193,8 +194,7 @@ def neighbours(items: sp.csr_array, k: int, *, cosine: bool = True, shrinkage: f
         parts.append(_top_per_row(rows[keep], cols[keep], values[keep], k))
         if progress is not None:
             progress("item-knn neighbours", stop, n_items)
-    rows, cols, values = (np.concatenate(p) if parts else np.zeros(0) for p in zip(*parts,
-                                                                                  strict=True))
+    rows, cols, values = (np.concatenate(column) for column in zip(*parts, strict=True))
     return csr_from_pairs(rows.astype(np.int64), cols.astype(np.int64), values,
                           (n_items, n_items))
 
