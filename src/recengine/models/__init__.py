@@ -4,7 +4,9 @@ from recengine.models.base import Recommender
 from recengine.models.bias import Bias
 from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
+from recengine.models.ease import EASE
 from recengine.models.feature_map import FeatureMappedWALS
+from recengine.models.item_knn import ItemKNN
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
@@ -14,12 +16,14 @@ from recengine.models.segment_popularity import SegmentPopularity
 from recengine.models.wals import WALS
 
 __all__ = [
+    "EASE",
     "MODELS",
     "WALS",
     "Bias",
     "CategoryPopularity",
     "ContentBased",
     "FeatureMappedWALS",
+    "ItemKNN",
     "KnowledgeBased",
     "Markov",
     "Popularity",

@@ -15,7 +15,9 @@ from recengine.models.base import Recommender
 from recengine.models.bias import Bias
 from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
+from recengine.models.ease import EASE
 from recengine.models.feature_map import FeatureMappedWALS
+from recengine.models.item_knn import ItemKNN
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
@@ -27,7 +29,8 @@ __all__ = ["MODELS", "create_model", "model_class"]
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
-                              Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov)
+                              Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov,
+                              EASE, ItemKNN)
 }
 
 

@@ -39,7 +39,16 @@ from recengine.pipeline.schedule import RetrainScheduler, shared
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Context, Guard, Reader
 from recengine.serving.metrics import Metrics
-from recengine.serving.routes import docs, events, health, items, models, recommendations, users
+from recengine.serving.routes import (
+    docs,
+    events,
+    health,
+    items,
+    models,
+    recommendations,
+    sessions,
+    users,
+)
 from recengine.serving.routes._common import ErrorResponse
 from recengine.serving.routes.docs import describe_limits
 from recengine.serving.schemas import UNION_TAGS
@@ -301,6 +310,7 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
     app.add_middleware(LimitAndMeasure, max_bytes=settings.max_request_bytes, metrics=metrics)
     routers: list[tuple[Any, str, str]] = [
         (recommendations.router, "/v1", "recommendations"),
+        (sessions.router, "/v1", "recommendations"),
         (items.router, "/v1", "items"),
         (users.router, "/v1", "users"),
         (events.router, "/v1", "events"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Self, TypeVar
 
+import numpy as np
+import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -12,17 +14,22 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 
 from recengine.data.schema import UNSTORABLE, FeatureKind
+from recengine.data.validation import parse_timestamps
+from recengine.errors import DataError
 
 __all__ = [
     "UNION_TAGS", "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser",
     "BatchRecommendations", "Error", "EventBatch", "EventIn", "EventsAccepted", "EventsIn", "Id",
     "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion", "Page", "RecommendationBatch",
-    "RecommendationList", "RecommendationQuery", "RecommendedItem", "SimilarBatch", "SimilarList",
-    "SimilarQuery", "Status", "Text", "UserIn", "UserOut", "plain_text",
+    "RecommendationList", "RecommendationQuery", "RecommendedItem", "SessionQuery",
+    "SessionRecommendations", "SimilarBatch", "SimilarList", "SimilarQuery", "Status", "Text",
+    "Timestamp", "UserIn", "UserOut", "plain_text",
 ]
 
 
@@ -107,8 +114,9 @@ class RecommendedItem(BaseModel):
     reason: str | None = None
 
 
-class RecommendationList(BaseModel):
-    user_id: str
+class _Ranked(BaseModel):
+    """What every list of recommendations carries."""
+
     model_version: str | None = Field(
         description="The registry version that answered; null while none is active.")
     items: list[RecommendedItem]
@@ -116,6 +124,18 @@ class RecommendationList(BaseModel):
     reason: str | None = Field(
         None, description="Why the list is what it is when no version is active: popularity "
         "over the stored events, or empty because the store holds none.")
+
+
+class RecommendationList(_Ranked):
+    user_id: str
+
+
+class SessionRecommendations(_Ranked):
+    """A user's list, for an anonymous session (no user), with the session's unknown items."""
+
+    unknown_items: list[str] = Field(description=(
+        "The session's item ids the model does not know (not in the catalogue it was trained "
+        "on), each once: left out of the session, which is answered from the rest."))
 
 
 class RecommendationQuery(BaseModel):
@@ -147,6 +167,62 @@ class RecommendationBatch(_In):
 
 
 BatchRecommendations = Page[RecommendationList]
+
+
+def _timestamp_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+#: A time: unix seconds, or an ISO 8601 string, as events take it (one type, as :data:`Id`).
+Timestamp = Annotated[Text, BeforeValidator(_timestamp_text),
+                      WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]})]
+
+
+class SessionQuery(_In):
+    """An anonymous session: the items a visitor chose, oldest first, and the options of the
+    user's request (an empty ``model`` or ``constraint`` is none).
+
+    The session is the visitor's whole history: order models (markov) read its order, the
+    others its items; its items are not recommended back.
+    """
+
+    items: list[Id] = Field(min_length=1, description="The session's item ids, oldest first.")
+    event_types: list[Text] | None = Field(None, description=(
+        "Each item's event type (view, click, book, ...), as many as items."))
+    timestamps: list[Timestamp] | None = Field(None, description=(
+        "Each item's time, unix seconds or ISO 8601, as many as items and never decreasing."))
+    k: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    model: Text | None = None
+    constraint: Text | None = None
+    rules: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Business rules for this request, as in the batch request's rules."))
+    explain: bool = False
+
+    @field_validator("event_types", "timestamps")
+    @classmethod
+    def _one_per_item(cls, values: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        items = info.data.get("items")
+        if values is not None and items is not None and len(values) != len(items):
+            raise ValueError(f"{len(values)} {info.field_name} for {len(items)} items: give "
+                             "one per item, or none")
+        return values
+
+    def seconds(self) -> list[int] | None:
+        """:attr:`timestamps` as unix seconds; a :class:`DataError` names the first bad one."""
+        if self.timestamps is None:
+            return None
+        parsed = parse_timestamps(pd.Series(self.timestamps, dtype=object))
+        bad = np.flatnonzero(parsed.isna().to_numpy())
+        if len(bad):
+            raise DataError(f"{self.timestamps[bad[0]]!r} is not a time: give unix seconds or "
+                            "ISO 8601", column=f"timestamps.{bad[0]}")
+        seconds = parsed.to_numpy().astype("datetime64[s]").astype(np.int64)
+        back = np.flatnonzero(np.diff(seconds) < 0)
+        if len(back):
+            raise DataError(f"timestamps go back in time at item {back[0] + 1}: items are "
+                            "oldest first", column=f"timestamps.{back[0] + 1}")
+        return [int(t) for t in seconds]
 
 
 class SimilarItem(BaseModel):

@@ -193,6 +193,11 @@ def _event(row: StoredEvent) -> Event:
                  else int(row.timestamp.replace(tzinfo=UTC).timestamp()))
 
 
+def _now() -> datetime:
+    """The request time, as queries carry it (UTC, naive)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 def _by_user(rows: Sequence[StoredEvent]) -> dict[str, list[Event]]:
     grouped: dict[str, list[Event]] = {}
     for row in rows:
@@ -657,8 +662,7 @@ class ServingState:
         """What the chain is asked for ``user``: live events, stored features, the time now."""
         users = self._users or {}
         return Query(user=user, history=self.live_events(user),
-                     user_features=users.get(user, {}),
-                     time=datetime.now(UTC).replace(tzinfo=None))
+                     user_features=users.get(user, {}), time=_now())
 
     # -- answers --------------------------------------------------------------------------
     def recommend(self, user: str, k: int, *, offset: int = 0, name: str | None = None,
@@ -672,15 +676,8 @@ class ServingState:
         self._read_news(user)
         active = active or self.serving()
         model = self.named(active, name)
-        engine = self._global_engine(active, model) if self.rules else None
         per_request = constraint is not None or bool(rules)
-        if per_request:
-            requested = list(rules)
-            if constraint is not None:
-                parse_constraint(constraint)
-                requested.append(Require(where=constraint))
-            engine = self._engine(active, model, [*self.rules, *requested],
-                                  blame="rules" if rules else "constraint")
+        engine = self._request_engine(active, model, constraint, rules)
         plain = not per_request and not explain
         key = (active.version, model.name, offset + k)
         cached = self.answers.get(user, key) if plain else None
@@ -688,12 +685,55 @@ class ServingState:
             return active, cached[offset:]
         ticket = self.answers.ticket()
         query = self.query(user)  # read after the ticket: never stale
-        chain = FallbackChain([m for m in (model, active.segment, active.popularity)
-                               if m is not None], engine)
-        answer = chain.recommend(query, offset + k, explain=explain, hidden=active.hidden)
+        answer = self._chain(active, model, engine).recommend(
+            query, offset + k, explain=explain, hidden=active.hidden)
         if plain:
             self.answers.put(user, key, answer, ticket)
         return active, answer[offset:]
+
+    def recommend_session(self, session: Sequence[Event], k: int, *, offset: int = 0,
+                          name: str | None = None, constraint: str | None = None,
+                          rules: Sequence[Rule] = (),
+                          explain: bool = False) -> tuple[Active, list[RankedItem], list[str]]:
+        """Up to ``k`` items after ``offset`` for an anonymous visitor known only by
+        ``session`` (events, oldest first), and the session's item ids the model does not know.
+
+        The session is the visitor's whole history: every model reads it as it reads a user's
+        live events (order models their order, the others their bag), its items are not
+        recommended back, and items unknown to the model are left out of it. Never cached.
+        """
+        if self.heard():
+            self.catch_up()  # deleted items, rules' features
+        active = self.serving()
+        model = self.named(active, name)
+        engine = self._request_engine(active, model, constraint, rules)
+        query = Query(history=list(session), time=_now())
+        answer = self._chain(active, model, engine).recommend(
+            query, offset + k, explain=explain, hidden=active.hidden)
+        ids = list(dict.fromkeys(event.item_id for event in session))
+        unknown = [i for i, known in zip(ids, model.items_.index(ids, missing="negative") >= 0,
+                                         strict=True) if not known]
+        return active, answer[offset:], unknown
+
+    def _request_engine(self, active: Active, model: Recommender, constraint: str | None,
+                        rules: Sequence[Rule]) -> RuleEngine | None:
+        """The server's rules, then the request's ``rules`` and ``constraint``, bound to
+        ``model``'s catalogue; None when there are none."""
+        engine = self._global_engine(active, model) if self.rules else None
+        if constraint is None and not rules:
+            return engine
+        requested = list(rules)
+        if constraint is not None:
+            parse_constraint(constraint)
+            requested.append(Require(where=constraint))
+        return self._engine(active, model, [*self.rules, *requested],
+                            blame="rules" if rules else "constraint")
+
+    @staticmethod
+    def _chain(active: Active, model: Recommender, engine: RuleEngine | None) -> FallbackChain:
+        """``model``, then the version's segment popularity, then popularity."""
+        return FallbackChain([m for m in (model, active.segment, active.popularity)
+                              if m is not None], engine)
 
     def similar(self, item: str, k: int) -> tuple[Active, list[tuple[str, float]]]:
         """The ``k`` items most similar to ``item``, deleted items left out.

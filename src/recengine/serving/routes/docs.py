@@ -33,7 +33,9 @@ router = APIRouter(include_in_schema=False)
 
 #: The request schemas with a batch, and the name of the list each one bounds.
 _BATCHES = {"RecommendationBatch": "users", "SimilarBatch": "items", "AudienceBatch": "items",
-            "EventBatch": "events"}
+            "EventBatch": "events", "SessionQuery": "items"}
+#: Those whose entries are not each answered with a list: no compound limit on results.
+_ONE_LIST = frozenset({"EventBatch", "SessionQuery"})
 
 
 @router.get("/openapi.json")
@@ -101,7 +103,7 @@ def _limits(schema: dict[str, Any], settings: Settings) -> None:
                 spec["maximum"] = settings.max_k
             elif prop == batch:
                 spec["maxItems"] = settings.max_batch
-        if name != "EventBatch":
+        if name not in _ONE_LIST:
             component["description"] = (
                 f"{component.get('description', '')}\n\nAt most {settings.max_batch_results} "
                 f"results per request ({batch} × {'n' if 'n' in component['properties'] else 'k'})"
