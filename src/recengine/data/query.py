@@ -323,6 +323,12 @@ class Queries:
             out.__dict__["bag"] = self.__dict__["bag"]
         return out
 
+    def events(self) -> Sequences:
+        """Every event of each query, oldest first: the history, then the session (the most
+        recent). What models of order read beyond the last item."""
+        seqs = self.sequences
+        return seqs if self.session is None else seqs.append(self.session)
+
     def recent_items(self) -> np.ndarray:
         """Each row's most recent item: the session's last, else the history's last (-1 if
         neither has one). What next-item models start from."""
