@@ -19,10 +19,10 @@ Losses (``loss``):
 
 - ``"gbce"`` (default): gSASRec (Petrov & Macdonald, RecSys 2023). ``negatives`` items sampled
   uniformly per sequence (every position of a sequence shares them: one gather of
-  ``negatives × hidden`` per sequence rather than per position) and the positive's BCE term
+  ``negatives × hidden`` per sequence rather than per position) and the positive's probability
   raised to β = α(t(1 − 1/α) + 1/α), α = negatives / (n_items − 1), t = ``calibration``.
-  Sampled negatives make plain BCE overconfident about the positive; β undoes it (t = 1 is plain
-  BCE, t = 0 fully calibrated). The loss is averaged over the 1 + negatives logits, as theirs.
+  Sampled negatives make plain BCE overconfident about the positive; β undoes it (t = 0 is plain
+  BCE, t = 1 fully calibrated). The loss is averaged over the 1 + negatives logits, as theirs.
 - ``"bce"``: the original SASRec: one sampled negative, β = 1.
 - ``"softmax"``: cross-entropy over the whole catalogue (small catalogues only: it costs a score
   per item for every position).
@@ -123,13 +123,13 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
             "one negative (the original SASRec); softmax: the whole catalogue.")
         negatives: int = Field(256, ge=1, le=100_000, description="gbce's negatives per "
                                "sequence (capped at the catalogue size minus one).")
-        calibration: float = Field(0.75, ge=0, le=1, description="gbce's t: 0 calibrates "
-                                   "fully, 1 is plain BCE.")
+        calibration: float = Field(0.75, ge=0, le=1, description="gbce's t: 1 calibrates "
+                                   "fully, 0 is plain BCE.")
         learning_rate: float = Field(2e-3, gt=0, le=1, description="Adam's step size.")
         l2: float = Field(0.0, ge=0, description="Adam's weight decay.")
         batch_size: int = Field(128, ge=1, description="Users per training step.")
         epochs: int = Field(200, ge=1, description="At most this many passes over the users.")
-        patience: int = Field(5, ge=1, description="Epochs without a better validation "
+        patience: int = Field(10, ge=1, description="Epochs without a better validation "
                               "nDCG@10 before training stops.")
         validation_users: int = Field(1024, ge=0, description="Users whose last event is "
                                       "held out for early stopping (0: none, train all "
@@ -260,8 +260,8 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
 def gbce_beta(negatives: int, n_items: int, calibration: float) -> float:
     """gSASRec's β = α(t(1 − 1/α) + 1/α), α = negatives / (n_items − 1).
 
-    >>> gbce_beta(256, 1683, 1.0), round(gbce_beta(256, 1683, 0.0), 4)
-    (1.0, 0.1527)
+    >>> gbce_beta(256, 1683, 0.0), round(gbce_beta(256, 1683, 1.0), 4)  # BCE; calibrated: α
+    (1.0, 0.1522)
     """
     alpha = negatives / max(n_items - 1, 1)
     return alpha * (calibration * (1 - 1 / alpha) + 1 / alpha)
