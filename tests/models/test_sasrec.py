@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 TINY: dict[str, object] = {"hidden": 16, "layers": 1, "max_length": 8, "epochs": 3,
                            "negatives": 8, "batch_size": 16}
 #: What learns the order data below in about a second.
-QUICK: dict[str, object] = {"hidden": 32, "max_length": 6, "epochs": 60, "learning_rate": 0.01,
+QUICK: dict[str, object] = {"hidden": 32, "max_length": 6, "epochs": 100, "learning_rate": 0.01,
                             "dropout": 0.0, "validation_users": 0, "batch_size": 32}
 
 

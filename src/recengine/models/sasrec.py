@@ -98,7 +98,7 @@ class SASRec(Recommender):
     ...         for t, item in enumerate(["a", "b", "c"] if u % 2 else ["b", "a", "d"])]
     >>> events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
     >>> pairs = events.assign(rating=float("nan"), feedback=1.0)
-    >>> model = SASRec(hidden=16, max_length=4, epochs=30, validation_users=0,
+    >>> model = SASRec(hidden=16, max_length=4, epochs=80, validation_users=0,
     ...                learning_rate=0.02).fit(TrainingData.from_interactions(pairs))
     >>> model.recommend_history(["a", "b"], n=1)[0].tolist(), \
 model.recommend_history(["b", "a"], n=1)[0].tolist()
