@@ -328,6 +328,12 @@ class Queries:
             times=None if self.times is None else self.times[picked],
             context=None if self.context is None else tuple(self.context[i] for i in picked))
 
+    def events(self) -> Sequences:
+        """Every event of each query, oldest first: the history, then the session (the most
+        recent). What models of order read beyond the last item."""
+        seqs = self.sequences
+        return seqs if self.session is None else seqs.append(self.session)
+
     def recent_items(self) -> np.ndarray:
         """Each row's most recent item: the session's last, else the history's last (-1 if
         neither has one). What next-item models start from."""

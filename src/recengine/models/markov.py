@@ -141,10 +141,7 @@ class Markov(Recommender):
             rows = np.flatnonzero(last >= 0)
             return sp.csr_array((np.ones(len(rows)), (rows, last[rows])),
                                 shape=(len(queries), n_items))
-        seqs = queries.sequences
-        if queries.session is not None:
-            seqs = seqs.append(queries.session)
-        rows, items = _visits(seqs)
+        rows, items = _visits(queries.events())
         indptr = np.zeros(len(queries) + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=len(queries)), out=indptr[1:])
         age = indptr[rows + 1] - 1 - np.arange(len(rows))  # 0 for each row's newest visit

@@ -22,6 +22,7 @@ from recengine.models.knowledge import KnowledgeBased
 from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
+from recengine.models.sasrec import SASRec
 from recengine.models.segment_popularity import SegmentPopularity
 from recengine.models.wals import WALS
 
@@ -30,7 +31,7 @@ __all__ = ["MODELS", "create_model", "model_class"]
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
                               Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov,
-                              EASE, ItemKNN)
+                              EASE, ItemKNN, SASRec)
 }
 
 
