@@ -21,13 +21,15 @@ from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.segment_popularity import SegmentPopularity
+from recengine.models.two_tower import TwoTower
 from recengine.models.wals import WALS
 
 __all__ = ["MODELS", "create_model", "model_class"]
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
-                              Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov)
+                              Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov,
+                              TwoTower)
 }
 
 
