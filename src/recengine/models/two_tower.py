@@ -69,6 +69,8 @@ __all__ = ["TwoTower", "padded_rows", "recent_items"]
 _VALIDATION_K = 10
 #: Rows scored at once when computing vectors for a whole vocabulary.
 _BLOCK = 4096
+#: Scores held at once in validation (64 MB of float32).
+_SCORES = 1 << 24
 
 
 class TwoTower(Recommender):
@@ -509,16 +511,18 @@ class _Training:
         excluded."""
         torch = self.torch
         inputs, vectors = self._item_vectors()
-        rows = self.held.rows
-        scores = np.empty((len(rows), self.n_items), dtype=np.float32)
+        rows, total = self.held.rows, 0.0
+        block = max(1, _SCORES // self.n_items)  # rows × items scores at a time
         with torch.no_grad():
             items = self._tensor(inputs)
-            for start in range(0, len(rows), _BLOCK):
-                users = rows[start:start + _BLOCK]
+            for start in range(0, len(rows), block):
+                users = rows[start:start + block]
                 recent = self.recent[users]
                 at, cols = np.nonzero(recent >= 0)
                 out = self.users(items, self._tensor(at), self._tensor(recent[at, cols]),
                                  *self._own_inputs(users, dropout=False))
-                scores[start:start + len(users)] = out.cpu().numpy() @ vectors.T
-        return next_item_hits(scores, self.held.targets, self.held.train.take(rows),
-                              k=_VALIDATION_K)[0]
+                ndcg, _ = next_item_hits(out.cpu().numpy() @ vectors.T,
+                                         self.held.targets[start:start + block],
+                                         self.held.train.take(users), k=_VALIDATION_K)
+                total += ndcg * len(users)
+        return total / len(rows)
