@@ -67,9 +67,9 @@ def main() -> None:
     print(f"```\npython benchmarks/bench_tfrs_retrieval.py {' '.join(sys.argv[1:])}\n```\n")
     configs: dict[str, dict[str, object]] = {name: {} for name in args.models.split(",")}
     configs |= dict(read_config_file(path) for path in args.config)
-    for setting in args.set:
-        name, _, pair = setting.partition(":")
-        key, _, value = pair.partition("=")
+    for setting in args.set:  # MODEL:KEY=VALUE, MODEL itself may be package.module:Class
+        head, _, value = setting.partition("=")
+        name, _, key = head.rpartition(":")
         configs.setdefault(name, {})[key] = json.loads(value)
 
     dataset, _ = load_movielens_100k(args.path)
