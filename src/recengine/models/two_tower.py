@@ -245,8 +245,7 @@ class TwoTower(Recommender):
             index, weight = padded_rows(encoder.transform(queries.user_features))
         if self.config.use_user_ids:
             first = 0 if encoder is None else len(encoder.feature_names_)
-            index = np.column_stack([index, first + np.maximum(users, 0)])
-            weight = np.column_stack([weight, known.astype(np.float32)])
+            index, weight = _with_ids(index, weight, first + np.maximum(users, 0), known)
         return index, weight.astype(np.float32)
 
     def _score(self, queries: Queries) -> np.ndarray:
@@ -316,11 +315,11 @@ def recent_items(seqs: Sequences, n: int) -> np.ndarray:
     return out
 
 
-def _with_ids(index: np.ndarray, weight: np.ndarray, first: int,
+def _with_ids(index: np.ndarray, weight: np.ndarray, ids: np.ndarray,
               present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One more input column: row ``r``'s id, ``first + r``, weighing 1 where ``present``."""
-    rows = np.arange(len(index))
-    return (np.column_stack([index, first + rows]),
+    """One more input column, the last: row ``r``'s id input ``ids[r]``, weighing 1 where
+    ``present`` (0 drops it: a row known by its features only)."""
+    return (np.column_stack([index, ids]),
             np.column_stack([weight, present.astype(np.float32)]))
 
 
@@ -337,7 +336,8 @@ def _item_table(data: TrainingData, cfg: TwoTower.Config) -> tuple[np.ndarray, n
     index, weight = padded_rows(features)
     if not cfg.use_item_ids:
         return index, weight, features.shape[1]
-    index, weight = _with_ids(index, weight, features.shape[1], data.item_counts() > 0)
+    index, weight = _with_ids(index, weight, features.shape[1] + np.arange(data.n_items),
+                              data.item_counts() > 0)
     return index, weight, features.shape[1] + data.n_items
 
 
@@ -395,7 +395,7 @@ class _Training:
         self.item_weight = torch.from_numpy(items[1]).to(device)
         index, weight, n_user_inputs = user_features
         if cfg.use_user_ids:
-            index, weight = _with_ids(index, weight, n_user_inputs,
+            index, weight = _with_ids(index, weight, n_user_inputs + np.arange(data.n_users),
                                       np.ones(data.n_users, dtype=bool))
             n_user_inputs += data.n_users
         self.user_index = torch.from_numpy(index).to(device)
@@ -450,19 +450,24 @@ class _Training:
         torch = self.torch
         rows = torch.from_numpy(items).to(self.device)
         weight = self.item_weight[rows]
-        if dropout and self.cfg.use_item_ids and self.cfg.id_dropout > 0:
-            keep = torch.rand(len(items), device=self.device) >= self.cfg.id_dropout
-            weight = torch.cat([weight[:, :-1], weight[:, -1:] * keep.unsqueeze(1)], dim=1)
+        if dropout and self.cfg.use_item_ids:
+            weight = self._drop_ids(weight)
         return self.items.inputs(self.item_index[rows], weight)
 
     def _own_inputs(self, users: np.ndarray, dropout: bool) -> tuple[Any, Any]:
         torch = self.torch
         rows = torch.from_numpy(users).to(self.device)
         weight = self.user_weight[rows]
-        if dropout and self.cfg.use_user_ids and self.cfg.id_dropout > 0:
-            keep = torch.rand(len(users), device=self.device) >= self.cfg.id_dropout
-            weight = torch.cat([weight[:, :-1], weight[:, -1:] * keep.unsqueeze(1)], dim=1)
+        if dropout and self.cfg.use_user_ids:
+            weight = self._drop_ids(weight)
         return self.user_index[rows], weight
+
+    def _drop_ids(self, weight: Any) -> Any:
+        """The id column (the last, :func:`_with_ids`) zeroed in ``id_dropout`` of the rows."""
+        if self.cfg.id_dropout == 0:
+            return weight
+        keep = self.torch.rand(len(weight), device=self.device) >= self.cfg.id_dropout
+        return self.torch.cat([weight[:, :-1], weight[:, -1:] * keep.unsqueeze(1)], dim=1)
 
     def _loss(self, batch: np.ndarray) -> Any:
         from recengine.models.towers import sampled_softmax_loss
