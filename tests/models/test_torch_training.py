@@ -11,6 +11,7 @@ from recengine.models.base import TrainingOptions
 from recengine.models.torch_training import (
     EarlyStopping,
     hold_out_last,
+    hold_out_random,
     load_network,
     network_arrays,
     next_item_hits,
@@ -51,6 +52,31 @@ def test_hold_out_last_keeps_every_row_and_every_column_aligned():
     assert held.train.weights.tolist() == [1, 2, 4, 5]
     drawn = hold_out_last(log, max_rows=1, seed=1)
     assert len(drawn.rows) == 1 and drawn.train.n_events == 5
+
+
+def test_hold_out_random_takes_every_event_of_one_item_and_keeps_the_rest():
+    log = Sequences.from_rows([[1, 2, 1, 3], [4, 4], [5, 6]], weights=[[1, 2, 3, 4], [5, 6],
+                                                                        [7, 8]])
+    for seed in range(5):
+        held = hold_out_random(log, seed=seed)
+        assert held.rows.tolist() == [0, 2]  # row 1 has one distinct item: nothing to predict
+        for row, target in zip(held.rows, held.targets, strict=True):
+            kept = held.train.row_items(row).tolist()
+            assert target in log.row_items(row) and target not in kept
+            assert kept == [i for i in log.row_items(row).tolist() if i != target]
+        assert held.train.row_items(1).tolist() == [4, 4]
+    assert len(hold_out_random(log, max_rows=1).rows) == 1
+    drawn = {int(hold_out_random(log, seed=s).targets[0]) for s in range(20)}
+    assert drawn == {1, 2, 3}  # any item of the row, not only the last
+
+
+def test_a_session_can_default_to_fewer_threads_than_torch():
+    threads = torch.get_num_threads()
+    with training_session(TrainingOptions(), 0, default_threads=1):
+        assert torch.get_num_threads() == 1
+    with training_session(TrainingOptions(threads=2), 0, default_threads=1):
+        assert torch.get_num_threads() == 2  # the options win
+    assert torch.get_num_threads() == threads
 
 
 def test_next_item_hits_ranks_the_target_among_unseen_items():
