@@ -17,6 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,7 +146,7 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
     dataset = _ingest(generated, _export(generated, output / "data"), console)
     console.rule("3. split (per-user stratified 75/25), train and evaluate every model")
     prepared = prepare(dataset, "stratified", test_fraction=0.25, seed=seed)
-    models = {name: cls() for name, cls in MODELS.items()}
+    models = {name: demo_model(name) for name in MODELS}
     with progress_bar(console) as progress:
         result = evaluate(models, prepared.data, prepared.split, ks=[10], progress=progress)
     result.description |= {"dataset": "synthetic", "seed": seed}
@@ -176,12 +177,24 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
                       item=str(next(i for i in ids[0] if i is not None)))
 
 
+#: Settings for the demo where a model's defaults are sized for real datasets: the whole demo
+#: must reach serving in a few minutes on two cores (the neural models' epochs).
+DEMO_SETTINGS: dict[str, dict[str, Any]] = {"sasrec": {"epochs": 6, "patience": 2},
+                                            "two-tower": {"epochs": 6, "patience": 2}}
+
+
+def demo_model(name: str) -> Recommender:
+    """A new model as the demo trains it: its defaults, with :data:`DEMO_SETTINGS`."""
+    return MODELS[name](**DEMO_SETTINGS.get(name, {}))
+
+
 def _next_stay_step(dataset: Dataset, seed: int, console: Console) -> None:
     """Where order matters: trips follow on from the previous stay, so the next stay is better
-    predicted from the last one (markov) than from the whole history as a bag (wals)."""
+    predicted from the recent ones (markov, sasrec) than from the whole history as a bag
+    (wals)."""
     console.rule("3b. the next stay: each traveller's last one, from the order of events")
     prepared = prepare(dataset, "last", last_n=1, seed=seed)
-    models = {name: MODELS[name]() for name in ("popularity", "wals", "markov")}
+    models = {name: demo_model(name) for name in ("popularity", "wals", "markov", "sasrec")}
     with progress_bar(console) as progress:
         result = evaluate(models, prepared.data, prepared.split, ks=[10], progress=progress)
     print_table(result, console, k=10)
@@ -213,7 +226,7 @@ def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path
                          events=events_of(dataset))
     names = list(dict.fromkeys([best, "segment-popularity", "popularity"]))
     with console.status(f"fitting {', '.join(names)} on all {stored.accepted} events"):
-        fitted = {name: MODELS[name]().fit(data) for name in names}
+        fitted = {name: demo_model(name).fit(data) for name in names}
     registry = ModelRegistry(output / "registry")
     metrics = result.metrics_by_model()
     version = registry.publish(fitted, data=snapshot,
