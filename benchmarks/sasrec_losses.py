@@ -38,7 +38,7 @@ def main() -> None:
         metrics = result.models[loss].metrics
         print(json.dumps({"loss": loss, **extra, "ndcg@10": round(metrics["ndcg@10"], 4),
                           "hr@10": round(metrics["hit_rate@10"], 4), "fit_s": round(fit, 1),
-                          "epochs": len(model.validation_), "best_epoch": model.best_epoch_,
+                          "epochs_run": len(model.validation_), "best_epoch": model.best_epoch_,
                           "val": [round(v, 4) for v in model.validation_]}), flush=True)
 
 
