@@ -1,0 +1,46 @@
+"""SASRec's loss table: each loss fitted with every other setting at its defaults, on one split.
+
+Next item, leave-last-one-out (``--split last --last-n 1 --seed 42``), the same ``prepare`` and
+``evaluate`` as the CLI; one line of JSON per loss (nDCG@10, HR@10, fit time, the validation
+curve). Extra settings as JSON, losses comma-separated:
+
+    python benchmarks/sasrec_losses.py movielens-100k ../shared/datasets/ml-100k '{}' \\
+        bce,gbce,softmax
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from recengine.data.loaders import load_dataset
+from recengine.evaluation.evaluator import evaluate
+from recengine.models.base import TrainingOptions
+from recengine.models.sasrec import SASRec
+from recengine.pipeline.prepare import prepare
+
+
+def main() -> None:
+    dataset, path = sys.argv[1], sys.argv[2]
+    extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    losses = sys.argv[4].split(",") if len(sys.argv) > 4 else ["bce", "gbce", "softmax"]
+    data, _ = load_dataset(dataset, path, seed=42)
+    prepared = prepare(data, "last", seed=42, last_n=1)
+    print("items", prepared.data.n_items, "users", prepared.data.n_users, flush=True)
+    for loss in losses:
+        model = SASRec(loss=loss, **extra)
+        start = time.time()
+        model.fit(prepared.data, options=TrainingOptions(threads=1))
+        fit = time.time() - start
+        result = evaluate({loss: model}, prepared.data, prepared.split, ks=(10,),
+                          prefitted=[loss])
+        metrics = result.models[loss].metrics
+        print(json.dumps({"loss": loss, **extra, "ndcg@10": round(metrics["ndcg@10"], 4),
+                          "hr@10": round(metrics["hit_rate@10"], 4), "fit_s": round(fit, 1),
+                          "epochs_run": len(model.validation_), "best_epoch": model.best_epoch_,
+                          "val": [round(v, 4) for v in model.validation_]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
