@@ -15,6 +15,7 @@ from recengine.models.torch_training import (
     load_network,
     network_arrays,
     next_item_hits,
+    train_epochs,
     training_session,
 )
 
@@ -112,3 +113,24 @@ def test_networks_round_trip_through_arrays_and_refuse_a_wrong_shape():
         load_network(other, {**arrays, "net.0.weight": np.zeros((2, 2), np.float32)})
     with pytest.raises(DataError, match=r"no array 'net\.1\.bias'"):
         load_network(other, {k: v for k, v in arrays.items() if k != "net.1.bias"})
+
+
+def test_train_epochs_keeps_the_network_that_validated_best_or_else_the_last():
+    net = torch.nn.Linear(1, 1, bias=False)
+    start = float(net.weight.detach())
+    scores = iter([0.1, 0.5, 0.2, 0.3, 0.9])
+    seen: list[tuple[str, int, int]] = []
+
+    def step() -> None:
+        with torch.no_grad():
+            net.weight.add_(1.0)
+
+    done = train_epochs(net, epochs=5, patience=2, train=step, validate=lambda: next(scores),
+                        progress=lambda *a: seen.append(a), description="fit")
+    assert (done.run, done.best, done.scores) == (4, 1, [0.1, 0.5, 0.2, 0.3])  # stopped
+    assert float(net.weight.detach()) == pytest.approx(start + 2.0)  # the second epoch's network
+    assert len(seen) == 4 and seen[-1] == ("fit", 4, 5)
+    unvalidated = train_epochs(net, epochs=3, patience=1, train=step, validate=None,
+                               progress=None, description="fit")
+    assert (unvalidated.run, unvalidated.best, unvalidated.scores) == (3, 2, [])
+    assert float(net.weight.detach()) == pytest.approx(start + 5.0)  # the last network stays

@@ -67,12 +67,12 @@ from recengine.models.base import (
     TrainingOptions,
 )
 from recengine.models.torch_training import (
-    EarlyStopping,
     hold_out_last,
     load_network,
     network_arrays,
     next_item_hits,
     torch_module,
+    train_epochs,
     training_session,
 )
 from recengine.progress import ProgressCallback
@@ -197,25 +197,20 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
             history = log.take(held.rows) if held is not None else Sequences.empty()
             network = _network(data.n_items, len(types), cfg).to(device)
             trainer = _Trainer(network, cfg, data.n_items, device)
-            stop = EarlyStopping(cfg.patience)
-            validation: list[float] = []
-            for epoch in range(cfg.epochs):
-                trainer.epoch(windows)
-                if progress:
-                    progress(f"training {self.name}", epoch + 1, cfg.epochs)
-                if held is None or not len(held.rows):
-                    continue
+
+            def validate() -> float:
+                assert held is not None
                 scores = _forward_scores(network, history, types, cfg.max_length)
-                ndcg, _ = next_item_hits(scores, held.targets, history, k=VALIDATION_K)
-                validation.append(ndcg)
-                if stop.update(ndcg, network, epoch):
-                    break
-            if validation:
-                network.load_state_dict(stop.best_state())
+                return next_item_hits(scores, held.targets, history, k=VALIDATION_K)[0]
+
+            done = train_epochs(network, epochs=cfg.epochs, patience=cfg.patience,
+                                train=lambda: trainer.epoch(windows),
+                                validate=validate if held is not None and len(held.rows)
+                                else None, progress=progress,
+                                description=f"training {self.name}")
             network.to("cpu").eval()
-        best = stop.best_epoch if validation else cfg.epochs - 1
         return {"event_types_": types, "item_counts_": data.item_counts(),
-                "network_": network, "validation_": validation, "best_epoch_": best}
+                "network_": network, "validation_": done.scores, "best_epoch_": done.best}
 
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

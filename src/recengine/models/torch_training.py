@@ -9,7 +9,8 @@ from the training log, early stopping on it, and networks saved as arrays.
   judged on random splits), and :func:`next_item_hits` measures nDCG and hit rate on the
   carve: the early-stopping signal, computed on training data only (never on the evaluator's
   test part).
-- :class:`EarlyStopping` keeps the best network seen and says when to stop.
+- :class:`EarlyStopping` keeps the best network seen and says when to stop;
+  :func:`train_epochs` is the epoch loop every model runs around it.
 - :func:`network_arrays` and :func:`load_network` turn a network's parameters into the plain
   arrays a saved model holds (never pickle) and back, checking every name and shape.
 
@@ -19,7 +20,7 @@ server and the core models start without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -33,9 +34,11 @@ from recengine.errors import DataError
 
 if TYPE_CHECKING:
     from recengine.models.base import TrainingOptions
+    from recengine.progress import ProgressCallback
 
-__all__ = ["EarlyStopping", "HeldOut", "hold_out_last", "hold_out_random", "load_network",
-           "network_arrays", "next_item_hits", "torch_module", "training_session"]
+__all__ = ["EarlyStopping", "Epochs", "HeldOut", "hold_out_last", "hold_out_random",
+           "load_network", "network_arrays", "next_item_hits", "torch_module", "train_epochs",
+           "training_session"]
 
 
 def torch_module() -> ModuleType:
@@ -196,6 +199,42 @@ class EarlyStopping:
         if self._state is None:
             raise RuntimeError("no evaluation recorded")
         return self._state
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """How :func:`train_epochs` went: epochs run, the one whose network was kept (from 0), and
+    the validation score after each (empty without a carve)."""
+
+    run: int
+    best: int
+    scores: list[float]
+
+
+def train_epochs(network: Any, *, epochs: int, patience: int, train: Callable[[], None],
+                 validate: Callable[[], float] | None, progress: ProgressCallback | None,
+                 description: str) -> Epochs:
+    """Up to ``epochs`` calls of ``train`` (one epoch each), then ``validate()`` when given,
+    stopping after ``patience`` epochs without a better score and loading the network that
+    validated best back into ``network``. Without ``validate`` every epoch runs and the last
+    network stays. ``progress(description, epoch, epochs)`` after each epoch."""
+    stop = EarlyStopping(patience)
+    scores: list[float] = []
+    run = 0
+    for epoch in range(epochs):
+        train()
+        run = epoch + 1
+        if progress:
+            progress(description, run, epochs)
+        if validate is None:
+            continue
+        scores.append(validate())
+        if stop.update(scores[-1], network, epoch):
+            break
+    if not scores:
+        return Epochs(run, run - 1, scores)
+    network.load_state_dict(stop.best_state())
+    return Epochs(run, stop.best_epoch, scores)
 
 
 def network_arrays(network: Any, prefix: str = "net.") -> dict[str, np.ndarray]:

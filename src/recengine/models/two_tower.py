@@ -52,13 +52,13 @@ from recengine.models.features import (
     with_encoder_state,
 )
 from recengine.models.torch_training import (
-    EarlyStopping,
     HeldOut,
     hold_out_random,
     load_network,
     network_arrays,
     next_item_hits,
     torch_module,
+    train_epochs,
     training_session,
 )
 from recengine.progress import ProgressCallback
@@ -409,9 +409,8 @@ class _Training:
         cfg, torch = self.cfg, self.torch
         optimiser = torch.optim.Adam(self.network.parameters(), lr=cfg.learning_rate,
                                      weight_decay=cfg.weight_decay)
-        stopping = EarlyStopping(cfg.patience)
-        epoch = 0
-        for epoch in range(cfg.epochs):
+
+        def epoch() -> None:
             self.network.train()
             for batch in np.array_split(self.rng.permutation(len(self.pair_items)),
                                         max(1, len(self.pair_items) // cfg.batch_size)):
@@ -423,24 +422,18 @@ class _Training:
                                     column="learning_rate")
                 loss.backward()
                 optimiser.step()
-            score = self._validate() if len(self.held.rows) else -float(epoch)
-            if progress:
-                progress("training two-tower", epoch + 1, cfg.epochs)
-            if stopping.update(score, self.network, epoch) and len(self.held.rows):
-                break
-        if not len(self.held.rows):  # no carve: the last epoch's networks
-            stopping = EarlyStopping(1)
-            stopping.update(0.0, self.network, epoch)
-        self.network.load_state_dict(stopping.best_state())
+
+        done = train_epochs(self.network, epochs=cfg.epochs, patience=cfg.patience,
+                            train=epoch, validate=self._validate if len(self.held.rows)
+                            else None, progress=progress, description="training two-tower")
         inputs, vectors = self._item_vectors()
         user_net = _user_tower(cfg, self.n_user_inputs)
-        user_net.load_state_dict({k.removeprefix("user."): v for k, v in
-                                  stopping.best_state().items() if k.startswith("user.")})
+        user_net.load_state_dict(self.users.state_dict())
         user_net.eval()
         return {"item_inputs_": inputs, "item_vectors_": vectors, "user_net_": user_net,
-                "training_": {"epochs": epoch + 1, "best_epoch": stopping.best_epoch + 1,
-                              "validation_ndcg@10": float(stopping.best)
-                              if len(self.held.rows) else float("nan")}}
+                "training_": {"epochs": done.run, "best_epoch": done.best + 1,
+                              "validation_ndcg@10": done.scores[done.best]
+                              if done.scores else float("nan")}}
 
     # -- one batch ----------------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> Any:
