@@ -171,6 +171,18 @@ class Sequences:
                          take(self.values, pick), take(self.timestamps, pick),
                          take(self.kinds, pick), self.event_types)
 
+    def keep(self, mask: np.ndarray) -> Sequences:
+        """Only the events where ``mask`` is True (every row kept, events in order).
+
+        >>> Sequences.from_rows([[1, 2], [3]]).keep(np.array([True, False, True])).items.tolist()
+        [1, 3]
+        """
+        owner = np.repeat(np.arange(len(self)), np.diff(self.indptr))
+        indptr = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner[mask], minlength=len(self)), out=indptr[1:])
+        return Sequences(indptr, self.items[mask], self.weights[mask], self.values[mask],
+                         self.timestamps[mask], self.kinds[mask], self.event_types)
+
     def append(self, other: Sequences) -> Sequences:
         """Row ``k`` of ``self`` followed by row ``k`` of ``other`` (newer events)."""
         if len(other) != len(self):

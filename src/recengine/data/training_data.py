@@ -12,6 +12,7 @@ Saved as ``.npz`` plus Parquet and JSON, read back without pickle.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Sequence
@@ -118,6 +119,30 @@ class TrainingData:
     def item_users(self, items: np.ndarray) -> sp.csr_array:
         """``[len(items), n_users]``: the training users of each item, with their feedback."""
         return sp.csr_array(self.feedback[:, np.asarray(items)].T.tocsr())
+
+    def drop_pairs(self, drop: np.ndarray) -> TrainingData:
+        """The same data without the pairs where ``drop`` (one flag per stored entry of
+        ``feedback``, in CSR order) is True: their feedback, ratings and every logged event of
+        them go; vocabularies and features stay, so models fitted on either agree on indices.
+
+        How a model carves a validation set from its training data: the held-out pairs are
+        the dropped entries.
+        """
+        drop = np.asarray(drop, dtype=bool)
+        if drop.shape != (self.feedback.nnz,):
+            raise ValueError(f"drop has {drop.shape} flags for {self.feedback.nnz} pairs")
+        n_items = self.n_items
+        rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(self.feedback.indptr))
+        dropped = rows[drop] * n_items + self.feedback.indices[drop]
+        kept = {}
+        for name in ("feedback", "ratings"):
+            m = self.__dict__[name]
+            m_rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(m.indptr))
+            stay = ~np.isin(m_rows * n_items + m.indices, dropped)
+            kept[name] = csr_from_pairs(m_rows[stay], m.indices[stay], m.data[stay], m.shape)
+        owner = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(self.log.indptr))
+        log = self.log.keep(~np.isin(owner * n_items + self.log.items, dropped))
+        return dataclasses.replace(self, **kept, log=log)
 
     @property
     def n_users(self) -> int:

@@ -234,6 +234,9 @@ class Recommender(ABC):
     #: Whether a user unknown to the model needs some history to be scored (personalised
     #: models); popularity-like models answer for anyone.
     needs_history: ClassVar[bool] = False
+    #: Whether one answer costs milliseconds rather than microseconds (several models and a
+    #: network per request): a server computes such answers off its event loop.
+    answers_slowly: ClassVar[bool] = False
 
     users_: Vocabulary
     items_: Vocabulary

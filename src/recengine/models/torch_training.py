@@ -101,7 +101,7 @@ def hold_out_last(log: Sequences, *, min_events: int = 2, max_rows: int | None =
     last = log.indptr[rows + 1] - 1
     keep = np.ones(log.n_events, dtype=bool)
     keep[last] = False
-    return HeldOut(_kept(log, keep), rows.astype(np.int64), log.items[last].astype(np.int64))
+    return HeldOut(log.keep(keep), rows.astype(np.int64), log.items[last].astype(np.int64))
 
 
 def hold_out_random(log: Sequences, *, min_items: int = 2, max_rows: int | None = None,
@@ -128,22 +128,13 @@ def hold_out_random(log: Sequences, *, min_items: int = 2, max_rows: int | None 
     target_of = np.full(len(log), -1, dtype=np.int64)
     target_of[rows] = log.items[picked]
     keep = log.items != target_of[owner]
-    return HeldOut(_kept(log, keep), rows.astype(np.int64), target_of[rows])
+    return HeldOut(log.keep(keep), rows.astype(np.int64), target_of[rows])
 
 
 def _first_of_pair(owner: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Positions of the first event of each distinct (row, item) pair."""
     return np.unique(owner.astype(np.int64) * (int(items.max(initial=0)) + 1) + items,
                      return_index=True)[1]
-
-
-def _kept(log: Sequences, keep: np.ndarray) -> Sequences:
-    """The log with only the events of ``keep`` (every row kept, in order)."""
-    owner = np.repeat(np.arange(len(log)), np.diff(log.indptr))
-    indptr = np.zeros(len(log) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner[keep], minlength=len(log)), out=indptr[1:])
-    return Sequences(indptr, log.items[keep], log.weights[keep], log.values[keep],
-                     log.timestamps[keep], log.kinds[keep], log.event_types)
 
 
 def next_item_hits(scores: np.ndarray, targets: np.ndarray, seen: Sequences | None = None,
@@ -203,8 +194,9 @@ class EarlyStopping:
 
 @dataclass(frozen=True)
 class Epochs:
-    """How :func:`train_epochs` went: epochs run, the one whose network was kept (from 0), and
-    the validation score after each (empty without a carve)."""
+    """How :func:`train_epochs` went: epochs run, the one whose network was kept (from 0; -1
+    for the network as it was before training), and the validation score after each (empty
+    without a carve)."""
 
     run: int
     best: int
@@ -213,13 +205,19 @@ class Epochs:
 
 def train_epochs(network: Any, *, epochs: int, patience: int, train: Callable[[], None],
                  validate: Callable[[], float] | None, progress: ProgressCallback | None,
-                 description: str) -> Epochs:
+                 description: str, validate_first: bool = False) -> Epochs:
     """Up to ``epochs`` calls of ``train`` (one epoch each), then ``validate()`` when given,
     stopping after ``patience`` epochs without a better score and loading the network that
     validated best back into ``network``. Without ``validate`` every epoch runs and the last
-    network stays. ``progress(description, epoch, epochs)`` after each epoch."""
+    network stays. ``progress(description, epoch, epochs)`` after each epoch.
+
+    ``validate_first`` also validates the network before any training (a network that starts
+    as a known-good answer): if no epoch beats it, it is kept, and ``best`` is -1.
+    """
     stop = EarlyStopping(patience)
     scores: list[float] = []
+    if validate is not None and validate_first:
+        stop.update(validate(), network, -1)
     run = 0
     for epoch in range(epochs):
         train()

@@ -632,14 +632,16 @@ class ServingState:
     def ready(self, user: str, name: str | None = None) -> bool:
         """Whether ``user`` can be answered by model ``name`` without reading the store or the
         registry first: a version is active, no bell was heard, the user's history was not
-        evicted, the model is loaded and the server's rules are bound to the catalogue. A
+        evicted, the model is loaded and the server's rules are bound to the catalogue; and
+        in microseconds (the model does not declare :attr:`Recommender.answers_slowly`). A
         request that is not ready runs off the event loop."""
         active = self._active
         if active is None or user in self._live.evicted or self.heard():
             return False
         model = (active.model if name is None or name == active.name
                  else active.others.get(name))
-        return model is not None and (not self.rules or model.name in active.engines)
+        return (model is not None and not model.answers_slowly
+                and (not self.rules or model.name in active.engines))
 
     def _read_news(self, user: str) -> None:
         if self.heard():

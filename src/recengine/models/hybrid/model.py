@@ -1,0 +1,328 @@
+"""The hybrid: candidates from several recommenders, ranked by a network over every signal.
+
+The YouTube design in two stages. Candidate generation asks each source (collaborative,
+item-to-item, content, popularity: any recommender) for its best items and keeps the union
+(:mod:`~recengine.models.hybrid.candidates`); the ranker, a deep & cross network
+(:mod:`~recengine.models.hybrid.ranker`), orders the union from what every source thinks of
+each candidate and from item, user, history and request features
+(:mod:`~recengine.models.hybrid.signals`).
+
+How it learns, inside ``fit``: a share of each user's pairs is carved out of the training data
+(random, or the most recent); the sources are fitted on the rest; their candidates for the
+carved users are labelled by the carved pairs; the ranker learns to put those first, stopping
+early on users it does not train on. Then the sources are refitted on all the data (the
+ranker's features do not depend on a fit's scale or axes), so serving loses none of it. All of
+it is one model: saved, published and loaded whole, its sources inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recengine.data.query import HistorySource, Queries
+from recengine.data.training_data import TrainingData, csr_from_pairs
+from recengine.data.vocabulary import Vocabulary
+from recengine.errors import DataError
+from recengine.models.base import Recommender, TrainingOptions
+from recengine.models.hybrid.candidates import Candidates, Source, propose
+from recengine.models.hybrid.config import HybridConfig, SourceConfig
+from recengine.models.hybrid.ranker import (
+    Lists,
+    build_network,
+    fit_ranker,
+    ranker_scores,
+    validation_ndcg,
+)
+from recengine.models.hybrid.signals import Profile, feature_names, signals
+from recengine.models.torch_training import (
+    load_network,
+    network_arrays,
+    torch_module,
+    training_session,
+)
+from recengine.progress import ProgressCallback
+
+__all__ = ["Hybrid", "carve"]
+
+#: Rows of score matrices held at once while ranking: bounds memory at about
+#: ``_CELLS × (8 + 8 × sources)`` bytes whatever the catalogue's size.
+_CELLS = 2**21
+
+
+def carve(data: TrainingData, fraction: float, how: str, seed: int,
+          min_items: int = 3) -> np.ndarray:
+    """Which pairs of ``data.feedback`` (one flag per stored entry) to hold out: a ``fraction``
+    of each user's items, at least one, for users with ``min_items`` or more; ``how`` is
+    ``"random"`` or ``"time"`` (the pairs whose last event is the most recent)."""
+    feedback = data.feedback
+    counts = np.diff(feedback.indptr)
+    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), counts)
+    if how == "time":
+        # A pair's time is the position of its last event in the time-ordered log.
+        owner = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.log.indptr))
+        keys = owner * data.n_items + data.log.items
+        unique, from_end = np.unique(keys[::-1], return_index=True)
+        last = len(keys) - 1 - from_end
+        where = np.minimum(np.searchsorted(unique, rows * data.n_items + feedback.indices),
+                           max(len(unique) - 1, 0))
+        key = last[where].astype(np.float64) if len(unique) else np.zeros(feedback.nnz)
+    else:
+        key = np.random.default_rng(seed).random(feedback.nnz)
+    drop = np.zeros(feedback.nnz, dtype=bool)
+    for user in np.flatnonzero(counts >= min_items):
+        start, stop = feedback.indptr[user], feedback.indptr[user + 1]
+        n_out = max(1, round(fraction * (stop - start)))
+        drop[start + np.argsort(-key[start:stop], kind="stable")[:n_out]] = True
+    return drop
+
+
+class Hybrid(Recommender):
+    """Candidates from every source in ``config.sources``, ranked by a DCN-v2."""
+
+    name = "hybrid"
+    Config = HybridConfig
+    config: HybridConfig
+    devices = ("cpu", "cuda")
+    answers_slowly = True  # every source scores the catalogue, then the network runs
+
+    sources_: tuple[Source, ...]
+    profile_: Profile
+    ranker_: Any
+    #: How training went: epochs run, the best, the validation nDCG@10 of the ranker and of
+    #: each source alone on the same carved users.
+    training_: dict[str, Any]
+
+    def _active(self, data: TrainingData) -> list[SourceConfig]:
+        has_features = bool(data.item_feature_kinds)
+        return [s for s in self.config.sources if s.needs is None or has_features]
+
+    def _fit_sources(self, sources: Sequence[SourceConfig], data: TrainingData,
+                     options: TrainingOptions,
+                     progress: ProgressCallback | None) -> tuple[Source, ...]:
+        from recengine.models.registry import create_model
+
+        fitted = []
+        for source in sources:
+            model = create_model(source.model, **source.params)
+            device = options.device if options.device in model.devices else "cpu"
+            own = TrainingOptions(device=device, seed=options.seed, threads=options.threads)
+            if progress:
+                progress(f"fitting the hybrid's source {source.tag}", 0, 1)
+            fitted.append(Source(source.tag, model.fit(data, options=own), source.depth))
+        return tuple(fitted)
+
+    def _similar_to(self, sources: Sequence[Source]) -> Recommender | None:
+        tag = self.config.similarity_source
+        return next((s.model for s in sources if s.tag == tag), None)
+
+    def _train(self, data: TrainingData, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
+        config = self.config
+        seed = options.seed_or(config.random_state)
+        active = self._active(data)
+        rng = np.random.default_rng(seed)
+        users = rng.permutation(np.flatnonzero(np.diff(data.feedback.indptr) >= 3))
+        if not len(users):
+            raise DataError("the hybrid needs users with at least 3 items to learn its ranker")
+        users = users[:config.max_users]
+        n_valid = max(1, round(config.validation_users * len(users)))
+        valid_users, train_users = np.sort(users[:n_valid]), np.sort(users[n_valid:])
+        train_parts, valid_parts = [], []
+        with training_session(options, seed, default_threads=1) as device:
+            for turn in range(config.carves):
+                drop = carve(data, config.carve_fraction, config.carve, seed + turn)
+                carved = data.drop_pairs(drop)
+                owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
+                held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
+                                      np.ones(int(drop.sum()), np.float32), data.feedback.shape)
+                sources = self._fit_sources(active, carved, options, progress)
+                profile = Profile.of(carved, max_columns=config.max_feature_columns,
+                                     trend_days=config.trend_days)
+                train_parts.append(self._lists(sources, profile, carved, train_users, held))
+                valid_parts.append(self._lists(sources, profile, carved, valid_users, held))
+            train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
+            alone = {s.tag: validation_ndcg(valid, valid.features[:, 3 * j])
+                     for j, s in enumerate(sources)}
+            # The ranker starts as the source that ranks the training lists best.
+            prior = 3 * int(np.argmax([validation_ndcg(train, train.features[:, 3 * j])
+                                       for j in range(len(sources))]))
+            network, epochs = fit_ranker(train, valid, config.ranker, device, progress, prior)
+            network.to("cpu")
+        training = {"epochs": epochs.run, "best_epoch": epochs.best,
+                    "validation_ndcg@10": validation_ndcg(valid, ranker_scores(
+                        network, valid.features, "cpu")),
+                    "train_users": len(train_users), "validation_users": len(valid_users),
+                    "starts_from": sources[prior // 3].tag,
+                    "sources_validation_ndcg@10": alone}
+        if config.refit_sources:
+            sources = self._fit_sources(active, data, options, progress)
+            profile = Profile.of(data, max_columns=config.max_feature_columns,
+                                 trend_days=config.trend_days)
+        return {"sources_": sources, "profile_": profile, "ranker_": network,
+                "training_": training}
+
+    def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
+               users: np.ndarray, held: sp.csr_array) -> Lists:
+        """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``."""
+        parts: list[tuple[Candidates, np.ndarray]] = []
+        for block in self._blocks(users):
+            queries = data.queries(block)
+            candidates = propose(sources, queries, self.config.candidates)
+            parts.append((candidates, self._signals(candidates, queries, sources, profile)))
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        lengths = np.concatenate([np.diff(c.indptr) for c, _ in parts] or [np.zeros(0)])
+        np.cumsum(lengths, out=indptr[1:])
+        items = np.concatenate([c.items for c, _ in parts] or [np.zeros(0, np.int32)])
+        rows = np.repeat(users, lengths.astype(np.int64)).astype(np.int64)
+        wanted = held[users]
+        keys = np.repeat(users.astype(np.int64), np.diff(wanted.indptr)) * data.n_items
+        labels = np.isin(rows * data.n_items + items, keys + wanted.indices)
+        features = np.vstack([f for _, f in parts]) if parts else np.zeros((0, 0), np.float32)
+        return Lists(indptr, features, labels.astype(np.float32),
+                     np.diff(wanted.indptr).astype(np.int64))
+
+    def _blocks(self, rows: np.ndarray) -> list[np.ndarray]:
+        size = max(1, _CELLS // max(len(self.items_) if hasattr(self, "items_") else 1, 1))
+        return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+    def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
+                 profile: Profile) -> np.ndarray:
+        return signals(candidates, queries, profile, self._similar_to(sources),
+                       self.config.recent_items)
+
+    def _score(self, queries: Queries) -> np.ndarray:
+        """The ranker's scores of each query's candidates; below them, the rest of the
+        catalogue (seen items included) in the order of the source the ranker started from."""
+        out = np.empty((len(queries), len(self.items_)), dtype=np.float32)
+        start = int(self.ranker_.prior) // 3
+        for block in self._blocks(np.arange(len(queries))):
+            part = queries[block] if len(block) < len(queries) else queries
+            candidates = propose(self.sources_, part, self.config.candidates, background=start)
+            assert candidates.background is not None
+            ranked = ranker_scores(self.ranker_, self._signals(
+                candidates, part, self.sources_, self.profile_), "cpu")
+            lowest = np.full(len(block), 0.0, np.float32)
+            np.minimum.at(lowest, candidates.rows, ranked)
+            rest = candidates.background
+            out[block] = rest - rest.max(axis=1, keepdims=True) + lowest[:, None] - 1.0
+            out[block[candidates.rows], candidates.items] = ranked
+        return out
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The ranker's inputs, in order."""
+        return feature_names([s.tag for s in self.sources_], self.profile_,
+                             self._similar_to(self.sources_) is not None)
+
+    def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
+        """Which sources proposed each item, and the signals that raised it most: each
+        group of the ranker's inputs set to its training mean, the score's drop its weight."""
+        one = queries[:1]
+        candidates = propose(self.sources_, one, self.config.candidates)
+        features = self._signals(candidates, one, self.sources_, self.profile_)
+        position = {int(item): row for row, item in enumerate(candidates.items.tolist())}
+        means = self.ranker_.mean.cpu().numpy()
+        base = ranker_scores(self.ranker_, features, "cpu")
+        groups = _groups(self.feature_names)
+        moved = np.zeros((len(groups), len(features)), np.float32)
+        for g, (_, columns) in enumerate(groups):
+            plain = features.copy()
+            plain[:, columns] = means[columns]
+            changed = (features[:, columns] != means[columns]).any(axis=1)
+            moved[g] = np.where(changed, base - ranker_scores(self.ranker_, plain, "cpu"), 0.0)
+        tags = [s.tag for s in self.sources_]
+        reasons = []
+        for item in np.asarray(items).tolist():
+            row = position.get(int(item))
+            if row is None:
+                start = self.sources_[int(self.ranker_.prior) // 3].tag
+                reasons.append(f"not proposed; after the candidates, in {start}'s order")
+                continue
+            by = [f"{tag} (#{rank + 1})" for tag, rank, depth in zip(
+                tags, candidates.ranks[row].tolist(), candidates.depths.tolist(), strict=True)
+                if rank < depth]
+            up = [groups[g][0] for g in np.argsort(-moved[:, row])[:2] if moved[g, row] > 0]
+            reasons.append(f"proposed by {', '.join(by)}"
+                           + (f"; ranked up by: {', '.join(up)}" if up else ""))
+        return reasons
+
+    # -- saving ---------------------------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays: dict[str, np.ndarray] = {"profile.items": self.profile_.items,
+                                         "profile.users": self.profile_.users}
+        entries = []
+        for i, source in enumerate(self.sources_):
+            own, meta = source.model.get_state()
+            arrays |= {f"source{i}.{name}": value for name, value in own.items()}
+            entries.append({"tag": source.tag, "depth": source.depth,
+                            "model": source.model.key(),
+                            "config": source.model.config.model_dump(mode="json"),
+                            "state": meta})
+        arrays |= network_arrays(self.ranker_, "ranker.")
+        return arrays, {"sources": entries, "training": self.training_,
+                        "profile": {"item_names": list(self.profile_.item_names),
+                                    "user_names": list(self.profile_.user_names),
+                                    "latest": self.profile_.latest}}
+
+    def set_state(self, users: Vocabulary, items: Vocabulary, arrays: Mapping[str, np.ndarray],
+                  meta: Mapping[str, Any], histories: HistorySource | None = None) -> Hybrid:
+        """Each source is restored (and checked) by its own class; the profile's arrays must
+        have a row per user and item and a column per named feature; the ranker's, the
+        shapes its configuration gives."""
+        from recengine.models.registry import model_class
+
+        sources = []
+        for i, entry in enumerate(meta["sources"]):
+            klass = model_class(entry["model"])
+            prefix = f"source{i}."
+            own = {name[len(prefix):]: value for name, value in arrays.items()
+                   if name.startswith(prefix)}
+            model = klass(klass.Config.model_validate(entry["config"]))
+            sources.append(Source(entry["tag"], model.set_state(
+                users, items, own, entry["state"], histories), int(entry["depth"])))
+        names = meta["profile"]
+        for key, rows, columns in (("profile.items", len(items), len(names["item_names"])),
+                                   ("profile.users", len(users), len(names["user_names"]))):
+            if key not in arrays:
+                raise DataError(f"the saved state has no array {key!r}")
+            if np.shape(arrays[key]) != (rows, columns):
+                raise DataError(f"{key} is {np.shape(arrays[key])}, expected {(rows, columns)}")
+        profile = Profile(np.asarray(arrays["profile.items"], np.float32),
+                          tuple(names["item_names"][:]),
+                          np.asarray(arrays["profile.users"], np.float32),
+                          tuple(names["user_names"]), int(names["latest"]))
+        width = len(feature_names([s.tag for s in sources], profile,
+                                  self._similar_to(sources) is not None))
+        torch_module()
+        network = build_network(width, self.config.ranker)
+        load_network(network, arrays, "ranker.")
+        network.eval()
+        self._install(users, items, {"sources_": tuple(sources), "profile_": profile,
+                                     "ranker_": network, "training_": dict(meta["training"])},
+                      histories)
+        return self
+
+
+def _groups(names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """The ranker's inputs in the groups an explanation names: each source's three, the
+    item's popularity, each item feature, the user's features, the user's activity and the
+    request's time, and the likeness to recent items."""
+    groups: dict[str, list[int]] = {}
+    for column, name in enumerate(names):
+        side, _, what = name.partition(":")
+        if side == "item":
+            label = what if "=" in what else "popularity"
+        elif side == "user":
+            label = "your profile"
+        elif what in ("score", "log-rank", "proposed"):
+            label = f"{side}'s score"
+        elif name.startswith("similarity"):
+            label = "likeness to your recent items"
+        else:
+            label = "your activity"
+        groups.setdefault(label, []).append(column)
+    return [(label, np.array(columns)) for label, columns in groups.items()]

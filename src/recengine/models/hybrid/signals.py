@@ -1,0 +1,159 @@
+"""What the ranker reads about each (query, candidate) pair, as one row of numbers.
+
+Every feature is one a refit leaves meaningful: source scores standardised per request and
+ranks (not raw factors, whose axes a refit rotates), item popularity as a share and its recent
+trend, encoded item and user features, the user's activity and recency, the request's hour and
+weekday, and how alike the candidate is to the user's recent items. :class:`Profile` holds the
+per-item and per-user part, computed once per fit; :func:`signals` adds the per-request part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recengine.data.query import NO_TIME, Queries
+from recengine.data.schema import FeatureKind
+from recengine.data.training_data import TrainingData
+from recengine.models.base import Recommender
+from recengine.models.features import FeatureEncoder
+from recengine.models.hybrid.candidates import Candidates
+
+__all__ = ["Profile", "feature_names", "signals"]
+
+_DAY = 86_400.0
+_SOURCE_PARTS = ("score", "log-rank", "proposed")
+_REQUEST = ("log-history", "log-hours-since-active", "knows-time", "hour-sin", "hour-cos",
+            "weekday-sin", "weekday-cos", "known-user")
+_SIMILARITY = ("similarity-max", "similarity-mean")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per-item and per-user features of one training set, and the names of their columns."""
+
+    items: np.ndarray
+    item_names: tuple[str, ...]
+    users: np.ndarray
+    user_names: tuple[str, ...]
+    #: The training log's latest time (seconds), what "how long since active" is measured to
+    #: when a request gives no time; :data:`NO_TIME` when the log has none.
+    latest: int
+
+    @classmethod
+    def of(cls, data: TrainingData, *, max_columns: int, trend_days: float) -> Profile:
+        counts = data.item_counts().astype(np.float64)
+        share = np.log((counts + 1.0) / (counts.sum() + len(counts)))
+        percentile = (np.argsort(np.argsort(counts, kind="stable"), kind="stable")
+                      / max(len(counts) - 1, 1))
+        times = data.log.timestamps
+        known = times != NO_TIME
+        latest = int(times[known].max()) if known.any() else NO_TIME
+        trend = np.zeros(len(counts))
+        if known.any():
+            recent = data.log.items[known & (times >= latest - trend_days * _DAY)]
+            recent_counts = np.bincount(recent, minlength=len(counts)).astype(np.float64)
+            trend = (np.log((recent_counts + 1.0) / (recent_counts.sum() + len(counts)))
+                     - share)
+        item_cols, item_names = _encoded(data.item_features, data.item_feature_kinds,
+                                         max_columns, data.n_items)
+        user_cols, user_names = _encoded(data.user_features, data.user_feature_kinds,
+                                         max_columns, data.n_users)
+        items = np.column_stack([share, percentile, trend, item_cols]).astype(np.float32)
+        return cls(items, ("log-popularity-share", "popularity-percentile", "trend",
+                           *item_names), user_cols, user_names, latest)
+
+
+def _encoded(table: pd.DataFrame, kinds: dict[str, FeatureKind], max_columns: int,
+             n_rows: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The table's non-text fields one-hot encoded, narrowest first, as long as the columns
+    fit in ``max_columns`` (a wide field is left out whole, never cut)."""
+    blocks: list[tuple[int, np.ndarray, list[str]]] = []
+    for column, kind in kinds.items():
+        if FeatureKind(kind) == FeatureKind.TEXT or column not in table.columns:
+            continue
+        encoder = FeatureEncoder(columns=(column,), weights={column: 1.0})
+        block = encoder.fit_transform(table, {column: FeatureKind(kind)}).toarray()
+        blocks.append((block.shape[1], block, list(encoder.feature_names_)))
+    chosen, names, width = [], [], 0
+    for size, block, block_names in sorted(blocks, key=lambda b: b[0]):
+        if width + size > max_columns:
+            continue
+        chosen.append(block)
+        names += block_names
+        width += size
+    if not chosen:
+        return np.zeros((n_rows, 0), np.float32), ()
+    return np.hstack(chosen).astype(np.float32), tuple(names)
+
+
+def feature_names(tags: Sequence[str], profile: Profile, similarity: bool) -> list[str]:
+    """The name of each column :func:`signals` writes, in order."""
+    names = [f"{tag}:{part}" for tag in tags for part in _SOURCE_PARTS]
+    names += [f"item:{n}" for n in profile.item_names]
+    names += [f"user:{n}" for n in profile.user_names]
+    names += list(_REQUEST)
+    return names + (list(_SIMILARITY) if similarity else [])
+
+
+def signals(candidates: Candidates, queries: Queries, profile: Profile,
+            similar_to: Recommender | None, recent: int) -> np.ndarray:
+    """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says."""
+    rows, items = candidates.rows, candidates.items
+    proposed = candidates.proposed.astype(np.float32)
+    per_source = np.stack([candidates.scores, np.log1p(candidates.ranks.astype(np.float32)),
+                           proposed], axis=2).reshape(len(items), -1)
+    users = queries.users
+    known = users >= 0
+    user_block = np.zeros((len(queries), profile.users.shape[1]), np.float32)
+    user_block[known] = profile.users[users[known]]
+    columns = [per_source, profile.items[items], user_block[rows],
+               _request(queries, profile)[rows]]
+    if similar_to is not None:
+        columns.append(_similarity(candidates, queries, similar_to, recent))
+    return np.hstack(columns).astype(np.float32)
+
+
+def _request(queries: Queries, profile: Profile) -> np.ndarray:
+    """Per query: history length, hours since the last event, hour and weekday of the
+    request (its time, else the last event's), whether the user is a training user."""
+    seqs = queries.sequences
+    lengths = np.diff(seqs.indptr)
+    last = np.full(len(queries), NO_TIME, dtype=np.int64)
+    has = lengths > 0
+    last[has] = seqs.timestamps[seqs.indptr[1:][has] - 1]
+    asked = queries.times if queries.times is not None else np.full(len(queries), NO_TIME)
+    reference = np.where(asked != NO_TIME, asked, profile.latest)
+    since = np.where((last != NO_TIME) & (reference != NO_TIME),
+                     np.maximum(reference - last, 0) / 3600.0, 0.0)
+    moment = np.where(asked != NO_TIME, asked, last)
+    knows = moment != NO_TIME
+    seconds = np.where(knows, moment, 0).astype(np.float64)
+    hour = 2 * np.pi * (seconds % _DAY) / _DAY
+    weekday = 2 * np.pi * ((seconds // _DAY + 3) % 7) / 7  # 1970-01-01 was a Thursday
+    on = knows.astype(np.float64)
+    return np.column_stack([
+        np.log1p(np.diff(queries.seen()[0])), np.log1p(since), on,
+        on * np.sin(hour), on * np.cos(hour), on * np.sin(weekday), on * np.cos(weekday),
+        (queries.users >= 0)]).astype(np.float32)
+
+
+def _similarity(candidates: Candidates, queries: Queries, model: Recommender,
+                recent: int) -> np.ndarray:
+    """Each candidate's largest and mean similarity to its query's ``recent`` latest items."""
+    out = np.zeros((len(candidates.items), 2), np.float32)
+    seqs = queries.events()
+    for row in range(len(candidates)):
+        history = seqs.row_items(row)
+        if not len(history):
+            continue
+        latest = np.unique(history[::-1], return_index=True)
+        last = latest[0][np.argsort(latest[1])][:recent]  # distinct, most recent first
+        span = slice(candidates.indptr[row], candidates.indptr[row + 1])
+        sims = np.asarray(model.similarity(last))[:, candidates.items[span]]
+        out[span, 0] = sims.max(axis=0)
+        out[span, 1] = sims.mean(axis=0)
+    return out
