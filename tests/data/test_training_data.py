@@ -61,3 +61,18 @@ def test_save_and_load_round_trip(data, tmp_path):
     assert (loaded.ratings != data.ratings).nnz == 0
     assert loaded.item_feature_kinds == data.item_feature_kinds
     assert list(loaded.item_features.loc["c", "genres"]) == ["x", "z"]
+
+
+def test_dropping_pairs_removes_their_feedback_ratings_and_events(data):
+    """A carve: u1's pair with "a" goes from every matrix and from the log; the vocabularies
+    and features stay, so models fitted on both agree on indices."""
+    drop = np.array([True, False, False])  # CSR order: (u1, a), (u1, b), (u2, a)
+    carved = data.drop_pairs(drop)
+    assert carved.users == data.users and carved.items == data.items
+    assert carved.feedback.toarray().tolist() == [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
+    assert carved.feedback.nnz == 2  # u1's zero-feedback pair with "b" is still observed
+    assert carved.ratings.toarray().tolist() == [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
+    assert carved.log.row_items(0).tolist() == [1] and carved.log.row_items(1).tolist() == [0]
+    assert carved.item_features.equals(data.item_features)
+    with pytest.raises(ValueError, match="flags"):
+        data.drop_pairs(np.array([True]))

@@ -136,3 +136,43 @@ def test_it_is_registered_and_saved_whole(tmp_path):
     loaded = Recommender.load(model.save(tmp_path / "h"), histories=data)
     assert [s.tag for s in loaded.sources_] == [s.tag for s in model.sources_]
     assert loaded.training_ == model.training_
+
+
+def test_similar_items_and_diversity_come_from_the_similarity_source():
+    from recengine.models.base import Capability
+    from recengine.models.rules import RuleEngine, parse_rules
+
+    data = small_data()
+    model = Hybrid(**QUICK).fit(data)
+    knn = next(s.model for s in model.sources_ if s.tag == "item-knn")
+    for mine, theirs in zip(model.similar_items("i1", 4), knn.similar_items("i1", 4),
+                            strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    plain = Hybrid(**QUICK, similarity_source=None)
+    assert not plain.supports(Capability.SIMILAR_ITEMS)
+    engine = RuleEngine(parse_rules([{"kind": "mmr", "relevance_weight": 0.3}]), data.items,
+                        data.item_features)
+    queries = model.training_queries(np.array([0]))
+    diverse, _ = engine.recommend(model, queries, 5)
+    ranked, _ = model.recommend_queries(queries, 5)
+    assert set(diverse[0].tolist()) <= set(model.recommend_queries(queries, 50)[0][0].tolist())
+    assert len(set(diverse[0].tolist())) == 5 and ranked[0, 0] == diverse[0, 0]
+
+
+def test_the_documented_config_file_is_the_defaults(tmp_path):
+    """docs/hybrid.toml spells out every default; a file with a wrong key is refused."""
+    from pathlib import Path
+
+    from recengine.pipeline.tune import read_config_file
+
+    name, config = read_config_file(Path(__file__).parents[2] / "docs" / "hybrid.toml")
+    assert name == "hybrid" and Hybrid(**config).config == Hybrid().config
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "hybrid"\n[config]\ncandidate = 3\n')
+    with pytest.raises(DataError, match="candidate"):
+        Hybrid(**read_config_file(bad)[1])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("model = \n")
+    with pytest.raises(DataError, match=r"broken\.toml"):
+        read_config_file(broken)
+    assert Hybrid(**config | {"similarity_source": ""}).config.similarity_source is None

@@ -134,3 +134,19 @@ def test_train_epochs_keeps_the_network_that_validated_best_or_else_the_last():
                                progress=None, description="fit")
     assert (unvalidated.run, unvalidated.best, unvalidated.scores) == (3, 2, [])
     assert float(net.weight.detach()) == pytest.approx(start + 5.0)  # the last network stays
+
+
+def test_train_epochs_can_keep_the_network_it_started_with():
+    """validate_first: the untrained network is judged too, and kept when no epoch beats it."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    start = float(net.weight.detach())
+    scores = iter([0.6, 0.5, 0.4, 0.55])
+
+    def step() -> None:
+        with torch.no_grad():
+            net.weight.add_(1.0)
+
+    done = train_epochs(net, epochs=5, patience=3, train=step, validate=lambda: next(scores),
+                        progress=None, description="fit", validate_first=True)
+    assert (done.run, done.best, done.scores) == (3, -1, [0.5, 0.4, 0.55])
+    assert float(net.weight.detach()) == pytest.approx(start)

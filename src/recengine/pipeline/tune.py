@@ -10,6 +10,7 @@ within a trial and/or time budget.
 from __future__ import annotations
 
 import json
+import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +128,15 @@ def write_config_file(result: TuneResult, path: str | Path,
 
 
 def read_config_file(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """``(model name, config)`` from a file written by :func:`write_config_file` (or by hand)."""
+    """``(model name, config)`` from a file written by :func:`write_config_file`, or by hand:
+    JSON, or TOML when the name ends in ``.toml`` (``model = "hybrid"`` and a ``[config]``
+    table; see ``docs/hybrid.toml``)."""
     path = Path(path)
     try:
-        payload = json.loads(path.read_text())
+        text = path.read_text()
+        payload = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         name, config = payload["model"], payload.get("config", {})
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise DataError(f"cannot read model config: {exc}", file=str(path)) from None
     except (KeyError, TypeError):
         raise DataError('expected {"model": NAME, "config": {...}}', file=str(path)) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from recengine.models.base import ModelConfig
 
@@ -67,7 +67,8 @@ class HybridConfig(ModelConfig):
                             "(the best-ranked by any source first).")
     similarity_source: str | None = Field(
         "item-knn", description="The source (by tag) whose item similarities give the "
-        "history features (how alike a candidate is to the user's recent items); None: none.")
+        "history features (how alike a candidate is to the user's recent items), similar "
+        "items and MMR; None (or \"\", for TOML): none.")
     recent_items: int = Field(5, ge=1, description="Recent items the history features read.")
     carve: Literal["random", "time"] = Field(
         "random", description="Which of each user's pairs the ranker learns to find: a random "
@@ -91,6 +92,11 @@ class HybridConfig(ModelConfig):
                               "popularity trend.")
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     random_state: int = 0
+
+    @field_validator("similarity_source", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _distinct_tags(self) -> HybridConfig:

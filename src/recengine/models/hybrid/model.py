@@ -27,7 +27,7 @@ from recengine.data.query import HistorySource, Queries
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import DataError
-from recengine.models.base import Recommender, TrainingOptions
+from recengine.models.base import Capability, Recommender, TrainingOptions
 from recengine.models.hybrid.candidates import Candidates, Source, propose
 from recengine.models.hybrid.config import HybridConfig, SourceConfig
 from recengine.models.hybrid.ranker import (
@@ -95,6 +95,20 @@ class Hybrid(Recommender):
     #: How training went: epochs run, the best, the validation nDCG@10 of the ranker and of
     #: each source alone on the same carved users.
     training_: dict[str, Any]
+
+    capabilities = frozenset({Capability.SIMILAR_ITEMS})
+
+    def supports(self, capability: Capability) -> bool:
+        """Similar items (and so MMR diversity) come from the similarity source, when the
+        configuration names one."""
+        if capability == Capability.SIMILAR_ITEMS:
+            return self.config.similarity_source is not None
+        return super().supports(capability)
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        source = self._similar_to(self.sources_)
+        assert source is not None
+        return source.similarity(items)
 
     def _active(self, data: TrainingData) -> list[SourceConfig]:
         has_features = bool(data.item_feature_kinds)

@@ -1,0 +1,122 @@
+"""The hybrid against every single model, on the same split, in the same run.
+
+For each dataset: the split (per-user stratified 75/25 by default, seed 42); every model of
+``--models`` fitted on its training part and measured on its test part by the evaluator
+(nDCG@10, HR@10, recall@10, and nDCG@10 per activity group: light, medium, heavy users); then,
+for the hybrid, how much of the test part its candidate union holds (recall of each source's
+proposals kept in the union, and of the union: what each source adds) and how its ranker
+trained (validation nDCG@10 on its own carve of the training data, beside each source alone
+there).
+
+Models run with their defaults unless ``--config`` files say otherwise (the hybrid's sources
+too): a comparison of defaults, not of tuned models, and the table says so.
+
+    python benchmarks/bench_hybrid.py --datasets movielens-100k,movielens-latest-small,lastfm-2k
+    python benchmarks/bench_hybrid.py --config docs/hybrid.toml --split cold-users
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from recengine.data.loaders import load_dataset
+from recengine.evaluation.evaluator import GROUPS, evaluate
+from recengine.models.base import Recommender
+from recengine.models.hybrid import Hybrid
+from recengine.models.hybrid.candidates import propose, union_recall
+from recengine.models.registry import create_model
+from recengine.pipeline.prepare import Prepared, prepare
+from recengine.pipeline.tune import read_config_file
+
+FOLDERS = {"movielens-100k": "ml-100k", "movielens-latest-small": "ml-latest-small",
+           "lastfm-2k": "hetrec2011-lastfm-2k", "amazon-gift-cards": "amazon-2018-gift-cards"}
+
+
+def test_recall(model: Hybrid, prepared: Prepared) -> dict[str, float]:
+    """Share of the test part's pairs the hybrid's union (and each source in it) proposes."""
+    data, test = prepared.data, prepared.split.test
+    users = data.users.index(test["user_id"].unique(), missing="negative")
+    users = users[users >= 0]
+    wanted = test.groupby("user_id")["item_id"].apply(list)
+    relevant = [data.items.index(wanted[data.users.ids[u]], missing="negative") for u in users]
+    found: dict[str, float] = {}
+    for start in range(0, len(users), 512):
+        block = users[start:start + 512]
+        union = propose(model.sources_, data.queries(block), model.config.candidates)
+        part = union_recall(union, relevant[start:start + 512], [s.tag for s in model.sources_])
+        share = sum(len(r) for r in relevant[start:start + 512])
+        for tag, value in part.items():
+            found[tag] = found.get(tag, 0.0) + value * share
+    total = sum(len(r) for r in relevant)
+    return {tag: value / total for tag, value in found.items()}
+
+
+def run(dataset: str, root: Path, split: str, names: list[str],
+        configs: dict[str, dict[str, object]], seed: int) -> dict[str, object]:
+    loaded, _ = load_dataset(dataset, root / FOLDERS[dataset], seed=seed)
+    prepared = prepare(loaded, split, test_fraction=0.25, seed=seed)
+    models: dict[str, Recommender] = {n: create_model(n, **configs.get(n, {})) for n in names}
+    start = time.perf_counter()
+    result = evaluate(models, prepared.data, prepared.split, ks=[10])
+    out: dict[str, object] = {"dataset": dataset, "split": split, "seconds": round(
+        time.perf_counter() - start, 1), "users": result.n_users, "models": {}}
+    for name, r in result.models.items():
+        out["models"][name] = {  # type: ignore[index]
+            "ndcg@10": r.metrics["ndcg@10"], "hit_rate@10": r.metrics["hit_rate@10"],
+            "recall@10": r.metrics["recall@10"], "fit_seconds": round(r.fit_seconds, 1),
+            **{f"ndcg@10 {g}": r.by_activity[g]["ndcg@10"] for g in GROUPS}}
+    hybrid = models.get("hybrid")
+    if isinstance(hybrid, Hybrid):
+        out["union_recall"] = test_recall(hybrid, prepared)
+        out["hybrid_training"] = hybrid.training_
+    return out
+
+
+def table(run_: dict[str, object]) -> str:
+    models: dict[str, dict[str, float]] = run_["models"]  # type: ignore[assignment]
+    columns = ["ndcg@10", "hit_rate@10", "recall@10", *(f"ndcg@10 {g}" for g in GROUPS),
+               "fit_seconds"]
+    lines = [f"{run_['dataset']}, {run_['split']} split, {run_['users']} test users "
+             "(defaults, untuned):", "",
+             "| model | " + " | ".join(columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    best = max(m["ndcg@10"] for m in models.values())
+    for name, m in models.items():
+        cells = [f"{m[c]:.4f}" if c != "fit_seconds" else f"{m[c]:.1f}" for c in columns]
+        if m["ndcg@10"] == best:
+            cells[0] = f"**{cells[0]}**"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "union_recall" in run_:
+        recall: dict[str, float] = run_["union_recall"]  # type: ignore[assignment]
+        lines += ["", "hybrid's candidates, share of the test pairs proposed: "
+                  + ", ".join(f"{t} {v:.3f}" for t, v in recall.items()),
+                  f"hybrid's training: {json.dumps(run_['hybrid_training'])}"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="movielens-100k")
+    parser.add_argument("--root", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--split", default="stratified")
+    parser.add_argument("--models", default="popularity,wals,ease,item-knn,content,hybrid")
+    parser.add_argument("--config", type=Path, action="append", default=[])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    configs = dict(read_config_file(p) for p in args.config)
+    runs = []
+    for dataset in args.datasets.split(","):
+        names = [n for n in args.models.split(",")
+                 if n != "content" or dataset != "amazon-gift-cards"]
+        runs.append(run(dataset, args.root, args.split, names, configs, args.seed))
+        print(table(runs[-1]), "\n", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
