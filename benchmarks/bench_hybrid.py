@@ -67,7 +67,8 @@ def run(dataset: str, root: Path, split: str, names: list[str],
         out["models"][name] = {  # type: ignore[index]
             "ndcg@10": r.metrics["ndcg@10"], "hit_rate@10": r.metrics["hit_rate@10"],
             "recall@10": r.metrics["recall@10"], "fit_seconds": round(r.fit_seconds, 1),
-            **{f"ndcg@10 {g}": r.by_activity[g]["ndcg@10"] for g in GROUPS}}
+            **{f"ndcg@10 {g}": r.by_activity.get(g, {}).get("ndcg@10", float("nan"))
+               for g in GROUPS}}
     hybrid = models.get("hybrid")
     if isinstance(hybrid, Hybrid):
         out["union_recall"] = test_recall(hybrid, prepared)

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recengine.data.query import Queries
 from recengine.errors import DataError
@@ -176,3 +177,36 @@ def test_the_documented_config_file_is_the_defaults(tmp_path):
     with pytest.raises(DataError, match=r"broken\.toml"):
         read_config_file(broken)
     assert Hybrid(**config | {"similarity_source": ""}).config.similarity_source is None
+
+
+def test_a_carve_can_make_users_new_and_history_sources_fall_silent_for_them():
+    data = small_data()
+    drop = carve(data, 0.25, "random", seed=0, whole=0.5)
+    counts = np.diff(data.feedback.indptr)
+    dropped = np.add.reduceat(drop, data.feedback.indptr[:-1])
+    whole = np.flatnonzero((dropped == counts) & (counts >= 3))
+    assert len(whole) == round(0.5 * (counts >= 3).sum())
+    carved = data.drop_pairs(drop)
+    sources = [Source("ease", EASE().fit(carved), 5),
+               Source("popularity", Popularity().fit(carved), 3)]
+    union = propose(sources, carved.queries(whole), limit=10)
+    assert not union.proposed[:, 0].any()  # ease needs a history: it proposes nothing
+    assert (np.diff(union.indptr) == 3).all()  # popularity's three, for each new user
+
+
+def test_new_users_keep_the_first_answer_unless_the_ranker_proves_itself_on_them():
+    """Few new users in the validation carve: a new user gets popularity's order (the only
+    source with an answer for them). Many, whose taste the ranker reads from their features:
+    it is trusted with them."""
+    data = small_data()
+    model = Hybrid(**QUICK).fit(data)
+    assert model.training_["ranks_new_users"] is False
+    nobody = Queries.from_bag(np.array([-1]), sp.csr_array((1, data.n_items)))
+    ranked, _ = model.recommend_queries(nobody, 3)
+    popular = next(s.model for s in model.sources_ if s.tag == "popularity")
+    np.testing.assert_array_equal(ranked, popular.recommend_queries(nobody, 3)[0])
+    planted = genre_data(user_features=True, n_users=150, n_items=45, cold=0)
+    taught = Hybrid(sources=[{"model": "popularity", "depth": 45}], similarity_source=None,
+                    carves=2, cold_users=0.5, validation_users=0.4,
+                    ranker={"epochs": 30, "patience": 8, "learning_rate": 5e-3}).fit(planted)
+    assert taught.training_["ranks_new_users"] is True

@@ -635,6 +635,13 @@ class Recommender(ABC):
                                                            None, None, None)
         return idx, val
 
+    def scores(self, queries: Queries) -> np.ndarray:
+        """Every item's score for each query, ``[len(queries), n_items]`` (what top-k ranks;
+        -inf never recommended, seen items not removed): for composition, as the hybrid's
+        candidate generation reads each source."""
+        check_fitted(self)
+        return np.asarray(self._score(queries))
+
     def explain_indices(self, queries: Queries, items: np.ndarray) -> list[str]:
         """A reason in words for each of ``items`` (indices) for the one query given."""
         check_fitted(self)

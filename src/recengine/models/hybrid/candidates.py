@@ -1,6 +1,6 @@
 """Candidate generation: every source proposes its best items, the union is what gets ranked.
 
-Each source scores the whole catalogue for a block of queries (its ``_score``); its top
+Each source scores the whole catalogue for a block of queries (:meth:`Recommender.scores`); its top
 ``depth`` unseen items are its proposals. The union keeps, per query, up to ``limit`` items, the
 best-ranked by any source first, and every candidate carries every source's view of it: its
 score standardised over that query's row (so sources of different scales, and a source refitted
@@ -82,17 +82,25 @@ def propose(sources: Sequence[Source], queries: Queries, limit: int,
             background: int | None = None) -> Candidates:
     """The union of the sources' proposals for each query, at most ``limit`` per query.
 
-    Seen items (the query's history) are never proposed: the hybrid recommends new items.
-    ``background`` (a source's position) keeps that source's standardised scores of every item.
+    Seen items (the query's history) are never proposed: the hybrid recommends new items; nor
+    do sources that need a history (:attr:`Recommender.needs_history`) propose anything to a
+    query without one. ``background`` (a source's position) keeps that source's standardised
+    scores of every item.
     """
     n_rows = len(queries)
     indptr, seen = queries.seen()
     seen_rows = np.repeat(np.arange(n_rows), np.diff(indptr))
+    # Users with nothing to go on: the sources that need a history propose nothing for them.
+    silent = np.diff(indptr) == 0
+    if queries.session is not None:
+        silent &= np.diff(queries.session.indptr) == 0
     depths = np.array([s.depth for s in sources], dtype=np.int32)
     standard, tops = [], []
     for source in sources:
-        scores = np.array(source.model._score(queries), dtype=np.float32)
+        scores = np.array(source.model.scores(queries), dtype=np.float32)
         scores[seen_rows, seen] = -np.inf
+        if source.model.needs_history:
+            scores[silent] = -np.inf
         standard.append(_standardised(scores))
         tops.append(top_k(scores, min(source.depth, scores.shape[1]))[0])
     n_items = standard[0].shape[1]

@@ -24,23 +24,25 @@ class SourceConfig(ModelConfig):
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="The model's own configuration.")
     depth: int = Field(100, ge=1, description="Candidates it proposes per request.")
-    needs: Literal["item-features"] | None = Field(
+    needs: Literal["item-features", "user-features"] | None = Field(
         None, description="Used only when the training data has what it names (a content "
-        "source needs item features); skipped otherwise.")
+        "source needs item features, a segment source user features); skipped otherwise.")
 
     @property
     def tag(self) -> str:
         return self.name or self.model
 
 
-#: Collaborative, item-to-item and content sources, and popularity for users with nothing to go
-#: on: each covers what the others miss, and every one is cheap to fit.
+#: Collaborative, item-to-item and content sources, and popularity (overall and in the user's
+#: segment) for users with nothing else to go on: each covers what the others miss, and every
+#: one is cheap to fit.
 DEFAULT_SOURCES: tuple[SourceConfig, ...] = (
     SourceConfig(model="wals"),
     SourceConfig(model="ease"),
     SourceConfig(model="item-knn"),
     SourceConfig(model="content", needs="item-features"),
     SourceConfig(model="popularity", depth=50),
+    SourceConfig(model="segment-popularity", depth=50, needs="user-features"),
 )
 
 
@@ -74,6 +76,9 @@ class HybridConfig(ModelConfig):
         "random", description="Which of each user's pairs the ranker learns to find: a random "
         "share (for random splits) or the most recent share (for predicting the future).")
     carve_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    cold_users: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the carved users "
+                              "whose every pair is held out: they teach the ranker new users, "
+                              "known by their features only.")
     carves: int = Field(1, ge=1, description="Carves to learn from, each with its own draw "
                         "and its own fit of the sources: more lists for the ranker, at the "
                         "cost of fitting the sources once per carve.")

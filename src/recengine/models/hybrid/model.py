@@ -37,7 +37,7 @@ from recengine.models.hybrid.ranker import (
     ranker_scores,
     validation_ndcg,
 )
-from recengine.models.hybrid.signals import Profile, feature_names, signals
+from recengine.models.hybrid.signals import Profile, feature_names, first_answer, signals
 from recengine.models.torch_training import (
     load_network,
     network_arrays,
@@ -53,11 +53,12 @@ __all__ = ["Hybrid", "carve"]
 _CELLS = 2**21
 
 
-def carve(data: TrainingData, fraction: float, how: str, seed: int,
-          min_items: int = 3) -> np.ndarray:
+def carve(data: TrainingData, fraction: float, how: str, seed: int, min_items: int = 3,
+          whole: float = 0.0) -> np.ndarray:
     """Which pairs of ``data.feedback`` (one flag per stored entry) to hold out: a ``fraction``
     of each user's items, at least one, for users with ``min_items`` or more; ``how`` is
-    ``"random"`` or ``"time"`` (the pairs whose last event is the most recent)."""
+    ``"random"`` or ``"time"`` (the pairs whose last event is the most recent). A ``whole``
+    share of those users lose every pair (new users, as far as the rest can tell)."""
     feedback = data.feedback
     counts = np.diff(feedback.indptr)
     rows = np.repeat(np.arange(data.n_users, dtype=np.int64), counts)
@@ -73,9 +74,12 @@ def carve(data: TrainingData, fraction: float, how: str, seed: int,
     else:
         key = np.random.default_rng(seed).random(feedback.nnz)
     drop = np.zeros(feedback.nnz, dtype=bool)
-    for user in np.flatnonzero(counts >= min_items):
+    eligible = np.flatnonzero(counts >= min_items)
+    cold = set(np.random.default_rng(seed + 1).choice(
+        eligible, size=round(whole * len(eligible)), replace=False).tolist())
+    for user in eligible:
         start, stop = feedback.indptr[user], feedback.indptr[user + 1]
-        n_out = max(1, round(fraction * (stop - start)))
+        n_out = stop - start if user in cold else max(1, round(fraction * (stop - start)))
         drop[start + np.argsort(-key[start:stop], kind="stable")[:n_out]] = True
     return drop
 
@@ -92,6 +96,12 @@ class Hybrid(Recommender):
     sources_: tuple[Source, ...]
     profile_: Profile
     ranker_: Any
+    #: Sources (positions) in the order the ranker starts from: each query from the first
+    #: that tells its candidates apart.
+    order_: tuple[int, ...]
+    #: Whether the ranker orders new users' candidates (it validated better on enough of
+    #: them), or they keep the sources' first answer.
+    ranks_new_users_: bool
     #: How training went: epochs run, the best, the validation nDCG@10 of the ranker and of
     #: each source alone on the same carved users.
     training_: dict[str, Any]
@@ -111,8 +121,9 @@ class Hybrid(Recommender):
         return source.similarity(items)
 
     def _active(self, data: TrainingData) -> list[SourceConfig]:
-        has_features = bool(data.item_feature_kinds)
-        return [s for s in self.config.sources if s.needs is None or has_features]
+        has = {"item-features": bool(data.item_feature_kinds),
+               "user-features": bool(data.user_feature_kinds)}
+        return [s for s in self.config.sources if s.needs is None or has[s.needs]]
 
     def _fit_sources(self, sources: Sequence[SourceConfig], data: TrainingData,
                      options: TrainingOptions,
@@ -148,7 +159,8 @@ class Hybrid(Recommender):
         train_parts, valid_parts = [], []
         with training_session(options, seed, default_threads=1) as device:
             for turn in range(config.carves):
-                drop = carve(data, config.carve_fraction, config.carve, seed + turn)
+                drop = carve(data, config.carve_fraction, config.carve, seed + turn,
+                             whole=config.cold_users)
                 carved = data.drop_pairs(drop)
                 owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
                 held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
@@ -156,37 +168,49 @@ class Hybrid(Recommender):
                 sources = self._fit_sources(active, carved, options, progress)
                 profile = Profile.of(carved, max_columns=config.max_feature_columns,
                                      trend_days=config.trend_days)
-                train_parts.append(self._lists(sources, profile, carved, train_users, held))
-                valid_parts.append(self._lists(sources, profile, carved, valid_users, held))
+                own = list(range(len(sources)))  # the order is known once every list is
+                train_parts.append(self._lists(sources, profile, carved, train_users, held, own))
+                valid_parts.append(self._lists(sources, profile, carved, valid_users, held, own))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
             alone = {s.tag: validation_ndcg(valid, valid.features[:, 3 * j])
                      for j, s in enumerate(sources)}
-            # The ranker starts as the source that ranks the training lists best.
-            prior = 3 * int(np.argmax([validation_ndcg(train, train.features[:, 3 * j])
-                                       for j in range(len(sources))]))
-            network, epochs = fit_ranker(train, valid, config.ranker, device, progress, prior)
+            # The ranker starts from the sources in the order they rank the training lists,
+            # each query from the first that has an answer for it (the last input column).
+            order = [int(j) for j in np.argsort([-validation_ndcg(train, train.features[
+                :, 3 * j]) for j in range(len(sources))], kind="stable")]
+            for lists in (train, valid):
+                lists.features[:, -1] = first_answer(lists.features[:, :3 * len(sources):3],
+                                                     lists.indptr, order)
+            network, epochs = fit_ranker(train, valid, config.ranker, device, progress,
+                                         train.features.shape[1] - 1)
             network.to("cpu")
+        names = feature_names([s.tag for s in sources], profile,
+                              self._similar_to(sources) is not None)
+        new_users = _ranks_new_users(network, valid, names.index("log-history"))
         training = {"epochs": epochs.run, "best_epoch": epochs.best,
                     "validation_ndcg@10": validation_ndcg(valid, ranker_scores(
                         network, valid.features, "cpu")),
                     "train_users": len(train_users), "validation_users": len(valid_users),
-                    "starts_from": sources[prior // 3].tag,
+                    "starts_from": [sources[j].tag for j in order],
+                    "ranks_new_users": new_users,
                     "sources_validation_ndcg@10": alone}
         if config.refit_sources:
             sources = self._fit_sources(active, data, options, progress)
             profile = Profile.of(data, max_columns=config.max_feature_columns,
                                  trend_days=config.trend_days)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
+                "order_": tuple(order), "ranks_new_users_": new_users,
                 "training_": training}
 
     def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
-               users: np.ndarray, held: sp.csr_array) -> Lists:
+               users: np.ndarray, held: sp.csr_array, order: Sequence[int]) -> Lists:
         """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``."""
         parts: list[tuple[Candidates, np.ndarray]] = []
         for block in self._blocks(users):
             queries = data.queries(block)
             candidates = propose(sources, queries, self.config.candidates)
-            parts.append((candidates, self._signals(candidates, queries, sources, profile)))
+            parts.append((candidates, self._signals(candidates, queries, sources, profile,
+                                                    order)))
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         lengths = np.concatenate([np.diff(c.indptr) for c, _ in parts] or [np.zeros(0)])
         np.cumsum(lengths, out=indptr[1:])
@@ -204,21 +228,25 @@ class Hybrid(Recommender):
         return [rows[i:i + size] for i in range(0, len(rows), size)]
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
-                 profile: Profile) -> np.ndarray:
+                 profile: Profile, order: Sequence[int]) -> np.ndarray:
         return signals(candidates, queries, profile, self._similar_to(sources),
-                       self.config.recent_items)
+                       self.config.recent_items, order)
 
     def _score(self, queries: Queries) -> np.ndarray:
         """The ranker's scores of each query's candidates; below them, the rest of the
-        catalogue (seen items included) in the order of the source the ranker started from."""
+        catalogue (seen items included) in the order of the source the ranker starts from."""
         out = np.empty((len(queries), len(self.items_)), dtype=np.float32)
-        start = int(self.ranker_.prior) // 3
+        start = self.order_[0]
         for block in self._blocks(np.arange(len(queries))):
             part = queries[block] if len(block) < len(queries) else queries
             candidates = propose(self.sources_, part, self.config.candidates, background=start)
             assert candidates.background is not None
-            ranked = ranker_scores(self.ranker_, self._signals(
-                candidates, part, self.sources_, self.profile_), "cpu")
+            features = self._signals(candidates, part, self.sources_, self.profile_,
+                                     self.order_)
+            ranked = ranker_scores(self.ranker_, features, "cpu")
+            if not self.ranks_new_users_:
+                new = np.diff(part.seen()[0])[candidates.rows] == 0
+                ranked[new] = features[new, -1]
             lowest = np.full(len(block), 0.0, np.float32)
             np.minimum.at(lowest, candidates.rows, ranked)
             rest = candidates.background
@@ -237,7 +265,7 @@ class Hybrid(Recommender):
         group of the ranker's inputs set to its training mean, the score's drop its weight."""
         one = queries[:1]
         candidates = propose(self.sources_, one, self.config.candidates)
-        features = self._signals(candidates, one, self.sources_, self.profile_)
+        features = self._signals(candidates, one, self.sources_, self.profile_, self.order_)
         position = {int(item): row for row, item in enumerate(candidates.items.tolist())}
         means = self.ranker_.mean.cpu().numpy()
         base = ranker_scores(self.ranker_, features, "cpu")
@@ -253,7 +281,7 @@ class Hybrid(Recommender):
         for item in np.asarray(items).tolist():
             row = position.get(int(item))
             if row is None:
-                start = self.sources_[int(self.ranker_.prior) // 3].tag
+                start = self.sources_[self.order_[0]].tag
                 reasons.append(f"not proposed; after the candidates, in {start}'s order")
                 continue
             by = [f"{tag} (#{rank + 1})" for tag, rank, depth in zip(
@@ -278,6 +306,8 @@ class Hybrid(Recommender):
                             "state": meta})
         arrays |= network_arrays(self.ranker_, "ranker.")
         return arrays, {"sources": entries, "training": self.training_,
+                        "order": list(self.order_),
+                        "ranks_new_users": self.ranks_new_users_,
                         "profile": {"item_names": list(self.profile_.item_names),
                                     "user_names": list(self.profile_.user_names),
                                     "latest": self.profile_.latest}}
@@ -309,16 +339,45 @@ class Hybrid(Recommender):
                           tuple(names["item_names"][:]),
                           np.asarray(arrays["profile.users"], np.float32),
                           tuple(names["user_names"]), int(names["latest"]))
+        order = tuple(int(j) for j in meta["order"])
+        if sorted(order) != list(range(len(sources))):
+            raise DataError(f"the saved order {list(order)} is not one of the "
+                            f"{len(sources)} sources")
         width = len(feature_names([s.tag for s in sources], profile,
                                   self._similar_to(sources) is not None))
         torch_module()
         network = build_network(width, self.config.ranker)
         load_network(network, arrays, "ranker.")
+        if not 0 <= int(network.prior) < width:
+            raise DataError(f"ranker.prior is {int(network.prior)}, not one of {width} inputs")
         network.eval()
         self._install(users, items, {"sources_": tuple(sources), "profile_": profile,
-                                     "ranker_": network, "training_": dict(meta["training"])},
+                                     "ranker_": network, "order_": order,
+                                     "ranks_new_users_": bool(meta["ranks_new_users"]),
+                                     "training_": dict(meta["training"])},
                       histories)
         return self
+
+
+#: Fewest new users' lists in the validation carve on which the ranker must beat the sources'
+#: first answer to be trusted with new users.
+MIN_NEW_USER_LISTS = 30
+
+
+def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
+    """Whether the ranker beats the sources' first answer on the validation lists of users
+    with no history left (at least :data:`MIN_NEW_USER_LISTS` of them): where it cannot show
+    it, new users keep the first answer (popularity, in their segment or overall)."""
+    starts = valid.indptr[:-1][np.diff(valid.indptr) > 0]
+    new = np.flatnonzero(np.diff(valid.indptr) > 0)[valid.features[starts, history_column] == 0]
+    if len(new) < MIN_NEW_USER_LISTS:
+        return False
+    rows = np.concatenate([np.arange(valid.indptr[u], valid.indptr[u + 1]) for u in new])
+    lengths = np.diff(valid.indptr)[new]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    part = Lists(indptr, valid.features[rows], valid.labels[rows], valid.n_relevant[new])
+    return validation_ndcg(part, ranker_scores(network, part.features, "cpu")) > (
+        validation_ndcg(part, part.features[:, -1]))
 
 
 def _groups(names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
@@ -334,6 +393,8 @@ def _groups(names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
             label = "your profile"
         elif what in ("score", "log-rank", "proposed"):
             label = f"{side}'s score"
+        elif side == "first-answer":
+            label = "the best source's answer"
         elif name.startswith("similarity"):
             label = "likeness to your recent items"
         else:

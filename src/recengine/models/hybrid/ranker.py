@@ -63,7 +63,7 @@ class Lists:
 def build_network(n_features: int, config: RankerConfig, prior: int = 0) -> Any:
     """An untrained DCN-v2 over ``n_features`` inputs (torch is imported here).
 
-    It starts as the ranking of input ``prior`` (the best source's score): the network's own
+    It starts as the ranking of input ``prior`` (the sources' first answer): the network's own
     output layer starts at zero and the prior's weight at one, so training moves away from
     that source's ranking only as far as the lists reward, and early stopping keeps the best.
     """

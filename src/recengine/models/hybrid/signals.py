@@ -22,7 +22,7 @@ from recengine.models.base import Recommender
 from recengine.models.features import FeatureEncoder
 from recengine.models.hybrid.candidates import Candidates
 
-__all__ = ["Profile", "feature_names", "signals"]
+__all__ = ["Profile", "feature_names", "first_answer", "signals"]
 
 _DAY = 86_400.0
 _SOURCE_PARTS = ("score", "log-rank", "proposed")
@@ -91,17 +91,49 @@ def _encoded(table: pd.DataFrame, kinds: dict[str, FeatureKind], max_columns: in
 
 
 def feature_names(tags: Sequence[str], profile: Profile, similarity: bool) -> list[str]:
-    """The name of each column :func:`signals` writes, in order."""
+    """The name of each column :func:`signals` writes, in order (the last is
+    :func:`first_answer`'s)."""
     names = [f"{tag}:{part}" for tag in tags for part in _SOURCE_PARTS]
     names += [f"item:{n}" for n in profile.item_names]
     names += [f"user:{n}" for n in profile.user_names]
     names += list(_REQUEST)
-    return names + (list(_SIMILARITY) if similarity else [])
+    return names + (list(_SIMILARITY) if similarity else []) + ["first-answer:score"]
+
+
+def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """Each candidate's standardised score from the first source in ``order`` that tells the
+    query's candidates apart (a source that needs a history scores a new user's all alike).
+
+    What the ranker starts from: the best source where it has an answer, the next where not.
+
+    Query 0's two candidates score alike by source 0, so source 1 orders them:
+
+    >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
+    ...              np.array([0, 2, 4]), order=[0, 1]).tolist()
+    [0.5, 0.25, 0.5, 0.75]
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    out = np.zeros(len(scores), np.float32)
+    lengths = np.diff(indptr)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    chosen = np.full(len(lengths), -1)
+    starts = indptr[:-1][lengths > 0]
+    for source in order:
+        column = scores[:, source]
+        spread = np.zeros(len(lengths), np.float32)
+        if len(starts):
+            spread[lengths > 0] = (np.maximum.reduceat(column, starts)
+                                   - np.minimum.reduceat(column, starts))
+        chosen[(chosen < 0) & (spread > 0)] = source
+    chosen[chosen < 0] = order[0]
+    out[:] = scores[np.arange(len(scores)), chosen[rows]]
+    return out
 
 
 def signals(candidates: Candidates, queries: Queries, profile: Profile,
-            similar_to: Recommender | None, recent: int) -> np.ndarray:
-    """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says."""
+            similar_to: Recommender | None, recent: int, order: Sequence[int]) -> np.ndarray:
+    """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says; the
+    sources' preference ``order`` gives the last (:func:`first_answer`)."""
     rows, items = candidates.rows, candidates.items
     proposed = candidates.proposed.astype(np.float32)
     per_source = np.stack([candidates.scores, np.log1p(candidates.ranks.astype(np.float32)),
@@ -114,6 +146,7 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
                _request(queries, profile)[rows]]
     if similar_to is not None:
         columns.append(_similarity(candidates, queries, similar_to, recent))
+    columns.append(first_answer(candidates.scores, candidates.indptr, order)[:, None])
     return np.hstack(columns).astype(np.float32)
 
 
