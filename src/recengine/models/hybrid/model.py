@@ -269,7 +269,7 @@ class Hybrid(Recommender):
         position = {int(item): row for row, item in enumerate(candidates.items.tolist())}
         means = self.ranker_.mean.cpu().numpy()
         base = ranker_scores(self.ranker_, features, "cpu")
-        groups = _groups(self.feature_names)
+        groups = _groups(self.feature_names, self.sources_[self.order_[0]].tag)
         moved = np.zeros((len(groups), len(features)), np.float32)
         for g, (_, columns) in enumerate(groups):
             plain = features.copy()
@@ -380,21 +380,22 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
         validation_ndcg(part, part.features[:, -1]))
 
 
-def _groups(names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """The ranker's inputs in the groups an explanation names: each source's three, the
-    item's popularity, each item feature, the user's features, the user's activity and the
-    request's time, and the likeness to recent items."""
+def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
+    """The ranker's inputs in the groups an explanation names: each source's three (the first
+    answer with source ``first``'s, whose score it mostly copies), the item's popularity, each
+    item feature, the user's features, the user's activity and the request's time, and the
+    likeness to recent items."""
     groups: dict[str, list[int]] = {}
     for column, name in enumerate(names):
         side, _, what = name.partition(":")
+        if side == "first-answer":
+            side, what = first, "score"
         if side == "item":
             label = what if "=" in what else "popularity"
         elif side == "user":
             label = "your profile"
         elif what in ("score", "log-rank", "proposed"):
             label = f"{side}'s score"
-        elif side == "first-answer":
-            label = "the best source's answer"
         elif name.startswith("similarity"):
             label = "likeness to your recent items"
         else:
