@@ -179,3 +179,16 @@ def test_large_catalogues_are_published_with_their_graph(dataset, registry, inde
 def test_the_gate_metric_cut_off_is_computed(dataset, registry):
     result = retrain(dataset, registry, models={"popularity": {}}, metric="recall@5")
     assert "recall@5" in result.metrics["popularity"]
+
+
+def test_the_hybrid_is_retrained_gated_and_published_whole(dataset, popular):
+    """The hybrid is one model to the gate: fitted on the older part, judged on the newest
+    tenth against the served popularity, and published with its sources inside it."""
+    pytest.importorskip("torch")
+    result = retrain(dataset, popular, models={"hybrid": {
+        "ranker": {"hidden": [16], "epochs": 3, "patience": 2}}})
+    assert result.activated and result.version == "v0002"  # 0.35 against popularity's 0.26
+    assert result.metrics["hybrid"]["ndcg@10"] > result.current_metrics["ndcg@10"]
+    served = popular.load()
+    assert served.name == "hybrid"
+    assert {s.tag for s in served.sources_} >= {"wals", "ease", "popularity"}
