@@ -9,9 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recengine.data.synthetic import generate
+from recengine.data.training_data import TrainingData
 from recengine.data.weighting import aggregate
 from recengine.models import WALS, Popularity
-from recengine.pipeline.prepare import training_data
+from recengine.pipeline.prepare import events_of, training_data
 from recengine.serving.app import create_app
 from recengine.serving.settings import Settings
 from recengine.serving.state import ServingState
@@ -29,6 +30,14 @@ class World:
     versions: tuple[str, str]
     users: list[str]
     items: list[str]
+
+
+@pytest.fixture(scope="session")
+def world_data() -> TrainingData:
+    """The world's events as training data, with the ordered log (for models of order)."""
+    dataset = generate(n_users=200, n_items=100, seed=0)
+    return training_data(dataset, aggregate(dataset.events, dataset.schema),
+                         events=events_of(dataset))
 
 
 @pytest.fixture(scope="session")

@@ -7,25 +7,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recengine.data.query import Event, Query
-from recengine.data.synthetic import generate
-from recengine.data.weighting import aggregate
+from recengine.data.training_data import TrainingData
 from recengine.models import Popularity
 from recengine.models.base import Recommender
-from recengine.pipeline.prepare import events_of, training_data
 from recengine.serving.state import ServingState
 
 pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def fitted() -> dict[str, Recommender]:
+def fitted(world_data: TrainingData) -> dict[str, Recommender]:
     from recengine.models.sasrec import SASRec
 
-    dataset = generate(n_users=200, n_items=100, seed=0)  # the world of conftest.py
-    data = training_data(dataset, aggregate(dataset.events, dataset.schema),
-                         events=events_of(dataset))
-    return {"sasrec": SASRec(hidden=16, layers=1, epochs=3).fit(data),
-            "popularity": Popularity().fit(data)}
+    return {"sasrec": SASRec(hidden=16, layers=1, epochs=3).fit(world_data),
+            "popularity": Popularity().fit(world_data)}
 
 
 def _ids(client: TestClient, user: str) -> list[str]:

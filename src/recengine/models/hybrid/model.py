@@ -8,11 +8,14 @@ each candidate and from item, user, history and request features
 (:mod:`~recengine.models.hybrid.signals`).
 
 How it learns, inside ``fit``: a share of each user's pairs is carved out of the training data
-(random, or the most recent); the sources are fitted on the rest; their candidates for the
-carved users are labelled by the carved pairs; the ranker learns to put those first, stopping
-early on users it does not train on. Then the sources are refitted on all the data (the
-ranker's features do not depend on a fit's scale or axes), so serving loses none of it. All of
-it is one model: saved, published and loaded whole, its sources inside it.
+(random, or the most recent; some users lose all of theirs, to stand for new users); the
+sources are fitted on the rest; their candidates for the carved users are labelled by the
+carved pairs; the ranker learns to put those first, stopping early on users it does not train
+on. It starts as the sources' first answer (each query ranked by the best source that can tell
+its candidates apart) and keeps a trained network only where it validates better; for new users
+only when enough of them show it. Then the sources are refitted on all the data (the ranker's
+features do not depend on a fit's scale or axes), so serving loses none of it. All of it is one
+model: saved, published and loaded whole, its sources inside it.
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class Hybrid(Recommender):
         """Similar items (and so MMR diversity) come from the similarity source, when the
         configuration names one."""
         if capability == Capability.SIMILAR_ITEMS:
+            if hasattr(self, "sources_"):  # fitted: a source left out for want of data
+                return self._similar_to(self.sources_) is not None
             return self.config.similarity_source is not None
         return super().supports(capability)
 
