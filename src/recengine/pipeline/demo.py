@@ -180,7 +180,9 @@ def run_demo(*, n_users: int = 3000, n_items: int = 1200, seed: int = 42,
 #: Settings for the demo where a model's defaults are sized for real datasets: the whole demo
 #: must reach serving in a few minutes on two cores (the neural models' epochs).
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {"sasrec": {"epochs": 6, "patience": 2},
-                                            "two-tower": {"epochs": 6, "patience": 2}}
+                                            "two-tower": {"epochs": 6, "patience": 2},
+                                            "hybrid": {"ranker": {"epochs": 10,
+                                                                  "patience": 3}}}
 
 
 def demo_model(name: str) -> Recommender:
