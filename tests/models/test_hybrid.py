@@ -210,3 +210,23 @@ def test_new_users_keep_the_first_answer_unless_the_ranker_proves_itself_on_them
                     carves=2, cold_users=0.5, validation_users=0.4,
                     ranker={"epochs": 30, "patience": 8, "learning_rate": 5e-3}).fit(planted)
     assert taught.training_["ranks_new_users"] is True
+
+
+def test_a_cutoff_carve_holds_out_everyone_after_one_moment():
+    import pandas as pd
+
+    from recengine.data.training_data import TrainingData
+
+    pairs = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b", "c"],
+                          "item_id": ["x", "y", "z", "x", "y", "z"],
+                          "timestamp": pd.to_datetime([1, 2, 9, 3, 8, 10], unit="D"),
+                          "rating": np.nan, "feedback": 1.0})
+    data = TrainingData.from_interactions(pairs)
+    drop = carve(data, 0.5, "cutoff", seed=0)
+    rows = np.repeat(data.users.ids, np.diff(data.feedback.indptr))
+    held = {(str(u), str(data.items.ids[i])) for u, i, d in
+            zip(rows, data.feedback.indices, drop, strict=True) if d}
+    assert held == {("a", "z"), ("b", "y"), ("c", "z")}  # days 8, 9 and 10 of 1..10
+    untimed = small_data()
+    with pytest.raises(DataError, match="needs every event's time"):
+        carve(untimed, 0.5, "cutoff", seed=0)

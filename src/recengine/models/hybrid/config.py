@@ -72,9 +72,10 @@ class HybridConfig(ModelConfig):
         "history features (how alike a candidate is to the user's recent items), similar "
         "items and MMR; None (or \"\", for TOML): none.")
     recent_items: int = Field(5, ge=1, description="Recent items the history features read.")
-    carve: Literal["random", "time"] = Field(
-        "random", description="Which of each user's pairs the ranker learns to find: a random "
-        "share (for random splits) or the most recent share (for predicting the future).")
+    carve: Literal["random", "time", "cutoff"] = Field(
+        "random", description="Which pairs the ranker learns to find: a random share of each "
+        "user's (for random splits), each user's most recent share, or everyone's pairs after "
+        "one moment (for a global time split: predicting the future).")
     carve_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     cold_users: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the carved users "
                               "whose every pair is held out: they teach the ranker new users, "

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recengine.data.query import HistorySource, Queries
+from recengine.data.query import NO_TIME, HistorySource, Queries
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import DataError
@@ -56,26 +56,41 @@ __all__ = ["Hybrid", "carve"]
 _CELLS = 2**21
 
 
+def _last_events(data: TrainingData) -> np.ndarray:
+    """For each stored pair of ``data.feedback``, the position in the time-ordered log of its
+    last event."""
+    feedback = data.feedback
+    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(feedback.indptr))
+    owner = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.log.indptr))
+    keys = owner * data.n_items + data.log.items
+    unique, from_end = np.unique(keys[::-1], return_index=True)
+    if not len(unique):
+        return np.zeros(feedback.nnz, dtype=np.int64)
+    last = len(keys) - 1 - from_end
+    where = np.searchsorted(unique, rows * data.n_items + feedback.indices)
+    return last[np.minimum(where, len(unique) - 1)]
+
+
 def carve(data: TrainingData, fraction: float, how: str, seed: int, min_items: int = 3,
           whole: float = 0.0) -> np.ndarray:
-    """Which pairs of ``data.feedback`` (one flag per stored entry) to hold out: a ``fraction``
-    of each user's items, at least one, for users with ``min_items`` or more; ``how`` is
-    ``"random"`` or ``"time"`` (the pairs whose last event is the most recent). A ``whole``
-    share of those users lose every pair (new users, as far as the rest can tell)."""
+    """Which pairs of ``data.feedback`` (one flag per stored entry) to hold out.
+
+    ``how``: ``"random"``, a ``fraction`` of each user's items, at least one, for users with
+    ``min_items`` or more (a ``whole`` share of those users lose every pair: new users, as far
+    as the rest can tell); ``"time"``, the same share, each user's latest pairs; ``"cutoff"``,
+    every pair whose last event is in the newest ``fraction`` of all pairs' times (one moment
+    for everyone, as a global time split draws its test part: users with nothing before it are
+    new users, users with nothing after it are not asked).
+    """
     feedback = data.feedback
+    if how == "cutoff":
+        times = data.log.timestamps[_last_events(data)]
+        if (times == NO_TIME).any():
+            raise DataError("the cutoff carve needs every event's time", column="carve")
+        return times >= np.quantile(times, 1.0 - fraction)
     counts = np.diff(feedback.indptr)
-    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), counts)
-    if how == "time":
-        # A pair's time is the position of its last event in the time-ordered log.
-        owner = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.log.indptr))
-        keys = owner * data.n_items + data.log.items
-        unique, from_end = np.unique(keys[::-1], return_index=True)
-        last = len(keys) - 1 - from_end
-        where = np.minimum(np.searchsorted(unique, rows * data.n_items + feedback.indices),
-                           max(len(unique) - 1, 0))
-        key = last[where].astype(np.float64) if len(unique) else np.zeros(feedback.nnz)
-    else:
-        key = np.random.default_rng(seed).random(feedback.nnz)
+    key = (_last_events(data).astype(np.float64) if how == "time"
+           else np.random.default_rng(seed).random(feedback.nnz))
     drop = np.zeros(feedback.nnz, dtype=bool)
     eligible = np.flatnonzero(counts >= min_items)
     cold = set(np.random.default_rng(seed + 1).choice(
