@@ -25,6 +25,7 @@ from recengine.progress import progress_bar
 if TYPE_CHECKING:
     import pandas as pd
 
+    from recengine.data.training_data import TrainingData
     from recengine.data.validation import ValidationReport
     from recengine.models.base import Recommender
     from recengine.store.registry import ModelRegistry
@@ -180,11 +181,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to write the best config (default: "
                            "recengine-output/tuned-<model>-<dataset>.json)")
 
-    train = sub.add_parser("train", help="train a model on a whole dataset and save it")
+    train = sub.add_parser("train", help="train a model on a whole dataset or event file and "
+                           "save it")
     _add_dataset_args(train)
-    train.add_argument("--model", default="popularity",
-                       help=f"{', '.join(sorted(MODELS))}, or an import path "
-                            "package.module:Class")
+    train.add_argument("--model", help=f"{', '.join(sorted(MODELS))}, or an import path "
+                       "package.module:Class (default: popularity; spark-als with "
+                       "--engine spark)")
+    train.add_argument("--events", type=Path, metavar="PATH",
+                       help="train on this event file (CSV, TSV, Parquet, JSON Lines; a folder "
+                            "of them with --format) instead of --dataset")
+    train.add_argument("--engine", choices=("local", "spark"), default="local",
+                       help="where --events are read, validated, weighted and aggregated: "
+                            "here, or on Spark (the spark extra) with the same rules")
+    train.add_argument("--master", default="local[2]",
+                       help="Spark master for --engine spark and spark-als: local[N], "
+                            "spark://HOST:PORT (default: local[2])")
+    train.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
+                       help="format of --events (default: from the file name)")
+    train.add_argument("--columns", default="",
+                       help="column mapping of --events, e.g. user_id=userId,item_id=movieId")
+    train.add_argument("--event-type", default="rating",
+                       help="event type of rows without an event_type column")
+    train.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+    train.add_argument("--strict", action="store_true",
+                       help="stop at the first bad row of --events")
     train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
     train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
 
@@ -502,12 +522,22 @@ def run_train(args: argparse.Namespace) -> int:
     from recengine.pipeline.tune import read_config_file
 
     console = _console()
-    name, config = read_config_file(args.config) if args.config else (args.model, {})
+    default = "spark-als" if args.engine == "spark" else "popularity"
+    name, config = read_config_file(args.config) if args.config else (args.model or default,
+                                                                        {})
+    if name == "spark-als":
+        config = {"master": args.master} | config
     model = create_model(name, **config)
-    with console.status(f"loading {args.dataset}"):
-        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
-        data = training_data(dataset, aggregate(dataset.events, dataset.schema),
-                             events=events_of(dataset))
+    if args.engine == "spark" and args.events is None:
+        raise DataError("--engine spark prepares event files: pass --events PATH",
+                        column="--events")
+    if args.events is not None:
+        data = _file_training_data(args, console)
+    else:
+        with console.status(f"loading {args.dataset}"):
+            dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+            data = training_data(dataset, aggregate(dataset.events, dataset.schema),
+                                 events=events_of(dataset))
     with progress_bar(console) as progress:
         model.fit(data, progress=progress)
     model.save(args.output)
@@ -515,6 +545,26 @@ def run_train(args: argparse.Namespace) -> int:
     console.print(f"{name} trained on {data.feedback.nnz} pairs "
                   f"({data.n_users} users, {data.n_items} items); saved to {args.output}")
     return 0
+
+
+def _file_training_data(args: argparse.Namespace, console: Console) -> TrainingData:
+    """``--events`` prepared by ``--engine``, its validation report printed."""
+    from recengine.data.schema import EventSchema
+    from recengine.data.validation import ColumnMapping
+    from recengine.pipeline.demo import print_validation
+    from recengine.pipeline.prepare import file_training_data
+
+    where = "on Spark" if args.engine == "spark" else "here"
+    with console.status(f"preparing {args.events} {where}"):
+        data, report = file_training_data(
+            args.events, engine=args.engine, master=args.master, format=args.format,
+            columns=ColumnMapping.parse(args.columns, default_event_type=args.event_type),
+            schema=EventSchema.from_file(args.schema) if args.schema else EventSchema(),
+            strict=args.strict)
+    print_validation(report, console)
+    if data is None:
+        raise DataError(_nothing_accepted(report), file=report.file)
+    return data
 
 
 def _parse_settings(pairs: list[str]) -> dict[str, object]:
