@@ -126,7 +126,7 @@ def test_module_entry_point_runs_as_a_real_process():
 
 def test_every_command_has_help(capsys):
     for command in ("demo", "ingest", "evaluate", "tune", "train", "recommend", "retrain",
-                    "models", "serve"):
+                    "models", "serve", "batch"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0

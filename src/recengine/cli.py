@@ -242,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--registry", help="overrides RECENGINE_REGISTRY")
     serve.add_argument("--database-url", help="overrides RECENGINE_DATABASE_URL")
 
+    batch = sub.add_parser("batch", help="on Spark: top-k for every user (and the audience "
+                           "of every item) of a saved factor model, written to Parquet")
+    batch.add_argument("--model-dir", type=Path, required=True)
+    batch.add_argument("--k", type=_positive, default=10, help="items per user (default: 10)")
+    batch.add_argument("--audience", type=_positive, metavar="N",
+                       help="also the N users most likely to choose each item")
+    batch.add_argument("--include-seen", action="store_true",
+                       help="keep what each user already chose (excluded by default)")
+    batch.add_argument("--output", type=Path, required=True,
+                       help="folder for top-k.parquet (and audience.parquet)")
+    batch.add_argument("--master", default="local[2]", help="Spark master (default: local[2])")
+    batch.add_argument("--json", action="store_true")
+
     rec = sub.add_parser("recommend", help="recommendations from a saved model")
     rec.add_argument("--model-dir", type=Path, required=True)
     who = rec.add_mutually_exclusive_group(required=True)
@@ -748,6 +761,29 @@ def run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_batch(args: argparse.Namespace) -> int:
+    from recengine.evaluation.report import json_text
+    from recengine.spark.batch import write_audiences, write_top_k
+    from recengine.spark.session import spark_session
+
+    model = _load_saved(args.model_dir)
+    session = spark_session(args.master, feature="batch jobs")
+    exclude = not args.include_seen
+    written = {"top-k": write_top_k(session, model, args.k, args.output / "top-k.parquet",
+                                    exclude_seen=exclude)}
+    if args.audience:
+        written["audience"] = write_audiences(session, model, args.audience,
+                                              args.output / "audience.parquet",
+                                              exclude_seen=exclude)
+    if args.json:
+        print(json_text({"output": str(args.output), "rows": written}, indent=None))
+    else:
+        for name, rows in written.items():
+            _console().print(f"{rows} rows written to {args.output / f'{name}.parquet'}",
+                             highlight=False)
+    return 0
+
+
 def _publish_saved(registry: ModelRegistry, folders: list[Path],
                    activate: bool) -> dict[str, object]:
     """Publish saved models (trained here or elsewhere) as one version, without refitting.
@@ -790,7 +826,7 @@ def _ranked(ids: object, scores: object) -> list[_Ranked]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "tune": run_tune,
     "train": run_train, "recommend": run_recommend, "retrain": run_retrain,
-    "models": run_models, "serve": run_serve,
+    "models": run_models, "serve": run_serve, "batch": run_batch,
 }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = ["DEFAULT_MASTER", "failure", "spark_errors", "spark_session", "unavailable"]
+
+#: The last line of a Python traceback: the exception raised.
+_PYTHON_ERROR = re.compile(r"[\w.]+(Error|Exception|Exit|Interrupt)\b")
 
 #: Two cores of this machine: enough for tests and MovieLens, and leaves the rest alone.
 DEFAULT_MASTER = "local[2]"
@@ -83,6 +88,8 @@ def spark_session(master: str = DEFAULT_MASTER, *, feature: str = "Spark",
     if local:  # Spark otherwise warns that the host name resolves to loopback
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = sql.SparkSession.builder.master(master).appName("recengine")
+    if local:  # Python workers (batch jobs) run this interpreter, with its packages
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in (_SETTINGS | (_LOCAL_SETTINGS if local else {}) | (conf or {})).items():
         builder = builder.config(key, value)
     try:
@@ -113,4 +120,8 @@ def failure(exc: BaseException) -> str:
     else:
         text = str(exc)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any("Traceback (most recent call last)" in line for line in lines):
+        raised = [line for line in lines if _PYTHON_ERROR.match(line) and "Traceback" not in line]
+        if raised:  # a Python worker's own exception, not the Java wrapper's
+            return f"a Python worker failed: {raised[-1]}"
     return lines[0] if lines else type(exc).__name__
