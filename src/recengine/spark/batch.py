@@ -15,7 +15,7 @@ are left.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ def _write(session: SparkSession, rows: np.ndarray, row_offsets: np.ndarray | No
                         T.StructField(names[1], T.StringType()),
                         T.StructField("score", T.FloatType())])
 
-    def rank(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def rank(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         value: dict[str, Any] = shared.value
         for batch in batches:
             yield _rank_block(batch, value, k, names)
