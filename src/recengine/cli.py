@@ -57,6 +57,17 @@ def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--last-n", type=int, default=1, help="pairs per user for --split last")
 
 
+def _add_event_file_args(p: argparse.ArgumentParser) -> None:
+    """How an event file is read: its format, column mapping, default type and schema."""
+    p.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
+                   help="default: from the file name")
+    p.add_argument("--columns", default="",
+                   help="column mapping, e.g. user_id=userId,item_id=movieId,value=rating")
+    p.add_argument("--event-type", default="rating",
+                   help="event type of rows without an event_type column")
+    p.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+
+
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -119,13 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "store it, and item or user metadata, in an event store")
     ingest.add_argument("file", type=Path, nargs="?",
                         help="the event file (optional when only metadata is stored)")
-    ingest.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
-                        help="default: from the file name")
-    ingest.add_argument("--columns", default="",
-                        help="column mapping, e.g. user_id=userId,item_id=movieId,value=rating")
-    ingest.add_argument("--event-type", default="rating",
-                        help="event type of rows without an event_type column")
-    ingest.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+    _add_event_file_args(ingest)
     ingest.add_argument("--encoding", default="utf-8")
     ingest.add_argument("--strict", action="store_true",
                         help="stop at the first bad row, before anything is stored or written")
@@ -196,13 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--master", default="local[2]",
                        help="Spark master for --engine spark and spark-als: local[N], "
                             "spark://HOST:PORT (default: local[2])")
-    train.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
-                       help="format of --events (default: from the file name)")
-    train.add_argument("--columns", default="",
-                       help="column mapping of --events, e.g. user_id=userId,item_id=movieId")
-    train.add_argument("--event-type", default="rating",
-                       help="event type of rows without an event_type column")
-    train.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+    _add_event_file_args(train)
     train.add_argument("--strict", action="store_true",
                        help="stop at the first bad row of --events")
     train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
