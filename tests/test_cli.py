@@ -263,11 +263,13 @@ def test_ingest_streams_metadata_in_chunks_and_finds_repeats_across_them(capsys,
 SMALL_DEMO = ("demo", "--users", "200", "--items", "100", "--seed", "7")
 
 
-def test_demo_without_serving_stores_the_events_and_activates_a_version(capsys, tmp_path):
+def test_demo_without_serving_stores_the_events_and_activates_a_version(capsys, tmp_path,
+                                                                          monkeypatch):
     from recengine.pipeline.demo import BAD_ROWS
     from recengine.store import EventStore
     from recengine.store.registry import ModelRegistry
 
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # the demo needs no Spark
     code, out, _ = run(capsys, *SMALL_DEMO, "--output", str(tmp_path), "--no-serve")
     assert code == 0
     registry = ModelRegistry(tmp_path / "registry")
