@@ -102,18 +102,25 @@ _REQUIRE_SPARK = "RECENGINE_REQUIRE_SPARK"
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """This test session's SparkSession on ``local[2]``: two shuffle partitions, no web UI.
-
-    Models and jobs that ask for ``local[2]`` get this one (the active session is reused).
-    """
-    from recengine.spark.session import spark_session, unavailable
+def spark_ready() -> None:
+    """Skip (or, with ``RECENGINE_REQUIRE_SPARK=1``, fail) unless pyspark and Java are here."""
+    from recengine.spark.session import unavailable
 
     reason = unavailable()
     if reason is not None:
         if os.environ.get(_REQUIRE_SPARK) == "1":
             pytest.fail(f"{reason} ({_REQUIRE_SPARK}=1)")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def spark(spark_ready: None) -> Iterator[Any]:
+    """This test session's SparkSession on ``local[2]``: two shuffle partitions, no web UI.
+
+    Models and jobs that ask for ``local[2]`` get this one (the active session is reused).
+    """
+    from recengine.spark.session import spark_session
+
     session = spark_session("local[2]", conf={"spark.sql.shuffle.partitions": "2",
                                               "spark.default.parallelism": "2"})
     yield session

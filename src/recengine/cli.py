@@ -68,6 +68,12 @@ def _add_event_file_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
 
 
+def _add_spark_conf_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting for the session, repeatable; a cluster needs "
+                        "spark.checkpoint.dir=URL on storage every executor reaches")
+
+
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -201,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--master", default="local[2]",
                        help="Spark master for --engine spark and spark-als: local[N], "
                             "spark://HOST:PORT (default: local[2])")
+    _add_spark_conf_arg(train)
     _add_event_file_args(train)
     train.add_argument("--strict", action="store_true",
                        help="stop at the first bad row of --events")
@@ -252,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", type=Path, required=True,
                        help="folder for top-k.parquet (and audience.parquet)")
     batch.add_argument("--master", default="local[2]", help="Spark master (default: local[2])")
+    _add_spark_conf_arg(batch)
     batch.add_argument("--json", action="store_true")
 
     rec = sub.add_parser("recommend", help="recommendations from a saved model")
@@ -569,7 +577,8 @@ def _file_training_data(args: argparse.Namespace, console: Console) -> TrainingD
     where = "on Spark" if args.engine == "spark" else "here"
     with console.status(f"preparing {args.events} {where}"):
         data, report = file_training_data(
-            args.events, engine=args.engine, master=args.master, format=args.format,
+            args.events, engine=args.engine, master=args.master,
+            spark_conf=_key_values(args.spark_conf, "--spark-conf"), format=args.format,
             columns=ColumnMapping.parse(args.columns, default_event_type=args.event_type),
             schema=EventSchema.from_file(args.schema) if args.schema else EventSchema(),
             strict=args.strict)
@@ -579,17 +588,25 @@ def _file_training_data(args: argparse.Namespace, console: Console) -> TrainingD
     return data
 
 
-def _parse_settings(pairs: list[str]) -> dict[str, object]:
-    """``["factors=32", "biases=true"]`` → typed values (JSON literals, else strings)."""
-    settings: dict[str, object] = {}
+def _key_values(pairs: list[str], option: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``; anything else names ``option``."""
+    found = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise DataError(f"bad setting {pair!r}: use KEY=VALUE", column="--set")
+            raise DataError(f"bad setting {pair!r}: use KEY=VALUE", column=option)
+        found[key.strip()] = text
+    return found
+
+
+def _parse_settings(pairs: list[str]) -> dict[str, object]:
+    """``["factors=32", "biases=true"]`` → typed values (JSON literals, else strings)."""
+    settings: dict[str, object] = {}
+    for key, text in _key_values(pairs, "--set").items():
         try:
-            settings[key.strip()] = json.loads(text)
+            settings[key] = json.loads(text)
         except json.JSONDecodeError:
-            settings[key.strip()] = text
+            settings[key] = text
     return settings
 
 
@@ -766,7 +783,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from recengine.spark.session import spark_session
 
     model = _load_saved(args.model_dir)
-    session = spark_session(args.master, feature="batch jobs")
+    session = spark_session(args.master, feature="batch jobs",
+                            conf=_key_values(args.spark_conf, "--spark-conf"))
     exclude = not args.include_seen
     written = {"top-k": write_top_k(session, model, args.k, args.output / "top-k.parquet",
                                     exclude_seen=exclude)}

@@ -87,16 +87,18 @@ def carve_validation(dataset: Dataset, prepared: Prepared, split: str = "stratif
 
 
 def file_training_data(path: str | Path, *, engine: Engine = "local",
-                       master: str = "local[2]", format: Format | None = None,
+                       master: str = "local[2]", spark_conf: dict[str, str] | None = None,
+                       format: Format | None = None,
                        columns: ColumnMapping | None = None,
                        schema: EventSchema | None = None, strict: bool = False,
                        weighting: Weighting | None = None,
                        ) -> tuple[TrainingData | None, ValidationReport]:
     """Training data from an event file (CSV, TSV, Parquet, JSON Lines), and its report.
 
-    ``engine="spark"`` reads, validates, weighs and aggregates on Spark (``master``) by the
-    same rules (:mod:`recengine.spark.prepare`), and only the per-pair table comes to this
-    process; its log then has one event per pair (order-aware models want the local engine).
+    ``engine="spark"`` reads, validates, weighs and aggregates on Spark (``master``; a new
+    session gets the settings ``spark_conf``) by the same rules (:mod:`recengine.spark.prepare`),
+    and only the per-pair table comes to this process; its log then has one event per pair
+    (order-aware models want the local engine).
     No valid event gives no training data (None): the caller says why, from the report.
     """
     schema = schema or EventSchema()
@@ -104,7 +106,7 @@ def file_training_data(path: str | Path, *, engine: Engine = "local",
         from recengine.spark import prepare as on_spark
         from recengine.spark.session import spark_session
 
-        session = spark_session(master, feature="preparing events on Spark")
+        session = spark_session(master, feature="preparing events on Spark", conf=spark_conf)
         events, report = on_spark.read_events(session, path, format=format, columns=columns,
                                               schema=schema, strict=strict)
         if not report.rows_accepted:

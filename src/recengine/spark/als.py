@@ -84,7 +84,9 @@ def _ensure_checkpoints(context: SparkContext) -> None:
         return
     if not str(context.master).startswith("local"):
         raise EngineError("ALS on a cluster needs a checkpoint folder on storage every "
-                          "executor reaches: call sparkContext.setCheckpointDir(URL) first")
+                          "executor reaches: set spark.checkpoint.dir (recengine train "
+                          "--spark-conf spark.checkpoint.dir=URL) or call "
+                          "sparkContext.setCheckpointDir(URL)")
     folder = tempfile.mkdtemp(prefix="recengine-als-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     context.setCheckpointDir(folder)
