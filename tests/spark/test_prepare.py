@@ -146,3 +146,23 @@ def test_every_event_type_with_time_decay_weighs_as_locally(session, tmp_path):
     assert_same_pairs(aggregate_locally(events, dataset.schema, weighting),
                       pairs_to_pandas(aggregate(spark_events, dataset.schema, weighting)))
     assert set(dataset.events["event_type"]) >= {"dwell", "watch", "booking", "rating"}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"this is no parquet file", "cannot read the file: java.lang.RuntimeException: "),
+    (b"PAR1" + bytes(64) + b"PAR1", "cannot read the file: "),
+])
+def test_train_on_spark_reports_a_bad_file_in_one_line(spark, capfd, tmp_path, content,
+                                                       message):
+    """The command line's report of a file Spark cannot read: one line, exit code 2, and no
+    Java stack trace on the terminal (Spark's own log of the failure is silenced)."""
+    from recengine.cli import main
+
+    path = tmp_path / "events.parquet"
+    path.write_bytes(content)
+    capfd.readouterr()
+    assert main(["train", "--events", str(path), "--engine", "spark", "--output",
+                 str(tmp_path / "model")]) == 2
+    err = capfd.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(f"error: {path}: {message}")
+    assert "\tat " not in err and "Exception in task" not in err

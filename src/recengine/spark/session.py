@@ -96,7 +96,9 @@ def spark_session(master: str = DEFAULT_MASTER, *, feature: str = "Spark",
         session = builder.getOrCreate()
     except spark_errors() as exc:
         raise EngineError(f"Spark could not start on {master}: {failure(exc)}") from None
-    session.sparkContext.setLogLevel("ERROR")
+    # Every failure reaches the caller as one line (EngineError, DataError): Spark's own log
+    # of it is a stack trace per failed task. setLogLevel("WARN") shows it again.
+    session.sparkContext.setLogLevel("FATAL")
     return session
 
 
