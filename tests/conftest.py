@@ -1,10 +1,15 @@
-"""Fixtures shared by every test: where the public datasets live, and a real PostgreSQL server.
+"""Fixtures shared by every test: where the public datasets live, a real PostgreSQL server and
+a Spark session.
 
 The PostgreSQL server is :mod:`recengine.store.local_postgres`: the machine's own binaries on a
 free loopback port, its data in a temporary folder, started once per test session (per xdist
 worker) and stopped at the end; each test gets a fresh schema on it. Without the binaries (or
 psycopg) the PostgreSQL tests skip, saying why; with ``RECENGINE_REQUIRE_POSTGRES=1`` (as in CI,
 where the server must be there) they fail instead.
+
+Spark runs as one ``local[2]`` session per test session (per xdist worker): starting a JVM takes
+seconds, so every Spark test shares it. Without pyspark (the ``spark`` extra) or Java the Spark
+tests skip, saying why; with ``RECENGINE_REQUIRE_SPARK=1`` (as in CI) they fail.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +96,32 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a new, empty schema on the session's server."""
     return postgres_server.new_url()
+
+
+_REQUIRE_SPARK = "RECENGINE_REQUIRE_SPARK"
+
+
+@pytest.fixture(scope="session")
+def spark_ready() -> None:
+    """Skip (or, with ``RECENGINE_REQUIRE_SPARK=1``, fail) unless pyspark and Java are here."""
+    from recengine.spark.session import unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        if os.environ.get(_REQUIRE_SPARK) == "1":
+            pytest.fail(f"{reason} ({_REQUIRE_SPARK}=1)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def spark(spark_ready: None) -> Iterator[Any]:
+    """This test session's SparkSession on ``local[2]``: two shuffle partitions, no web UI.
+
+    Models and jobs that ask for ``local[2]`` get this one (the active session is reused).
+    """
+    from recengine.spark.session import spark_session
+
+    session = spark_session("local[2]", conf={"spark.sql.shuffle.partitions": "2",
+                                              "spark.default.parallelism": "2"})
+    yield session
+    session.stop()

@@ -126,7 +126,7 @@ def test_module_entry_point_runs_as_a_real_process():
 
 def test_every_command_has_help(capsys):
     for command in ("demo", "ingest", "evaluate", "tune", "train", "recommend", "retrain",
-                    "models", "serve"):
+                    "models", "serve", "batch"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0
@@ -263,11 +263,13 @@ def test_ingest_streams_metadata_in_chunks_and_finds_repeats_across_them(capsys,
 SMALL_DEMO = ("demo", "--users", "200", "--items", "100", "--seed", "7")
 
 
-def test_demo_without_serving_stores_the_events_and_activates_a_version(capsys, tmp_path):
+def test_demo_without_serving_stores_the_events_and_activates_a_version(capsys, tmp_path,
+                                                                          monkeypatch):
     from recengine.pipeline.demo import BAD_ROWS
     from recengine.store import EventStore
     from recengine.store.registry import ModelRegistry
 
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # the demo needs no Spark
     code, out, _ = run(capsys, *SMALL_DEMO, "--output", str(tmp_path), "--no-serve")
     assert code == 0
     registry = ModelRegistry(tmp_path / "registry")

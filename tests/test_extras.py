@@ -18,7 +18,8 @@ from recengine.models.features import FeatureEncoder, sentence_model
 from recengine.store import EventStore
 
 #: Libraries that take seconds to import and that no request of the server needs.
-HEAVY = ("matplotlib", "optuna", "sklearn", "torch", "sentence_transformers", "psycopg")
+HEAVY = ("matplotlib", "optuna", "sklearn", "torch", "sentence_transformers", "psycopg",
+         "pyspark", "py4j")
 
 
 def hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
@@ -57,6 +58,16 @@ def test_minilm_text_without_its_extra_names_it(monkeypatch):
                                                             {"description": FeatureKind.TEXT})
     assert caught.value.extra == "text"
     sentence_model.cache_clear()
+
+
+def test_spark_als_without_its_extra_names_it(monkeypatch):
+    from recengine.models.spark_als import SparkALS
+    from tests.models.conformance import small_data
+
+    hide(monkeypatch, "pyspark", "pyspark.sql")
+    with pytest.raises(MissingExtraError, match=r"spark-als needs the 'spark' extra .*: "
+                                                r"pip install 'recengine\[spark\]'"):
+        SparkALS(factors=2, iterations=1).fit(small_data())
 
 
 def test_postgres_without_its_extra_names_it_before_connecting(monkeypatch):

@@ -25,6 +25,7 @@ from recengine.progress import progress_bar
 if TYPE_CHECKING:
     import pandas as pd
 
+    from recengine.data.training_data import TrainingData
     from recengine.data.validation import ValidationReport
     from recengine.models.base import Recommender
     from recengine.store.registry import ModelRegistry
@@ -54,6 +55,23 @@ def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.25,
                    help="share of pairs (or of users, for --split users) held out")
     p.add_argument("--last-n", type=int, default=1, help="pairs per user for --split last")
+
+
+def _add_event_file_args(p: argparse.ArgumentParser) -> None:
+    """How an event file is read: its format, column mapping, default type and schema."""
+    p.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
+                   help="default: from the file name")
+    p.add_argument("--columns", default="",
+                   help="column mapping, e.g. user_id=userId,item_id=movieId,value=rating")
+    p.add_argument("--event-type", default="rating",
+                   help="event type of rows without an event_type column")
+    p.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+
+
+def _add_spark_conf_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting for the session, repeatable; a cluster needs "
+                        "spark.checkpoint.dir=URL on storage every executor reaches")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -118,13 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "store it, and item or user metadata, in an event store")
     ingest.add_argument("file", type=Path, nargs="?",
                         help="the event file (optional when only metadata is stored)")
-    ingest.add_argument("--format", choices=("csv", "tsv", "parquet", "jsonl"),
-                        help="default: from the file name")
-    ingest.add_argument("--columns", default="",
-                        help="column mapping, e.g. user_id=userId,item_id=movieId,value=rating")
-    ingest.add_argument("--event-type", default="rating",
-                        help="event type of rows without an event_type column")
-    ingest.add_argument("--schema", type=Path, help="JSON file of event types (EventSchema)")
+    _add_event_file_args(ingest)
     ingest.add_argument("--encoding", default="utf-8")
     ingest.add_argument("--strict", action="store_true",
                         help="stop at the first bad row, before anything is stored or written")
@@ -180,11 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to write the best config (default: "
                            "recengine-output/tuned-<model>-<dataset>.json)")
 
-    train = sub.add_parser("train", help="train a model on a whole dataset and save it")
+    train = sub.add_parser("train", help="train a model on a whole dataset or event file and "
+                           "save it")
     _add_dataset_args(train)
-    train.add_argument("--model", default="popularity",
-                       help=f"{', '.join(sorted(MODELS))}, or an import path "
-                            "package.module:Class")
+    train.add_argument("--model", help=f"{', '.join(sorted(MODELS))}, or an import path "
+                       "package.module:Class (default: popularity; spark-als with "
+                       "--engine spark)")
+    train.add_argument("--events", type=Path, metavar="PATH",
+                       help="train on this event file (CSV, TSV, Parquet, JSON Lines; a folder "
+                            "of them with --format) instead of --dataset")
+    train.add_argument("--engine", choices=("local", "spark"), default="local",
+                       help="where --events are read, validated, weighted and aggregated: "
+                            "here, or on Spark (the spark extra) with the same rules")
+    train.add_argument("--master", default="local[2]",
+                       help="Spark master for --engine spark and spark-als: local[N], "
+                            "spark://HOST:PORT (default: local[2])")
+    _add_spark_conf_arg(train)
+    _add_event_file_args(train)
+    train.add_argument("--strict", action="store_true",
+                       help="stop at the first bad row of --events")
     train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
     train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
 
@@ -221,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="server processes answering alike (default: 1)")
     serve.add_argument("--registry", help="overrides RECENGINE_REGISTRY")
     serve.add_argument("--database-url", help="overrides RECENGINE_DATABASE_URL")
+
+    batch = sub.add_parser("batch", help="on Spark: top-k for every user (and the audience "
+                           "of every item) of a saved factor model, written to Parquet")
+    batch.add_argument("--model-dir", type=Path, required=True)
+    batch.add_argument("--k", type=_positive, default=10, help="items per user (default: 10)")
+    batch.add_argument("--audience", type=_positive, metavar="N",
+                       help="also the N users most likely to choose each item")
+    batch.add_argument("--include-seen", action="store_true",
+                       help="keep what each user already chose (excluded by default)")
+    batch.add_argument("--output", type=Path, required=True,
+                       help="folder for top-k.parquet (and audience.parquet)")
+    batch.add_argument("--master", default="local[2]", help="Spark master (default: local[2])")
+    _add_spark_conf_arg(batch)
+    batch.add_argument("--json", action="store_true")
 
     rec = sub.add_parser("recommend", help="recommendations from a saved model")
     rec.add_argument("--model-dir", type=Path, required=True)
@@ -502,12 +542,22 @@ def run_train(args: argparse.Namespace) -> int:
     from recengine.pipeline.tune import read_config_file
 
     console = _console()
-    name, config = read_config_file(args.config) if args.config else (args.model, {})
+    default = "spark-als" if args.engine == "spark" else "popularity"
+    name, config = read_config_file(args.config) if args.config else (args.model or default,
+                                                                        {})
+    if name == "spark-als":
+        config = {"master": args.master} | config
     model = create_model(name, **config)
-    with console.status(f"loading {args.dataset}"):
-        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
-        data = training_data(dataset, aggregate(dataset.events, dataset.schema),
-                             events=events_of(dataset))
+    if args.engine == "spark" and args.events is None:
+        raise DataError("--engine spark prepares event files: pass --events PATH",
+                        column="--events")
+    if args.events is not None:
+        data = _file_training_data(args, console)
+    else:
+        with console.status(f"loading {args.dataset}"):
+            dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+            data = training_data(dataset, aggregate(dataset.events, dataset.schema),
+                                 events=events_of(dataset))
     with progress_bar(console) as progress:
         model.fit(data, progress=progress)
     model.save(args.output)
@@ -517,17 +567,46 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_settings(pairs: list[str]) -> dict[str, object]:
-    """``["factors=32", "biases=true"]`` → typed values (JSON literals, else strings)."""
-    settings: dict[str, object] = {}
+def _file_training_data(args: argparse.Namespace, console: Console) -> TrainingData:
+    """``--events`` prepared by ``--engine``, its validation report printed."""
+    from recengine.data.schema import EventSchema
+    from recengine.data.validation import ColumnMapping
+    from recengine.pipeline.demo import print_validation
+    from recengine.pipeline.prepare import file_training_data
+
+    where = "on Spark" if args.engine == "spark" else "here"
+    with console.status(f"preparing {args.events} {where}"):
+        data, report = file_training_data(
+            args.events, engine=args.engine, master=args.master,
+            spark_conf=_key_values(args.spark_conf, "--spark-conf"), format=args.format,
+            columns=ColumnMapping.parse(args.columns, default_event_type=args.event_type),
+            schema=EventSchema.from_file(args.schema) if args.schema else EventSchema(),
+            strict=args.strict)
+    print_validation(report, console)
+    if data is None:
+        raise DataError(_nothing_accepted(report), file=report.file)
+    return data
+
+
+def _key_values(pairs: list[str], option: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``; anything else names ``option``."""
+    found = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise DataError(f"bad setting {pair!r}: use KEY=VALUE", column="--set")
+            raise DataError(f"bad setting {pair!r}: use KEY=VALUE", column=option)
+        found[key.strip()] = text
+    return found
+
+
+def _parse_settings(pairs: list[str]) -> dict[str, object]:
+    """``["factors=32", "biases=true"]`` → typed values (JSON literals, else strings)."""
+    settings: dict[str, object] = {}
+    for key, text in _key_values(pairs, "--set").items():
         try:
-            settings[key.strip()] = json.loads(text)
+            settings[key] = json.loads(text)
         except json.JSONDecodeError:
-            settings[key.strip()] = text
+            settings[key] = text
     return settings
 
 
@@ -698,6 +777,30 @@ def run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_batch(args: argparse.Namespace) -> int:
+    from recengine.evaluation.report import json_text
+    from recengine.spark.batch import write_audiences, write_top_k
+    from recengine.spark.session import spark_session
+
+    model = _load_saved(args.model_dir)
+    session = spark_session(args.master, feature="batch jobs",
+                            conf=_key_values(args.spark_conf, "--spark-conf"))
+    exclude = not args.include_seen
+    written = {"top-k": write_top_k(session, model, args.k, args.output / "top-k.parquet",
+                                    exclude_seen=exclude)}
+    if args.audience:
+        written["audience"] = write_audiences(session, model, args.audience,
+                                              args.output / "audience.parquet",
+                                              exclude_seen=exclude)
+    if args.json:
+        print(json_text({"output": str(args.output), "rows": written}, indent=None))
+    else:
+        for name, rows in written.items():
+            _console().print(f"{rows} rows written to {args.output / f'{name}.parquet'}",
+                             highlight=False)
+    return 0
+
+
 def _publish_saved(registry: ModelRegistry, folders: list[Path],
                    activate: bool) -> dict[str, object]:
     """Publish saved models (trained here or elsewhere) as one version, without refitting.
@@ -740,7 +843,7 @@ def _ranked(ids: object, scores: object) -> list[_Ranked]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": run_demo, "ingest": run_ingest, "evaluate": run_evaluate, "tune": run_tune,
     "train": run_train, "recommend": run_recommend, "retrain": run_retrain,
-    "models": run_models, "serve": run_serve,
+    "models": run_models, "serve": run_serve, "batch": run_batch,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataError",
+    "EngineError",
     "MissingExtraError",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -121,6 +122,20 @@ class StoreError(RecengineError):
     ...
     recengine.errors.StoreError: unsupported database 'mysql' in mysql://me:***@db/events: \
 use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE
+    """
+
+
+class EngineError(RecengineError):
+    """The distributed engine (Apache Spark) could not start, or one of its jobs failed for a
+    reason that is not the data's: Java missing, a master that cannot be reached, an executor
+    that ran out of memory. The message says what Spark reported, in one line.
+
+    Examples
+    --------
+    >>> raise EngineError("Spark needs Java 17 or later, and no 'java' is on the PATH")
+    Traceback (most recent call last):
+    ...
+    recengine.errors.EngineError: Spark needs Java 17 or later, and no 'java' is on the PATH
     """
 
 

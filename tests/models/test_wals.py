@@ -277,6 +277,18 @@ def test_item_fold_in_agrees_with_an_exact_item_step(fitted):
     assert np.corrcoef(X @ vector, X @ model.item_factors_[i])[0, 1] > 0.9
 
 
+def test_item_fold_in_weighs_rows_as_training_did():
+    """The last half-sweep solves every item exactly against the final users; folding the
+    training columns in again must give the same vectors, with the item weights ``C_i`` and
+    the user weights ``R_u`` each scaled by their own training mean (not the other side's)."""
+    data = small_data(seed=2)
+    model = WALS(factors=4, iterations=3, solver="cholesky", item_weight_exponent=0.3,
+                 user_weight_exponent=0.5, regularization=0.5).fit(data)
+    assert model.weight_norms_[0] != pytest.approx(model.weight_norms_[1], rel=1e-2)
+    folded, _ = model._fold_in(sp.csr_array(data.feedback.T.tocsr()), items=True)
+    np.testing.assert_allclose(folded, model.item_factors_, rtol=1e-3, atol=1e-4)
+
+
 def test_dot_similarity_ranks_by_inner_product(fitted):
     _, data = fitted
     dot = WALS(factors=6, iterations=10, alpha=2.0, regularization=0.1,

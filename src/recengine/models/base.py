@@ -257,7 +257,7 @@ class Recommender(ABC):
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise DataError(f"invalid {self.name} parameter: {first['msg']}",
-                            column=field) from None
+                            column=field or None) from None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())

@@ -25,6 +25,7 @@ from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.sasrec import SASRec
 from recengine.models.segment_popularity import SegmentPopularity
+from recengine.models.spark_als import SparkALS
 from recengine.models.two_tower import TwoTower
 from recengine.models.wals import WALS
 
@@ -33,7 +34,7 @@ __all__ = ["MODELS", "create_model", "model_class"]
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
                               Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov,
-                              EASE, ItemKNN, SASRec, TwoTower, Hybrid)
+                              EASE, ItemKNN, SASRec, TwoTower, Hybrid, SparkALS)
 }
 
 

@@ -296,11 +296,10 @@ class WALS(Recommender):
                        histories)
         return model
 
-    def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side, dict[str, np.ndarray]]:
-        """Both least-squares problems (users, then items), built once per fit, and the row
-        weights learned with them."""
+    def _row_weights(self, matrix: sp.csr_array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Each pair's row (user) index, and the learned row weights ``R_u`` and ``C_i`` with
+        the means that scaled them and the feedback (``weight_norms_``). ``matrix`` is sorted."""
         cfg = self.config
-        matrix.sort_indices()
         n_users, n_items = matrix.shape
         item_weights, item_norm = _side_weights(
             np.bincount(matrix.indices, minlength=n_items), cfg.item_weight_exponent,
@@ -311,14 +310,22 @@ class WALS(Recommender):
         scale = (float(matrix.data.mean()) if cfg.feedback == "implicit"
                  and cfg.confidence == "scaled" and matrix.nnz else 1.0)
         scale = scale if scale > 0 else 1.0
-        weight = self._pair_weights(matrix.data, item_weights[matrix.indices],
-                                    user_weights[rows], scale)
+        return rows, {"item_weights_": item_weights, "user_weights_": user_weights,
+                      "weight_norms_": np.array([user_norm, item_norm, scale], np.float64)}
+
+    def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side, dict[str, np.ndarray]]:
+        """Both least-squares problems (users, then items), built once per fit, and the row
+        weights learned with them."""
+        cfg = self.config
+        matrix.sort_indices()
+        rows, learned = self._row_weights(matrix)
+        weight = self._pair_weights(matrix.data, learned["item_weights_"][matrix.indices],
+                                    learned["user_weights_"][rows],
+                                    float(learned["weight_norms_"][2]))
         del rows  # one integer per pair: gone before the transpose, the fit's memory peak
         by_item, order = _transpose(matrix)
         # Implicit targets are all 1: one array serves both sides (both have one entry per pair).
         ones = np.ones_like(matrix.data) if cfg.feedback == "implicit" else None
-        learned = {"item_weights_": item_weights, "user_weights_": user_weights,
-                   "weight_norms_": np.array([user_norm, item_norm, scale], np.float64)}
         return (self._side(matrix, weight, ones), self._side(by_item, weight[order], ones),
                 learned)
 
@@ -474,7 +481,7 @@ class WALS(Recommender):
         fixed, gram = (self.user_factors_, self.user_gram_) if items else (
             self.item_factors_, self.item_gram_)
         exponent = cfg.item_weight_exponent if items else cfg.user_weight_exponent
-        new_w = _scaled_weights(counts, exponent, float(self.weight_norms_[int(not items)]))
+        new_w = _scaled_weights(counts, exponent, float(self.weight_norms_[int(items)]))
         weight = self._pair_weights(history.data, self._existing_weights(items)[history.indices],
                                     new_w[rows], self._feedback_scale)
         target = np.ones(history.nnz, np.float32) if cfg.feedback == "implicit" else (
@@ -482,12 +489,17 @@ class WALS(Recommender):
         if cfg.biases:
             other_bias = self.user_bias_ if items else self.item_bias_
             target -= other_bias[history.indices]
-        reg = _regularization(cfg, counts)
+        reg = self._row_regularization(counts)
         out = np.zeros((history.shape[0], fixed.shape[1]), np.float32)
         solve = kernels.solve_cholesky if history.shape[0] > 1 else kernels.solve_cholesky_serial
         solve(history.indptr, history.indices, weight, target, fixed, gram,
               reg.astype(np.float64), out, np.float32(cfg.unobserved_weight))
         return out, weight
+
+    def _row_regularization(self, counts: np.ndarray) -> np.ndarray:
+        """λ for new rows with ``counts`` pairs, as training used it (fold-in solves the same
+        problem)."""
+        return _regularization(self.config, counts)
 
     @property
     def _feedback_scale(self) -> float:
@@ -535,7 +547,7 @@ class WALS(Recommender):
         Y = self.item_factors_.astype(np.float64)
         past = Y[row.indices]
         counts = row.nnz
-        reg = float(_regularization(cfg, np.array([counts]))[0])
+        reg = float(self._row_regularization(np.array([counts]))[0])
         A = (self.item_gram_ + reg * np.eye(Y.shape[1])
              + (past * (weight - cfg.unobserved_weight)[:, None]).T @ past)
         if cfg.feedback == "implicit":

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from recengine.data.dataset import Dataset
+from recengine.data.readers import Format, read_events
+from recengine.data.schema import EventSchema
 from recengine.data.splits import Split, make_split
 from recengine.data.training_data import TrainingData
+from recengine.data.validation import ColumnMapping, ValidationReport
 from recengine.data.weighting import Weighting, aggregate, weighted_events
 
-__all__ = ["Prepared", "carve_validation", "events_of", "prepare", "training_data"]
+__all__ = ["Prepared", "carve_validation", "events_of", "file_training_data", "prepare",
+           "training_data"]
+
+#: Where events are prepared: in this process (pandas) or on Spark.
+Engine = Literal["local", "spark"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +84,39 @@ def carve_validation(dataset: Dataset, prepared: Prepared, split: str = "stratif
     """Split ``prepared``'s training pairs again (seed + 1): tuning never sees its test set."""
     return _prepared(dataset, prepared.split.train, split, test_fraction=test_fraction,
                      seed=seed + 1, last_n=last_n, events=events_of(dataset))
+
+
+def file_training_data(path: str | Path, *, engine: Engine = "local",
+                       master: str = "local[2]", spark_conf: dict[str, str] | None = None,
+                       format: Format | None = None,
+                       columns: ColumnMapping | None = None,
+                       schema: EventSchema | None = None, strict: bool = False,
+                       weighting: Weighting | None = None,
+                       ) -> tuple[TrainingData | None, ValidationReport]:
+    """Training data from an event file (CSV, TSV, Parquet, JSON Lines), and its report.
+
+    ``engine="spark"`` reads, validates, weighs and aggregates on Spark (``master``; a new
+    session gets the settings ``spark_conf``) by the same rules (:mod:`recengine.spark.prepare`),
+    and only the per-pair table comes to this process; its log then has one event per pair
+    (order-aware models want the local engine).
+    No valid event gives no training data (None): the caller says why, from the report.
+    """
+    schema = schema or EventSchema()
+    if engine == "spark":
+        from recengine.spark import prepare as on_spark
+        from recengine.spark.session import spark_session
+
+        session = spark_session(master, feature="preparing events on Spark", conf=spark_conf)
+        events, report = on_spark.read_events(session, path, format=format, columns=columns,
+                                              schema=schema, strict=strict)
+        if not report.rows_accepted:
+            return None, report
+        pairs = on_spark.pairs_to_pandas(on_spark.aggregate(events, schema, weighting))
+        return TrainingData.from_interactions(pairs), report
+    local_events, report = read_events(path, format=format, columns=columns, schema=schema,
+                                       strict=strict)
+    if not report.rows_accepted:
+        return None, report
+    return TrainingData.from_interactions(
+        aggregate(local_events, schema, weighting),
+        events=weighted_events(local_events, schema, weighting)), report
