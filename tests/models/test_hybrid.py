@@ -230,3 +230,22 @@ def test_a_cutoff_carve_holds_out_everyone_after_one_moment():
     untimed = small_data()
     with pytest.raises(DataError, match="needs every event's time"):
         carve(untimed, 0.5, "cutoff", seed=0)
+
+
+def test_the_ranker_takes_over_only_on_a_gain_the_carve_can_tell_from_chance():
+    from recengine.models.hybrid.ranker import Lists, clearly_better
+
+    rng = np.random.default_rng(0)
+    n_lists, length = 60, 10
+    indptr = np.arange(0, n_lists * length + 1, length)
+    labels = np.zeros(n_lists * length, np.float32)
+    labels[indptr[:-1] + rng.integers(0, length, n_lists)] = 1.0  # one chosen item a list
+    lists = Lists(indptr, np.zeros((len(labels), 1), np.float32), labels,
+                  np.ones(n_lists, np.int64))
+    blind = rng.random(len(labels))
+    assert clearly_better(lists, labels + 0.1 * blind, blind)  # finds every chosen item
+    assert not clearly_better(lists, blind, blind)  # the same ranking
+    # one list in sixty ranked better: a gain, but inside the noise
+    lucky = blind.copy()
+    lucky[:length] = labels[:length]
+    assert not clearly_better(lists, lucky, blind)

@@ -36,6 +36,7 @@ from recengine.models.hybrid.config import HybridConfig, SourceConfig
 from recengine.models.hybrid.ranker import (
     Lists,
     build_network,
+    clearly_better,
     fit_ranker,
     ranker_scores,
     validation_ndcg,
@@ -385,9 +386,10 @@ MIN_NEW_USER_LISTS = 30
 
 
 def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
-    """Whether the ranker beats the sources' first answer on the validation lists of users
-    with no history left (at least :data:`MIN_NEW_USER_LISTS` of them): where it cannot show
-    it, new users keep the first answer (popularity, in their segment or overall)."""
+    """Whether the ranker is :func:`clearly_better` than the sources' first answer on the
+    validation lists of users with no history left (at least :data:`MIN_NEW_USER_LISTS` of
+    them): where it cannot show it, new users keep the first answer (popularity, in their
+    segment or overall)."""
     starts = valid.indptr[:-1][np.diff(valid.indptr) > 0]
     new = np.flatnonzero(np.diff(valid.indptr) > 0)[valid.features[starts, history_column] == 0]
     if len(new) < MIN_NEW_USER_LISTS:
@@ -396,8 +398,8 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
     lengths = np.diff(valid.indptr)[new]
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     part = Lists(indptr, valid.features[rows], valid.labels[rows], valid.n_relevant[new])
-    return validation_ndcg(part, ranker_scores(network, part.features, "cpu")) > (
-        validation_ndcg(part, part.features[:, -1]))
+    return clearly_better(part, ranker_scores(network, part.features, "cpu"),
+                          part.features[:, -1])
 
 
 def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
