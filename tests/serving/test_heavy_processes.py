@@ -109,6 +109,16 @@ def test_heavy_answers_from_a_process_are_those_from_a_thread(servers: Servers,
     assert servers.workers.pids() and os.getpid() not in servers.workers.pids()
 
 
+def test_the_openapi_description_says_so(servers: Servers) -> None:
+    schema = servers.processes.get("/openapi.json").json()
+    assert schema["info"]["x-limits"]["heavy_processes"] == 1
+    assert schema["info"]["x-limits"]["heavy_concurrency"] == 1  # one request per process
+    batch = schema["paths"]["/v1/recommendations"]["post"]["responses"]
+    assert "a new one is starting" in batch["503"]["description"]
+    threads = servers.threads.get("/openapi.json").json()["info"]["x-limits"]
+    assert (threads["heavy_processes"], threads["heavy_concurrency"]) == (0, 2)
+
+
 def test_errors_pass_through_unchanged(servers: Servers, world: World) -> None:
     user = world.users[0]
     bad = [
