@@ -24,6 +24,11 @@ import pytest
 
 from recengine.store.local_postgres import PostgresServer, find_bin_dir, start
 
+# Heavy requests in worker threads (RECENGINE_HEAVY_PROCESSES=0) unless a test asks for heavy
+# worker processes: each would start, import and load its model for every app a test builds.
+# tests/serving/test_heavy_processes.py starts the processes it needs.
+os.environ.setdefault("RECENGINE_HEAVY_PROCESSES", "0")
+
 #: The project's datasets, next to the repository: <repo>/../shared/datasets.
 DEFAULT_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 

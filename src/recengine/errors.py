@@ -7,6 +7,9 @@ says what to fix.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 __all__ = [
     "DataError",
     "EngineError",
@@ -110,6 +113,9 @@ the model has 30 items'
         self.path = str(path)
         super().__init__(f"cannot load the model at {self.path}: {message}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (a heavy worker sends it back)
+        return partial(type(self), path=self.path), (self.message,), self.__dict__
+
 
 class StoreError(RecengineError):
     """The event store's database cannot be reached, opened or written.
@@ -163,8 +169,14 @@ class MissingExtraError(RecengineError, ImportError):
     def __init__(self, feature: str, *, extra: str, reason: str) -> None:
         self.feature = feature
         self.extra = extra
+        self.reason = reason
         super().__init__(f"{feature} needs the {extra!r} extra ({reason}): "
                          f"pip install 'recengine[{extra}]'")
+
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), extra=self.extra, reason=self.reason), (self.feature,),
+                self.__dict__)
 
 
 class RecengineWarning(UserWarning):

@@ -38,6 +38,7 @@ from recengine.models.rules import read_rules
 from recengine.pipeline.schedule import RetrainScheduler, shared
 from recengine.serving.bell import Ring
 from recengine.serving.deps import Context, Guard, Reader
+from recengine.serving.heavy import HeavyWorkers, WorkerLostError
 from recengine.serving.metrics import Metrics
 from recengine.serving.routes import (
     docs,
@@ -73,6 +74,7 @@ _STATUS: list[tuple[type[RecengineError], int]] = [
     (NotFittedError, 503),
     (NotSupportedError, 400),
     (StoreError, 503),
+    (WorkerLostError, 503),  # a heavy worker died; a new one is starting
     (RegistryError, 409),
 ]
 
@@ -241,12 +243,13 @@ def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start polling the store, and background retraining when a trigger is set or to train
-    the first version when none is active; stop both on shutdown. Runs in each server
-    process."""
+    """Start polling the store, the heavy workers, and background retraining when a trigger is
+    set or to train the first version when none is active; stop them on shutdown. Runs in each
+    server process."""
     context: Context = app.state.context
     if app.state.settle_process:
         _settle_process(context.settings)
+    context.guard.heavy.start()  # they load the version while the server starts
     poller = Poller(context.state, context.settings.sync_seconds)
     poller.start()
     scheduler = None
@@ -266,6 +269,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         poller.stop()
         if scheduler is not None:
             scheduler.stop()
+        context.guard.heavy.close()
 
 
 def _settle_process(settings: Settings) -> None:
@@ -301,7 +305,8 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
     app = FastAPI(title="recengine", version="1", lifespan=_lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None)  # served by routes.docs, behind read keys
     metrics = Metrics(lambda: state.version)
-    app.state.context = Context(state, settings, metrics, Guard.of(settings))
+    app.state.context = Context(state, settings, metrics, Guard.of(settings, _heavy(settings,
+                                                                                    state)))
     app.state.retraining = None
     app.state.settle_process = False
     app.add_exception_handler(RecengineError, _recengine_error)
@@ -324,6 +329,19 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
         app.include_router(router, prefix=prefix, tags=[tag])
     describe_limits(app, settings)
     return app
+
+
+def _heavy(settings: Settings, state: ServingState) -> HeavyWorkers | None:
+    """The heavy workers of ``settings``, building states as ``state`` is built; None (threads)
+    with ``heavy_processes`` 0, or for a store that lives in this process only."""
+    if not settings.heavy_processes:
+        return None
+    if not shared(state.store):
+        log.warning("the event store lives in this process only: heavy requests are computed "
+                    "in threads (RECENGINE_HEAVY_PROCESSES needs a file or a database server)")
+        return None
+    return HeavyWorkers(state.recipe(), settings.heavy_processes,
+                        sync_seconds=settings.sync_seconds)
 
 
 def served_app() -> FastAPI:

@@ -23,6 +23,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from recengine.serving.heavy import HeavyWorkers
 from recengine.serving.limits import FailureThrottle, HeavyBudget, RateLimiter, too_many
 from recengine.serving.metrics import Metrics
 from recengine.serving.settings import Settings
@@ -57,7 +58,8 @@ class Guard:
     rate: RateLimiter | None
 
     @classmethod
-    def of(cls, settings: Settings) -> Guard:
+    def of(cls, settings: Settings, workers: HeavyWorkers | None = None) -> Guard:
+        """The guard of ``settings``; heavy requests go to ``workers`` when given."""
         every = settings.read_key_set | settings.write_key_set
         rate = settings.rate_limit_per_second
         return cls(_encoded(every) if settings.read_key_set else None,
@@ -65,7 +67,7 @@ class Guard:
                    _encoded(every),
                    FailureThrottle(settings.auth_failure_limit,
                                    settings.auth_failure_window_seconds),
-                   HeavyBudget(settings.heavy_concurrency, settings.heavy_queue),
+                   HeavyBudget(settings.heavy_concurrency, settings.heavy_queue, workers),
                    None if rate is None else RateLimiter(rate, settings.rate_limit_burst))
 
 

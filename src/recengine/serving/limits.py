@@ -9,9 +9,10 @@ live in one process (as the answer cache does): with several processes each hold
 - :class:`FailureThrottle`: failed key checks per client address in a fixed window, so keys
   cannot be guessed at the server's speed.
 - :class:`HeavyBudget`: at most ``slots`` heavy requests (batches, reasons, constraints, rules)
-  compute at once, in worker threads, with at most ``queue`` more waiting. A heavy request holds
-  Python's GIL for milliseconds at a time; unbounded, a flood of them left the event loop, and
-  every light request on it, waiting (p99 from 4 ms to 753 ms).
+  compute at once, with at most ``queue`` more waiting: in heavy worker processes
+  (:mod:`recengine.serving.heavy`, one request each), or in worker threads. Unbounded, a flood
+  of them left the event loop, and every light request on it, waiting (p99 from 4 ms to
+  753 ms); in threads, bounded, they still held Python's GIL for milliseconds at a time.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 from fastapi import HTTPException
 
-__all__ = ["FailureThrottle", "HeavyBudget", "RateLimiter", "too_many"]
+if TYPE_CHECKING:
+    from recengine.serving.heavy import HeavyWorkers, Job
+    from recengine.serving.state import ServingState
 
-T = TypeVar("T")
+__all__ = ["FailureThrottle", "HeavyBudget", "RateLimiter", "too_many"]
 
 #: Identities a limiter remembers before it forgets the idle ones (bounded memory under a
 #: flood of addresses).
@@ -118,18 +121,22 @@ class FailureThrottle:
 
 
 class HeavyBudget:
-    """At most ``slots`` heavy computations at once in worker threads, ``queue`` more waiting.
+    """At most ``slots`` heavy computations at once, ``queue`` more waiting: in ``workers``
+    (one request per process, so as many slots as processes), or without them in worker
+    threads of this process.
 
     The limiter is per event loop (as anyio's own thread limiter is): a server runs one loop;
     tests may run one per request.
     """
 
-    def __init__(self, slots: int, queue: int) -> None:
-        self.slots, self.queue = slots, queue
+    def __init__(self, slots: int, queue: int, workers: HeavyWorkers | None = None) -> None:
+        self.slots = workers.processes if workers is not None else slots
+        self.queue, self.workers = queue, workers
         self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"recengine-heavy-{id(self)}")
 
-    async def run(self, func: Callable[[], T]) -> T:
-        """``func()`` in a worker thread once a slot is free; a 429 when the queue is full."""
+    async def run(self, state: ServingState, job: Job, *args: Any) -> bytes:
+        """``job(state, *args)``, the answer's JSON, once a slot is free; a 429 when the queue
+        is full. In a worker process, its state follows what ``state`` serves."""
         try:
             limiter = self._limiter.get()
         except LookupError:
@@ -138,4 +145,18 @@ class HeavyBudget:
         if limiter.available_tokens < 1 and limiter.statistics().tasks_waiting >= self.queue:
             raise too_many(f"{self.slots} heavy requests (batches, explain, constraints, rules) "
                            f"are running and {self.queue} waiting: retry later", 1)
-        return await anyio.to_thread.run_sync(func, limiter=limiter)
+        if self.workers is None:
+            return await anyio.to_thread.run_sync(partial(job, state, *args), limiter=limiter)
+        # The thread only waits on the pipe, holding no lock while the worker computes.
+        return await anyio.to_thread.run_sync(
+            partial(self.workers.call, job, args, state.serves()), limiter=limiter)
+
+    def start(self) -> None:
+        """Start the worker processes, if any (a server's start-up)."""
+        if self.workers is not None:
+            self.workers.start()
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (a server's shutdown)."""
+        if self.workers is not None:
+            self.workers.close()

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     ``max_batch``, ``max_batch_results`` and ``max_explained``, all published in the OpenAPI
     description. Rate limits are off by default (``rate_limit_per_second``), as one process
     cannot tell a load test from an abuser; failed keys are throttled by default, and heavy
-    requests always share ``heavy_concurrency`` worker threads.
+    requests always share ``heavy_processes`` worker processes (or, with 0 of those,
+    ``heavy_concurrency`` worker threads).
 
     >>> Settings(write_keys="k1-long-enough-16, k2-long-enough-16").write_key_set == {
     ...     "k1-long-enough-16", "k2-long-enough-16"}
@@ -64,9 +65,14 @@ class Settings(BaseSettings):
     #: Retry-After until the window ends, whatever key it sends.
     auth_failure_limit: int = Field(20, ge=1)
     auth_failure_window_seconds: float = Field(60, gt=0)
-    #: Heavy requests (batches, explain, constraints, rules) computed at once, in worker threads;
-    #: the rest wait, up to ``heavy_queue``, then 429.
+    #: Processes computing heavy requests (batches, explain, constraints, rules), one request
+    #: each, at a lower priority, per server process (serving/heavy.py): they hold their own
+    #: interpreter lock, not the light requests'. Each holds a copy of the served version.
+    #: 0 computes them in ``heavy_concurrency`` threads of the server process instead.
+    heavy_processes: int = Field(1, ge=0)
+    #: Heavy requests computed at once in worker threads, when ``heavy_processes`` is 0.
     heavy_concurrency: int = Field(2, ge=1)
+    #: Heavy requests waiting for a process (thread); past that, 429.
     heavy_queue: int = Field(32, ge=0)
     #: How long a thread holds the interpreter lock while another waits for it, in each server
     #: process (Python's default is 5 ms): light requests wait this long, several times each,

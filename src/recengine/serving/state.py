@@ -73,7 +73,7 @@ from recengine.serving.memory import trim_heap
 from recengine.store.events import EventStore, StoredEvent
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["Active", "NoActiveModelError", "Poller", "ServingState"]
+__all__ = ["Active", "NoActiveModelError", "Poller", "Recipe", "ServingState"]
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,33 @@ def _by_user(rows: Sequence[StoredEvent]) -> dict[str, list[Event]]:
     return grouped
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What a :class:`ServingState` is built from, as plain values another process can take:
+    the same store, registry, bell and options give a state that answers alike
+    (:meth:`ServingState.recipe`, :meth:`build`)."""
+
+    registry: str
+    database_url: str
+    bell: str
+    approximate_min_items: int | None
+    ef_search: int
+    cache_users: int
+    rules: tuple[Rule, ...]
+    live_per_user: int
+    live_max_events: int
+    trim_after_swap: bool
+
+    def build(self) -> ServingState:
+        """A state over the recipe's store and registry, nothing loaded yet."""
+        return ServingState(ModelRegistry(self.registry), EventStore(self.database_url),
+                            approximate_min_items=self.approximate_min_items,
+                            ef_search=self.ef_search, cache_users=self.cache_users,
+                            rules=self.rules, live_per_user=self.live_per_user,
+                            live_max_events=self.live_max_events, bell=Bell(self.bell),
+                            trim_after_swap=self.trim_after_swap)
+
+
 class ServingState:
     """The serving state shared by every request (thread-safe).
 
@@ -254,6 +281,13 @@ class ServingState:
         #: One catch-up at a time: a request that heard the bell waits for the one reading.
         self._catching_up = threading.RLock()
 
+    def recipe(self) -> Recipe:
+        """How to build a state that answers as this one does, in another process."""
+        return Recipe(str(self.registry.root), self.store.url, str(self.bell.path),
+                      self.approximate_min_items, self.ef_search, self.answers.max_users,
+                      tuple(self.rules), self._live.per_user, self._live.max_events,
+                      self.trim_after_swap)
+
     # -- the model ------------------------------------------------------------------------
     @property
     def active(self) -> Active:
@@ -270,6 +304,22 @@ class ServingState:
     def version(self) -> str | None:
         current = self._active
         return None if current is None else current.version
+
+    def serves(self) -> tuple[str | None, int]:
+        """What this state answers from: the version, and the id after which stored events are
+        in live histories (for :meth:`follow`)."""
+        return self.version, self._live_after
+
+    def follow(self, serves: tuple[str | None, int]) -> None:
+        """Answer as the state whose :meth:`serves` gave ``serves`` (in another process, over
+        the same store and registry): its version, and live histories from the same event.
+
+        Two processes that loaded a version not recording its last training event at different
+        moments would otherwise each count as new only the events stored after their own load.
+        """
+        version, live_after = serves
+        if version is not None and serves != self.serves():
+            self.swap(version, live_after=live_after)
 
     def serving(self) -> Active:
         """What recommendations are answered from: the active version, or while there is
@@ -353,11 +403,15 @@ class ServingState:
             self._global_engine(active, model)  # a bad global rule fails the load, not requests
         return active
 
-    def swap(self, version: str, *, activate: bool = False) -> Active:
+    def swap(self, version: str, *, activate: bool = False,
+             live_after: int | None = None) -> Active:
         """Serve ``version`` from now on; requests already running finish on the old model.
 
         The version served before stays loaded, so that rolling back to it is instant (loading
-        and indexing 100,000 items takes seconds).
+        and indexing 100,000 items takes seconds). Live histories hold the stored events after
+        the version's last training event; for a version that does not record it, after
+        ``live_after`` when given (see :meth:`follow`), else those of the version served before
+        are kept (from when the first version loaded).
         """
         current = self._active
         new = current if current is not None and current.version == version else (
@@ -366,7 +420,8 @@ class ServingState:
         if self._users is None:
             self._seen_change = self.store.last_change()  # before reading: none is missed
             self._users = self._read_users()
-        live, seen_id = self._replay(new)
+        after = new.trained_through if new.trained_through is not None else live_after
+        live, seen_id = self._replay(after)
         with self._lock:
             self._hide(new, self.store.deleted_items())  # under the lock: see catalogue_changed
             if activate:
@@ -375,7 +430,7 @@ class ServingState:
                 self._previous = current
             if live is not None:
                 self._live, self._seen_id = live, seen_id
-                self._live_after = new.trained_through or 0
+                self._live_after = after or 0
             elif self._seen_id is None:  # trained from a file: only events from now on are new
                 self._seen_id = self._live_after = self.store.last_id()
             self._active = new
@@ -388,17 +443,18 @@ class ServingState:
             trim_heap()  # the version released above (the one before the previous)
         return new
 
-    def _replay(self, active: Active) -> tuple[LiveHistories | None, int]:
-        """Live histories for ``active``: the stored events it was not trained on.
+    def _replay(self, after: int | None) -> tuple[LiveHistories | None, int]:
+        """Live histories of the stored events after id ``after`` (a version's last training
+        event), and the last id read.
 
         So a restarted server (or several) folds in what arrived after training, and a newly
         trained version does not count twice what it has already learned. None (keep the live
-        histories as they are) when the manifest does not say which events the version saw.
+        histories as they are) for None: the manifest does not say which events the version saw.
         """
-        if active.trained_through is None:
+        if after is None:
             return None, 0
         live = LiveHistories(self._live.per_user, self._live.max_events)
-        seen_id = active.trained_through
+        seen_id = after
         for rows in self._stored_after(seen_id):
             for user, events in _by_user(rows).items():
                 live.add(user, events)

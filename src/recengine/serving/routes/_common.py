@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from recengine.errors import DataError
 from recengine.models.fallback import RankedItem
+from recengine.serving.deps import Context
+from recengine.serving.heavy import Job
 from recengine.serving.schemas import Error, RecommendationList
 from recengine.serving.settings import Settings
 from recengine.serving.state import Active
@@ -36,6 +38,9 @@ Responses = dict[int | str, dict[str, Any]]
 STORE_DOWN = "the event store is unavailable: retry later"
 #: A :class:`~recengine.errors.NotSupportedError` from the model asked.
 NOT_SUPPORTED = "the model cannot answer this (popularity has no similar items, for one)"
+#: A heavy worker process died computing the request (:mod:`recengine.serving.heavy`).
+WORKER_LOST = ("the process computing heavy requests (batches, explain, constraint, rules) "
+               "stopped before answering; a new one is starting: retry")
 #: A :class:`~recengine.serving.state.NoActiveModelError`.
 NO_MODEL = "no model version is active yet: this needs a trained model"
 
@@ -63,10 +68,18 @@ def check_cost(settings: Settings, lists: int, k: int, *, batch: str | None = No
                         f"request, got {lists} × {k}", column="explain")
 
 
-def json_response(model: BaseModel) -> Response:
-    """``model`` as JSON, written by the caller's thread: a heavy answer is written in its worker
-    thread, not on the event loop, where megabytes of JSON would hold every other request."""
-    return Response(model.model_dump_json(), media_type="application/json")
+def json_body(model: BaseModel) -> bytes:
+    """``model``'s JSON, as the routes write their answers."""
+    return model.model_dump_json().encode()
+
+
+async def heavy(ctx: Context, job: Job, *args: Any) -> Response:
+    """The answer of the heavy request ``job(state, *args)`` (its JSON, made by
+    :func:`json_body`), computed and written within the heavy budget: in a heavy worker
+    process, or a worker thread; never on the event loop, where megabytes of JSON would hold
+    every other request."""
+    body = await ctx.guard.heavy.run(ctx.state, job, *args)
+    return Response(body, media_type="application/json")
 
 
 def score(value: float) -> float:

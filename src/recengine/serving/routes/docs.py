@@ -95,7 +95,9 @@ def _limits(schema: dict[str, Any], settings: Settings) -> None:
         "rate_limit_burst": settings.rate_limit_burst if rate else None,
         "auth_failure_limit": settings.auth_failure_limit,
         "auth_failure_window_seconds": settings.auth_failure_window_seconds,
-        "heavy_concurrency": settings.heavy_concurrency, "heavy_queue": settings.heavy_queue}
+        "heavy_processes": settings.heavy_processes,
+        "heavy_concurrency": settings.heavy_processes or settings.heavy_concurrency,
+        "heavy_queue": settings.heavy_queue}
     for name, batch in _BATCHES.items():
         component = schema["components"]["schemas"][name]
         for prop, spec in component["properties"].items():

@@ -15,10 +15,12 @@ from recengine.serving.routes._common import (
     NO_MODEL,
     NOT_SUPPORTED,
     STORE_DOWN,
+    WORKER_LOST,
     check_cost,
     check_limit,
     errors,
-    json_response,
+    heavy,
+    json_body,
     score,
 )
 from recengine.serving.routes._direct import DirectRoute
@@ -48,6 +50,9 @@ _SIMILAR = errors({400: NOT_SUPPORTED, 404: "an item the active model does not k
 _AUDIENCE = errors({400: NOT_SUPPORTED,
                     404: "an item the active model does not know, or one deleted from the "
                          "catalogue", 503: NO_MODEL})
+#: The batches': heavy requests.
+_SIMILAR_BATCH = _SIMILAR | errors({503: f"{NO_MODEL}; or {WORKER_LOST}"})
+_AUDIENCE_BATCH = _AUDIENCE | errors({503: f"{NO_MODEL}; or {WORKER_LOST}"})
 
 
 def _similar(state: ServingState, item: str, k: int) -> SimilarList:
@@ -87,14 +92,17 @@ router.add_api_route("/items/{item_id}/similar", similar, methods=["GET"],
                      responses=_SIMILAR)
 
 
-@router.post("/similar", response_model=SimilarBatchOut, responses=_SIMILAR)
+@router.post("/similar", response_model=SimilarBatchOut, responses=_SIMILAR_BATCH)
 async def similar_batch(body: SimilarBatch, ctx: Reader) -> Response:
     """The k most similar items for each of ``items``: a heavy request (the heavy budget)."""
     check_limit(body.k, ctx.settings.max_k, "k")
     check_limit(len(body.items), ctx.settings.max_batch, "items")
     check_cost(ctx.settings, len(body.items), body.k, batch="items")
-    return await ctx.guard.heavy.run(lambda: json_response(SimilarBatchOut.of(
-        [_similar(ctx.state, item, body.k) for item in body.items])))
+    return await heavy(ctx, _similar_batch, body.items, body.k)
+
+
+def _similar_batch(state: ServingState, items: list[str], k: int) -> bytes:
+    return json_body(SimilarBatchOut.of([_similar(state, item, k) for item in items]))
 
 
 def audience(item_id: Text, ctx: Reader, query: Annotated[AudienceQuery, Query()]
@@ -109,15 +117,18 @@ router.add_api_route("/items/{item_id}/audience", audience, methods=["GET"],
                      responses=_AUDIENCE)
 
 
-@router.post("/audience", response_model=AudienceBatchOut, responses=_AUDIENCE)
+@router.post("/audience", response_model=AudienceBatchOut, responses=_AUDIENCE_BATCH)
 async def audience_batch(body: AudienceBatch, ctx: Reader) -> Response:
     """The n users most likely to engage with each of ``items`` (or all of them, ``combine``):
     a heavy request (the heavy budget)."""
     check_limit(body.n, ctx.settings.max_k, "n")
     check_limit(len(body.items), ctx.settings.max_batch, "items")
     check_cost(ctx.settings, 1 if body.combine else len(body.items), body.n, batch="items")
-    return await ctx.guard.heavy.run(lambda: json_response(AudienceBatchOut.of(
-        _audience(ctx.state, body.items, body.n, body.combine))))
+    return await heavy(ctx, _audience_batch, body.items, body.n, body.combine)
+
+
+def _audience_batch(state: ServingState, items: list[str], n: int, combine: bool) -> bytes:
+    return json_body(AudienceBatchOut.of(_audience(state, items, n, combine)))
 
 
 @router.put("/items/{item_id}", response_model=ItemOut, responses=errors({503: STORE_DOWN}))

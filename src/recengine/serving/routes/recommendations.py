@@ -13,10 +13,12 @@ from recengine.models.rules import Rule, parse_rules, rules_from_json
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import (
     STORE_DOWN,
+    WORKER_LOST,
     check_cost,
     check_limit,
     errors,
-    json_response,
+    heavy,
+    json_body,
     recommendation_list,
 )
 from recengine.serving.routes._direct import DirectRoute
@@ -27,16 +29,17 @@ from recengine.serving.schemas import (
     RecommendationQuery,
     Text,
 )
+from recengine.serving.state import ServingState
 
 router = APIRouter()
 
 #: What a recommendation request may answer besides its list (unknown users get popularity).
 _RESPONSES = errors({404: "the active version has no model of that name (``model``)",
-                     503: STORE_DOWN})
+                     503: f"{STORE_DOWN}; or {WORKER_LOST}"})
 
 
-async def recommend(user_id: Text, ctx: Reader,
-                    query: Annotated[RecommendationQuery, Query()]) -> RecommendationList:
+async def recommend(user_id: Text, ctx: Reader, query: Annotated[RecommendationQuery, Query()]
+                    ) -> RecommendationList | Response:
     """Top-k for a user; unknown users get the popularity fallback, never an error.
 
     A plain request (no rules, no constraint, no reasons) costs a fraction of a millisecond: it
@@ -49,17 +52,24 @@ async def recommend(user_id: Text, ctx: Reader,
     check_limit(query.k, ctx.settings.max_k, "k")
     check_limit(query.offset, ctx.settings.max_k, "offset")
     check_cost(ctx.settings, 1, query.k, explain=query.explain)
+    if query.constraint is not None or query.rules is not None or query.explain:
+        return await heavy(ctx, _recommend_heavy, user_id, query)
     answer = partial(ctx.state.recommend, user_id, query.k, offset=query.offset,
-                     name=query.model or None, constraint=query.constraint or None,
-                     rules=_rules_query(query.rules), explain=query.explain)
-    plain = query.constraint is None and query.rules is None and not query.explain
-    if not plain:
-        active, items = await ctx.guard.heavy.run(answer)
-    elif ctx.state.ready(user_id, query.model or None):
+                     name=query.model or None)
+    if ctx.state.ready(user_id, query.model or None):
         active, items = answer()
     else:
         active, items = await run_in_threadpool(answer)
     return recommendation_list(user_id, active, items, query.explain)
+
+
+def _recommend_heavy(state: ServingState, user_id: str, query: RecommendationQuery) -> bytes:
+    """A user's top-k with rules, a constraint or reasons: a heavy job."""
+    active, items = state.recommend(
+        user_id, query.k, offset=query.offset, name=query.model or None,
+        constraint=query.constraint or None, rules=_rules_query(query.rules),
+        explain=query.explain)
+    return json_body(recommendation_list(user_id, active, items, query.explain))
 
 
 router.add_api_route("/users/{user_id}/recommendations", recommend, methods=["GET"],
@@ -72,24 +82,26 @@ async def recommend_batch(body: RecommendationBatch, ctx: Reader) -> Response:
     """Top-k for each user in ``users``, all from one model version, with the same options
     (an empty ``model`` or ``constraint`` is none, as in the single request).
 
-    A heavy request: computed and written within the heavy budget, in a worker thread.
+    A heavy request: computed and written within the heavy budget, in a heavy worker process
+    (or a worker thread).
     """
     check_limit(body.k, ctx.settings.max_k, "k")
     check_limit(body.offset, ctx.settings.max_k, "offset")
     check_limit(len(body.users), ctx.settings.max_batch, "users")
     check_cost(ctx.settings, len(body.users), body.k, batch="users", explain=body.explain)
+    return await heavy(ctx, _batch, body)
 
-    def answer() -> Response:
-        active = ctx.state.serving()
-        rules = parse_rules(body.rules)
-        data = [recommendation_list(user, active, ctx.state.recommend(
-            user, body.k, offset=body.offset, name=body.model or None,
-            constraint=body.constraint or None,
-            rules=rules, active=active, explain=body.explain)[1], body.explain)
-            for user in body.users]
-        return json_response(BatchRecommendations.of(data))
 
-    return await ctx.guard.heavy.run(answer)
+def _batch(state: ServingState, body: RecommendationBatch) -> bytes:
+    """A batch's answers, all from one model version: a heavy job."""
+    active = state.serving()
+    rules = parse_rules(body.rules)
+    data = [recommendation_list(user, active, state.recommend(
+        user, body.k, offset=body.offset, name=body.model or None,
+        constraint=body.constraint or None,
+        rules=rules, active=active, explain=body.explain)[1], body.explain)
+        for user in body.users]
+    return json_body(BatchRecommendations.of(data))
 
 
 def _rules_query(text: str | None) -> list[Rule]:

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from recengine.data.query import NO_TIME, Event
 from recengine.models.rules import parse_rules
 from recengine.serving.deps import Reader
-from recengine.serving.routes._common import STORE_DOWN, check_cost, check_limit, errors, ranked
+from recengine.serving.routes._common import (
+    STORE_DOWN,
+    WORKER_LOST,
+    check_cost,
+    check_limit,
+    errors,
+    heavy,
+    json_body,
+    ranked,
+)
 from recengine.serving.schemas import SessionQuery, SessionRecommendations
+from recengine.serving.state import ServingState
 
 router = APIRouter()
 
 _RESPONSES = errors({404: "the active version has no model of that name (``model``)",
-                     503: STORE_DOWN})
+                     503: f"{STORE_DOWN}; or {WORKER_LOST}"})
 
 
 @router.post("/sessions/recommendations", response_model=SessionRecommendations,
              responses=_RESPONSES)
-async def recommend_session(body: SessionQuery, ctx: Reader) -> SessionRecommendations:
+async def recommend_session(body: SessionQuery, ctx: Reader) -> Response:
     """Top-k for an anonymous session: ``items`` oldest first, with optional ``event_types``
     and ``timestamps`` (one per item). No user, and nothing is stored.
 
@@ -34,19 +45,21 @@ async def recommend_session(body: SessionQuery, ctx: Reader) -> SessionRecommend
     check_limit(body.offset, settings.max_k, "offset")
     check_limit(len(body.items), settings.max_batch, "items")
     check_cost(settings, 1, body.k, explain=body.explain)
+    if body.constraint or body.rules or body.explain:
+        return await heavy(ctx, _session, body)
+    return Response(await run_in_threadpool(_session, ctx.state, body),
+                    media_type="application/json")
+
+
+def _session(state: ServingState, body: SessionQuery) -> bytes:
+    """A session's answer (a heavy job when it has rules, a constraint or reasons)."""
     rules = parse_rules(body.rules)
     times = body.seconds() or [NO_TIME] * len(body.items)
     kinds = body.event_types or [""] * len(body.items)
     session = [Event(item, kind, timestamp=t)
                for item, kind, t in zip(body.items, kinds, times, strict=True)]
-
-    def answer() -> SessionRecommendations:
-        active, items, unknown = ctx.state.recommend_session(
-            session, body.k, offset=body.offset, name=body.model or None,
-            constraint=body.constraint or None, rules=rules, explain=body.explain)
-        return SessionRecommendations.model_validate(
-            {"unknown_items": unknown} | ranked(active, items, body.explain))
-
-    if body.constraint or body.rules or body.explain:
-        return await ctx.guard.heavy.run(answer)
-    return await run_in_threadpool(answer)
+    active, items, unknown = state.recommend_session(
+        session, body.k, offset=body.offset, name=body.model or None,
+        constraint=body.constraint or None, rules=rules, explain=body.explain)
+    return json_body(SessionRecommendations.model_validate(
+        {"unknown_items": unknown} | ranked(active, items, body.explain)))
