@@ -249,3 +249,16 @@ def test_the_ranker_takes_over_only_on_a_gain_the_carve_can_tell_from_chance():
     lucky = blind.copy()
     lucky[:length] = labels[:length]
     assert not clearly_better(lists, lucky, blind)
+
+
+def test_items_without_events_are_ordered_by_the_first_source_that_knows_them():
+    from recengine.models.hybrid.signals import first_answer
+
+    # one query, two warm candidates (source 0 orders them) and two cold ones (source 0 scores
+    # them alike, source 1 orders them)
+    scores = np.array([[2.0, 0.1], [1.0, 0.2], [-1.0, 0.9], [-1.0, 0.3]], np.float32)
+    unknown = np.array([False, False, True, True])
+    got = first_answer(scores, np.array([0, 4]), order=[0, 1], unknown=unknown)
+    assert got.tolist() == pytest.approx([2.0, 1.0, 0.9, 0.3])
+    assert first_answer(scores, np.array([0, 4]), order=[0, 1]).tolist() == pytest.approx(
+        [2.0, 1.0, -1.0, -1.0])  # without the flags, the cold two tie

@@ -33,14 +33,15 @@ class SourceConfig(ModelConfig):
         return self.name or self.model
 
 
-#: Collaborative, item-to-item and content sources, and popularity (overall and in the user's
-#: segment) for users with nothing else to go on: each covers what the others miss, and every
-#: one is cheap to fit.
+#: Collaborative, item-to-item and content sources, WALS's factors mapped from item features
+#: (items without events), and popularity (overall and in the user's segment) for users with
+#: nothing else to go on: each covers what the others miss, and every one is cheap to fit.
 DEFAULT_SOURCES: tuple[SourceConfig, ...] = (
     SourceConfig(model="wals"),
     SourceConfig(model="ease"),
     SourceConfig(model="item-knn"),
     SourceConfig(model="content", needs="item-features"),
+    SourceConfig(model="wals-features", needs="item-features"),
     SourceConfig(model="popularity", depth=50),
     SourceConfig(model="segment-popularity", depth=50, needs="user-features"),
 )

@@ -199,9 +199,13 @@ class Hybrid(Recommender):
             # each query from the first that has an answer for it (the last input column).
             order = [int(j) for j in np.argsort([-validation_ndcg(train, train.features[
                 :, 3 * j]) for j in range(len(sources))], kind="stable")]
+            unknown = feature_names([s.tag for s in sources], profile,
+                                    self._similar_to(sources) is not None).index(
+                                        "item:no-events")
             for lists in (train, valid):
-                lists.features[:, -1] = first_answer(lists.features[:, :3 * len(sources):3],
-                                                     lists.indptr, order)
+                lists.features[:, -1] = first_answer(
+                    lists.features[:, :3 * len(sources):3], lists.indptr, order,
+                    unknown=lists.features[:, unknown] > 0)
             network, epochs = fit_ranker(train, valid, config.ranker, device, progress,
                                          train.features.shape[1] - 1)
             network.to("cpu")

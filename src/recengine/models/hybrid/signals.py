@@ -62,9 +62,10 @@ class Profile:
                                          max_columns, data.n_items)
         user_cols, user_names = _encoded(data.user_features, data.user_feature_kinds,
                                          max_columns, data.n_users)
-        items = np.column_stack([share, percentile, trend, item_cols]).astype(np.float32)
+        items = np.column_stack([share, percentile, trend, counts == 0,
+                                 item_cols]).astype(np.float32)
         return cls(items, ("log-popularity-share", "popularity-percentile", "trend",
-                           *item_names), user_cols, user_names, latest)
+                           "no-events", *item_names), user_cols, user_names, latest)
 
 
 def _encoded(table: pd.DataFrame, kinds: dict[str, FeatureKind], max_columns: int,
@@ -100,12 +101,14 @@ def feature_names(tags: Sequence[str], profile: Profile, similarity: bool) -> li
     return names + (list(_SIMILARITY) if similarity else []) + ["first-answer:score"]
 
 
-def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int]) -> np.ndarray:
+def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
+                 unknown: np.ndarray | None = None) -> np.ndarray:
     """Each candidate's standardised score from the first source in ``order`` that tells the
     query's candidates apart (a source that needs a history scores a new user's all alike).
+    Candidates flagged ``unknown`` (items without training events: a collaborative source
+    scores them all alike) are placed among themselves the same way, by their own first source.
 
     What the ranker starts from: the best source where it has an answer, the next where not.
-
     Query 0's two candidates score alike by source 0, so source 1 orders them:
 
     >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
@@ -113,21 +116,19 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int]) -
     [0.5, 0.25, 0.5, 0.75]
     """
     scores = np.asarray(scores, dtype=np.float32)
-    out = np.zeros(len(scores), np.float32)
     lengths = np.diff(indptr)
     rows = np.repeat(np.arange(len(lengths)), lengths)
-    chosen = np.full(len(lengths), -1)
-    starts = indptr[:-1][lengths > 0]
+    flag = np.zeros(len(scores), np.int64) if unknown is None else np.asarray(unknown, np.int64)
+    group = rows * 2 + flag
+    chosen = np.full(2 * len(lengths), -1)
     for source in order:
-        column = scores[:, source]
-        spread = np.zeros(len(lengths), np.float32)
-        if len(starts):
-            spread[lengths > 0] = (np.maximum.reduceat(column, starts)
-                                   - np.minimum.reduceat(column, starts))
-        chosen[(chosen < 0) & (spread > 0)] = source
+        high = np.full(len(chosen), -np.inf, np.float32)
+        low = np.full(len(chosen), np.inf, np.float32)
+        np.maximum.at(high, group, scores[:, source])
+        np.minimum.at(low, group, scores[:, source])
+        chosen[(chosen < 0) & (high > low)] = source
     chosen[chosen < 0] = order[0]
-    out[:] = scores[np.arange(len(scores)), chosen[rows]]
-    return out
+    return scores[np.arange(len(scores)), chosen[group]]
 
 
 def signals(candidates: Candidates, queries: Queries, profile: Profile,
@@ -146,7 +147,8 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
                _request(queries, profile)[rows]]
     if similar_to is not None:
         columns.append(_similarity(candidates, queries, similar_to, recent))
-    columns.append(first_answer(candidates.scores, candidates.indptr, order)[:, None])
+    columns.append(first_answer(candidates.scores, candidates.indptr, order,
+                                unknown=profile.items[items, 3] > 0)[:, None])
     return np.hstack(columns).astype(np.float32)
 
 
