@@ -189,7 +189,7 @@ class Hybrid(Recommender):
                 sources = self._fit_sources(active, carved, options, progress)
                 profile = Profile.of(carved, max_columns=config.max_feature_columns,
                                      trend_days=config.trend_days)
-                own = list(range(len(sources)))  # the order is known once every list is
+                own = list(range(len(sources)))  # provisional: the order needs every list
                 train_parts.append(self._lists(sources, profile, carved, train_users, held, own))
                 valid_parts.append(self._lists(sources, profile, carved, valid_users, held, own))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
@@ -199,9 +199,9 @@ class Hybrid(Recommender):
             # each query from the first that has an answer for it (the last input column).
             order = [int(j) for j in np.argsort([-validation_ndcg(train, train.features[
                 :, 3 * j]) for j in range(len(sources))], kind="stable")]
-            unknown = feature_names([s.tag for s in sources], profile,
-                                    self._similar_to(sources) is not None).index(
-                                        "item:no-events")
+            names = feature_names([s.tag for s in sources], profile,
+                                  self._similar_to(sources) is not None)
+            unknown = names.index("item:no-events")
             for lists in (train, valid):
                 lists.features[:, -1] = first_answer(
                     lists.features[:, :3 * len(sources):3], lists.indptr, order,
@@ -209,8 +209,6 @@ class Hybrid(Recommender):
             network, epochs = fit_ranker(train, valid, config.ranker, device, progress,
                                          train.features.shape[1] - 1)
             network.to("cpu")
-        names = feature_names([s.tag for s in sources], profile,
-                              self._similar_to(sources) is not None)
         new_users = _ranks_new_users(network, valid, names.index("log-history"))
         training = {"epochs": epochs.run, "best_epoch": epochs.best,
                     "validation_ndcg@10": validation_ndcg(valid, ranker_scores(
