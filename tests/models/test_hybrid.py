@@ -262,3 +262,17 @@ def test_items_without_events_are_ordered_by_the_first_source_that_knows_them():
     assert got.tolist() == pytest.approx([2.0, 1.0, 0.9, 0.3])
     assert first_answer(scores, np.array([0, 4]), order=[0, 1]).tolist() == pytest.approx(
         [2.0, 1.0, -1.0, -1.0])  # without the flags, the cold two tie
+
+
+def test_blocks_of_users_give_the_same_model_as_one(monkeypatch):
+    """Memory is bounded by scoring users in blocks; the blocks change nothing learned."""
+    import recengine.models.hybrid.model as hybrid_model
+
+    data = small_data()
+    whole = Hybrid(**QUICK).fit(data)
+    monkeypatch.setattr(hybrid_model, "_CELLS", 3 * data.n_items)  # three users a block
+    blocked = Hybrid(**QUICK).fit(data)
+    assert blocked.training_ == whole.training_
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(blocked.recommend_indices(users, 5)[0],
+                                  whole.recommend_indices(users, 5)[0])

@@ -136,7 +136,7 @@ class TrainingData:
         dropped = rows[drop] * n_items + self.feedback.indices[drop]
         kept = {}
         for name in ("feedback", "ratings"):
-            m = self.__dict__[name]
+            m = getattr(self, name)
             m_rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(m.indptr))
             stay = ~np.isin(m_rows * n_items + m.indices, dropped)
             kept[name] = csr_from_pairs(m_rows[stay], m.indices[stay], m.data[stay], m.shape)

@@ -229,7 +229,7 @@ class Hybrid(Recommender):
                users: np.ndarray, held: sp.csr_array, order: Sequence[int]) -> Lists:
         """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``."""
         parts: list[tuple[Candidates, np.ndarray]] = []
-        for block in self._blocks(users):
+        for block in _blocks(users, data.n_items):
             queries = data.queries(block)
             candidates = propose(sources, queries, self.config.candidates)
             parts.append((candidates, self._signals(candidates, queries, sources, profile,
@@ -246,10 +246,6 @@ class Hybrid(Recommender):
         return Lists(indptr, features, labels.astype(np.float32),
                      np.diff(wanted.indptr).astype(np.int64))
 
-    def _blocks(self, rows: np.ndarray) -> list[np.ndarray]:
-        size = max(1, _CELLS // max(len(self.items_) if hasattr(self, "items_") else 1, 1))
-        return [rows[i:i + size] for i in range(0, len(rows), size)]
-
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
                  profile: Profile, order: Sequence[int]) -> np.ndarray:
         return signals(candidates, queries, profile, self._similar_to(sources),
@@ -260,7 +256,7 @@ class Hybrid(Recommender):
         catalogue (seen items included) in the order of the source the ranker starts from."""
         out = np.empty((len(queries), len(self.items_)), dtype=np.float32)
         start = self.order_[0]
-        for block in self._blocks(np.arange(len(queries))):
+        for block in _blocks(np.arange(len(queries)), len(self.items_)):
             part = queries[block] if len(block) < len(queries) else queries
             candidates = propose(self.sources_, part, self.config.candidates, background=start)
             assert candidates.background is not None
@@ -380,6 +376,12 @@ class Hybrid(Recommender):
                                      "training_": dict(meta["training"])},
                       histories)
         return self
+
+
+def _blocks(rows: np.ndarray, n_items: int) -> list[np.ndarray]:
+    """``rows`` in blocks of at most :data:`_CELLS` scores (rows × items)."""
+    size = max(1, _CELLS // max(n_items, 1))
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
 #: Fewest new users' lists in the validation carve on which the ranker must beat the sources'
