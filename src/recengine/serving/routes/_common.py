@@ -50,6 +50,12 @@ def errors(statuses: dict[int, str]) -> Responses:
     return {code: {"model": Error, "description": text} for code, text in statuses.items()}
 
 
+#: What a request for a model's recommendations may answer besides its list.
+RECOMMENDATION_ERRORS = errors({
+    404: "the active version has no model of that name (``model``)",
+    503: f"{STORE_DOWN}; or {WORKER_LOST}"})
+
+
 def check_limit(value: int, limit: int, name: str) -> None:
     if value > limit:
         raise DataError(f"{name} must be at most {limit}, got {value}", column=name)

@@ -12,11 +12,9 @@ from starlette.responses import Response
 from recengine.models.rules import Rule, parse_rules, rules_from_json
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import (
-    STORE_DOWN,
-    WORKER_LOST,
+    RECOMMENDATION_ERRORS,
     check_cost,
     check_limit,
-    errors,
     heavy,
     json_body,
     recommendation_list,
@@ -32,10 +30,6 @@ from recengine.serving.schemas import (
 from recengine.serving.state import ServingState
 
 router = APIRouter()
-
-#: What a recommendation request may answer besides its list (unknown users get popularity).
-_RESPONSES = errors({404: "the active version has no model of that name (``model``)",
-                     503: f"{STORE_DOWN}; or {WORKER_LOST}"})
 
 
 async def recommend(user_id: Text, ctx: Reader, query: Annotated[RecommendationQuery, Query()]
@@ -74,10 +68,11 @@ def _recommend_heavy(state: ServingState, user_id: str, query: RecommendationQue
 
 router.add_api_route("/users/{user_id}/recommendations", recommend, methods=["GET"],
                      response_model=RecommendationList, route_class_override=DirectRoute,
-                     responses=_RESPONSES)
+                     responses=RECOMMENDATION_ERRORS)
 
 
-@router.post("/recommendations", response_model=BatchRecommendations, responses=_RESPONSES)
+@router.post("/recommendations", response_model=BatchRecommendations,
+             responses=RECOMMENDATION_ERRORS)
 async def recommend_batch(body: RecommendationBatch, ctx: Reader) -> Response:
     """Top-k for each user in ``users``, all from one model version, with the same options
     (an empty ``model`` or ``constraint`` is none, as in the single request).

@@ -10,11 +10,9 @@ from recengine.data.query import NO_TIME, Event
 from recengine.models.rules import parse_rules
 from recengine.serving.deps import Reader
 from recengine.serving.routes._common import (
-    STORE_DOWN,
-    WORKER_LOST,
+    RECOMMENDATION_ERRORS,
     check_cost,
     check_limit,
-    errors,
     heavy,
     json_body,
     ranked,
@@ -24,12 +22,9 @@ from recengine.serving.state import ServingState
 
 router = APIRouter()
 
-_RESPONSES = errors({404: "the active version has no model of that name (``model``)",
-                     503: f"{STORE_DOWN}; or {WORKER_LOST}"})
-
 
 @router.post("/sessions/recommendations", response_model=SessionRecommendations,
-             responses=_RESPONSES)
+             responses=RECOMMENDATION_ERRORS)
 async def recommend_session(body: SessionQuery, ctx: Reader) -> Response:
     """Top-k for an anonymous session: ``items`` oldest first, with optional ``event_types``
     and ``timestamps`` (one per item). No user, and nothing is stored.
