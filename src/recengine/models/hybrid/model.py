@@ -178,20 +178,19 @@ class Hybrid(Recommender):
         n_valid = max(1, round(config.validation_users * len(users)))
         valid_users, train_users = np.sort(users[:n_valid]), np.sort(users[n_valid:])
         train_parts, valid_parts = [], []
+        owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
         with training_session(options, seed, default_threads=1) as device:
             for turn in range(config.carves):
                 drop = carve(data, config.carve_fraction, config.carve, seed + turn,
                              whole=config.cold_users)
                 carved = data.drop_pairs(drop)
-                owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
                 held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
                                       np.ones(int(drop.sum()), np.float32), data.feedback.shape)
                 sources = self._fit_sources(active, carved, options, progress)
                 profile = Profile.of(carved, max_columns=config.max_feature_columns,
                                      trend_days=config.trend_days)
-                own = list(range(len(sources)))  # provisional: the order needs every list
-                train_parts.append(self._lists(sources, profile, carved, train_users, held, own))
-                valid_parts.append(self._lists(sources, profile, carved, valid_users, held, own))
+                train_parts.append(self._lists(sources, profile, carved, train_users, held))
+                valid_parts.append(self._lists(sources, profile, carved, valid_users, held))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
             alone = {s.tag: validation_ndcg(valid, valid.features[:, 3 * j])
                      for j, s in enumerate(sources)}
@@ -226,14 +225,16 @@ class Hybrid(Recommender):
                 "training_": training}
 
     def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
-               users: np.ndarray, held: sp.csr_array, order: Sequence[int]) -> Lists:
-        """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``."""
+               users: np.ndarray, held: sp.csr_array) -> Lists:
+        """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``;
+        the first-answer column is left for ``_train`` to fill once the sources' order is known
+        (it is learned from these lists)."""
         parts: list[tuple[Candidates, np.ndarray]] = []
         for block in _blocks(users, data.n_items):
             queries = data.queries(block)
             candidates = propose(sources, queries, self.config.candidates)
             parts.append((candidates, self._signals(candidates, queries, sources, profile,
-                                                    order)))
+                                                    None)))
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         lengths = np.concatenate([np.diff(c.indptr) for c, _ in parts] or [np.zeros(0)])
         np.cumsum(lengths, out=indptr[1:])
@@ -247,7 +248,7 @@ class Hybrid(Recommender):
                      np.diff(wanted.indptr).astype(np.int64))
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
-                 profile: Profile, order: Sequence[int]) -> np.ndarray:
+                 profile: Profile, order: Sequence[int] | None) -> np.ndarray:
         return signals(candidates, queries, profile, self._similar_to(sources),
                        self.config.recent_items, order)
 
@@ -398,10 +399,7 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
     new = np.flatnonzero(np.diff(valid.indptr) > 0)[valid.features[starts, history_column] == 0]
     if len(new) < MIN_NEW_USER_LISTS:
         return False
-    rows = np.concatenate([np.arange(valid.indptr[u], valid.indptr[u + 1]) for u in new])
-    lengths = np.diff(valid.indptr)[new]
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    part = Lists(indptr, valid.features[rows], valid.labels[rows], valid.n_relevant[new])
+    part = valid.take(new)
     return clearly_better(part, ranker_scores(network, part.features, "cpu"),
                           part.features[:, -1])
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from recengine.data.query import take_ranges
 from recengine.models.hybrid.config import RankerConfig
 from recengine.models.torch_training import Epochs, torch_module, train_epochs
 from recengine.progress import ProgressCallback
@@ -48,6 +49,11 @@ class Lists:
         return cls(indptr, np.vstack([p.features for p in parts]),
                    np.concatenate([p.labels for p in parts]),
                    np.concatenate([p.n_relevant for p in parts]))
+
+    def take(self, lists: np.ndarray) -> Lists:
+        """The lists at positions ``lists``, in that order."""
+        indptr, pick = take_ranges(self.indptr, lists)
+        return Lists(indptr, self.features[pick], self.labels[pick], self.n_relevant[lists])
 
     def padded(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[len(users), longest, n_features]`` features, labels and a mask of real rows."""

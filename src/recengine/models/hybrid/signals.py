@@ -132,9 +132,11 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
 
 
 def signals(candidates: Candidates, queries: Queries, profile: Profile,
-            similar_to: Recommender | None, recent: int, order: Sequence[int]) -> np.ndarray:
+            similar_to: Recommender | None, recent: int,
+            order: Sequence[int] | None) -> np.ndarray:
     """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says; the
-    sources' preference ``order`` gives the last (:func:`first_answer`)."""
+    sources' preference ``order`` gives the last (:func:`first_answer`), left at 0 when the
+    order is not known yet (a fit learns it from the lists these signals make)."""
     rows, items = candidates.rows, candidates.items
     proposed = candidates.proposed.astype(np.float32)
     per_source = np.stack([candidates.scores, np.log1p(candidates.ranks.astype(np.float32)),
@@ -147,8 +149,8 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
                _request(queries, profile)[rows]]
     if similar_to is not None:
         columns.append(_similarity(candidates, queries, similar_to, recent))
-    columns.append(first_answer(candidates.scores, candidates.indptr, order,
-                                unknown=profile.items[items, 3] > 0)[:, None])
+    columns.append(np.zeros((len(items), 1), np.float32) if order is None else first_answer(
+        candidates.scores, candidates.indptr, order, unknown=profile.items[items, 3] > 0)[:, None])
     return np.hstack(columns).astype(np.float32)
 
 
