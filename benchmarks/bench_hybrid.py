@@ -3,7 +3,8 @@
 For each dataset: the split (per-user stratified 75/25 by default, seed 42); every model of
 ``--models`` fitted on its training part and measured on its test part by the evaluator
 (nDCG@10, HR@10, recall@10, and nDCG@10 per activity group: light, medium, heavy users); then,
-for the hybrid, how much of the test part its candidate union holds (recall of each source's
+for the hybrid, the time of one answer (p50 and p99 over 280 users asked one at a time), how
+much of the test part its candidate union holds (recall of each source's
 proposals kept in the union, and of the union: what each source adds) and how its ranker
 trained (validation nDCG@10 on its own carve of the training data, beside each source alone
 there).
@@ -22,7 +23,10 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from recengine.data.loaders import load_dataset
+from recengine.data.query import Query
 from recengine.evaluation.evaluator import GROUPS, evaluate
 from recengine.models.base import Recommender
 from recengine.models.hybrid import Hybrid
@@ -35,7 +39,7 @@ FOLDERS = {"movielens-100k": "ml-100k", "movielens-latest-small": "ml-latest-sma
            "lastfm-2k": "hetrec2011-lastfm-2k", "amazon-gift-cards": "amazon-2018-gift-cards"}
 
 
-def test_recall(model: Hybrid, prepared: Prepared) -> dict[str, float]:
+def union_recall_on_test(model: Hybrid, prepared: Prepared) -> dict[str, float]:
     """Share of the test part's pairs the hybrid's union (and each source in it) proposes."""
     data, test = prepared.data, prepared.split.test
     users = data.users.index(test["user_id"].unique(), missing="negative")
@@ -52,6 +56,18 @@ def test_recall(model: Hybrid, prepared: Prepared) -> dict[str, float]:
             found[tag] = found.get(tag, 0.0) + value * share
     total = sum(len(r) for r in relevant)
     return {tag: value / total for tag, value in found.items()}
+
+
+def answer_ms(model: Recommender, prepared: Prepared, users: int = 300) -> dict[str, float]:
+    """p50 and p99 milliseconds of one top-10 answer (``recommend_query``, ids in and out) for
+    the first ``users`` training users, one at a time, the first 20 left out as warm-up."""
+    times = []
+    for user in prepared.data.users.ids[:users]:
+        start = time.perf_counter()
+        model.recommend_query(Query(user=str(user)), 10)
+        times.append((time.perf_counter() - start) * 1000)
+    rest = np.array(times[20:])
+    return {"p50": float(np.percentile(rest, 50)), "p99": float(np.percentile(rest, 99))}
 
 
 def run(dataset: str, root: Path, split: str, names: list[str],
@@ -71,7 +87,8 @@ def run(dataset: str, root: Path, split: str, names: list[str],
                for g in GROUPS}}
     hybrid = models.get("hybrid")
     if isinstance(hybrid, Hybrid):
-        out["union_recall"] = test_recall(hybrid, prepared)
+        out["union_recall"] = union_recall_on_test(hybrid, prepared)
+        out["answer_ms"] = answer_ms(hybrid, prepared)
         out["hybrid_training"] = hybrid.training_
     return out
 
@@ -94,7 +111,9 @@ def table(run_: dict[str, object]) -> str:
         recall: dict[str, float] = run_["union_recall"]  # type: ignore[assignment]
         lines += ["", "hybrid's candidates, share of the test pairs proposed: "
                   + ", ".join(f"{t} {v:.3f}" for t, v in recall.items()),
-                  f"hybrid's training: {json.dumps(run_['hybrid_training'])}"]
+                  f"hybrid's training: {json.dumps(run_['hybrid_training'])}",
+                  "hybrid's answer (one user, top-10), ms: p50 {p50:.1f}, p99 {p99:.1f}".format(
+                      **run_["answer_ms"])]  # type: ignore[arg-type]
     return "\n".join(lines)
 
 
