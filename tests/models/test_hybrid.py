@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from recengine.data.query import Queries
-from recengine.errors import DataError
+from recengine.data.schema import FeatureKind
+from recengine.data.training_data import TrainingData
+from recengine.errors import DataError, NotSupportedError
 from recengine.models.base import Recommender
 from recengine.models.ease import EASE
 from recengine.models.hybrid import Hybrid
@@ -177,6 +180,14 @@ def test_the_documented_config_file_is_the_defaults(tmp_path):
     with pytest.raises(DataError, match=r"broken\.toml"):
         read_config_file(broken)
     assert Hybrid(**config | {"similarity_source": ""}).config.similarity_source is None
+    # the rating head's section, commented out there (it is off by default), is its defaults
+    text = (Path(__file__).parents[2] / "docs" / "hybrid.toml").read_text()
+    head = text[text.index("# [config.ratings]"):]
+    (tmp_path / "ratings.toml").write_text(
+        text[:text.index("# [config.ratings]")]
+        + "\n".join(line.removeprefix("#").removeprefix(" ") for line in head.splitlines()))
+    on = read_config_file(tmp_path / "ratings.toml")[1]
+    assert Hybrid(**on).config == Hybrid(ratings={}).config
 
 
 def test_a_carve_can_make_users_new_and_history_sources_fall_silent_for_them():
@@ -276,3 +287,83 @@ def test_blocks_of_users_give_the_same_model_as_one(monkeypatch):
     users = np.arange(data.n_users)
     np.testing.assert_array_equal(blocked.recommend_indices(users, 5)[0],
                                   whole.recommend_indices(users, 5)[0])
+
+
+#: A rating head small enough for a fit in a second or two.
+QUICK_RATINGS: dict[str, object] = {"folds": 3, "hidden": (16,), "epochs": 40, "patience": 5,
+                                   "batch_size": 16}
+
+
+class TestHybridWithRatings(RecommenderConformance):
+    model_class = Hybrid
+    params: ClassVar[dict[str, object]] = QUICK | {"ratings": QUICK_RATINGS | {"epochs": 2}}
+
+
+def _taste_ratings(seed: int = 0) -> tuple[TrainingData, pd.DataFrame]:
+    """Users of two tastes, items of two genres: 4.5 stars where taste meets genre, 1.5
+    where not. Each user rated only three items in training (a fourth in the test part): too
+    few for the collaborative sources, while the features tell every rating."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 120, 40
+    genre = np.arange(n_items) % 2
+    rows, test = [], []
+    for u in range(n_users):
+        for k, i in enumerate(rng.choice(n_items, size=4, replace=False)):
+            (test if k == 3 else rows).append((f"u{u}", f"i{i}",
+                                               4.5 if genre[i] == u % 2 else 1.5))
+    pairs = pd.DataFrame(rows, columns=["user_id", "item_id", "rating"])
+    items = pd.DataFrame({"genre": [f"g{g}" for g in genre]},
+                         index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
+    users = pd.DataFrame({"taste": [f"g{u % 2}" for u in range(n_users)]},
+                         index=pd.Index([f"u{u}" for u in range(n_users)], name="id"))
+    data = TrainingData.from_interactions(
+        pairs.assign(feedback=pairs["rating"]), items=items, users=users,
+        item_feature_kinds={"genre": FeatureKind.CATEGORICAL},
+        user_feature_kinds={"taste": FeatureKind.CATEGORICAL})
+    return data, pd.DataFrame(test, columns=["user_id", "item_id", "rating"])
+
+
+def test_the_rating_head_learns_from_features_what_its_sources_cannot():
+    data, test = _taste_ratings()
+    model = Hybrid(**QUICK, ratings=QUICK_RATINGS).fit(data)
+    assert model.predicts_ratings and not Hybrid(**QUICK).predicts_ratings
+    head = model.predict_ratings(test["user_id"].tolist(), test["item_id"].tolist())
+    first = model.ratings_.sources[0].model  # explicit WALS, where the head starts
+    alone = first.predict_ratings(test["user_id"].tolist(), test["item_id"].tolist())
+    actual = test["rating"].to_numpy()
+    rmse_head = float(np.sqrt(np.mean((head - actual) ** 2)))
+    rmse_alone = float(np.sqrt(np.mean((alone - actual) ** 2)))
+    assert rmse_head < 0.6 * rmse_alone, (rmse_head, rmse_alone)
+    assert head.min() >= 1.5 and head.max() <= 4.5  # clipped to the training range
+    how = model.training_["rating_head"]
+    assert how["validation_rmse"] < how["first_source_validation_rmse"]
+    # recommendations stay the ranker's: pair scores agree with them, not with the ratings
+    ids, scores = model.recommend("u0", 3)
+    np.testing.assert_allclose(model.score(["u0"] * 3, ids.tolist()), scores, rtol=1e-5)
+
+
+def test_the_rating_head_is_saved_whole_and_must_match_its_configuration(tmp_path):
+    data, test = _taste_ratings()
+    model = Hybrid(**QUICK, ratings=QUICK_RATINGS | {"epochs": 2}).fit(data)
+    folder = model.save(tmp_path / "h")
+    loaded = Recommender.load(folder, histories=data)
+    pairs = test["user_id"].tolist(), test["item_id"].tolist()
+    np.testing.assert_allclose(loaded.predict_ratings(*pairs), model.predict_ratings(*pairs),
+                               rtol=1e-6)
+    arrays, meta = model.get_state()
+    with pytest.raises(DataError, match="rating head"):
+        Hybrid(**QUICK).set_state(data.users, data.items, arrays, meta, data)
+
+
+def test_the_rating_head_refuses_data_without_ratings_before_the_ranker_trains(monkeypatch):
+    import recengine.models.hybrid.model as hybrid_model
+
+    data = small_data()
+    implicit = TrainingData(data.users, data.items, data.feedback, data.feedback[:, :0])
+    monkeypatch.setattr(hybrid_model, "fit_ranker", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(DataError, match="needs explicit ratings") as error:
+        Hybrid(**QUICK, ratings=QUICK_RATINGS).fit(implicit)
+    assert error.value.column == "ratings"
+    monkeypatch.undo()
+    with pytest.raises(NotSupportedError, match="ratings"):
+        Hybrid(**QUICK).fit(data).predict_ratings(["u1"], ["i1"])

@@ -280,7 +280,7 @@ def _rating_metrics(model: Recommender, split: Split) -> dict[str, float]:
         return {}
     u = model.users_.index(rated["user_id"].astype(str), missing="negative")
     i = model.items_.index(rated["item_id"].astype(str), missing="negative")
-    predicted = model.score_indices(u, i)
+    predicted = model.rating_indices(u, i)
     ok = np.isfinite(predicted)
     actual = rated["rating"].to_numpy(dtype=np.float64)[ok]
     return {"rmse": m.rmse(predicted[ok], actual), "mae": m.mae(predicted[ok], actual),

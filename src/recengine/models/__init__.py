@@ -7,6 +7,7 @@ from recengine.models.content import ContentBased
 from recengine.models.ease import EASE
 from recengine.models.feature_map import FeatureMappedWALS
 from recengine.models.item_knn import ItemKNN
+from recengine.models.knn_baseline import KNNBaseline
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
@@ -24,6 +25,7 @@ __all__ = [
     "ContentBased",
     "FeatureMappedWALS",
     "ItemKNN",
+    "KNNBaseline",
     "KnowledgeBased",
     "Markov",
     "Popularity",

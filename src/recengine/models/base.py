@@ -96,7 +96,7 @@ class Capability(StrEnum):
     RETRIEVAL = "retrieval"
     #: Approximate similar items from an HNSW graph (``_similar_vectors``).
     SIMILAR_RETRIEVAL = "similar-retrieval"
-    #: ``score`` predicts ratings on the data's scale (RMSE and MAE apply).
+    #: ``predict_ratings`` gives ratings on the data's scale (RMSE and MAE apply).
     RATINGS = "ratings"
     #: Scores depend on the order of the query's events (next-item models).
     ORDER = "order"
@@ -279,7 +279,7 @@ class Recommender(ABC):
 
     @property
     def predicts_ratings(self) -> bool:
-        """Whether ``score`` predicts ratings (:attr:`Capability.RATINGS`)."""
+        """Whether ``predict_ratings`` works (:attr:`Capability.RATINGS`)."""
         return self.supports(Capability.RATINGS)
 
     def supports(self, capability: Capability) -> bool:
@@ -820,6 +820,19 @@ class Recommender(ABC):
             where = np.flatnonzero(ok)[pick]
             out[where] = scores[inverse[pick] - start, items[where]]
         return out
+
+    def predict_ratings(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
+        """Each (user, item) pair's predicted rating; NaN where the user or item is unknown."""
+        check_fitted(self)
+        return self.rating_indices(self.users_.index(users, missing="negative"),
+                                   self.items_.index(items, missing="negative"))
+
+    def rating_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings by index (-1 gives NaN). For a model whose scores are ratings
+        (explicit WALS, the bias baseline) these are its pair scores; a model that ranks by
+        something else and predicts ratings apart (the hybrid's rating head) overrides it."""
+        self._require(Capability.RATINGS)
+        return self.score_indices(users, items)
 
     def explain(self, user: str, items: Sequence[str]) -> list[str]:
         """A reason in words for each of ``items`` recommended to ``user``."""

@@ -168,9 +168,12 @@ def weigh(items: sp.csr_array, weighting: str, *, k1: float = 1.2,
 
 
 def neighbours(items: sp.csr_array, k: int, *, cosine: bool = True, shrinkage: float = 0.0,
+               support_shrinkage: float = 0.0,
                progress: ProgressCallback | None = None) -> sp.csr_array:
     """``S`` (items × items, CSR): each item's ``k`` most similar other items with a positive
-    similarity, ``x_i · x_j`` divided by ``‖x_i‖ ‖x_j‖ + shrinkage`` when ``cosine``.
+    similarity, ``x_i · x_j`` divided by ``‖x_i‖ ‖x_j‖ + shrinkage`` when ``cosine``, and
+    times ``n_ij / (n_ij + support_shrinkage)`` when that is positive (``n_ij``: the users
+    with an entry for both items).
 
     Computed a block of item rows at a time (:data:`_BLOCK_ENTRIES`); ties keep the lower index.
 
@@ -181,11 +184,19 @@ def neighbours(items: sp.csr_array, k: int, *, cosine: bool = True, shrinkage: f
     n_items = items.shape[0]
     norms = np.sqrt(np.asarray(items.multiply(items).sum(axis=1), dtype=np.float64)).ravel()
     users_items = items.T.tocsr()
+    present = sp.csr_array((np.ones(items.nnz, np.float32), items.indices, items.indptr),
+                           shape=items.shape)
+    present_t = present.T.tocsr()
     block = max(1, _BLOCK_ENTRIES // max(n_items, 1))
     parts = []
     for start in range(0, n_items, block):
         stop = min(start + block, n_items)
-        product = (items[start:stop] @ users_items).tocoo()
+        product = items[start:stop] @ users_items
+        if support_shrinkage > 0:
+            support = present[start:stop] @ present_t
+            support.data = support.data / (support.data + support_shrinkage)
+            product = product.multiply(support)
+        product = sp.coo_array(product)
         rows, cols = product.row.astype(np.int64) + start, product.col.astype(np.int64)
         values = product.data.astype(np.float64)
         if cosine:

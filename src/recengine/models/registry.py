@@ -19,6 +19,7 @@ from recengine.models.ease import EASE
 from recengine.models.feature_map import FeatureMappedWALS
 from recengine.models.hybrid import Hybrid
 from recengine.models.item_knn import ItemKNN
+from recengine.models.knn_baseline import KNNBaseline
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.markov import Markov
 from recengine.models.popularity import Popularity
@@ -34,7 +35,7 @@ __all__ = ["MODELS", "create_model", "model_class"]
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
                               Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov,
-                              EASE, ItemKNN, SASRec, TwoTower, Hybrid, SparkALS)
+                              EASE, ItemKNN, KNNBaseline, SASRec, TwoTower, Hybrid, SparkALS)
 }
 
 

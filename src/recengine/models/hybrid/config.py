@@ -10,7 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 from recengine.models.base import ModelConfig
 
-__all__ = ["DEFAULT_SOURCES", "HybridConfig", "RankerConfig", "SourceConfig"]
+__all__ = ["DEFAULT_RATING_SOURCES", "DEFAULT_SOURCES", "HybridConfig", "RankerConfig",
+           "RatingHeadConfig", "SourceConfig"]
 
 
 class SourceConfig(ModelConfig):
@@ -62,6 +63,56 @@ class RankerConfig(ModelConfig):
                                  "batch of the listwise loss.")
 
 
+#: Rating predictors that err differently: low-rank models of two sizes, a neighbourhood of
+#: rated items, the bias baseline, and an implicit model of *which* items the user rates
+#: (people rate what they chose to watch: that a pair was likely to be rated says something of
+#: its rating).
+DEFAULT_RATING_SOURCES: tuple[SourceConfig, ...] = (
+    SourceConfig(model="wals", name="wals-explicit", params={"feedback": "explicit"}),
+    SourceConfig(model="wals", name="wals-explicit-16",
+                 params={"feedback": "explicit", "factors": 16, "random_state": 1}),
+    SourceConfig(model="knn-baseline"),
+    SourceConfig(model="bias"),
+    SourceConfig(model="wals", name="wals-implicit", params={"feedback": "implicit"}),
+)
+
+
+class RatingHeadConfig(ModelConfig):
+    """The optional rating head: a DCN-v2 predicting explicit ratings from the predictions of
+    its own sources (cross-fitted, so it learns how far to trust each on pairs none of them
+    saw) and the user's and item's features."""
+
+    sources: tuple[SourceConfig, ...] = Field(DEFAULT_RATING_SOURCES, min_length=1,
+                                              description="The first should predict ratings: "
+                                              "the head starts as its prediction.")
+    folds: int = Field(5, ge=2, description="Cross-fitting folds: each source is fitted this "
+                       "many times, each time predicting the pairs it did not see.")
+    max_pairs: int = Field(1_000_000, ge=100, description="Most rated pairs the network "
+                           "learns from (drawn at random).")
+    cross_layers: int = Field(2, ge=0)
+    hidden: tuple[int, ...] = Field((64, 32))
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-5, ge=0.0)
+    epochs: int = Field(60, ge=1)
+    patience: int = Field(5, ge=1, description="Epochs without a lower validation RMSE "
+                          "before training stops (the best network is kept).")
+    batch_size: int = Field(512, ge=1)
+    validation_share: float = Field(0.1, gt=0.0, lt=1.0, description="Share of the pairs "
+                                    "kept for early stopping.")
+
+    @model_validator(mode="after")
+    def _distinct_tags(self) -> RatingHeadConfig:
+        _check_distinct([s.tag for s in self.sources])
+        return self
+
+
+def _check_distinct(tags: list[str]) -> None:
+    repeated = sorted({t for t in tags if tags.count(t) > 1})
+    if repeated:
+        raise ValueError(f"two sources are tagged {repeated[0]!r}: name one of them")
+
+
 class HybridConfig(ModelConfig):
     """Sources, the union, the carve the ranker learns from, and the ranker."""
 
@@ -98,6 +149,9 @@ class HybridConfig(ModelConfig):
     trend_days: float = Field(30.0, gt=0.0, description="The recent window of an item's "
                               "popularity trend.")
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    ratings: RatingHeadConfig | None = Field(None, description="The rating head (explicit "
+                                             "ratings only): when set, the hybrid predicts "
+                                             "ratings too, and RMSE applies.")
     random_state: int = 0
 
     @field_validator("similarity_source", mode="before")
@@ -108,9 +162,7 @@ class HybridConfig(ModelConfig):
     @model_validator(mode="after")
     def _distinct_tags(self) -> HybridConfig:
         tags = [s.tag for s in self.sources]
-        repeated = sorted({t for t in tags if tags.count(t) > 1})
-        if repeated:
-            raise ValueError(f"two sources are tagged {repeated[0]!r}: name one of them")
+        _check_distinct(tags)
         if self.similarity_source is not None and self.similarity_source not in tags:
             raise ValueError(f"similarity_source {self.similarity_source!r} is not a source")
         return self

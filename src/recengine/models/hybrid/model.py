@@ -41,6 +41,7 @@ from recengine.models.hybrid.ranker import (
     ranker_scores,
     validation_ndcg,
 )
+from recengine.models.hybrid.ratings import RatingHead, fit_rating_head, rating_feature_names
 from recengine.models.hybrid.signals import Profile, feature_names, first_answer, signals
 from recengine.models.torch_training import (
     load_network,
@@ -122,14 +123,18 @@ class Hybrid(Recommender):
     #: them), or they keep the sources' first answer.
     ranks_new_users_: bool
     #: How training went: epochs run, the best, the validation nDCG@10 of the ranker and of
-    #: each source alone on the same carved users.
+    #: each source alone on the same carved users (and the rating head's, when it has one).
     training_: dict[str, Any]
+    #: The rating head (:mod:`~recengine.models.hybrid.ratings`), when configured.
+    ratings_: RatingHead | None
 
     capabilities = frozenset({Capability.SIMILAR_ITEMS})
 
     def supports(self, capability: Capability) -> bool:
         """Similar items (and so MMR diversity) come from the similarity source, when the
-        configuration names one."""
+        configuration names one; ratings from the rating head, when it has one."""
+        if capability == Capability.RATINGS:
+            return self.config.ratings is not None
         if capability == Capability.SIMILAR_ITEMS:
             if hasattr(self, "sources_"):  # fitted: a source left out for want of data
                 return self._similar_to(self.sources_) is not None
@@ -177,6 +182,7 @@ class Hybrid(Recommender):
         users = users[:config.max_users]
         n_valid = max(1, round(config.validation_users * len(users)))
         valid_users, train_users = np.sort(users[:n_valid]), np.sort(users[n_valid:])
+        ratings, rating_training = self._fit_ratings(data, options, seed, progress)
         train_parts, valid_parts = [], []
         owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
         with training_session(options, seed, default_threads=1) as device:
@@ -216,13 +222,45 @@ class Hybrid(Recommender):
                     "starts_from": [sources[j].tag for j in order],
                     "ranks_new_users": new_users,
                     "sources_validation_ndcg@10": alone}
+        if rating_training is not None:
+            training["rating_head"] = rating_training
         if config.refit_sources:
             sources = self._fit_sources(active, data, options, progress)
             profile = Profile.of(data, max_columns=config.max_feature_columns,
                                  trend_days=config.trend_days)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
                 "order_": tuple(order), "ranks_new_users_": new_users,
-                "training_": training}
+                "training_": training, "ratings_": ratings}
+
+    def _fit_ratings(self, data: TrainingData, options: TrainingOptions, seed: int,
+                     progress: ProgressCallback | None,
+                     ) -> tuple[RatingHead | None, dict[str, Any] | None]:
+        """The rating head and how its training went, when configured (first: data without
+        ratings is refused before the ranker's longer training)."""
+        config = self.config
+        if config.ratings is None:
+            return None, None
+        with training_session(options, seed, default_threads=1) as device:
+            head, how = fit_rating_head(
+                config.ratings, data,
+                lambda sources, part: self._fit_sources(sources, part, options, progress),
+                lambda part: Profile.of(part, max_columns=config.max_feature_columns,
+                                        trend_days=config.trend_days),
+                device, seed, progress)
+            head.network.to("cpu")
+        return head, how
+
+    def rating_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The rating head's prediction for each pair (NaN for unknown ids); recommendations
+        stay the ranker's."""
+        self._require(Capability.RATINGS)
+        assert self.ratings_ is not None  # fitted with the configuration that declares it
+        out = np.full(len(users), np.nan, dtype=np.float32)
+        ok = (users >= 0) & (items >= 0)
+        if ok.any():
+            queries = self.training_queries(np.unique(users[ok]))
+            out[ok] = self.ratings_.predict(self.profile_, queries, users[ok], items[ok])
+        return out
 
     def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
                users: np.ndarray, held: sp.csr_array) -> Lists:
@@ -316,16 +354,14 @@ class Hybrid(Recommender):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays: dict[str, np.ndarray] = {"profile.items": self.profile_.items,
                                          "profile.users": self.profile_.users}
-        entries = []
-        for i, source in enumerate(self.sources_):
-            own, meta = source.model.get_state()
-            arrays |= {f"source{i}.{name}": value for name, value in own.items()}
-            entries.append({"tag": source.tag, "depth": source.depth,
-                            "model": source.model.key(),
-                            "config": source.model.config.model_dump(mode="json"),
-                            "state": meta})
+        entries = _sources_state(self.sources_, "source", arrays)
         arrays |= network_arrays(self.ranker_, "ranker.")
-        return arrays, {"sources": entries, "training": self.training_,
+        ratings = None
+        if self.ratings_ is not None:
+            ratings = {"sources": _sources_state(self.ratings_.sources, "rating-source", arrays),
+                       "low": self.ratings_.low, "high": self.ratings_.high}
+            arrays |= network_arrays(self.ratings_.network, "rating-head.")
+        return arrays, {"sources": entries, "training": self.training_, "ratings": ratings,
                         "order": list(self.order_),
                         "ranks_new_users": self.ranks_new_users_,
                         "profile": {"item_names": list(self.profile_.item_names),
@@ -335,19 +371,9 @@ class Hybrid(Recommender):
     def set_state(self, users: Vocabulary, items: Vocabulary, arrays: Mapping[str, np.ndarray],
                   meta: Mapping[str, Any], histories: HistorySource | None = None) -> Hybrid:
         """Each source is restored (and checked) by its own class; the profile's arrays must
-        have a row per user and item and a column per named feature; the ranker's, the
-        shapes its configuration gives."""
-        from recengine.models.registry import model_class
-
-        sources = []
-        for i, entry in enumerate(meta["sources"]):
-            klass = model_class(entry["model"])
-            prefix = f"source{i}."
-            own = {name[len(prefix):]: value for name, value in arrays.items()
-                   if name.startswith(prefix)}
-            model = klass(klass.Config.model_validate(entry["config"]))
-            sources.append(Source(entry["tag"], model.set_state(
-                users, items, own, entry["state"], histories), int(entry["depth"])))
+        have a row per user and item and a column per named feature; the networks', the
+        shapes their configurations give."""
+        sources = _restore_sources(meta["sources"], "source", arrays, users, items, histories)
         names = meta["profile"]
         for key, rows, columns in (("profile.items", len(items), len(names["item_names"])),
                                    ("profile.users", len(users), len(names["user_names"]))):
@@ -374,9 +400,58 @@ class Hybrid(Recommender):
         self._install(users, items, {"sources_": tuple(sources), "profile_": profile,
                                      "ranker_": network, "order_": order,
                                      "ranks_new_users_": bool(meta["ranks_new_users"]),
-                                     "training_": dict(meta["training"])},
+                                     "training_": dict(meta["training"]),
+                                     "ratings_": self._restore_ratings(
+                                         meta.get("ratings"), arrays, users, items, profile,
+                                         histories)},
                       histories)
         return self
+
+    def _restore_ratings(self, meta: Mapping[str, Any] | None, arrays: Mapping[str, np.ndarray],
+                         users: Vocabulary, items: Vocabulary, profile: Profile,
+                         histories: HistorySource | None) -> RatingHead | None:
+        """The saved rating head, which the configuration must also have."""
+        config = self.config.ratings
+        if (meta is None) != (config is None):
+            raise DataError("the saved hybrid's rating head does not match its configuration")
+        if meta is None or config is None:
+            return None
+        sources = _restore_sources(meta["sources"], "rating-source", arrays, users, items,
+                                   histories)
+        width = len(rating_feature_names([s.tag for s in sources], profile))
+        network = build_network(width, config)
+        load_network(network, arrays, "rating-head.")
+        network.eval()
+        return RatingHead(tuple(sources), network, float(meta["low"]), float(meta["high"]))
+
+
+def _sources_state(sources: Sequence[Source], prefix: str,
+                   arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Each source's arrays added to ``arrays`` (named ``{prefix}{i}.``) and its JSON entry."""
+    entries = []
+    for i, source in enumerate(sources):
+        own, meta = source.model.get_state()
+        arrays |= {f"{prefix}{i}.{name}": value for name, value in own.items()}
+        entries.append({"tag": source.tag, "depth": source.depth, "model": source.model.key(),
+                        "config": source.model.config.model_dump(mode="json"), "state": meta})
+    return entries
+
+
+def _restore_sources(entries: Sequence[Mapping[str, Any]], prefix: str,
+                     arrays: Mapping[str, np.ndarray], users: Vocabulary, items: Vocabulary,
+                     histories: HistorySource | None) -> list[Source]:
+    """The sources :func:`_sources_state` saved, each restored and checked by its own class."""
+    from recengine.models.registry import model_class
+
+    sources = []
+    for i, entry in enumerate(entries):
+        klass = model_class(entry["model"])
+        own = {name[len(f"{prefix}{i}."):]: value for name, value in arrays.items()
+               if name.startswith(f"{prefix}{i}.")}
+        model = klass(klass.Config.model_validate(entry["config"]))
+        sources.append(Source(entry["tag"], model.set_state(
+            users, items, own, entry["state"], histories), int(entry["depth"])))
+    return sources
 
 
 def _blocks(rows: np.ndarray, n_items: int) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ spread, kept in the network's buffers, so a saved ranker carries them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,8 +22,8 @@ from recengine.models.hybrid.config import RankerConfig
 from recengine.models.torch_training import Epochs, torch_module, train_epochs
 from recengine.progress import ProgressCallback
 
-__all__ = ["Lists", "build_network", "clearly_better", "fit_ranker", "list_ndcg", "ranker_scores",
-           "validation_ndcg"]
+__all__ = ["Lists", "NetworkShape", "build_network", "clearly_better", "fit_ranker", "list_ndcg",
+           "ranker_scores", "validation_ndcg"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,18 @@ class Lists:
         return x, y, mask
 
 
-def build_network(n_features: int, config: RankerConfig, prior: int = 0) -> Any:
+class NetworkShape(Protocol):
+    """What :func:`build_network` reads of a configuration (the ranker's, the rating head's)."""
+
+    @property
+    def cross_layers(self) -> int: ...
+    @property
+    def hidden(self) -> tuple[int, ...]: ...
+    @property
+    def dropout(self) -> float: ...
+
+
+def build_network(n_features: int, config: NetworkShape, prior: int = 0) -> Any:
     """An untrained DCN-v2 over ``n_features`` inputs (torch is imported here).
 
     It starts as the ranking of input ``prior`` (the sources' first answer): the network's own
