@@ -140,3 +140,32 @@ def test_a_server_process_hands_the_interpreter_lock_on_sooner() -> None:
     finally:
         sys.setswitchinterval(before)
         gc.unfreeze()
+
+
+def test_a_server_process_computes_each_request_on_one_thread(monkeypatch) -> None:
+    """BLAS and torch get one thread each per request: torch where it is already imported,
+    and through OMP_NUM_THREADS where a neural model will import it later."""
+    import os
+    import subprocess
+    import sys
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from recengine.serving.app import pin_compute_threads
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=None):  # restores this process's BLAS threads
+            pin_compute_threads()
+            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+            assert blas and set(blas) == {1}
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)
+    later = subprocess.run(
+        [sys.executable, "-c", "from recengine.serving.app import pin_compute_threads\n"
+         "pin_compute_threads()\nimport torch\nprint(torch.get_num_threads())"],
+        capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert later.stdout.strip() == "1"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -272,11 +273,25 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         context.guard.heavy.close()
 
 
+def pin_compute_threads() -> None:
+    """One compute thread per request, in BLAS and in torch: requests already run side by
+    side, and a library fanning out inside each only contends. BLAS measured 6 % of /healthz
+    throughput with its threads (docs/benchmarks.md); torch's two threads on two busy cores
+    made the hybrid's ranker 7× slower per answer (169 ms against 23 ms, 5,000 items, load
+    average 11). torch is imported only when a neural model loads, and reads
+    ``OMP_NUM_THREADS`` then; where it is already imported, it is told directly."""
+    threadpool_limits(1, user_api="blas")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def _settle_process(settings: Settings) -> None:
     """Per server process, before the first request.
 
-    Requests run concurrently in threads; BLAS fanning out inside each of them only contends
-    (measured: 6 % of /healthz throughput with it, see docs/benchmarks.md). The interpreter
+    Requests run concurrently in threads: one compute thread each (:func:`pin_compute_threads`).
+    The interpreter
     lock passes between threads every ``switch_interval_ms``: while a heavy request computes in
     a worker thread, the event loop waits that long each time it needs the lock, several times
     per light request (Python's 5 ms made a light p99 of 34 ms during a flood of heavy ones).
@@ -284,7 +299,7 @@ def _settle_process(settings: Settings) -> None:
     collection walking them all: a 100 ms pause at random moments under load. They live as
     long as the process, so they leave its view; what the app creates stays in it.
     """
-    threadpool_limits(1, user_api="blas")
+    pin_compute_threads()
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
     gc.collect()
     gc.freeze()

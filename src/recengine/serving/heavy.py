@@ -181,15 +181,13 @@ class HeavyWorkers:
 
 def _work(conn: Connection, recipe: Recipe, sync_seconds: float, niceness: int) -> None:
     """A worker: build the state, then answer jobs until the server closes the pipe."""
-    from threadpoolctl import threadpool_limits
-
-    import recengine.serving.app  # noqa: F401  (the routes' jobs, before the first request)
+    from recengine.serving.app import pin_compute_threads  # and the routes' jobs
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
     with contextlib.suppress(OSError):  # its name in ps and top (Linux)
         Path("/proc/self/comm").write_text("recengine-heavy")
     os.nice(niceness)
-    threadpool_limits(1, user_api="blas")  # as in the server's processes
+    pin_compute_threads()  # as in the server's processes
     state = recipe.build()
     try:
         state.load_current()

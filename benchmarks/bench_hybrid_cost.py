@@ -1,0 +1,143 @@
+"""What the hybrid costs to serve at 100,000 items: one answer in-process, and the served
+hybrid's throughput against the same server's ``/healthz``.
+
+The synthetic rentals (``--items`` listings, ``--users`` travellers, ~``--events-per-user``
+events each); the hybrid with 500 candidates from every default source that runs at that size:
+``wals``, ``item-knn``, ``content``, ``wals-features``, ``popularity``, ``segment-popularity``
+(``ease`` is left out: its dense ``n_items²`` weights are refused above 20,000 items). Its
+ranker learns from fewer users and epochs than by default (``--ranker-users``,
+``--ranker-epochs``): this measures serving, not quality.
+
+- in-process: p50 and p99 of one top-10 answer (``recommend_query``) for ``--requests`` training
+  users asked one at a time (their history lengths reported), on one compute thread as in a
+  server process (``pin_compute_threads``), and how the time splits between
+  candidate generation (every source scores the catalogue, the union is drawn) and the signals
+  plus the network;
+- served (``--served``, needs Debian's ``wrk``): the version published and served by
+  ``recengine serve`` with the per-user answer cache off (every answer computed), wrk against
+  ``/v1/users/{id}/recommendations`` and ``/healthz`` in alternating rounds
+  (``benchmarks/bench_serving.py``'s read section); the ratio of their throughputs.
+
+    python benchmarks/bench_hybrid_cost.py --items 100000 --users 20000 --served
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_serving import Results, World, fill, serving
+from recengine.data.query import Queries, Query
+from recengine.data.synthetic import generate
+from recengine.data.weighting import aggregate
+from recengine.models import Popularity
+from recengine.models.hybrid import Hybrid
+from recengine.models.hybrid.candidates import propose
+from recengine.models.hybrid.config import DEFAULT_SOURCES
+from recengine.pipeline.prepare import training_data
+from recengine.serving.app import pin_compute_threads
+from recengine.store.registry import ModelRegistry
+
+
+def hybrid_at_scale(candidates: int, users: int, epochs: int) -> Hybrid:
+    """The default sources less EASE, ``candidates`` per request."""
+    sources = [s for s in DEFAULT_SOURCES if s.model != "ease"]
+    return Hybrid(sources=sources, candidates=candidates, max_users=users,
+                  ranker={"epochs": epochs})
+
+
+def split_ms(model: Hybrid, queries: Queries) -> tuple[float, float]:
+    """Milliseconds of candidate generation, and of the rest of one answer (signals, the
+    network, the top-k), for one query."""
+    start = time.perf_counter()
+    propose(model.sources_, queries, model.config.candidates,
+            background=model.order_[0])
+    middle = time.perf_counter()
+    model.recommend_queries(queries, 10)
+    end = time.perf_counter()
+    return (middle - start) * 1000, (end - middle) * 1000 - (middle - start) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--events-per-user", type=float, default=50.0)
+    parser.add_argument("--candidates", type=int, default=500)
+    parser.add_argument("--ranker-users", type=int, default=2000)
+    parser.add_argument("--ranker-epochs", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--served", action="store_true")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(f"```\npython benchmarks/bench_hybrid_cost.py {' '.join(sys.argv[1:])}\n```\n")
+    started = time.perf_counter()
+    dataset = generate(n_users=args.users, n_items=args.items, seed=0,
+                       mean_events_per_user=args.events_per_user)
+    data = training_data(dataset, aggregate(dataset.events, dataset.schema))
+    print(f"data: {len(dataset.events):,} events, {data.n_users:,} users, {data.n_items:,} "
+          f"items in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    started = time.perf_counter()
+    model = hybrid_at_scale(args.candidates, args.ranker_users, args.ranker_epochs).fit(data)
+    fit_s = time.perf_counter() - started
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"fit: {fit_s:.0f} s, peak RSS {peak_gb:.1f} GB; sources "
+          f"{[s.tag for s in model.sources_]}", file=sys.stderr)
+
+    pin_compute_threads()
+    users = data.users.ids[:args.requests]
+    lengths = np.diff(data.feedback.indptr)[:args.requests]
+    times, parts = [], []
+    for index, user in enumerate(users):
+        start = time.perf_counter()
+        model.recommend_query(Query(user=str(user)), 10)
+        times.append((time.perf_counter() - start) * 1000)
+        parts.append(split_ms(model, model.training_queries(np.array([index]))))
+    rest, split = np.array(times[20:]), np.array(parts[20:])
+    print(f"{data.n_items:,} items, {args.candidates} candidates from "
+          f"{len(model.sources_)} sources, fit {fit_s:.0f} s (ranker on {args.ranker_users} "
+          f"users, {args.ranker_epochs} epochs), peak RSS {peak_gb:.1f} GB.\n")
+    print(f"One answer in-process ({len(rest)} users, histories of "
+          f"{int(np.median(lengths))} distinct items at the median, "
+          f"{int(np.percentile(lengths, 90))} at p90): p50 {np.percentile(rest, 50):.1f} ms, "
+          f"p99 {np.percentile(rest, 99):.1f} ms; of which candidate generation p50 "
+          f"{np.percentile(split[:, 0], 50):.1f} ms, signals + network + top-k p50 "
+          f"{np.percentile(split[:, 1], 50):.1f} ms.")
+    if not args.served:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="recengine-hybrid-cost-"))
+    try:
+        registry = ModelRegistry(folder / "registry")
+        fallback = Popularity().fit(data)
+        registry.activate(registry.publish({"hybrid": model, "popularity": fallback},
+                                           data={"events": len(dataset.events)}, metrics={}))
+        world = World(folder, registry, {"hybrid": model}, dataset.events, dataset.items,
+                      [str(u) for u in data.users.ids[:1000]],
+                      [str(i) for i in data.items.ids[:1000]])
+        url = f"sqlite:///{folder / 'events.db'}"
+        fill(world, url)
+        results = Results()
+        with serving(world, url, {"RECENGINE_CACHE_USERS": "0"}) as base:
+            results.read(world, base, "sqlite", "hybrid, cache off", "cache-off", args)
+        ratios = results.ratios["hybrid, cache off"]
+        answers = results.rows["hybrid, cache off", "sqlite"]
+        print(f"\nServed (cache off, wrk -t2 -c{args.connections} -d{args.seconds}s): "
+              f"{answers['rps']:.0f} answers/s, p50 {answers['p50_ms']:.1f} ms, p99 "
+              f"{answers['p99_ms']:.1f} ms; {', '.join(f'{r:.1%}' for r in ratios)} of the "
+              f"same server's /healthz throughput (median {statistics.median(ratios):.1%}).")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
