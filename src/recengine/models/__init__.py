@@ -6,6 +6,7 @@ from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
 from recengine.models.ease import EASE
 from recengine.models.feature_map import FeatureMappedWALS
+from recengine.models.fresh import FreshItems
 from recengine.models.item_knn import ItemKNN
 from recengine.models.knn_baseline import KNNBaseline
 from recengine.models.knowledge import KnowledgeBased
@@ -24,6 +25,7 @@ __all__ = [
     "CategoryPopularity",
     "ContentBased",
     "FeatureMappedWALS",
+    "FreshItems",
     "ItemKNN",
     "KNNBaseline",
     "KnowledgeBased",

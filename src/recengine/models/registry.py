@@ -17,6 +17,7 @@ from recengine.models.category_popularity import CategoryPopularity
 from recengine.models.content import ContentBased
 from recengine.models.ease import EASE
 from recengine.models.feature_map import FeatureMappedWALS
+from recengine.models.fresh import FreshItems
 from recengine.models.hybrid import Hybrid
 from recengine.models.item_knn import ItemKNN
 from recengine.models.knn_baseline import KNNBaseline
@@ -34,8 +35,9 @@ __all__ = ["MODELS", "create_model", "model_class"]
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, CategoryPopularity, SegmentPopularity, RandomItems,
-                              Bias, WALS, FeatureMappedWALS, ContentBased, KnowledgeBased, Markov,
-                              EASE, ItemKNN, KNNBaseline, SASRec, TwoTower, Hybrid, SparkALS)
+                              FreshItems, Bias, KNNBaseline, WALS, FeatureMappedWALS,
+                              ContentBased, KnowledgeBased, Markov, EASE, ItemKNN, SASRec,
+                              TwoTower, Hybrid, SparkALS)
 }
 
 
