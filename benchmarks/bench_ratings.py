@@ -138,9 +138,11 @@ def main() -> None:
     for name, values in rows.items():
         mean = float(np.mean([values[c] for c in columns]))
         cells = " | ".join(f"{values[c]:.4f}" for c in columns)
-        print(f"| {name} | {validation.get(name, float('nan')):.4f} | {cells} | **{mean:.4f}** |")
+        tuned = f"{validation[name]:.4f}" if name in validation else "–"
+        print(f"| {name} | {tuned} | {cells} | **{mean:.4f}** |")
+    print()
     for name, note in notes.items():
-        print(f"\n- {name}: {note}")
+        print(f"- {name}: {note}")
 
 
 if __name__ == "__main__":
