@@ -169,3 +169,22 @@ def test_bad_settings_are_refused_naming_the_field(params, field):
     with pytest.raises(DataError, match="invalid sasrec parameter") as caught:
         SASRec(**params)
     assert caught.value.column == field
+
+
+def test_an_hnsw_graph_answers_as_its_scores_do_with_and_without_events(ordered):
+    """Its scores are inner products (the last hidden state against item embeddings; a query
+    without events against each item's popularity share), so a graph index serves both."""
+    model = SASRec(**TINY).fit(ordered)
+    queries = ordered.queries(np.arange(ordered.n_users))
+    vectors, offsets = model._embed(queries)
+    np.testing.assert_allclose(vectors @ model._item_vectors().T + offsets[:, None],
+                               model._score(queries), rtol=1e-5, atol=1e-6)
+    exact, _ = model.recommend_indices(np.arange(ordered.n_users), 3)
+    empty = model.recommend_history([], n=3)[0]
+    popular = ordered.items.id_of(np.argsort(-ordered.item_counts(), kind="stable")[:3])
+    assert set(empty.tolist()) == set(popular.tolist())
+    indexed = SASRec(model.config).set_state(ordered.users, ordered.items,
+                                             *model.get_state(), ordered).build_index()
+    approximate, _ = indexed.recommend_indices(np.arange(ordered.n_users), 3)
+    assert (exact == approximate).mean() > 0.95
+    assert set(indexed.recommend_history([], n=3)[0].tolist()) == set(popular.tolist())

@@ -114,7 +114,7 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
     """
 
     name = "sasrec"
-    capabilities = frozenset({Capability.ORDER})
+    capabilities = frozenset({Capability.ORDER, Capability.RETRIEVAL})
     devices = ("cpu", "cuda")
     needs_history = True  # with no events it can only offer popularity
 
@@ -235,15 +235,29 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
 
     # -- scoring ------------------------------------------------------------------------------
     def _score(self, queries: Queries) -> np.ndarray:
+        vectors, _ = self._embed(queries)
+        return vectors @ self._item_vectors().T
+
+    def _embed(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+        """The network's last hidden state beside a 0 for a query with events, 0s beside a 1
+        for one without: against :meth:`_item_vectors`, next-item scores or popularity, one
+        inner product either way, so the HNSW path answers both."""
         seqs = queries.events()
-        scores = np.empty((len(queries), len(self.item_counts_)), dtype=np.float32)
+        vectors = np.zeros((len(queries), self.config.hidden + 1), dtype=np.float32)
         has = np.diff(seqs.indptr) > 0
-        scores[~has] = self.item_counts_.astype(np.float32)
+        vectors[~has, -1] = 1.0
         if has.any():
             rows = np.flatnonzero(has)
-            scores[rows] = _forward_scores(self.network_, seqs.take(rows), self.event_types_,
-                                           self.config.max_length)
-        return scores
+            vectors[rows, :-1] = _last_hidden(self.network_, seqs.take(rows), self.event_types_,
+                                              self.config.max_length)
+        return vectors, np.zeros(len(queries), np.float32)
+
+    def _item_vectors(self) -> np.ndarray:
+        """Each item's output embedding, and its popularity as a share of the most chosen
+        item's (the score of a query without events)."""
+        table = self.network_.items.weight.detach().cpu().numpy()[1:]
+        share = self.item_counts_ / max(float(self.item_counts_.max(initial=0)), 1.0)
+        return np.column_stack([table, share]).astype(np.float32)
 
     def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         """Names the recent event's item most alike each recommended item (cosine of their
@@ -413,13 +427,20 @@ def _training_stops(seqs: Sequences, length: int) -> np.ndarray:
 
 def _forward_scores(network: Any, seqs: Sequences, types: np.ndarray,
                     max_length: int) -> np.ndarray:
-    """``[len(seqs), n_items]`` next-item scores of rows that each have events, in blocks of
-    :data:`SCORE_ROWS` rows, each padded only to its longest row."""
+    """``[len(seqs), n_items]`` next-item scores of rows that each have events."""
+    table = network.items.weight.detach().cpu().numpy()[1:]
+    return _last_hidden(network, seqs, types, max_length) @ table.T
+
+
+def _last_hidden(network: Any, seqs: Sequences, types: np.ndarray,
+                 max_length: int) -> np.ndarray:
+    """``[len(seqs), hidden]``: the network's output at the last event of each row (rows that
+    each have events), in blocks of :data:`SCORE_ROWS` rows, each padded only to its longest
+    row. Its inner product with an item's embedding is that item's next-item score."""
     torch = torch_module()
     codes = _type_codes(seqs, types)
-    table = network.items.weight
-    device = table.device
-    out = np.empty((len(seqs), table.shape[0] - 1), dtype=np.float32)
+    device = network.items.weight.device
+    out = np.empty((len(seqs), network.items.weight.shape[1]), dtype=np.float32)
     was_training = network.training
     network.eval()
     with torch.no_grad():
@@ -429,8 +450,7 @@ def _forward_scores(network: Any, seqs: Sequences, types: np.ndarray,
             windows = _windows(block, max_length, codes)
             items, kinds, gaps = (torch.from_numpy(_trim(w, windows[0])).to(device)
                                   for w in windows)
-            last = network(items, kinds, gaps)[:, -1]
-            out[rows] = (last @ table[1:].T).cpu().numpy()
+            out[rows] = network(items, kinds, gaps)[:, -1].cpu().numpy()
     network.train(was_training)
     return out
 
