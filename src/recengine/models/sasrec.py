@@ -163,6 +163,9 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
     item_counts_: np.ndarray
     #: Derived (rebuilt from the arrays): the network, on the CPU, in evaluation mode.
     network_: Any
+    #: Derived: the item side of every score (:func:`_item_vectors`), built once per fit or
+    #: load, not per request.
+    item_vectors_: np.ndarray
     #: Validation nDCG@10 after each epoch, and the epoch whose network was kept (JSON).
     validation_: list[float]
     best_epoch_: int
@@ -210,7 +213,8 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
                                 description=f"training {self.name}")
             network.to("cpu").eval()
         return {"event_types_": types, "item_counts_": data.item_counts(),
-                "network_": network, "validation_": done.scores, "best_epoch_": done.best}
+                "network_": network, "validation_": done.scores, "best_epoch_": done.best,
+                "item_vectors_": _item_vectors(network, data.item_counts())}
 
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -230,13 +234,14 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
         load_network(network, arrays)
         network.eval()
         return {"event_types_": types, "item_counts_": counts, "network_": network,
+                "item_vectors_": _item_vectors(network, counts),
                 "validation_": list(meta.get("validation", [])),
                 "best_epoch_": int(meta.get("best_epoch", -1))}
 
     # -- scoring ------------------------------------------------------------------------------
     def _score(self, queries: Queries) -> np.ndarray:
         vectors, _ = self._embed(queries)
-        return vectors @ self._item_vectors().T
+        return vectors @ self.item_vectors_.T
 
     def _embed(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
         """The network's last hidden state beside a 0 for a query with events, 0s beside a 1
@@ -253,11 +258,7 @@ model.recommend_history(["b", "a"], n=1)[0].tolist()
         return vectors, np.zeros(len(queries), np.float32)
 
     def _item_vectors(self) -> np.ndarray:
-        """Each item's output embedding, and its popularity as a share of the most chosen
-        item's (the score of a query without events)."""
-        table = self.network_.items.weight.detach().cpu().numpy()[1:]
-        share = self.item_counts_ / max(float(self.item_counts_.max(initial=0)), 1.0)
-        return np.column_stack([table, share]).astype(np.float32)
+        return self.item_vectors_
 
     def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         """Names the recent event's item most alike each recommended item (cosine of their
@@ -423,6 +424,14 @@ def _training_stops(seqs: Sequences, length: int) -> np.ndarray:
     count = np.where(lengths >= 2, -(-(lengths - 1) // length), 0)
     rows = np.repeat(np.arange(len(seqs)), count)
     return seqs.indptr[rows + 1] - _ranks(count) * length
+
+
+def _item_vectors(network: Any, counts: np.ndarray) -> np.ndarray:
+    """Each item's output embedding, and its popularity as a share of the most chosen item's
+    (the score of a query without events): the item side of ``SASRec._embed``."""
+    table = network.items.weight.detach().cpu().numpy()[1:]
+    share = counts / max(float(counts.max(initial=0)), 1.0)
+    return np.column_stack([table, share]).astype(np.float32)
 
 
 def _forward_scores(network: Any, seqs: Sequences, types: np.ndarray,
