@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from recengine.errors import RecengineError
-from recengine.serving.console.paging import Paging, number
+from recengine.serving.console.paging import catalogue, number
 from recengine.serving.console.render import context_of, error_page, failure, page, secure
 from recengine.serving.console.session import Viewer
 from recengine.serving.deps import Context
@@ -30,18 +30,7 @@ router = APIRouter()
 
 @router.get("/console/items")
 def item_list(request: Request, session: Viewer, q: str = "", offset: str = "") -> Response:
-    ctx = context_of(request)
-    paging = Paging(offset=number(offset, 0), q=q[:200])
-    try:
-        rows, total = ctx.store.listed("item", q=paging.q, limit=paging.limit,
-                                       offset=paging.offset)
-        deleted = ctx.store.deleted_items() if rows else set()
-    except RecengineError as exc:
-        status, message, _ = failure(exc)
-        return page(request, session, "items.html", status=status, rows=[], paging=paging,
-                    total=0, deleted=set(), message=message)
-    return page(request, session, "items.html", rows=rows, paging=paging, total=total,
-                deleted=deleted)
+    return catalogue(request, session, "item", q, offset)
 
 
 def _attempt(call: Any, *args: Any) -> tuple[Any, tuple[int, str] | None]:

@@ -12,8 +12,16 @@ not one is read as the first page, and limits are clamped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
-__all__ = ["PAGE", "Paging", "number"]
+from fastapi import Request
+from fastapi.responses import Response
+
+from recengine.errors import RecengineError
+from recengine.serving.console.render import context_of, failure, page
+from recengine.serving.console.session import Session
+
+__all__ = ["PAGE", "Paging", "catalogue", "number"]
 
 #: Rows per page of a list.
 PAGE = 25
@@ -42,3 +50,21 @@ class Paging:
     def next_offset(self, total: int) -> int | None:
         following = self.offset + self.limit
         return following if following < total else None
+
+
+def catalogue(request: Request, session: Session, what: Literal["user", "item"], q: str,
+              offset: str) -> Response:
+    """A page of the users (items) whose id contains ``q``, searched as one types."""
+    store = context_of(request).store
+    paging = Paging(offset=number(offset, 0), q=q[:200])
+    values: dict[str, Any] = {"what": what, "paging": paging,
+                              "example": "u12" if what == "user" else "i42"}
+    try:
+        rows, total = store.listed(what, q=paging.q, limit=paging.limit, offset=paging.offset)
+        deleted = store.deleted_items() if rows and what == "item" else set()
+    except RecengineError as exc:
+        status, message, _ = failure(exc)
+        return page(request, session, "catalogue.html", status=status, rows=[], total=0,
+                    deleted=set(), message=message, **values)
+    return page(request, session, "catalogue.html", rows=rows, total=total, deleted=deleted,
+                **values)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from recengine.errors import RecengineError
-from recengine.serving.console.paging import Paging, number
+from recengine.serving.console.paging import Paging, catalogue, number
 from recengine.serving.console.render import context_of, failure, page
 from recengine.serving.console.session import Editor, Viewer
 from recengine.serving.deps import Context
@@ -37,16 +37,7 @@ HISTORY_PAGE = 20
 
 @router.get("/console/users")
 def user_list(request: Request, session: Viewer, q: str = "", offset: str = "") -> Response:
-    ctx = context_of(request)
-    paging = Paging(offset=number(offset, 0), q=q[:200])
-    try:
-        rows, total = ctx.store.listed("user", q=paging.q, limit=paging.limit,
-                                       offset=paging.offset)
-    except RecengineError as exc:
-        status, message, _ = failure(exc)
-        return page(request, session, "users.html", status=status, rows=[], paging=paging,
-                    total=0, message=message)
-    return page(request, session, "users.html", rows=rows, paging=paging, total=total)
+    return catalogue(request, session, "user", q, offset)
 
 
 def _answer(result: Any) -> dict[str, Any]:
