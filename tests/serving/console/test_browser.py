@@ -29,8 +29,9 @@ from tests.serving.console.conftest import (
 pytestmark = pytest.mark.xdist_group("browser")
 
 
-def wait_for(condition: Callable[[], Any], seconds: float = 15) -> Any:
-    """``condition()``'s first truthy value, polled; fails the test after ``seconds``."""
+def wait_for(condition: Callable[[], Any], seconds: float = 30, page: Any = None) -> Any:
+    """``condition()``'s first truthy value, polled; fails the test after ``seconds``, with
+    the text of ``page`` (a driver) if given."""
     deadline = time.monotonic() + seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -41,7 +42,8 @@ def wait_for(condition: Callable[[], Any], seconds: float = 15) -> Any:
         except Exception as exc:  # the page is still changing under us
             last = exc
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting ({last!r})")
+    shown = page.find_element("css selector", "body").text[:2000] if page is not None else ""
+    raise AssertionError(f"timed out waiting ({last!r}) on {shown!r}")
 
 
 def css(driver: Any, selector: str) -> list[Any]:
@@ -65,6 +67,11 @@ def sign_in(driver: Any, console: Console, key: str, then: str = "/console", *,
     else:
         wait_for(lambda: css(driver, ".error"))
     assert key not in driver.current_url
+
+
+def lists(driver: Any, model: str = "served") -> list[str]:
+    """One list of a user's page once it is there (the page shown if it never is)."""
+    return list(wait_for(lambda: listed(driver, model), page=driver))
 
 
 def listed(driver: Any, model: str) -> list[str]:
@@ -102,7 +109,7 @@ def test_users_search_and_a_users_lists_match_the_api(browser: Any, console: Con
     screenshot(browser, "users")
     one(browser, '#results a[data-user-id="u012"]').click()
     wait_for(lambda: browser.current_url.endswith("/console/users/u012"))
-    served = wait_for(lambda: listed(browser, "served"))
+    served = lists(browser)
     assert served == [i["item_id"] for i in
                       console.api("/v1/users/u012/recommendations")["items"]]
     version = console.api("/v1/models")["data"]
@@ -119,7 +126,7 @@ def test_users_search_and_a_users_lists_match_the_api(browser: Any, console: Con
 
 def test_a_constraint_tried_live(browser: Any, console: Console) -> None:
     browser.get(f"{console.base}/console/users/u012")
-    before = wait_for(lambda: listed(browser, "served"))
+    before = lists(browser)
     field = one(browser, "#constraint")
     field.send_keys("bedrooms >=")  # not a constraint: the API's 422, naming the field
     field.submit()
@@ -129,7 +136,7 @@ def test_a_constraint_tried_live(browser: Any, console: Console) -> None:
     field.clear()
     field.send_keys("bedrooms >= 3")
     field.submit()
-    after = wait_for(lambda: listed(browser, "served"))
+    after = lists(browser)
     expected = [i["item_id"] for i in console.api(
         "/v1/users/u012/recommendations", constraint="bedrooms >= 3")["items"]]
     assert after == expected and after != before
@@ -178,14 +185,14 @@ def test_models_compare_activate_and_roll_back(browser: Any, console: Console,
 
 def test_a_posted_event_is_folded_into_the_lists(browser: Any, console: Console) -> None:
     browser.get(f"{console.base}/console/users/u020")  # signed in with the write key
-    before = wait_for(lambda: listed(browser, "served"))
+    before = lists(browser)
     item = before[0]
     one(browser, "#ev-item").send_keys(item)
     one(browser, "#ev-type").clear()
     one(browser, "#ev-type").send_keys("booking")
     one(browser, "#post-event button").click()
     wait_for(lambda: "event stored" in one(browser, '[data-testid="notice"]').text)
-    after = wait_for(lambda: listed(browser, "served"))
+    after = lists(browser)
     assert item not in after  # booked now: seen items are not recommended
     assert after == [i["item_id"] for i in
                      console.api("/v1/users/u020/recommendations")["items"]]
@@ -227,10 +234,13 @@ def test_keyboard_and_phone_width(browser: Any, console: Console) -> None:
     assert "q" in labels  # every field has its label
     viewport(browser, 390, 844, mobile=True)
     try:
-        browser.get(f"{console.base}/console/users/u012")
-        wait_for(lambda: listed(browser, "served"))
-        width = browser.execute_script("return document.documentElement.scrollWidth")
-        assert width <= browser.execute_script("return window.innerWidth")
+        for path in ("/console", "/console/users", "/console/items/i03", "/console/models",
+                     "/console/data", "/console/users/u012"):
+            browser.get(f"{console.base}{path}")
+            one(browser, "h1")
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            assert width <= browser.execute_script("return window.innerWidth"), path
+        lists(browser)
         screenshot(browser, "user-phone")
     finally:
         viewport(browser, 1280, 800)
