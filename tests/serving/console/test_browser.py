@@ -1,9 +1,10 @@
 """Every console page in a real headless Chromium against a real ``recengine serve``.
 
-One server and one browser for the module (:mod:`.conftest`); the tests run in order, kept on
-one xdist worker (``xdist_group``). What a person would do: sign in, search, open a user and
-check the lists against the API's answers, try a constraint, open an item, compare versions,
-activate and roll back, post an event and watch the lists change, upload a file with a bad row.
+One server and one browser per test session (per xdist worker, :mod:`.conftest`); each test
+signs in as it needs to, so it stands alone whichever worker runs it. What a person would do:
+sign in, search, open a user and check the lists against the API's answers, try a constraint,
+open an item, compare versions, activate and roll back, post an event and watch the lists
+change, upload a file with a bad row.
 With ``RECENGINE_CONSOLE_SCREENSHOTS=docs/console`` each page is saved as the docs' screenshot.
 """
 
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.serving.console.conftest import (
     READ_KEY,
@@ -25,8 +25,6 @@ from tests.serving.console.conftest import (
     screenshot,
     viewport,
 )
-
-pytestmark = pytest.mark.xdist_group("browser")
 
 
 def wait_for(condition: Callable[[], Any], seconds: float = 30, page: Any = None) -> Any:
@@ -69,6 +67,17 @@ def sign_in(driver: Any, console: Console, key: str, then: str = "/console", *,
     assert key not in driver.current_url
 
 
+def signed_in(driver: Any, console: Console, key: str) -> None:
+    """This browser signed in with ``key`` (at once if it is already): each test stands alone,
+    whichever worker runs it."""
+    role = "write" if key == WRITE_KEY else "read"
+    if not driver.current_url.startswith(console.base):
+        driver.get(f"{console.base}/console/static/console.css")  # the cookie's site
+    cookie = driver.get_cookie("recengine_console")
+    if cookie is None or not cookie["value"].startswith(f"{role}:"):
+        sign_in(driver, console, key)
+
+
 def lists(driver: Any, model: str = "served") -> list[str]:
     """One list of a user's page once it is there (the page shown if it never is)."""
     return list(wait_for(lambda: listed(driver, model), page=driver))
@@ -82,6 +91,8 @@ def listed(driver: Any, model: str) -> list[str]:
 
 def test_viewing_needs_a_read_key_then_the_overview_shows_the_state(browser: Any,
                                                                     console: Console) -> None:
+    browser.get(f"{console.base}/console/static/console.css")
+    browser.delete_all_cookies()
     browser.get(f"{console.base}/console")
     wait_for(lambda: "/console/login" in browser.current_url)  # read keys are set
     sign_in(browser, console, "not-a-key-of-this-server", accepted=False)
@@ -100,6 +111,7 @@ def test_viewing_needs_a_read_key_then_the_overview_shows_the_state(browser: Any
 
 
 def test_users_search_and_a_users_lists_match_the_api(browser: Any, console: Console) -> None:
+    signed_in(browser, console, READ_KEY)
     browser.get(f"{console.base}/console/users")
     box = one(browser, "#q")
     box.send_keys("u01")  # htmx swaps the results in as one types
@@ -125,6 +137,7 @@ def test_users_search_and_a_users_lists_match_the_api(browser: Any, console: Con
 
 
 def test_a_constraint_tried_live(browser: Any, console: Console) -> None:
+    signed_in(browser, console, READ_KEY)
     browser.get(f"{console.base}/console/users/u012")
     before = lists(browser)
     field = one(browser, "#constraint")
@@ -143,6 +156,7 @@ def test_a_constraint_tried_live(browser: Any, console: Console) -> None:
 
 
 def test_items_search_features_similar_and_audience(browser: Any, console: Console) -> None:
+    signed_in(browser, console, READ_KEY)
     browser.get(f"{console.base}/console/items?q=i0")
     one(browser, '#results a[data-item-id="i03"]').click()
     wait_for(lambda: browser.current_url.endswith("/console/items/i03"))
@@ -165,6 +179,7 @@ def test_items_search_features_similar_and_audience(browser: Any, console: Conso
 def test_models_compare_activate_and_roll_back(browser: Any, console: Console,
                                                demo_store: DemoStore) -> None:
     v1, v2 = demo_store.versions
+    signed_in(browser, console, READ_KEY)
     browser.get(f"{console.base}/console/models")
     assert one(browser, f'tr[data-version="{v1}"]').get_attribute("data-active") == "true"
     assert not css(browser, "form[action$='/activate']")  # a read key cannot
@@ -184,7 +199,8 @@ def test_models_compare_activate_and_roll_back(browser: Any, console: Console,
 
 
 def test_a_posted_event_is_folded_into_the_lists(browser: Any, console: Console) -> None:
-    browser.get(f"{console.base}/console/users/u020")  # signed in with the write key
+    signed_in(browser, console, WRITE_KEY)
+    browser.get(f"{console.base}/console/users/u020")
     before = lists(browser)
     item = before[0]
     one(browser, "#ev-item").send_keys(item)
@@ -203,6 +219,7 @@ def test_a_posted_event_is_folded_into_the_lists(browser: Any, console: Console)
 
 def test_upload_with_a_bad_row_then_ingest(browser: Any, console: Console,
                                            tmp_path: Path) -> None:
+    signed_in(browser, console, WRITE_KEY)
     upload = tmp_path / "new-events.csv"
     upload.write_text("user_id,item_id,event_type,value,timestamp\n"
                       "newcomer,i01,view,,2025-06-01T10:00:00\n"
@@ -226,6 +243,7 @@ def test_upload_with_a_bad_row_then_ingest(browser: Any, console: Console,
 def test_keyboard_and_phone_width(browser: Any, console: Console) -> None:
     from selenium.webdriver.common.keys import Keys
 
+    signed_in(browser, console, READ_KEY)
     browser.get(f"{console.base}/console/users")
     browser.find_element("css selector", "body").send_keys(Keys.TAB)
     focused = browser.switch_to.active_element

@@ -89,6 +89,15 @@ def test_viewing_needs_a_read_key_when_read_keys_are_set(keyed: TestClient) -> N
                                                                              "strict")
 
 
+def test_signing_out_ends_the_session(keyed: TestClient) -> None:
+    _sign_in(keyed, READ_KEY)
+    token = _csrf(keyed.get("/console").text)
+    assert keyed.post("/console/logout", data={"csrf": "0" * 32}).status_code == 403
+    out = keyed.post("/console/logout", data={"csrf": token}, follow_redirects=False)
+    assert out.status_code == 303 and 'recengine_console=""' in out.headers["set-cookie"]
+    assert keyed.get("/console", follow_redirects=False).status_code == 303
+
+
 def test_a_forged_or_altered_cookie_is_no_session(keyed: TestClient) -> None:
     _sign_in(keyed, READ_KEY)
     _role, expires, nonce, signature = keyed.cookies["recengine_console"].split(":")

@@ -1,8 +1,8 @@
 """The web console (issue 15): what a recommender does, seen in a browser, served by the API.
 
-Pages are rendered on the server from Jinja2 templates (``templates/``), with htmx (vendored in
-``static/``, its licence beside it) swapping parts of a page in place: search as you type, the
-lists of a user after a constraint or a posted event. Charts are inline SVG drawn by
+Pages are rendered on the server from Jinja2 templates (``templates/``), with htmx 2.0.11
+(vendored in ``static/``, its licence beside it) swapping parts of a page in place: search as
+you type, the lists of a user after a constraint or a posted event. Charts are inline SVG drawn by
 :mod:`.charts`. Nothing is loaded from outside the server, and no build step is needed: the
 templates and static files ship in the wheel.
 

@@ -11,6 +11,7 @@ it is ingested, for at most :data:`KEEP_SECONDS`. Its size is bounded by
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -46,9 +47,11 @@ def _folder(ctx: Context) -> Path:
 
 
 def _forget_old(folder: Path) -> None:
+    """Delete the uploads older than :data:`KEEP_SECONDS` (another process may be at it too)."""
     for path in folder.glob("*"):
-        if path.stat().st_mtime < time.time() - KEEP_SECONDS:
-            path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < time.time() - KEEP_SECONDS:
+                path.unlink()
 
 
 def _mapping(columns: str) -> ColumnMapping:
