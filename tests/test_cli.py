@@ -283,6 +283,7 @@ def test_demo_without_serving_stores_the_events_and_activates_a_version(capsys, 
         assert len(store.items()) == 100
     assert f"recengine serve --port 8000 --registry {tmp_path / 'registry'}" in out
     assert "/v1/users/" in out and "X-API-Key: demo-" in out and "/docs" in out
+    assert "http://127.0.0.1:8000/console" in out
 
 
 def test_demo_ends_by_serving_what_it_published(tmp_path):
@@ -306,6 +307,10 @@ def test_demo_ends_by_serving_what_it_published(tmp_path):
         assert response.status_code == 200, log.read_text()[-4000:]
         body = response.json()
         assert body["model_version"] == "v0001" and body["count"] == 5
+        console = re.search(rf"({re.escape(base)}/console)\b", log.read_text())
+        assert console is not None, log.read_text()  # the console's URL, printed, served
+        page = httpx.get(console.group(1), timeout=30)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     finally:
         process.terminate()  # as Ctrl-C would: uvicorn shuts down
         try:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -25,10 +26,12 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def served(command: list[str], env: dict[str, str], port: int, *,
-           seconds: float = 60) -> Iterator[str]:
+           seconds: float = 60, sink: IO[bytes] | IO[str] | None = None) -> Iterator[str]:
     """A server started by ``command`` in a subprocess, once ``/readyz`` answers: its base
-    URL; stopped (killed if it must be) on leaving."""
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE,
+    URL; stopped (killed if it must be) on leaving. Its output goes to ``sink`` if given (a
+    long-lived server fills a pipe nobody reads), else to a pipe read if it dies."""
+    process = subprocess.Popen(command, env={**os.environ, **env},
+                               stdout=sink if sink is not None else subprocess.PIPE,
                                stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -249,7 +249,8 @@ def _publish(dataset: Dataset, result: EvaluationResult, best: str, output: Path
 
 def print_try_it(result: DemoResult, console: Console, *, port: int, write_key: str,
                  serving: bool) -> None:
-    """The commands to try the demo's server: curl for each kind of request, and the docs.
+    """The commands to try the demo's server: curl for each kind of request, the docs and the
+    console (with the write key, it posts events, uploads files and activates versions).
 
     Without ``serving``, first the ``recengine serve`` command that serves what the demo
     published (with ``write_key`` as its write key).
@@ -273,6 +274,7 @@ def print_try_it(result: DemoResult, console: Console, *, port: int, write_key: 
         "# ...then ask for the recommendations again: the booking counts at once",
         f"curl {base}/metrics",
         f"# the OpenAPI documentation, in a browser: {base}/docs",
+        f"# the console, in a browser (users, their lists, items, models, data): {base}/console",
     ]
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -26,22 +26,19 @@ from threadpoolctl import threadpool_limits
 
 from recengine.errors import (
     DataError,
-    ModelLoadError,
-    ModelNotFoundError,
-    NotFittedError,
-    NotSupportedError,
     RecengineError,
-    RegistryError,
     StoreError,
-    UnknownIdError,
 )
 from recengine.models.rules import read_rules
 from recengine.pipeline.schedule import RetrainScheduler, shared
 from recengine.serving.bell import Ring
+from recengine.serving.console import install_console
 from recengine.serving.deps import Context, Guard, Reader
-from recengine.serving.heavy import HeavyWorkers, WorkerLostError
+from recengine.serving.heavy import HeavyWorkers
 from recengine.serving.metrics import Metrics
+from recengine.serving.recent import ErrorLog
 from recengine.serving.routes import (
+    browse,
     docs,
     events,
     health,
@@ -51,11 +48,11 @@ from recengine.serving.routes import (
     sessions,
     users,
 )
-from recengine.serving.routes._common import ErrorResponse
+from recengine.serving.routes._common import ErrorResponse, status_of
 from recengine.serving.routes.docs import describe_limits
 from recengine.serving.schemas import UNION_TAGS
 from recengine.serving.settings import Settings
-from recengine.serving.state import NoActiveModelError, Poller, ServingState
+from recengine.serving.state import Poller, ServingState
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
@@ -65,23 +62,9 @@ log = logging.getLogger(__name__)
 
 _log = logging.getLogger(__name__)
 
-#: Most specific first: the first matching class decides the status.
-_STATUS: list[tuple[type[RecengineError], int]] = [
-    (ModelLoadError, 409),  # a version that exists but cannot be served: the old one stays
-    (DataError, 422),
-    (UnknownIdError, 404),
-    (NoActiveModelError, 503),
-    (ModelNotFoundError, 404),
-    (NotFittedError, 503),
-    (NotSupportedError, 400),
-    (StoreError, 503),
-    (WorkerLostError, 503),  # a heavy worker died; a new one is starting
-    (RegistryError, 409),
-]
-
-
 def _recengine_error(_request: Request, exc: Exception) -> JSONResponse:
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+    assert isinstance(exc, RecengineError)
+    status = status_of(exc)
     if isinstance(exc, DataError):
         return ErrorResponse({"detail": exc.message, "field": exc.column}, status_code=status)
     if isinstance(exc, StoreError):  # it names the database's host, port and user: log only
@@ -264,9 +247,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler = _scheduler(settings, context.state)
         scheduler.start()
     app.state.retraining = scheduler
+    errors = ErrorLog(context.metrics.recent)  # the console's "recent errors"
+    logging.getLogger("recengine").addHandler(errors)
     try:
         yield
     finally:
+        logging.getLogger("recengine").removeHandler(errors)
         poller.stop()
         if scheduler is not None:
             scheduler.stop()
@@ -342,6 +328,8 @@ def create_app(settings: Settings | None = None, state: ServingState | None = No
                       tags=["models"])
     for router, prefix, tag in routers:
         app.include_router(router, prefix=prefix, tags=[tag])
+    app.include_router(browse.router, prefix="/v1")  # each route tagged by its resource
+    install_console(app)
     describe_limits(app, settings)
     return app
 

@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from recengine.serving.recent import RecentRequests
+
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 #: Latency histogram bucket bounds, seconds.
@@ -70,8 +72,13 @@ class Metrics:
         #: (method, route, status) → its counter and histogram: ``labels()`` looks them up by
         #: formatting and hashing the labels, a cost paid once per series, not per request.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        #: This process's last hour, minute by minute, for the console (the API's routes only:
+        #: the console's own pages would count themselves).
+        self.recent = RecentRequests()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        if not route.startswith("/console"):
+            self.recent.observe(method, route, status, seconds)
         key = (method, route, status)
         series = self._series.get(key)
         if series is None:

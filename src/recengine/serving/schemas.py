@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,11 +25,13 @@ from recengine.errors import DataError
 
 __all__ = [
     "UNION_TAGS", "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser",
-    "BatchRecommendations", "Error", "EventBatch", "EventIn", "EventsAccepted", "EventsIn", "Id",
-    "IssueOut", "ItemIn", "ItemOut", "ModelList", "ModelVersion", "Page", "RecommendationBatch",
-    "RecommendationList", "RecommendationQuery", "RecommendedItem", "SessionQuery",
+    "BatchRecommendations", "Error", "EventBatch", "EventIn", "EventMinute", "EventOut",
+    "EventsAccepted", "EventsIn", "EventsQuery", "HistoryQuery", "Id", "IssueOut", "ItemIn",
+    "ItemOut", "ItemSummary", "Listing", "LoggedError", "MetricsHistory", "ModelList",
+    "ModelVersion", "Page", "PageQuery", "RecommendationBatch", "RecommendationList",
+    "RecommendationQuery", "RecommendedItem", "RequestMinuteOut", "SessionQuery",
     "SessionRecommendations", "SimilarBatch", "SimilarList", "SimilarQuery", "Status", "Text",
-    "Timestamp", "UserIn", "UserOut", "plain_text",
+    "Timestamp", "UserEvents", "UserIn", "UserOut", "UserSummary", "plain_text",
 ]
 
 
@@ -389,3 +391,106 @@ class Error(BaseModel):
 class Status(BaseModel):
     status: str
     model_version: str | None = None
+
+
+# -- browsing: paged users, items and histories; activity over time (the console's read API) --
+
+#: The most rows one page of a list holds.
+MAX_PAGE = 1000
+
+
+class PageQuery(BaseModel):
+    """A page of a list in id order: ids containing ``q`` (any case), ``limit`` from ``offset``."""
+
+    q: Text = Field("", max_length=200, description="Only ids containing this text (any case).")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class Listing(BaseModel, Generic[T]):
+    """A page of a list: ``data``, its ``count``, the ``total`` matching and where it starts."""
+
+    data: list[T]
+    count: int
+    total: int = Field(description="How many match in all, over every page.")
+    offset: int
+
+    @classmethod
+    def of(cls, data: list[T], total: int, offset: int) -> Self:
+        return cls(data=data, count=len(data), total=total, offset=offset)
+
+
+class UserSummary(BaseModel):
+    """A user with events or features in the store."""
+
+    user_id: str
+    events: int
+    last_event_at: str | None = Field(description="The time of the latest event, ISO 8601.")
+
+
+class ItemSummary(BaseModel):
+    """An item with events or features in the store; ``deleted`` ones are never recommended."""
+
+    item_id: str
+    events: int
+    last_event_at: str | None
+    deleted: bool
+
+
+class EventsQuery(BaseModel):
+    """A page of a user's history, oldest first (``order=desc``: newest first)."""
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
+    order: Literal["asc", "desc"] = "asc"
+
+
+class EventOut(BaseModel):
+    """One stored event: ``id`` is the store's, increasing in the order events arrived."""
+
+    id: int
+    item_id: str
+    event_type: str
+    value: float | None
+    timestamp: str | None
+
+
+class UserEvents(Listing[EventOut]):
+    user_id: str
+
+
+class HistoryQuery(BaseModel):
+    minutes: int = Field(60, ge=1, le=60, description="How many minutes back, up to 60.")
+
+
+class EventMinute(BaseModel):
+    """Events of one type that arrived in one minute (UTC)."""
+
+    minute: str
+    event_type: str
+    count: int
+
+
+class RequestMinuteOut(BaseModel):
+    """One minute's requests to the API in the answering process, with latency quantiles."""
+
+    minute: str
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+class LoggedError(BaseModel):
+    at: str
+    source: str
+    message: str
+
+
+class MetricsHistory(BaseModel):
+    """The last ``minutes``: events stored per minute and type (every process's, from the
+    store), and the answering process's requests per minute and its latest errors."""
+
+    minutes: int
+    events: list[EventMinute]
+    requests: list[RequestMinuteOut]
+    errors: list[LoggedError]

@@ -75,7 +75,7 @@ from recengine.data.validation import (
 from recengine.errors import DataError, StoreError
 from recengine.store.group_commit import BatchFailed, GroupCommit
 
-__all__ = ["AppendResult", "Change", "EventStore", "StoreError", "StoredEvent"]
+__all__ = ["AppendResult", "Change", "EventStore", "Listed", "StoreError", "StoredEvent"]
 
 #: Rows sent to the database per statement; a batch is still one transaction.
 _CHUNK_ROWS = 10_000
@@ -231,6 +231,15 @@ class StoredEvent(NamedTuple):
     event_type: str
     value: float | None
     timestamp: datetime | None
+
+
+class Listed(NamedTuple):
+    """A user or an item as :meth:`EventStore.listed` pages through them: its id, its number
+    of stored events and the time of its latest (None without events or times)."""
+
+    id: str
+    events: int
+    last_event_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -547,6 +556,74 @@ class EventStore:
             conn.execute(sa.delete(_USERS).where(_USERS.c.id == str(user_id)))
             self._log_changes(conn, _USERS, [str(user_id)])
             return int(deleted.rowcount)
+
+    # --- browsing (the console and the paged read API) -----------------------------------
+
+    def listed(self, what: Literal["user", "item"], *, q: str = "", limit: int = 50,
+               offset: int = 0) -> tuple[list[Listed], int]:
+        """A page of the users (items) that have events or a catalogue row, in id order,
+        those whose id contains ``q`` (any case), and how many match in all.
+
+        The events are counted for the page's ids only, so a page costs the same whatever the
+        size of the log.
+
+        >>> store = EventStore("sqlite://")
+        >>> _ = store.ingest([{"user_id": u, "item_id": i, "event_type": "view"}
+        ...                   for u, i in (("u1", "i1"), ("u2", "i1"), ("u2", "i2"))])
+        >>> page, total = store.listed("user", q="U2")
+        >>> [(row.id, row.events) for row in page], total
+        ([('u2', 2)], 1)
+        """
+        column = _EVENTS.c.user_id if what == "user" else _EVENTS.c.item_id
+        table = _USERS if what == "user" else _ITEMS
+        ids = sa.union(sa.select(column.label("id")), sa.select(table.c.id.label("id"))).subquery()
+        match = (ids.c.id.ilike(f"%{_like_escaped(q)}%", escape="\\") if q else sa.true())
+        page = sa.select(ids.c.id).where(match).order_by(ids.c.id).limit(limit).offset(offset)
+        total = sa.select(sa.func.count()).select_from(ids).where(match)
+        with self._read(f"list {what}s", consistent=True) as conn:
+            found = [str(row[0]) for row in conn.execute(page)]
+            counted = {row[0]: (int(row[1]), row[2]) for row in conn.execute(
+                sa.select(column, sa.func.count(), sa.func.max(_EVENTS.c.timestamp))
+                .where(column.in_(found)).group_by(column))} if found else {}
+            matching = int(conn.execute(total).scalar() or 0)
+        return [Listed(i, *counted.get(i, (0, None))) for i in found], matching
+
+    def user_events(self, user_id: str, *, limit: int = 50, offset: int = 0,
+                    newest_first: bool = False) -> tuple[list[StoredEvent], int]:
+        """A page of ``user_id``'s events in time order (ties in the order they were stored;
+        events without a time first), and how many they have in all."""
+        where = _EVENTS.c.user_id == str(user_id)
+        order = [_EVENTS.c.timestamp, _EVENTS.c.id]
+        query = (sa.select(_EVENTS.c.id, *(_EVENTS.c[c] for c in EVENT_COLUMNS)).where(where)
+                 .order_by(*(c.desc() for c in order) if newest_first else order)
+                 .limit(limit).offset(offset))
+        with self._read("read a user's events", consistent=True) as conn:
+            rows = [StoredEvent(*row) for row in conn.execute(query)]
+            total = int(conn.execute(sa.select(sa.func.count()).where(where)).scalar() or 0)
+        return rows, total
+
+    def events_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        """Events stored since ``since`` (UTC), counted per minute of arrival and event type:
+        ``(minute, event_type, count)`` in time order. Arrival, not the events' own times: what
+        the store received, as a dashboard watches it."""
+        if self.backend == "postgresql":
+            minute: sa.ColumnElement[Any] = sa.func.to_char(
+                sa.func.date_trunc("minute", _EVENTS.c.ingested_at), "YYYY-MM-DD HH24:MI")
+        else:
+            minute = sa.func.strftime("%Y-%m-%d %H:%M", _EVENTS.c.ingested_at)
+        query = (sa.select(minute, _EVENTS.c.event_type, sa.func.count())
+                 .where(_EVENTS.c.ingested_at >= since.replace(tzinfo=None))
+                 .group_by(minute, _EVENTS.c.event_type).order_by(minute, _EVENTS.c.event_type))
+        with self._read("count events per minute") as conn:
+            return [(datetime.strptime(m, "%Y-%m-%d %H:%M"), str(kind), int(n))
+                    for m, kind, n in conn.execute(query)]
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """One stored item's features, None when the catalogue has no such item."""
+        query = sa.select(_ITEMS.c.features).where(_ITEMS.c.id == str(item_id))
+        with self._read("read an item") as conn:
+            text = conn.execute(query).scalar()
+        return None if text is None else json.loads(text)
 
     # --- everything -----------------------------------------------------------------------
 
@@ -969,6 +1046,11 @@ def _event_frame(parts: Iterable[Sequence[sa.Row[Any]]]) -> pd.DataFrame:
         "value": pd.Series(values, dtype="float64"),
         "timestamp": pd.Series(stamps, dtype="datetime64[s]"),
     })
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern (escape character ``\\``)."""
+    return re.sub(r"([\\%_])", r"\\\1", text)
 
 
 def _digest(conn: sa.Connection, last_id: int) -> str:

@@ -9,13 +9,42 @@ from typing import Any
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from recengine.errors import DataError
+from recengine.errors import (
+    DataError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotFittedError,
+    NotSupportedError,
+    RecengineError,
+    RegistryError,
+    StoreError,
+    UnknownIdError,
+)
 from recengine.models.fallback import RankedItem
 from recengine.serving.deps import Context
-from recengine.serving.heavy import Job
+from recengine.serving.heavy import Job, WorkerLostError
 from recengine.serving.schemas import Error, RecommendationList
 from recengine.serving.settings import Settings
-from recengine.serving.state import Active
+from recengine.serving.state import Active, NoActiveModelError
+
+#: Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[RecengineError], int]] = [
+    (ModelLoadError, 409),  # a version that exists but cannot be served: the old one stays
+    (DataError, 422),
+    (UnknownIdError, 404),
+    (NoActiveModelError, 503),
+    (ModelNotFoundError, 404),
+    (NotFittedError, 503),
+    (NotSupportedError, 400),
+    (StoreError, 503),
+    (WorkerLostError, 503),  # a heavy worker died; a new one is starting
+    (RegistryError, 409),
+]
+
+
+def status_of(exc: RecengineError) -> int:
+    """The HTTP status of ``exc`` (400 for a kind not listed)."""
+    return next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
 
 
 class ErrorResponse(JSONResponse):

@@ -114,7 +114,8 @@ def _limits(schema: dict[str, Any], settings: Settings) -> None:
         for operation in operations.values():
             for parameter in operation.get("parameters", ()):
                 if parameter["in"] == "query" and parameter["name"] in ("k", "n", "offset"):
-                    parameter["schema"]["maximum"] = settings.max_k
+                    # a list's page (routes.browse) states its own bound
+                    parameter["schema"].setdefault("maximum", settings.max_k)
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses["413"] = _error(f"the body is larger than "
