@@ -184,3 +184,12 @@ def test_an_upload_is_checked_row_by_row_then_ingested(keyed: TestClient, world:
     assert wrong.status_code == 422 and "file" in wrong.text
     escape = keyed.post("/console/data/ingest", data={"csrf": token, "token": "../CURRENT"})
     assert escape.status_code == 404
+
+
+def test_the_session_cookie_is_marked_secure_over_https_only(state: ServingState) -> None:
+    settings = Settings(read_keys=READ_KEY, write_keys=WRITE_KEY)
+    for base, secure in (("http://testserver", False), ("https://testserver", True)):
+        client = TestClient(create_app(settings, state), base_url=base)
+        header = client.post("/console/login", data={"key": READ_KEY},
+                             follow_redirects=False).headers["set-cookie"]
+        assert ("; Secure" in header or "; secure" in header) == secure, header

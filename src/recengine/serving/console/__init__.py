@@ -78,7 +78,8 @@ def _login(request: Request, key: Annotated[str, Form()] = "",
             guard.failures.failed(address)
         return page(request, session_of(request), "login.html", status=403, next=target,
                     message="that key is not one of this server's keys")
-    return secure(RedirectResponse(target, status_code=303), Session.start(guard, role))
+    return secure(RedirectResponse(target, status_code=303), Session.start(guard, role),
+                  request)
 
 
 def _logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:

@@ -45,13 +45,17 @@ def htmx(request: Request) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def secure(response: Response, session: Session | None = None) -> Response:
-    """``response`` with :data:`HEADERS`, and the session's cookie when it is new."""
+def secure(response: Response, session: Session | None = None,
+           request: Request | None = None) -> Response:
+    """``response`` with :data:`HEADERS`, and the session's cookie when it is new: marked
+    ``Secure`` when ``request`` came over HTTPS (directly, or through a proxy uvicorn trusts),
+    so it never travels in clear there, while plain-HTTP localhost still works."""
     response.headers.update(HEADERS)
     if session is not None and session.new:
         # no max_age: the browser forgets it when it closes; the server's expiry bounds it too
+        over_https = request is not None and request.url.scheme == "https"
         response.set_cookie(COOKIE, session.cookie(), httponly=True, samesite="strict",
-                            path="/console")
+                            path="/console", secure=over_https)
     return response
 
 
@@ -63,7 +67,7 @@ def page(request: Request, session: Session, template: str, *, status: int = 200
         session=session, path=request.url.path, version=ctx.state.version,
         nav=request.url.path.split("/")[2] if request.url.path.count("/") > 1 else "",
         **values)
-    return secure(HTMLResponse(html, status_code=status), session)
+    return secure(HTMLResponse(html, status_code=status), session, request)
 
 
 def error_page(request: Request, status: int, message: str, field: str | None = None
