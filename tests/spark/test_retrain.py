@@ -32,7 +32,7 @@ def retrain(capsys, *argv: str) -> str:
 def test_a_spark_retrain_is_gated_and_published(spark, capsys, tmp_path, store_url):
     config = tmp_path / "wals.json"
     config.write_text(json.dumps({"model": "wals", "config": {
-        "factors": 8, "iterations": 4, "blocks": 2}}))
+        "factors": 8, "iterations": 3, "blocks": 2}}))
     registry = tmp_path / "registry"
     base = ["--store", store_url, "--registry", str(registry), "--config", str(config)]
     local = json.loads(config.read_text())

@@ -859,8 +859,10 @@ def is_store_url(text: str) -> bool:
 
     >>> is_store_url("postgresql+psycopg://u:p@db:5432/events"), is_store_url("events.csv")
     (True, False)
+    >>> is_store_url("sqlite:///recengine.db"), is_store_url("s3a://bucket/events.parquet")
+    (True, False)
     """
-    return "://" in text
+    return re.match(r"(postgresql|sqlite)(\+\w+)?://", text) is not None
 
 
 def mask_url(url: str) -> str:
