@@ -25,6 +25,7 @@ from recengine.progress import progress_bar
 if TYPE_CHECKING:
     import pandas as pd
 
+    from recengine.data.dataset import Dataset
     from recengine.data.training_data import TrainingData
     from recengine.data.validation import ValidationReport
     from recengine.models.base import Recommender
@@ -72,6 +73,15 @@ def _add_spark_conf_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Spark setting for the session, repeatable; a cluster needs "
                         "spark.checkpoint.dir=URL on storage every executor reaches")
+
+
+def _add_engine_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--engine`` (``what`` it decides), ``--master`` and ``--spark-conf``."""
+    p.add_argument("--engine", choices=("local", "spark"), default="local", help=what)
+    p.add_argument("--master", default="local[2]",
+                   help="Spark master for --engine spark and spark-als: local[N], "
+                        "spark://HOST:PORT (default: local[2])")
+    _add_spark_conf_arg(p)
 
 
 def _csv_list(text: str) -> list[str]:
@@ -198,16 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help=f"{', '.join(sorted(MODELS))}, or an import path "
                        "package.module:Class (default: popularity; spark-als with "
                        "--engine spark)")
-    train.add_argument("--events", type=Path, metavar="PATH",
+    train.add_argument("--events", metavar="PATH|URL",
                        help="train on this event file (CSV, TSV, Parquet, JSON Lines; a folder "
-                            "of them with --format) instead of --dataset")
-    train.add_argument("--engine", choices=("local", "spark"), default="local",
-                       help="where --events are read, validated, weighted and aggregated: "
+                            "of them with --format), or on an event store by its URL "
+                            "(postgresql+psycopg://...; read over JDBC with --engine spark), "
+                            "instead of --dataset")
+    _add_engine_args(train, "where --events are read, validated, weighted and aggregated: "
                             "here, or on Spark (the spark extra) with the same rules")
-    train.add_argument("--master", default="local[2]",
-                       help="Spark master for --engine spark and spark-als: local[N], "
-                            "spark://HOST:PORT (default: local[2])")
-    _add_spark_conf_arg(train)
     _add_event_file_args(train)
     train.add_argument("--strict", action="store_true",
                        help="stop at the first bad row of --events")
@@ -229,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--metric", default="ndcg@10")
     retrain.add_argument("--tolerance", type=float, default=0.01,
                          help="publish if the candidate >= current x (1 - tolerance)")
+    retrain.add_argument("--store", metavar="URL",
+                         help="train on an event store's events (sqlite:///PATH or "
+                              "postgresql+psycopg://...) instead of --dataset; the manifest "
+                              "records their snapshot")
+    _add_engine_args(retrain, "where WALS trains: here, or on Spark as spark-als (the spark "
+                              "extra); the split, scores and gate stay here")
 
     models = sub.add_parser("models", help="the model registry: list, show, activate, rollback")
     models.add_argument("action", choices=("list", "show", "activate", "rollback", "publish"))
@@ -573,9 +586,10 @@ def _file_training_data(args: argparse.Namespace, console: Console) -> TrainingD
     from recengine.data.validation import ColumnMapping
     from recengine.pipeline.demo import print_validation
     from recengine.pipeline.prepare import file_training_data
+    from recengine.store.events import mask_url
 
     where = "on Spark" if args.engine == "spark" else "here"
-    with console.status(f"preparing {args.events} {where}"):
+    with console.status(f"preparing {mask_url(args.events)} {where}"):
         data, report = file_training_data(
             args.events, engine=args.engine, master=args.master,
             spark_conf=_key_values(args.spark_conf, "--spark-conf"), format=args.format,
@@ -641,24 +655,42 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
-    from recengine.data.loaders import load_dataset
     from recengine.pipeline.retrain import retrain
     from recengine.store.registry import ModelRegistry
 
     console, err = _console(), _console(stderr=True)
     models = _model_configs(args)
-    with err.status(f"loading {args.dataset}"):
-        dataset, _ = load_dataset(args.dataset, args.path, seed=args.seed)
+    if args.engine == "spark":  # started first, with --spark-conf; spark-als uses it
+        from recengine.spark.session import spark_session
+
+        spark_session(args.master, feature="retrain --engine spark",
+                      conf=_key_values(args.spark_conf, "--spark-conf"))
+    dataset, snapshot = _retrain_data(args, err)
     with progress_bar(err) as progress:
-        result = retrain(dataset, ModelRegistry(args.registry),
-                         models=models,
+        result = retrain(dataset, ModelRegistry(args.registry), models=models,
                          holdout=args.holdout, test_fraction=args.test_fraction,
                          metric=args.metric, tolerance=args.tolerance, seed=args.seed,
+                         data_snapshot=snapshot, engine=args.engine, master=args.master,
                          progress=progress)
     verdict = "published and activated " + str(result.version) if result.activated else (
         "not published")
     console.print(f"{verdict}: {result.reason}", markup=False, highlight=False)
     return 0
+
+
+def _retrain_data(args: argparse.Namespace,
+                  err: Console) -> tuple[Dataset, dict[str, Any] | None]:
+    """The dataset to retrain on, and its snapshot: ``--store``'s events up to its last id
+    (as the scheduler takes them), else ``--dataset`` (its snapshot taken by retrain)."""
+    from recengine.data.loaders import load_dataset
+    from recengine.store.events import EventStore, mask_url
+
+    if args.store is None:
+        with err.status(f"loading {args.dataset}"):
+            return load_dataset(args.dataset, args.path, seed=args.seed)[0], None
+    with err.status(f"reading {mask_url(args.store)}"), EventStore(args.store) as store:
+        until = store.last_id()
+        return store.dataset(until_id=until), store.snapshot(until_id=until)
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -166,3 +166,31 @@ def test_train_on_spark_reports_a_bad_file_in_one_line(spark, capfd, tmp_path, c
     err = capfd.readouterr().err
     assert err.strip().splitlines()[-1].startswith(f"error: {path}: {message}")
     assert "\tat " not in err and "Exception in task" not in err
+
+
+@pytest.mark.parametrize(("content", "extra", "message"), [
+    ("user,item_id\nu1,i1\n", [], "no column 'user_id' for user_id"),
+    ("user_id,item_id,event_type\nu1,i1,view\nu2,i2,view,extra\n", ["--strict"],
+     "row 3: expected 3 fields, found 4"),
+    ('{"user_id": "u1", "item_id": "i1", "event_type": "view"}\n{"user_id": "u2", "item\n',
+     ["--strict"], "row 2: not valid JSON"),
+])
+def test_train_reports_bad_input_on_spark_as_locally(spark, capfd, tmp_path, content, extra,
+                                                    message):
+    """A missing column, a line of too many fields, broken JSON: `recengine train --engine
+    spark` ends with the local engine's very line (file, row, column), exit code 2, and no
+    Java stack trace."""
+    from recengine.cli import main
+
+    path = tmp_path / ("events.jsonl" if content.startswith("{") else "events.csv")
+    path.write_text(content)
+    lines = {}
+    for engine in ("local", "spark"):
+        capfd.readouterr()
+        assert main(["train", "--events", str(path), "--engine", engine, "--model", "wals",
+                     *extra, "--output", str(tmp_path / engine)]) == 2
+        err = capfd.readouterr().err
+        assert "\tat " not in err and "Exception in task" not in err
+        lines[engine] = err.strip().splitlines()[-1]
+    assert lines["spark"] == lines["local"]
+    assert lines["local"].startswith(f"error: {path}") and message in lines["local"]

@@ -16,6 +16,7 @@ from recengine.data.splits import Split, make_split
 from recengine.data.training_data import TrainingData
 from recengine.data.validation import ColumnMapping, ValidationReport
 from recengine.data.weighting import Weighting, aggregate, weighted_events
+from recengine.store.events import EventStore, is_store_url, mask_url
 
 __all__ = ["Prepared", "carve_validation", "events_of", "file_training_data", "prepare",
            "training_data"]
@@ -93,30 +94,48 @@ def file_training_data(path: str | Path, *, engine: Engine = "local",
                        schema: EventSchema | None = None, strict: bool = False,
                        weighting: Weighting | None = None,
                        ) -> tuple[TrainingData | None, ValidationReport]:
-    """Training data from an event file (CSV, TSV, Parquet, JSON Lines), and its report.
+    """Training data from an event file (CSV, TSV, Parquet, JSON Lines) or an event store
+    (its database URL), and the report.
 
     ``engine="spark"`` reads, validates, weighs and aggregates on Spark (``master``; a new
-    session gets the settings ``spark_conf``) by the same rules (:mod:`recengine.spark.prepare`),
-    and only the per-pair table comes to this process; its log then has one event per pair
-    (order-aware models want the local engine).
+    session gets the settings ``spark_conf``) by the same rules (:mod:`recengine.spark.prepare`;
+    a PostgreSQL store over JDBC, :mod:`recengine.spark.store`), and only the per-pair table
+    comes to this process; its log then has one event per pair (order-aware models want the
+    local engine). A store's events were validated when stored: ``format``, ``columns`` and
+    ``strict`` are for files.
     No valid event gives no training data (None): the caller says why, from the report.
     """
     schema = schema or EventSchema()
     if engine == "spark":
         from recengine.spark import prepare as on_spark
         from recengine.spark.session import spark_session
+        from recengine.spark.store import read_store
 
         session = spark_session(master, feature="preparing events on Spark", conf=spark_conf)
-        events, report = on_spark.read_events(session, path, format=format, columns=columns,
-                                              schema=schema, strict=strict)
+        if is_store_url(str(path)):
+            events, report = read_store(session, str(path))
+        else:
+            events, report = on_spark.read_events(session, path, format=format,
+                                                  columns=columns, schema=schema,
+                                                  strict=strict)
         if not report.rows_accepted:
             return None, report
         pairs = on_spark.pairs_to_pandas(on_spark.aggregate(events, schema, weighting))
         return TrainingData.from_interactions(pairs), report
-    local_events, report = read_events(path, format=format, columns=columns, schema=schema,
-                                       strict=strict)
+    if is_store_url(str(path)):
+        local_events, report = _store_events(str(path))
+    else:
+        local_events, report = read_events(path, format=format, columns=columns,
+                                           schema=schema, strict=strict)
     if not report.rows_accepted:
         return None, report
     return TrainingData.from_interactions(
         aggregate(local_events, schema, weighting),
         events=weighted_events(local_events, schema, weighting)), report
+
+
+def _store_events(url: str) -> tuple[pd.DataFrame, ValidationReport]:
+    """An event store's servable events (:meth:`EventStore.dataset`'s), all accepted."""
+    with EventStore(url) as store:
+        events = store.dataset().events
+    return events, ValidationReport(mask_url(url), len(events), len(events))

@@ -27,6 +27,14 @@ A rejected candidate is not published at all: the registry holds only what may b
 servable model needs the refit on all data below, which a rejected one is not worth. Its metrics
 and the reason come back in :class:`RetrainResult` for the caller's log.
 
+Training on Spark (``engine="spark"``): every WALS configuration is trained as ``spark-als``,
+WALS's model solved by MLlib's ALS on ``master`` (:mod:`recengine.models.spark_als`), with
+the same configuration otherwise; the split, the scores and the gate stay here, so a Spark-trained
+candidate is judged like any other, against the current version's configuration re-trained on
+the same split (locally when that is a local WALS). The data still comes to this process
+(retrain needs the events for its split); what moves to Spark is the part that grows fastest,
+the solver.
+
 After the gate passes, every configured model is re-trained on *all* pairs (holdout included),
 so the served models have seen the newest events and share one vocabulary; the manifest keeps the
 holdout metrics and says so in its notes. Datasets without timestamps cannot hold out "the newest"
@@ -51,11 +59,11 @@ from recengine.evaluation.evaluator import evaluate
 from recengine.models.base import Recommender
 from recengine.models.registry import create_model
 from recengine.models.retrieval import INDEX_MIN_ITEMS
-from recengine.pipeline.prepare import Prepared, events_of, prepare, training_data
+from recengine.pipeline.prepare import Engine, Prepared, events_of, prepare, training_data
 from recengine.progress import ProgressCallback
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["HOLDOUTS", "RetrainResult", "event_snapshot", "gate", "retrain"]
+__all__ = ["HOLDOUTS", "RetrainResult", "event_snapshot", "gate", "on_engine", "retrain"]
 
 #: Holdouts a retrain can use: a global time cutoff, or each user's last ``n`` pairs.
 HOLDOUTS = ("time", "last")
@@ -116,6 +124,25 @@ def event_snapshot(dataset: Dataset) -> dict[str, Any]:
             "max_timestamp": None if pd.isna(last) else last.isoformat()}
 
 
+#: The models that ``engine="spark"`` trains on Spark, as ``spark-als``.
+_ON_SPARK = ("wals", "spark-als")
+
+
+def on_engine(models: Mapping[str, Mapping[str, Any]], engine: Engine = "local",
+              master: str = "local[2]") -> dict[str, dict[str, Any]]:
+    """The models (name → config) to train on ``engine``: on Spark, each WALS configuration
+    becomes ``spark-als`` on ``master``; every other model, and everything locally, as given.
+
+    >>> on_engine({"wals": {"factors": 32}, "popularity": {}}, "spark", "local[2]")
+    {'wals': {'factors': 32, 'model': 'spark-als', 'master': 'local[2]'}, 'popularity': {}}
+    """
+    if engine == "local":
+        return {name: dict(config) for name, config in models.items()}
+    return {name: ({**config, "model": "spark-als", "master": master}
+                   if str(config.get("model", name)) in _ON_SPARK else dict(config))
+            for name, config in models.items()}
+
+
 def retrain(
     dataset: Dataset,
     registry: ModelRegistry,
@@ -132,6 +159,8 @@ def retrain(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     index_min_items: int | None = INDEX_MIN_ITEMS,
+    engine: Engine = "local",
+    master: str = "local[2]",
 ) -> RetrainResult:
     """Train ``models`` (name → config), gate the first against the active version, publish.
 
@@ -141,10 +170,15 @@ def retrain(
     ``tolerance`` is relative; a negative one demands an improvement. ``data_snapshot`` goes into
     the manifest (default: :func:`event_snapshot` of the dataset). Published models with a
     vector form and at least ``index_min_items`` items carry their HNSW graph, so that a server
-    loads it instead of building it (None: never).
+    loads it instead of building it (None: never). ``engine="spark"`` trains the WALS
+    configurations on Spark's ``master`` (:func:`on_engine`).
     """
     _check(models, holdout, tolerance)
+    models = on_engine(models, engine, master)
     notes: list[str] = []
+    on_spark = [name for name, config in models.items() if config.get("model") == "spark-als"]
+    if engine == "spark" and on_spark:
+        notes.append(f"trained on Spark ({master}) as spark-als: {', '.join(on_spark)}")
     prepared = _split(dataset, holdout, test_fraction, last_n, seed, weighting, notes)
     run = _Run(prepared, _with_metric_k(ks, metric), metric, progress, notes)
     candidates = {name: _build(name, config) for name, config in models.items()}

@@ -22,7 +22,8 @@ from recengine.errors import EngineError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["DEFAULT_MASTER", "failure", "spark_errors", "spark_session", "unavailable"]
+__all__ = ["DEFAULT_MASTER", "POSTGRES_JAR", "failure", "spark_errors", "spark_session",
+           "unavailable"]
 
 #: The last line of a Python traceback: the exception raised.
 _PYTHON_ERROR = re.compile(r"[\w.]+(Error|Exception|Exit|Interrupt)\b")
@@ -45,6 +46,21 @@ _LOCAL_SETTINGS = {
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
 }
+
+
+#: PostgreSQL's JDBC driver as Debian installs it (package ``libpostgresql-jdbc-java``): every
+#: new session loads it when it is there, so the event store can be read over JDBC
+#: (:mod:`recengine.spark.store`); the class is loaded only when used. Maven Central is not
+#: needed (nor reachable everywhere).
+POSTGRES_JAR = Path("/usr/share/java/postgresql.jar")
+
+
+def _with_jars(conf: dict[str, str]) -> dict[str, str]:
+    """``conf`` with :data:`POSTGRES_JAR` added to ``spark.jars`` when it is installed."""
+    if not POSTGRES_JAR.exists():
+        return conf
+    jars = [j for j in conf.get("spark.jars", "").split(",") if j.strip()]
+    return conf | {"spark.jars": ",".join([*jars, str(POSTGRES_JAR)])}
 
 
 def _java_found() -> bool:
@@ -90,7 +106,8 @@ def spark_session(master: str = DEFAULT_MASTER, *, feature: str = "Spark",
     builder = sql.SparkSession.builder.master(master).appName("recengine")
     if local:  # Python workers (batch jobs) run this interpreter, with its packages
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in (_SETTINGS | (_LOCAL_SETTINGS if local else {}) | (conf or {})).items():
+    settings = _with_jars(_SETTINGS | (_LOCAL_SETTINGS if local else {}) | (conf or {}))
+    for key, value in settings.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()

@@ -75,7 +75,8 @@ from recengine.data.validation import (
 from recengine.errors import DataError, StoreError
 from recengine.store.group_commit import BatchFailed, GroupCommit
 
-__all__ = ["AppendResult", "Change", "EventStore", "Listed", "StoreError", "StoredEvent"]
+__all__ = ["AppendResult", "Change", "EventStore", "Listed", "StoreError", "StoredEvent",
+           "is_store_url", "mask_url"]
 
 #: Rows sent to the database per statement; a batch is still one transaction.
 _CHUNK_ROWS = 10_000
@@ -281,7 +282,7 @@ class EventStore:
         self._appends = GroupCommit(self._commit_batches)
 
     def __repr__(self) -> str:
-        return f"EventStore({_mask(self.url)!r})"
+        return f"EventStore({mask_url(self.url)!r})"
 
     def __enter__(self) -> EventStore:
         return self
@@ -790,7 +791,7 @@ class EventStore:
         """A database's error as a :class:`StoreError` naming the store; others unchanged."""
         if not isinstance(exc, self._database_errors()):
             return exc
-        return StoreError(f"cannot {action} in {_mask(self.url)}: {_reason(exc, self.url)}")
+        return StoreError(f"cannot {action} in {mask_url(self.url)}: {_reason(exc, self.url)}")
 
     def _ensure_tables(self) -> None:
         if not self._ready:
@@ -841,10 +842,10 @@ def _create_engine(url: str) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise StoreError(f"not a database URL: {_mask(url)!r}; {_URL_HELP}") from None
+        raise StoreError(f"not a database URL: {mask_url(url)!r}; {_URL_HELP}") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise StoreError(f"unsupported database {backend!r} in {_mask(url)}: {_URL_HELP}")
+        raise StoreError(f"unsupported database {backend!r} in {mask_url(url)}: {_URL_HELP}")
     if parsed.get_driver_name() == "psycopg":  # the driver the postgres extra brings
         require("psycopg", extra="postgres", feature="a PostgreSQL store")
     try:
@@ -855,7 +856,7 @@ def _create_engine(url: str) -> sa.Engine:
             engine = sa.create_engine(parsed, pool_pre_ping=True,
                                       connect_args={"connect_timeout": 10})
     except (sa.exc.ArgumentError, ImportError) as exc:
-        raise StoreError(f"cannot use {_mask(url)}: {exc}; {_URL_HELP}") from None
+        raise StoreError(f"cannot use {mask_url(url)}: {exc}; {_URL_HELP}") from None
     return engine
 
 
@@ -929,7 +930,19 @@ def _insert_postgres(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
     return inserted
 
 
-def _mask(url: str) -> str:
+def is_store_url(text: str) -> bool:
+    """Whether a place of events (``--events``) names an event store, by its database URL,
+    rather than a file.
+
+    >>> is_store_url("postgresql+psycopg://u:p@db:5432/events"), is_store_url("events.csv")
+    (True, False)
+    >>> is_store_url("sqlite:///recengine.db"), is_store_url("s3a://bucket/events.parquet")
+    (True, False)
+    """
+    return re.match(r"(postgresql|sqlite)(\+\w+)?://", text) is not None
+
+
+def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``."""
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
