@@ -157,11 +157,13 @@ def test_a_server_process_computes_each_request_on_one_thread(monkeypatch) -> No
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     before = torch.get_num_threads()
     try:
-        with threadpool_limits(limits=None):  # restores this process's BLAS threads
+        # restores this process's threads when it ends (an OpenMP BLAS shares torch's
+        # runtime, so torch is checked inside)
+        with threadpool_limits(limits=None):
             pin_compute_threads()
             blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
             assert blas and set(blas) == {1}
-        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+            assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
     finally:
         torch.set_num_threads(before)
     later = subprocess.run(
