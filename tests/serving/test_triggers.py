@@ -177,6 +177,26 @@ def test_the_scheduler_stops_with_the_app(popular_state: ServingState) -> None:
     assert not scheduler.running
 
 
+def test_background_retraining_trains_on_the_engine_the_settings_name(
+        popular_state: ServingState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECENGINE_RETRAIN_ENGINE=spark reaches every run's retrain (tests/spark/test_retrain.py
+    runs one on Spark end to end); the default trains locally."""
+    monkeypatch.setenv("RECENGINE_RETRAIN_ENGINE", "spark")
+    monkeypatch.setenv("RECENGINE_RETRAIN_SPARK_MASTER", "spark://10.0.0.1:7077")
+    app = create_app(Settings(write_keys=WRITE_KEY, retrain_every_seconds=3600,
+                              retrain_models="wals"), popular_state)
+    with TestClient(app):
+        assert app.state.retraining.retrain_options == {"engine": "spark",
+                                                        "master": "spark://10.0.0.1:7077"}
+    monkeypatch.delenv("RECENGINE_RETRAIN_ENGINE")
+    local = create_app(Settings(write_keys=WRITE_KEY, retrain_every_seconds=3600),
+                       popular_state)
+    with TestClient(local):
+        assert local.state.retraining.retrain_options["engine"] == "local"
+    with pytest.raises(ValueError, match="retrain_engine"):
+        Settings(retrain_engine="flink")
+
+
 def test_retrain_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="unknown model"):
         Settings(retrain_models="popularity, nope")

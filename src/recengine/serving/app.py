@@ -222,7 +222,9 @@ def _scheduler(settings: Settings, state: ServingState) -> RetrainScheduler:
     return RetrainScheduler(state.store, state.registry, models=settings.retrain_model_configs,
                             every_seconds=settings.retrain_every_seconds,
                             after_events=settings.retrain_after_events, on_published=publish,
-                            bootstrap_after_events=bootstrap or None)
+                            bootstrap_after_events=bootstrap or None,
+                            retrain_options={"engine": settings.retrain_engine,
+                                             "master": settings.retrain_spark_master})
 
 
 @asynccontextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -83,6 +85,11 @@ class Settings(BaseSettings):
     #: Comma-separated model names retrained with their default configurations; empty (the
     #: default) retrains the active version's models with the configurations they were served with.
     retrain_models: str = ""
+    #: Where background retraining trains WALS: ``local``, or ``spark`` (each WALS
+    #: configuration as ``spark-als`` on ``retrain_spark_master``; the spark extra and a Java
+    #: runtime on the server's host). The split, the gate and every other model stay local.
+    retrain_engine: Literal["local", "spark"] = "local"
+    retrain_spark_master: str = "local[2]"
     #: With no active version, the server answers popularity over the stored events, and trains
     #: and activates its first version (``retrain_models``, else wals and popularity) once the
     #: store holds this many events, in a child process; 0 leaves that to an operator.
