@@ -267,7 +267,9 @@ def pin_compute_threads() -> None:
     throughput with its threads (docs/benchmarks.md); torch's two threads on two busy cores
     made the hybrid's ranker 7× slower per answer (169 ms against 23 ms, 5,000 items, load
     average 11). torch is imported only when a neural model loads, and reads
-    ``OMP_NUM_THREADS`` then; where it is already imported, it is told directly."""
+    ``OMP_NUM_THREADS`` then; where it is already imported, it is told directly. Processes the
+    server starts (a background retrain) inherit the variable, so their torch (and any library
+    that reads it) trains on one thread: on a host whose cores serve requests, their share."""
     threadpool_limits(1, user_api="blas")
     os.environ["OMP_NUM_THREADS"] = "1"
     torch = sys.modules.get("torch")
