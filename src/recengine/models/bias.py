@@ -19,7 +19,7 @@ from recengine.errors import DataError
 from recengine.models.base import Capability, ModelConfig, Recommender, Shape, TrainingOptions
 from recengine.progress import ProgressCallback
 
-__all__ = ["Bias"]
+__all__ = ["Bias", "damped_means"]
 
 
 class Bias(Recommender):
@@ -48,15 +48,11 @@ class Bias(Recommender):
         r = data.ratings.tocoo()
         damping = self.config.damping
         mu = float(r.data.mean())
-        item_sum = np.bincount(r.col, weights=r.data - mu, minlength=data.n_items)
-        item_n = np.bincount(r.col, minlength=data.n_items)
-        item_bias = item_sum / (item_n + damping + 1e-12)
-        resid = r.data - mu - item_bias[r.col]
-        user_sum = np.bincount(r.row, weights=resid, minlength=data.n_users)
-        user_n = np.bincount(r.row, minlength=data.n_users)
+        item_bias = damped_means(r.col, r.data - mu, data.n_items, damping)
+        user_bias = damped_means(r.row, r.data - mu - item_bias[r.col], data.n_users, damping)
         return {"global_mean_": np.asarray(mu, dtype=np.float32),
                 "item_bias_": item_bias.astype(np.float32),
-                "user_bias_": (user_sum / (user_n + damping + 1e-12)).astype(np.float32)}
+                "user_bias_": user_bias.astype(np.float32)}
 
     def _score(self, queries: Queries) -> np.ndarray:
         users = queries.users
@@ -67,3 +63,12 @@ class Bias(Recommender):
     def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
         return [f"rated {self.item_bias_[i]:+.2f} stars against the average of "
                 f"{float(self.global_mean_):.2f}" for i in items]
+
+
+def damped_means(owners: np.ndarray, residuals: np.ndarray, n: int,
+                 damping: float) -> np.ndarray:
+    """Each of ``n`` owners' damped mean residual, ``Σ r / (count + damping)`` (float64): a
+    bias that owners with few ratings keep close to zero."""
+    total = np.bincount(owners, weights=residuals, minlength=n)
+    count = np.bincount(owners, minlength=n)
+    return total / (count + damping + 1e-12)

@@ -34,6 +34,7 @@ from recengine.models.base import (
     Shape,
     TrainingOptions,
 )
+from recengine.models.bias import damped_means
 from recengine.models.item_knn import neighbours
 from recengine.progress import ProgressCallback
 
@@ -98,9 +99,9 @@ class KNNBaseline(Recommender):
         ratings = data.ratings.tocsr()
         mu = float(ratings.data.mean())
         rows = np.repeat(np.arange(data.n_users), np.diff(ratings.indptr))
-        item_bias = _biases(ratings.indices, ratings.data - mu, data.n_items,
+        item_bias = damped_means(ratings.indices, ratings.data - mu, data.n_items,
                             self.config.damping)
-        user_bias = _biases(rows, ratings.data - mu - item_bias[ratings.indices],
+        user_bias = damped_means(rows, ratings.data - mu - item_bias[ratings.indices],
                             data.n_users, self.config.damping)
         residuals = ratings.data - mu - item_bias[ratings.indices] - user_bias[rows]
         items = sp.csr_array((residuals, ratings.indices, ratings.indptr),
@@ -121,7 +122,7 @@ class KNNBaseline(Recommender):
         history's residuals against the baseline."""
         rows = np.repeat(np.arange(bag.shape[0]), np.diff(bag.indptr))
         item_bias = self.item_bias_[bag.indices]
-        user_bias = _biases(rows, bag.data - self.global_mean_ - item_bias, bag.shape[0],
+        user_bias = damped_means(rows, bag.data - self.global_mean_ - item_bias, bag.shape[0],
                             self.config.damping)
         residuals = bag.data - self.global_mean_ - item_bias - user_bias[rows]
         return user_bias, sp.csr_array((residuals.astype(np.float32), bag.indices, bag.indptr),
@@ -160,13 +161,6 @@ class KNNBaseline(Recommender):
             reasons.append(f"baseline {base:.2f}; you rated the similar {name} {side} "
                            "its baseline")
         return reasons
-
-
-def _biases(owners: np.ndarray, residuals: np.ndarray, n: int, damping: float) -> np.ndarray:
-    """Each owner's damped mean residual: ``Σ r / (count + damping)``."""
-    total = np.bincount(owners, weights=residuals, minlength=n)
-    count = np.bincount(owners, minlength=n)
-    return (total / (count + damping + 1e-12)).astype(np.float32)
 
 
 def _learned(mu: float, item_bias: np.ndarray, similar: sp.csr_array) -> dict[str, Any]:

@@ -166,6 +166,11 @@ class Hybrid(Recommender):
             fitted.append(Source(source.tag, model.fit(data, options=own), source.depth))
         return tuple(fitted)
 
+    def _profile(self, data: TrainingData) -> Profile:
+        """The per-item and per-user features of ``data``, as configured."""
+        return Profile.of(data, max_columns=self.config.max_feature_columns,
+                          trend_days=self.config.trend_days)
+
     def _similar_to(self, sources: Sequence[Source]) -> Recommender | None:
         tag = self.config.similarity_source
         return next((s.model for s in sources if s.tag == tag), None)
@@ -193,8 +198,7 @@ class Hybrid(Recommender):
                 held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
                                       np.ones(int(drop.sum()), np.float32), data.feedback.shape)
                 sources = self._fit_sources(active, carved, options, progress)
-                profile = Profile.of(carved, max_columns=config.max_feature_columns,
-                                     trend_days=config.trend_days)
+                profile = self._profile(carved)
                 train_parts.append(self._lists(sources, profile, carved, train_users, held))
                 valid_parts.append(self._lists(sources, profile, carved, valid_users, held))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
@@ -226,8 +230,7 @@ class Hybrid(Recommender):
             training["rating_head"] = rating_training
         if config.refit_sources:
             sources = self._fit_sources(active, data, options, progress)
-            profile = Profile.of(data, max_columns=config.max_feature_columns,
-                                 trend_days=config.trend_days)
+            profile = self._profile(data)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
                 "order_": tuple(order), "ranks_new_users_": new_users,
                 "training_": training, "ratings_": ratings}
@@ -244,8 +247,7 @@ class Hybrid(Recommender):
             head, how = fit_rating_head(
                 config.ratings, data,
                 lambda sources, part: self._fit_sources(sources, part, options, progress),
-                lambda part: Profile.of(part, max_columns=config.max_feature_columns,
-                                        trend_days=config.trend_days),
+                self._profile,
                 device, seed, progress)
             head.network.to("cpu")
         return head, how
