@@ -10,12 +10,14 @@ ranker learns from fewer users and epochs than by default (``--ranker-users``,
 
 - in-process: p50 and p99 of one top-10 answer (``recommend_query``) for ``--requests`` training
   users asked one at a time (their history lengths reported), on one compute thread as in a
-  server process (``pin_compute_threads``), and how the time splits between
-  candidate generation (every source scores the catalogue, the union is drawn) and the signals
-  plus the network;
-- served (``--served``, needs Debian's ``wrk``): the version published and served by
-  ``recengine serve`` with the per-user answer cache off (every answer computed), wrk against
-  ``/v1/users/{id}/recommendations`` and ``/healthz`` in alternating rounds
+  server process (``pin_compute_threads``), and how the time splits between candidate
+  generation (the sources' proposals, the union, each candidate's standardised scores) and
+  the signals plus the network; twice in the same run: every source scoring the whole
+  catalogue, then the sources with a vector form answering from their HNSW graphs
+  (``Hybrid.build_index``, what training runs and servers do from 50,000 items);
+- served (``--served``, needs Debian's ``wrk``): the version (its graphs in it) published and
+  served by ``recengine serve`` with the per-user answer cache off (every answer computed),
+  wrk against ``/v1/users/{id}/recommendations`` and ``/healthz`` in alternating rounds
   (``benchmarks/bench_serving.py``'s read section); the ratio of their throughputs.
 
     python benchmarks/bench_hybrid_cost.py --items 100000 --users 20000 --served
@@ -37,6 +39,7 @@ import numpy as np
 from bench_serving import Results, World, fill, serving
 from recengine.data.query import Queries, Query
 from recengine.data.synthetic import generate
+from recengine.data.training_data import TrainingData
 from recengine.data.weighting import aggregate
 from recengine.models import Popularity
 from recengine.models.hybrid import Hybrid
@@ -58,12 +61,26 @@ def split_ms(model: Hybrid, queries: Queries) -> tuple[float, float]:
     """Milliseconds of candidate generation, and of the rest of one answer (signals, the
     network, the top-k), for one query."""
     start = time.perf_counter()
-    propose(model.sources_, queries, model.config.candidates,
-            background=model.order_[0])
+    propose(model.sources_, queries, model.config.candidates)
     middle = time.perf_counter()
     model.recommend_queries(queries, 10)
     end = time.perf_counter()
     return (middle - start) * 1000, (end - middle) * 1000 - (middle - start) * 1000
+
+
+def answer_times(model: Hybrid, data: TrainingData, requests: int) -> str:
+    """p50 / p99 of one answer for the first ``requests`` training users, one at a time (the
+    first 20 left out as warm-up), and how it splits."""
+    times, parts = [], []
+    for index, user in enumerate(data.users.ids[:requests]):
+        start = time.perf_counter()
+        model.recommend_query(Query(user=str(user)), 10)
+        times.append((time.perf_counter() - start) * 1000)
+        parts.append(split_ms(model, model.training_queries(np.array([index]))))
+    rest, split = np.array(times[20:]), np.array(parts[20:])
+    return (f"p50 {np.percentile(rest, 50):.1f} ms, p99 {np.percentile(rest, 99):.1f} ms; of "
+            f"which candidate generation p50 {np.percentile(split[:, 0], 50):.1f} ms, signals "
+            f"+ network + top-k p50 {np.percentile(split[:, 1], 50):.1f} ms")
 
 
 def main() -> None:
@@ -95,24 +112,21 @@ def main() -> None:
           f"{[s.tag for s in model.sources_]}", file=sys.stderr)
 
     pin_compute_threads()
-    users = data.users.ids[:args.requests]
     lengths = np.diff(data.feedback.indptr)[:args.requests]
-    times, parts = [], []
-    for index, user in enumerate(users):
-        start = time.perf_counter()
-        model.recommend_query(Query(user=str(user)), 10)
-        times.append((time.perf_counter() - start) * 1000)
-        parts.append(split_ms(model, model.training_queries(np.array([index]))))
-    rest, split = np.array(times[20:]), np.array(parts[20:])
     print(f"{data.n_items:,} items, {args.candidates} candidates from "
           f"{len(model.sources_)} sources, fit {fit_s:.0f} s (ranker on {args.ranker_users} "
           f"users, {args.ranker_epochs} epochs), peak RSS {peak_gb:.1f} GB.\n")
-    print(f"One answer in-process ({len(rest)} users, histories of "
+    print(f"One answer in-process ({args.requests - 20} users, histories of "
           f"{int(np.median(lengths))} distinct items at the median, "
-          f"{int(np.percentile(lengths, 90))} at p90): p50 {np.percentile(rest, 50):.1f} ms, "
-          f"p99 {np.percentile(rest, 99):.1f} ms; of which candidate generation p50 "
-          f"{np.percentile(split[:, 0], 50):.1f} ms, signals + network + top-k p50 "
-          f"{np.percentile(split[:, 1], 50):.1f} ms.")
+          f"{int(np.percentile(lengths, 90))} at p90):\n")
+    print(f"- every source scores the whole catalogue: "
+          f"{answer_times(model, data, args.requests)}")
+    started = time.perf_counter()
+    model.build_index()
+    indexed = [s.tag for s in model.sources_ if s.model.indexes]
+    print(f"- the sources with a vector form ({', '.join(indexed)}) from their HNSW graphs "
+          f"(built in {time.perf_counter() - started:.0f} s): "
+          f"{answer_times(model, data, args.requests)}")
     if not args.served:
         return
     folder = Path(tempfile.mkdtemp(prefix="recengine-hybrid-cost-"))

@@ -590,14 +590,14 @@ class Recommender(ABC):
         return out_idx, out_val
 
     def build_index(self, *, neighbours: int = 16, ef_construction: int = 80,
-                    ef_search: int = 64) -> Self:
+                    ef_search: int = 64, similar_items: bool = True) -> Self:
         """Answer plain top-k (no candidates, no transform) and similar items from HNSW
         indexes from now on.
 
         Approximate: see :mod:`recengine.models.retrieval` for the trade-off and the
         parameters. Only models with a vector form (:attr:`Capability.RETRIEVAL`,
         :attr:`Capability.SIMILAR_RETRIEVAL`) support it; a model with one of the two gets
-        that index only.
+        that index only. ``similar_items=False`` builds the top-k graph alone.
         """
         check_fitted(self)
         options = {"neighbours": neighbours, "ef_construction": ef_construction,
@@ -607,7 +607,7 @@ class Recommender(ABC):
             raise NotSupportedError(f"{self.name} has no vector form for approximate retrieval")
         if self.supports(Capability.RETRIEVAL):
             self.retrieval_ = ItemIndex.build(self._item_vectors(), **options)
-        if self.supports(Capability.SIMILAR_RETRIEVAL):
+        if similar_items and self.supports(Capability.SIMILAR_RETRIEVAL):
             self.similar_index_ = ItemIndex.build(self._similar_vectors(), **options)
         return self
 
@@ -641,6 +641,15 @@ class Recommender(ABC):
         candidate generation reads each source."""
         check_fitted(self)
         return np.asarray(self._score(queries))
+
+    def query_vectors(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's vector and offset (:attr:`Capability.RETRIEVAL`): an item's score is
+        the vector's inner product with the item's vector (those :meth:`build_index` indexes)
+        plus the offset. For composition: the hybrid scores a few candidates this way, not the
+        whole catalogue."""
+        check_fitted(self)
+        self._require(Capability.RETRIEVAL)
+        return self._embed(queries)
 
     def explain_indices(self, queries: Queries, items: np.ndarray) -> list[str]:
         """A reason in words for each of ``items`` (indices) for the one query given."""
@@ -859,11 +868,24 @@ class Recommender(ABC):
              "config": self.config.model_dump(mode="json"), "state": meta}, indent=2))
         np.savez(path / "state.npz", allow_pickle=False, users_=self.users_.to_array(),
                  items_=self.items_.to_array(), **arrays)
+        self._write_indexes(path)
+        return path
+
+    def _write_indexes(self, path: Path) -> None:
+        """Write the HNSW graphs (:meth:`build_index`) into the folder ``path``."""
         for index, name in ((self.retrieval_, INDEX_FILE),
                             (self.similar_index_, SIMILAR_INDEX_FILE)):
             if index is not None:
                 index.write(path / name)
-        return path
+
+    def _read_indexes(self, path: Path) -> None:
+        """Read the graphs :meth:`_write_indexes` wrote, each checked against the vectors it
+        must index."""
+        if (path / INDEX_FILE).exists():
+            self.retrieval_ = ItemIndex.read(path / INDEX_FILE, vectors=self._item_vectors())
+        if (path / SIMILAR_INDEX_FILE).exists():
+            self.similar_index_ = ItemIndex.read(path / SIMILAR_INDEX_FILE,
+                                                 vectors=self._similar_vectors())
 
     @classmethod
     def load(cls, path: str | Path, *, histories: HistorySource | None = None) -> Recommender:
@@ -907,11 +929,7 @@ class Recommender(ABC):
                                                                           "indptr")],
                 (len(users), len(items))))
         model.set_state(users, items, arrays, meta.get("state", {}), histories)
-        if (path / INDEX_FILE).exists():
-            model.retrieval_ = ItemIndex.read(path / INDEX_FILE, vectors=model._item_vectors())
-        if (path / SIMILAR_INDEX_FILE).exists():
-            model.similar_index_ = ItemIndex.read(path / SIMILAR_INDEX_FILE,
-                                                  vectors=model._similar_vectors())
+        model._read_indexes(path)
         return model
 
 

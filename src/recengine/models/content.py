@@ -55,6 +55,8 @@ __all__ = ["ContentBased"]
 
 #: Shared features named in one explanation.
 _REASONS = 2
+#: Most features for a vector form: a dense copy of the item vectors costs at most 1 KB an item.
+DENSE_FEATURES = 256
 
 
 class ContentBased(Recommender):
@@ -167,6 +169,25 @@ class ContentBased(Recommender):
         order = np.argsort(-profile.data, kind="stable")[:n]
         return [(str(self.feature_names_[profile.indices[j]]), float(profile.data[j]))
                 for j in order]
+
+    def supports(self, capability: Capability) -> bool:
+        """A vector form (HNSW retrieval) when the features are few enough to hold densely,
+        at most :data:`DENSE_FEATURES` numbers an item: a score is the inner product of the unit
+        taste profile and the unit item vector, plus the popularity tie-break as one more
+        column."""
+        if capability == Capability.RETRIEVAL:
+            return (hasattr(self, "feature_names_")
+                    and len(self.feature_names_) <= DENSE_FEATURES)
+        return super().supports(capability)
+
+    def _embed(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+        profiles = self._taste(queries.bag)[0].toarray().astype(np.float32)
+        tie_break = np.full((len(queries), 1), self.config.tie_break, np.float32)
+        return np.hstack([profiles, tie_break]), np.zeros(len(queries), np.float32)
+
+    def _item_vectors(self) -> np.ndarray:
+        return np.hstack([self.item_vectors().toarray(),
+                          self.item_popularity_[:, None]]).astype(np.float32)
 
     # -- scoring ------------------------------------------------------------------------------
     def _with_tie_break(self, cosines: np.ndarray, popularity: np.ndarray) -> np.ndarray:

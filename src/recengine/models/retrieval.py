@@ -56,6 +56,7 @@ class ItemIndex:
         #: Each thread's own search parameters: concurrent searches must not share one, and
         #: making one per call cost a tenth of a served request.
         self._local = threading.local()
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, neighbours: int = 16, ef_construction: int = 80,
@@ -94,6 +95,28 @@ class ItemIndex:
         import faiss
 
         faiss.write_index(self._index, str(path))
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """``[n_items, dim]``: the item vectors the graph holds (a read-only view of its own
+        copy, so scoring a few items needs no second one)."""
+        import faiss
+
+        storage = faiss.downcast_index(self._index.storage)
+        stored = storage.get_xb()  # type: ignore[attr-defined]  # missing from faiss's stubs
+        view = faiss.rev_swig_ptr(stored, self.n_items * self._index.d).reshape(
+            self.n_items, self._index.d)
+        view.flags.writeable = False
+        return view
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """The item vectors' sum ``[dim]`` and Gram matrix ``[dim, dim]`` (float64): with them
+        the mean and spread of a query's inner products over the whole catalogue cost one
+        product of ``dim²``, not one per item. Computed once, on first use."""
+        if self._moments is None:
+            vectors = self.vectors.astype(np.float64)
+            self._moments = (vectors.sum(axis=0), vectors.T @ vectors)
+        return self._moments
 
     def search(self, queries: np.ndarray, n: int, seen: Sequence[np.ndarray] | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,13 +1,12 @@
 """Candidate generation: every source proposes its best items, the union is what gets ranked.
 
-Each source scores the whole catalogue for a block of queries (:meth:`Recommender.scores`); its top
-``depth`` unseen items are its proposals. The union keeps, per query, up to ``limit`` items, the
-best-ranked by any source first, and every candidate carries every source's view of it: its
-score standardised over that query's row (so sources of different scales, and a source refitted
-since the ranker learned, read alike) and its rank in the source's list (``depth`` when the
-source did not propose it). So the ranker sees, for each item, who proposed it, how strongly,
-and what the other sources think of it.
-"""
+Each source proposes its top ``depth`` unseen items for each query (from every item's score, or
+from its HNSW graph: :mod:`~recengine.models.hybrid.reading`). The union keeps, per query, up
+to ``limit`` items, the best-ranked by any source first, and every candidate carries every
+source's view of it: its score standardised over that query's row (so sources of different
+scales, and a source refitted since the ranker learned, read alike) and its rank in the
+source's list (``depth`` when the source did not propose it). So the ranker sees, for each
+item, who proposed it, how strongly, and what the other sources think of it."""
 
 from __future__ import annotations
 
@@ -17,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recengine.data.query import Queries
-from recengine.models.base import Recommender, top_k
+from recengine.models.base import Recommender
+from recengine.models.hybrid.reading import DenseReading, Masks, Reading, read
 
 __all__ = ["Candidates", "Source", "propose", "union_recall"]
 
@@ -63,69 +63,68 @@ class Candidates:
         return self.ranks < self.depths[None, :]
 
 
-def _standardised(scores: np.ndarray) -> np.ndarray:
-    """Each row's finite scores as z-scores over that row; the rest (items a source cannot
-    score, seen items) at the row's minimum minus one."""
-    finite = np.isfinite(scores)
-    count = np.maximum(finite.sum(axis=1, keepdims=True), 1)
-    safe = np.where(finite, scores, 0.0).astype(np.float64)
-    mean = safe.sum(axis=1, keepdims=True) / count
-    spread = np.sqrt((np.where(finite, safe - mean, 0.0) ** 2).sum(axis=1, keepdims=True)
-                     / count)
-    z = (safe - mean) / np.where(spread > 0, spread, 1.0)
-    low = np.where(finite, z, np.inf).min(axis=1, keepdims=True)
-    low = np.where(np.isfinite(low), low, 0.0)
-    return np.where(finite, z, low - 1.0).astype(np.float32)
-
-
 def propose(sources: Sequence[Source], queries: Queries, limit: int,
             background: int | None = None) -> Candidates:
     """The union of the sources' proposals for each query, at most ``limit`` per query.
 
     Seen items (the query's history) are never proposed: the hybrid recommends new items; nor
     do sources that need a history (:attr:`Recommender.needs_history`) propose anything to a
-    query without one. ``background`` (a source's position) keeps that source's standardised
-    scores of every item.
+    query without one. Each source is read as :func:`~.reading.read` decides (from its HNSW
+    graph when it has one). ``background`` (a source's position) keeps that source's
+    standardised scores of every item.
     """
-    n_rows = len(queries)
-    indptr, seen = queries.seen()
-    seen_rows = np.repeat(np.arange(n_rows), np.diff(indptr))
-    # Users with nothing to go on: the sources that need a history propose nothing for them.
-    silent = np.diff(indptr) == 0
-    if queries.session is not None:
-        silent &= np.diff(queries.session.indptr) == 0
+    masks = Masks.of(queries)
+    readings = [read(s.model, queries, masks, s.depth) for s in sources]
+    n_items = len(sources[0].model.items_)
     depths = np.array([s.depth for s in sources], dtype=np.int32)
-    standard, tops = [], []
-    for source in sources:
-        scores = np.array(source.model.scores(queries), dtype=np.float32)
-        scores[seen_rows, seen] = -np.inf
-        if source.model.needs_history:
-            scores[silent] = -np.inf
-        standard.append(_standardised(scores))
-        tops.append(top_k(scores, min(source.depth, scores.shape[1]))[0])
-    n_items = standard[0].shape[1]
-    # Each item's best rank over the sources, per row; ties go to the earlier source's item.
-    best = np.full((n_rows, n_items), np.iinfo(np.int32).max, dtype=np.int64)
-    ranks = []
-    for top, depth in zip(tops, depths.tolist(), strict=True):
-        rank = np.full((n_rows, n_items), depth, dtype=np.int32)
-        r, c = np.nonzero(top >= 0)
-        rank[r, top[r, c]] = c
-        ranks.append(rank)
-        np.minimum(best, np.where(rank < depth, rank, np.iinfo(np.int32).max), out=best)
-    proposed = best < np.iinfo(np.int32).max
-    order = np.argsort(np.where(proposed, best, np.iinfo(np.int64).max), axis=1,
-                       kind="stable")[:, :limit]
-    keep = np.take_along_axis(proposed, order, axis=1)
-    rows = np.repeat(np.arange(n_rows), keep.sum(axis=1))
-    items = order[keep].astype(np.int32)
-    out_indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(keep.sum(axis=1), out=out_indptr[1:])
+    # Every proposal as a key (query, item) and its rank; each key's best rank over the sources.
+    keyed = [_keys(r.tops, n_items) for r in readings]
+    keys = np.concatenate([k for k, _ in keyed])
+    ranks = np.concatenate([r for _, r in keyed])
+    order = np.lexsort((ranks, keys))
+    keys, first = np.unique(keys[order], return_index=True)
+    best = ranks[order][first]
+    rows, items = np.divmod(keys, n_items)
+    # Per query, best-ranked first (ties to the lower item), the first ``limit``.
+    order = np.lexsort((items, best, rows))
+    rows, items, keys = rows[order], items[order], keys[order]
+    starts = np.searchsorted(rows, np.arange(len(queries) + 1))
+    keep = np.arange(len(rows)) - starts[rows] < limit
+    rows, items, keys = rows[keep], items[keep].astype(np.int32), keys[keep]
+    indptr = np.searchsorted(rows, np.arange(len(queries) + 1)).astype(np.int64)
     return Candidates(
-        out_indptr, items,
-        np.stack([z[rows, items] for z in standard], axis=1),
-        np.stack([rank[rows, items] for rank in ranks], axis=1), depths,
-        None if background is None else standard[background])
+        indptr, items,
+        np.stack([r.standardised(rows, items) for r in readings], axis=1),
+        np.stack([_ranks_of(keys, k, rank, int(depth)) for (k, rank), depth
+                  in zip(keyed, depths, strict=True)], axis=1), depths,
+        None if background is None else _every_item(sources[background].model, queries,
+                                                     masks, readings[background]))
+
+
+def _keys(tops: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """A source's proposals as sorted keys ``query * n_items + item``, and their ranks."""
+    rows, ranks = np.nonzero(tops >= 0)
+    keys = rows.astype(np.int64) * n_items + tops[rows, ranks]
+    order = np.argsort(keys, kind="stable")
+    return keys[order], ranks[order].astype(np.int32)
+
+
+def _ranks_of(wanted: np.ndarray, keys: np.ndarray, ranks: np.ndarray, depth: int
+              ) -> np.ndarray:
+    """The rank of each ``wanted`` key among a source's sorted ``keys``; ``depth`` if absent."""
+    if not len(keys):
+        return np.full(len(wanted), depth, dtype=np.int32)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, ranks[at], depth).astype(np.int32)
+
+
+def _every_item(model: Recommender, queries: Queries, masks: Masks,
+                reading: Reading) -> np.ndarray:
+    """Every item's standardised score under ``model`` (read densely when it was not)."""
+    if not isinstance(reading, DenseReading):
+        reading = DenseReading(masks.masked(np.array(model.scores(queries), np.float32),
+                                            model), 1)
+    return reading.every_item()
 
 
 def union_recall(candidates: Candidates, relevant: Sequence[np.ndarray],

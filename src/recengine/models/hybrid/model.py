@@ -21,7 +21,8 @@ model: saved, published and loaded whole, its sources inside it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +30,15 @@ import scipy.sparse as sp
 from recengine.data.query import NO_TIME, HistorySource, Queries
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
-from recengine.errors import DataError
-from recengine.models.base import Capability, Recommender, TrainingOptions
+from recengine.errors import DataError, NotSupportedError
+from recengine.models.base import (
+    DEFAULT_BATCH,
+    Capability,
+    Recommender,
+    ScoreTransform,
+    TrainingOptions,
+    check_fitted,
+)
 from recengine.models.hybrid.candidates import Candidates, Source, propose
 from recengine.models.hybrid.config import HybridConfig, SourceConfig
 from recengine.models.hybrid.ranker import (
@@ -43,6 +51,7 @@ from recengine.models.hybrid.ranker import (
 )
 from recengine.models.hybrid.ratings import RatingHead, fit_rating_head, rating_feature_names
 from recengine.models.hybrid.signals import Profile, feature_names, first_answer, signals
+from recengine.models.retrieval import ItemIndex
 from recengine.models.torch_training import (
     load_network,
     network_arrays,
@@ -292,27 +301,106 @@ class Hybrid(Recommender):
         return signals(candidates, queries, profile, self._similar_to(sources),
                        self.config.recent_items, order)
 
+    def _ranked(self, queries: Queries, background: int | None = None
+                ) -> tuple[Candidates, np.ndarray]:
+        """Each query's candidates and the ranker's scores of them (new users keep the
+        sources' first answer unless the ranker earned them)."""
+        candidates = propose(self.sources_, queries, self.config.candidates, background)
+        features = self._signals(candidates, queries, self.sources_, self.profile_, self.order_)
+        ranked = ranker_scores(self.ranker_, features, "cpu")
+        if not self.ranks_new_users_:
+            new = np.diff(queries.seen()[0])[candidates.rows] == 0
+            ranked[new] = features[new, -1]
+        return candidates, ranked
+
     def _score(self, queries: Queries) -> np.ndarray:
         """The ranker's scores of each query's candidates; below them, the rest of the
         catalogue (seen items included) in the order of the source the ranker starts from."""
         out = np.empty((len(queries), len(self.items_)), dtype=np.float32)
-        start = self.order_[0]
         for block in _blocks(np.arange(len(queries)), len(self.items_)):
             part = queries[block] if len(block) < len(queries) else queries
-            candidates = propose(self.sources_, part, self.config.candidates, background=start)
+            candidates, ranked = self._ranked(part, background=self.order_[0])
             assert candidates.background is not None
-            features = self._signals(candidates, part, self.sources_, self.profile_,
-                                     self.order_)
-            ranked = ranker_scores(self.ranker_, features, "cpu")
-            if not self.ranks_new_users_:
-                new = np.diff(part.seen()[0])[candidates.rows] == 0
-                ranked[new] = features[new, -1]
             lowest = np.full(len(block), 0.0, np.float32)
             np.minimum.at(lowest, candidates.rows, ranked)
             rest = candidates.background
             out[block] = rest - rest.max(axis=1, keepdims=True) + lowest[:, None] - 1.0
             out[block[candidates.rows], candidates.items] = ranked
         return out
+
+    def recommend_queries(
+        self,
+        queries: Queries,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+        transform: ScoreTransform | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As every model's; a plain request (seen items left out, no candidates, exclusions
+        or transform) is answered from the ranked union alone wherever it holds ``n`` items:
+        the rest of the catalogue ranks below the union (:meth:`_score`), so the answer is the
+        same without scoring every item, which is most of the cost at 100,000 items."""
+        if not exclude_seen or candidates is not None or exclude is not None or (
+                transform is not None):
+            return super().recommend_queries(
+                queries, n, exclude_seen=exclude_seen, candidates=candidates, exclude=exclude,
+                transform=transform, batch_size=batch_size)
+        check_fitted(self)
+        out_idx = np.full((len(queries), n), -1, dtype=np.int32)
+        out_val = np.full((len(queries), n), np.nan, dtype=np.float32)
+        for block in _blocks(np.arange(len(queries)), len(self.items_)):
+            part = queries[block] if len(block) < len(queries) else queries
+            union, ranked = self._ranked(part)
+            rows = union.rows
+            order = np.lexsort((union.items, -ranked, rows))  # ties to the lower item
+            place = np.arange(len(order)) - union.indptr[rows[order]]
+            top = order[place < n]
+            out_idx[block[rows[top]], place[place < n]] = union.items[top]
+            out_val[block[rows[top]], place[place < n]] = ranked[top]
+        short = np.flatnonzero(out_idx[:, -1] < 0) if n else np.zeros(0, np.int64)
+        if len(short):  # fewer than n candidates: the rest of the catalogue completes them
+            out_idx[short], out_val[short] = self._recommend_exact(queries[short], n, True,
+                                                                   None, None, None)
+        return out_idx, out_val
+
+    def build_index(self, *, neighbours: int = 16, ef_construction: int = 80,
+                    ef_search: int = 64, similar_items: bool = True) -> Self:
+        """Index the sources that have a vector form: from then on they propose from their
+        top-k graphs and score only the candidates (:mod:`~.reading`). The hybrid has no
+        graph of its own, for top-k or similar items (``similar_items`` changes nothing: its
+        similar items are its similarity source's exact ones)."""
+        check_fitted(self)
+        vectors = [s.model for s in self.sources_ if s.model.supports(Capability.RETRIEVAL)]
+        if not vectors:
+            raise NotSupportedError("none of the hybrid's sources has a vector form to index")
+        for model in vectors:
+            model.build_index(neighbours=neighbours, ef_construction=ef_construction,
+                              ef_search=ef_search, similar_items=False)
+        return self
+
+    @property
+    def indexes(self) -> tuple[ItemIndex, ...]:
+        """The sources' HNSW graphs."""
+        return tuple(i for s in self.sources_ for i in s.model.indexes)
+
+    def drop_indexes(self) -> None:
+        for source in self.sources_:
+            source.model.drop_indexes()
+
+    def _write_indexes(self, path: Path) -> None:
+        """Each source's graphs in a folder of its own (``source-<position>``)."""
+        for position, source in enumerate(self.sources_):
+            if source.model.indexes:
+                folder = path / f"source-{position}"
+                folder.mkdir(exist_ok=True)
+                source.model._write_indexes(folder)
+
+    def _read_indexes(self, path: Path) -> None:
+        for position, source in enumerate(self.sources_):
+            source.model._read_indexes(path / f"source-{position}")
 
     @property
     def feature_names(self) -> list[str]:
