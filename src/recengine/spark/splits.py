@@ -1,0 +1,154 @@
+"""The retrain's holdout splits of the per-pair table, on Spark, by the local definitions.
+
+:mod:`recengine.data.splits` splits a pandas table; a retrain on Spark splits the aggregated
+pairs (:func:`recengine.spark.prepare.aggregate`'s frame) where they are, so that only what a
+model needs comes to the driver. The splits a retrain uses:
+
+- :func:`time_cutoff`: the pairs last seen before the time that leaves ``test_fraction`` of
+  them after it train, the rest test (users with no training pair dropped). The cut is the
+  local one exactly: pandas' linear quantile of the pair times, truncated to whole seconds as
+  pandas does for ``datetime64[s]``, from the two order statistics Spark finds.
+- :func:`leave_last_n`: each user's ``n`` most recent pairs (ties broken by item id) test,
+  when more remain. Equal to the local split.
+- :func:`stratified` (the fallback for events without times): each user's
+  ``round(n × test_fraction)`` pairs, at least one left to train, chosen by a seeded hash of
+  the pair, not by NumPy's generator: the local split draws its keys from one NumPy stream in
+  table order, which executors cannot share. So the same semantics, deterministic for a seed,
+  but not the same pairs as locally.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from recengine.data.splits import _check_fraction
+from recengine.errors import DataError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+__all__ = ["SparkSplit", "leave_last_n", "make_split", "stratified", "time_cutoff"]
+
+
+@dataclass(frozen=True)
+class SparkSplit:
+    """The training and test pairs as Spark frames, and the local split's description."""
+
+    train: DataFrame
+    test: DataFrame
+    description: dict[str, object] = field(default_factory=dict)
+
+
+def _seconds() -> Column:
+    from pyspark.sql import functions as F
+
+    return F.unix_seconds(F.col("timestamp"))
+
+
+def _require_time(pairs: DataFrame, split: str) -> None:
+    from pyspark.sql import functions as F
+
+    if pairs.where(F.col("timestamp").isNull()).limit(1).count():
+        raise DataError(f"the {split} split needs a timestamp on every event; this dataset has "
+                        "events without one", column="timestamp")
+
+
+def time_cutoff(pairs: DataFrame, test_fraction: float = 0.2) -> SparkSplit:
+    """Pairs last seen before the cut train, the rest test, as
+    :func:`recengine.data.splits.time_cutoff` without a given cutoff."""
+    from pyspark.sql import functions as F
+
+    _check_fraction("test_fraction", test_fraction)
+    _require_time(pairs, "time")
+    cut = _linear_quantile(pairs.select(_seconds().alias("s")), 1 - test_fraction)
+    before = _seconds() < F.lit(cut)
+    train = pairs.where(before)
+    known = train.select("user_id").distinct()
+    after = pairs.where(~before)
+    test = after.join(known, "user_id", "left_semi")
+    dropped = after.join(known, "user_id", "left_anti").count()
+    if train.limit(1).count() == 0 or test.limit(1).count() == 0:
+        raise DataError(f"cutoff {_timestamp(cut)} leaves an empty train or test set",
+                        column="cutoff")
+    return SparkSplit(train, test, {"split": "time", "cutoff": str(_timestamp(cut)),
+                                    "test_pairs_of_new_users_dropped": int(dropped)})
+
+
+def _timestamp(seconds: int) -> pd.Timestamp:
+    return pd.Timestamp(seconds, unit="s")
+
+
+def _linear_quantile(seconds: DataFrame, q: float) -> int:
+    """pandas' ``quantile(q)`` of a ``datetime64[s]`` column: linear interpolation between
+    the two order statistics around ``(n − 1)·q``, truncated to whole seconds; computed
+    exactly (rationals), the order statistics found by a distributed sort."""
+    n = seconds.count()
+    if n == 0:
+        raise DataError("no interactions to split")
+    position = (n - 1) * Fraction(q)
+    low = math.floor(position)
+    wanted = {low, min(low + 1, n - 1)}
+    found = dict(seconds.rdd.map(lambda row: int(row[0])).sortBy(lambda s: s)
+                 .zipWithIndex().filter(lambda pair: pair[1] in wanted)
+                 .map(lambda pair: (pair[1], pair[0])).collect())
+    a, b = found[low], found[min(low + 1, n - 1)]
+    return math.floor(a + (b - a) * (position - low))
+
+
+def leave_last_n(pairs: DataFrame, n: int = 1) -> SparkSplit:
+    """Each user's ``n`` most recent pairs (ties broken by item id) test, if more remain, as
+    :func:`recengine.data.splits.leave_last_n`."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if n < 1:
+        raise DataError(f"n must be at least 1, got {n}", column="n")
+    _require_time(pairs, "leave-last-n")
+    user = Window.partitionBy("user_id")
+    newest = user.orderBy(F.col("timestamp").desc(), F.col("item_id").desc())
+    marked = pairs.withColumn("_from_end", F.row_number().over(newest)).withColumn(
+        "_size", F.count(F.lit(1)).over(user))
+    test = (F.col("_from_end") <= n) & (F.col("_size") > n)
+    return _parts(marked, test, ("_from_end", "_size"), {"split": "last", "n": n})
+
+
+def stratified(pairs: DataFrame, test_fraction: float = 0.25, *, seed: int = 0) -> SparkSplit:
+    """Each user's ``rint(n × test_fraction)`` pairs (at most ``n − 1``) test, chosen by the
+    order of a seeded 64-bit hash of (seed, user, item): deterministic for a seed, with
+    :func:`recengine.data.splits.stratified`'s semantics but not its NumPy draws."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    _check_fraction("test_fraction", test_fraction)
+    user = Window.partitionBy("user_id")
+    key = F.xxhash64(F.lit(seed), F.col("user_id"), F.col("item_id"))
+    marked = pairs.withColumn("_rank", F.row_number().over(
+        user.orderBy(key, F.col("item_id")))).withColumn("_size", F.count(F.lit(1)).over(user))
+    take = F.least(F.rint(F.col("_size") * test_fraction), F.col("_size") - 1)
+    return _parts(marked, F.col("_rank") <= take, ("_rank", "_size"),
+                  {"split": "stratified", "test_fraction": test_fraction, "seed": seed})
+
+
+def _parts(marked: DataFrame, test: Column, helpers: tuple[str, ...],
+           description: dict[str, object]) -> SparkSplit:
+    marked = marked.withColumn("_test", test).drop(*helpers).persist()
+    return SparkSplit(marked.where(~marked["_test"]).drop("_test"),
+                      marked.where(marked["_test"]).drop("_test"), description)
+
+
+def make_split(pairs: DataFrame, name: str, *, test_fraction: float, seed: int,
+               last_n: int) -> SparkSplit:
+    """The split a retrain names (``time``, ``last``, or the ``stratified`` fallback)."""
+    if name == "time":
+        return time_cutoff(pairs, test_fraction)
+    if name == "last":
+        return leave_last_n(pairs, last_n)
+    if name == "stratified":
+        return stratified(pairs, test_fraction, seed=seed)
+    raise DataError(f"a retrain on Spark splits by time, last or stratified, not {name!r}",
+                    column="holdout")
