@@ -93,9 +93,9 @@ def _linear_quantile(seconds: DataFrame, q: float) -> int:
     position = (n - 1) * Fraction(q)
     low = math.floor(position)
     wanted = {low, min(low + 1, n - 1)}
-    found = dict(seconds.rdd.map(lambda row: int(row[0])).sortBy(lambda s: s)
-                 .zipWithIndex().filter(lambda pair: pair[1] in wanted)
-                 .map(lambda pair: (pair[1], pair[0])).collect())
+    found = dict(seconds.orderBy(seconds.columns[0]).rdd.zipWithIndex()
+                 .filter(lambda pair: pair[1] in wanted)
+                 .map(lambda pair: (pair[1], int(pair[0][0]))).collect())
     a, b = found[low], found[min(low + 1, n - 1)]
     return math.floor(a + (b - a) * (position - low))
 
