@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 from rich.console import Console
 from rich.table import Table
 
-from recengine.data.schema import FeatureKind
+from recengine.data.schema import EventSchema, FeatureKind
 from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pyspark.sql import DataFrame
 
+    from recengine.data.dataset import Dataset
     from recengine.data.training_data import TrainingData
     from recengine.data.validation import ValidationReport
     from recengine.models.base import Recommender
@@ -239,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="train on an event store's events (sqlite:///PATH or "
                               "postgresql+psycopg://...) instead of --dataset; the manifest "
                               "records their snapshot")
+    retrain.add_argument("--events", metavar="PATH",
+                         help="train on an event file (CSV, TSV, Parquet, JSON Lines; on "
+                              "Spark also a folder of them) instead of --dataset, validated "
+                              "as `recengine train --events` does")
+    _add_event_file_args(retrain)
+    retrain.add_argument("--strict", action="store_true",
+                         help="stop at the first bad row of --events")
     _add_engine_args(retrain, "where the events are weighed, aggregated, split and scored: "
                               "here, or on Spark (the spark extra; a PostgreSQL --store read "
                               "over JDBC), where WALS trains as spark-als")
@@ -672,10 +681,17 @@ def run_retrain(args: argparse.Namespace) -> int:
         "metric": args.metric, "tolerance": args.tolerance, "seed": args.seed,
         "engine": args.engine, "master": args.master}
     registry = ModelRegistry(args.registry)
+    if args.store is not None and args.events is not None:
+        raise DataError("retrain reads --store or --events, not both", column="--events")
     if args.store is not None:  # its events up to its last id, as the scheduler takes them
         with EventStore(args.store) as store, progress_bar(err) as progress:
             result = retrain_store(store, registry, until_id=store.last_id(),
                                    progress=progress, **options)
+    elif args.events is not None:
+        source, snapshot, schema = _retrain_events(args, err)
+        with progress_bar(err) as progress:
+            result = retrain(source, registry, progress=progress, data_snapshot=snapshot,
+                             schema=schema, **options)
     else:
         with err.status(f"loading {args.dataset}"):
             dataset = load_dataset(args.dataset, args.path, seed=args.seed)[0]
@@ -685,6 +701,36 @@ def run_retrain(args: argparse.Namespace) -> int:
         "not published")
     console.print(f"{verdict}: {result.reason}", markup=False, highlight=False)
     return 0
+
+
+def _retrain_events(args: argparse.Namespace, err: Console,
+                    ) -> tuple[Dataset | DataFrame, dict[str, Any] | None, EventSchema]:
+    """``--events`` read and validated by ``--engine`` (on Spark: a frame that stays there,
+    with its snapshot), the report printed on stderr (stdout is the verdict)."""
+    from recengine.data.dataset import Dataset
+    from recengine.data.readers import read_events
+    from recengine.data.validation import ColumnMapping
+    from recengine.pipeline.demo import print_validation
+
+    schema = EventSchema.from_file(args.schema) if args.schema else EventSchema()
+    how: dict[str, Any] = {
+        "format": args.format, "schema": schema, "strict": args.strict,
+        "columns": ColumnMapping.parse(args.columns, default_event_type=args.event_type)}
+    if args.engine == "spark":
+        from recengine.spark import prepare, retrain
+        from recengine.spark.session import spark_session
+
+        session = spark_session(args.master, feature="retrain --engine spark")
+        events, report = prepare.read_events(session, args.events, **how)
+        print_validation(report, err)
+        if report.rows_accepted:
+            return events, retrain.snapshot(events, report.file), schema
+    else:
+        local, report = read_events(args.events, **how)
+        print_validation(report, err)
+        if report.rows_accepted:
+            return Dataset(report.file, local, schema=schema), None, schema
+    raise DataError(_nothing_accepted(report), file=report.file)
 
 
 def run_models(args: argparse.Namespace) -> int:

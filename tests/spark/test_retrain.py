@@ -182,3 +182,51 @@ def test_a_spark_retrain_scores_as_the_local_retrain(spark, tmp_path, movielens)
     assert there.current_metrics["ndcg@10"] > there.metrics["popular"]["ndcg@10"] > 0
     assert there.activated and spark_registry.current() == "v0002"
     assert isinstance(spark_registry.load("v0002"), Popularity)
+
+
+def test_a_retrain_of_an_event_file_reports_bad_rows_alike_on_both_engines(spark, capfd,
+                                                                           tmp_path):
+    """`retrain --events FILE`: on Spark the file is read, validated, prepared and split
+    there, with the local engine's report of its bad row (file, row, column) on stderr, and
+    the verdict alone on stdout; a file missing a column ends both with the same one line."""
+    events = generate(n_users=150, n_items=60, seed=5).events.assign(event_type="view",
+                                                                     value=float("nan"))
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    with path.open("a") as file:
+        file.write("u1,,view,,2024-01-01T00:00:00\n")
+    bad_row = f"events.csv, row {len(events) + 2}, column 'item_id': missing item id"
+    config = tmp_path / "wals.json"
+    config.write_text(json.dumps({"model": "wals", "config": {"factors": 8, "iterations": 3}}))
+    manifests = {}
+    for engine in ("local", "spark"):
+        registry = tmp_path / engine
+        capfd.readouterr()
+        assert main(["retrain", "--events", str(path), "--engine", engine, "--config",
+                     str(config), "--registry", str(registry)]) == 0
+        out, err = capfd.readouterr()
+        assert out.startswith("published and activated v0001: first version")
+        assert f"{len(events) + 1} rows read, {len(events)} accepted, 1 skipped" in err
+        assert bad_row in err and "\tat " not in err
+        manifests[engine] = ModelRegistry(registry).show("v0001")
+    spark_data, local_data = manifests["spark"]["data"], manifests["local"]["data"]
+    assert spark_data["dataset"] == local_data["dataset"] == str(path)
+    for key in ("count", "min_timestamp", "max_timestamp"):
+        assert spark_data[key] == local_data[key], key
+    holdout = [[n for n in m["notes"].splitlines() if n.startswith("holdout: ")]
+               for m in manifests.values()]
+    assert holdout[0] == holdout[1] and holdout[0]
+    assert "prepared, split and scored on Spark (local[2])" in manifests["spark"]["notes"]
+
+    missing = tmp_path / "missing.csv"
+    events.drop(columns="item_id").to_csv(missing, index=False)
+    lines = {}
+    for engine in ("local", "spark"):
+        capfd.readouterr()
+        assert main(["retrain", "--events", str(missing), "--engine", engine,
+                     "--registry", str(tmp_path / "never")]) == 2
+        err = capfd.readouterr().err
+        assert "\tat " not in err and "Traceback" not in err
+        lines[engine] = err.strip().splitlines()[-1]
+    assert lines["spark"] == lines["local"]
+    assert lines["local"].startswith(f"error: {missing}") and "item_id" in lines["local"]

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from recengine.data.dataset import Dataset
 
-__all__ = ["retrain_on_spark", "spark_events"]
+__all__ = ["retrain_on_spark", "snapshot", "spark_events"]
 
 #: The frame every event source gives: the local event columns and the row that breaks ties.
 EVENTS_SCHEMA = ("user_id string, item_id string, event_type string, value double, "
@@ -75,6 +75,29 @@ def spark_events(dataset: Dataset, master: str) -> DataFrame:
                           "timestamp": events["timestamp"],
                           ROW: np.arange(len(events), dtype=np.int64)})
     return session.createDataFrame(table, EVENTS_SCHEMA)
+
+
+def snapshot(events: DataFrame, name: str) -> dict[str, Any]:
+    """What a version trained on a Spark frame of events was trained on, computed there:
+    :func:`~recengine.pipeline.retrain.event_snapshot`'s count and time range, and, instead
+    of its SHA-256 of the table in order (which needs every event in one process), the sum
+    of the events' 64-bit hashes (``xxhash64``), which any change of an event changes."""
+    from pyspark.sql import functions as F
+
+    digest = F.xxhash64("user_id", "item_id", "event_type", "value", "timestamp")
+    seconds = F.unix_seconds(F.col("timestamp"))
+    row = events.agg(F.count(F.lit(1)).alias("count"),
+                     F.sum(digest.cast("decimal(38,0)")).alias("sum"),
+                     F.min(seconds).alias("first"), F.max(seconds).alias("last")).first()
+    assert row is not None  # an aggregate without grouping has one row
+    total = 0 if row["sum"] is None else int(row["sum"])
+    return {"dataset": name, "count": int(row["count"]),
+            "xxhash64_sum": f"{total % 2 ** 64:016x}",
+            "min_timestamp": _iso(row["first"]), "max_timestamp": _iso(row["last"])}
+
+
+def _iso(seconds: int | None) -> str | None:
+    return None if seconds is None else pd.Timestamp(seconds, unit="s").isoformat()
 
 
 def retrain_on_spark(events: DataFrame, registry: ModelRegistry, plan: Plan, *, master: str,
