@@ -23,6 +23,7 @@ the local engine. A factor model's top-k lists are computed on Spark
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -109,15 +110,25 @@ def retrain_on_spark(events: DataFrame, registry: ModelRegistry, plan: Plan, *, 
     moved = [name for name, config in models.items() if config.get("model") == "spark-als"]
     if moved:
         notes.append(f"trained on Spark ({master}) as spark-als: {', '.join(moved)}")
-    pairs = aggregate(events, schema, plan.weighting).persist()
-    split = _split(events, pairs, plan, notes)
-    full = functools.partial(_training_data, pairs)
-    return judge_and_publish(Trial(_Holdout(split, plan), full, data_snapshot), registry,
-                             models, plan, notes)
+    with contextlib.ExitStack() as cached:
+        pairs = _kept(cached, aggregate(events, schema, plan.weighting))
+        split = _split(events, pairs, plan, notes, cached)
+        full = functools.partial(_training_data, pairs)
+        return judge_and_publish(Trial(_Holdout(split, plan), full, data_snapshot), registry,
+                                 models, plan, notes)
 
 
-def _split(events: DataFrame, pairs: DataFrame, plan: Plan, notes: list[str]) -> SparkSplit:
-    """The plan's holdout; a stratified one, with a note, when an event has no time."""
+def _kept(cached: contextlib.ExitStack, frame: DataFrame) -> DataFrame:
+    """``frame`` cached until ``cached`` closes: background runs share the server's session,
+    so a run leaves nothing cached behind."""
+    cached.callback(frame.unpersist)
+    return frame.persist()
+
+
+def _split(events: DataFrame, pairs: DataFrame, plan: Plan, notes: list[str],
+           cached: contextlib.ExitStack) -> SparkSplit:
+    """The plan's holdout, cached; a stratified one, with a note, when an event has no
+    time."""
     from pyspark.sql import functions as F
 
     if events.limit(1).count() == 0:
@@ -127,6 +138,7 @@ def _split(events: DataFrame, pairs: DataFrame, plan: Plan, notes: list[str]) ->
         notes.append(no_times_note(plan.holdout, plan.test_fraction))
     split = make_split(pairs, plan.holdout if timed else "stratified",
                        test_fraction=plan.test_fraction, seed=plan.seed, last_n=plan.last_n)
+    split = SparkSplit(_kept(cached, split.train), _kept(cached, split.test), split.description)
     notes.append(holdout_note(split.description, split.test.count(), split.train.count()))
     return split
 

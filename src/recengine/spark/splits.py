@@ -11,18 +11,20 @@ model needs comes to the driver. The splits a retrain uses:
 - :func:`leave_last_n`: each user's ``n`` most recent pairs (ties broken by item id) test,
   when more remain. Equal to the local split.
 - :func:`stratified` (the fallback for events without times): each user's
-  ``round(n × test_fraction)`` pairs, at least one left to train, chosen by a seeded hash of
-  the pair, not by NumPy's generator: the local split draws its keys from one NumPy stream in
-  table order, which executors cannot share. So the same semantics, deterministic for a seed,
-  but not the same pairs as locally.
+  ``round(n × test_fraction)`` pairs, at least one left to train, chosen by the local split's
+  own random keys: NumPy's generator for the seed, drawn in (user, item) order; each
+  partition of the sorted pairs advances its own generator to its first position
+  (``PCG64.advance``), so no draw is shared between executors. Equal to the local split.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,14 +32,15 @@ from recengine.data.splits import _check_fraction
 from recengine.errors import DataError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, Row
 
 __all__ = ["SparkSplit", "leave_last_n", "make_split", "stratified", "time_cutoff"]
 
 
 @dataclass(frozen=True)
 class SparkSplit:
-    """The training and test pairs as Spark frames, and the local split's description."""
+    """The training and test pairs as Spark frames (not cached: the caller that uses them
+    more than once persists them), and the local split's description."""
 
     train: DataFrame
     test: DataFrame
@@ -118,25 +121,47 @@ def leave_last_n(pairs: DataFrame, n: int = 1) -> SparkSplit:
 
 
 def stratified(pairs: DataFrame, test_fraction: float = 0.25, *, seed: int = 0) -> SparkSplit:
-    """Each user's ``rint(n × test_fraction)`` pairs (at most ``n − 1``) test, chosen by the
-    order of a seeded 64-bit hash of (seed, user, item): deterministic for a seed, with
-    :func:`recengine.data.splits.stratified`'s semantics but not its NumPy draws."""
+    """Each user's ``rint(n × test_fraction)`` pairs (at most ``n − 1``) test, as
+    :func:`recengine.data.splits.stratified` chooses them: a pair's key is the draw of NumPy's
+    generator for ``seed`` at the pair's position in (user, item) order, each partition of
+    the sorted pairs jumping its own generator to its first position."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
     _check_fraction("test_fraction", test_fraction)
+    fields = [*pairs.schema.fields, T.StructField("_key", T.DoubleType()),
+              T.StructField("_position", T.LongType())]
+    keyed = (pairs.orderBy("user_id", "item_id").rdd.zipWithIndex()
+             .mapPartitions(functools.partial(_draws, seed=seed))
+             .toDF(T.StructType(fields)))
     user = Window.partitionBy("user_id")
-    key = F.xxhash64(F.lit(seed), F.col("user_id"), F.col("item_id"))
-    marked = pairs.withColumn("_rank", F.row_number().over(
-        user.orderBy(key, F.col("item_id")))).withColumn("_size", F.count(F.lit(1)).over(user))
+    marked = keyed.withColumn("_rank", F.row_number().over(
+        user.orderBy("_key", "_position"))).withColumn("_size", F.count(F.lit(1)).over(user))
     take = F.least(F.rint(F.col("_size") * test_fraction), F.col("_size") - 1)
-    return _parts(marked, F.col("_rank") <= take, ("_rank", "_size"),
+    return _parts(marked, F.col("_rank") <= take, ("_key", "_position", "_rank", "_size"),
                   {"split": "stratified", "test_fraction": test_fraction, "seed": seed})
+
+
+def _draws(rows: Iterable[tuple[Row, int]], *, seed: int) -> Iterator[tuple[Any, ...]]:
+    """A partition's pairs with their keys (runs in a Spark worker): the NumPy generator of
+    ``seed`` advanced to the partition's first position draws one double per pair, as the
+    local split's ``default_rng(seed).random(n)`` does at those positions."""
+    import numpy as np
+
+    block = list(rows)
+    if not block:
+        return
+    bits = np.random.PCG64(seed)
+    bits.advance(block[0][1])
+    keys = np.random.Generator(bits).random(len(block))
+    for (row, position), key in zip(block, keys, strict=True):
+        yield (*row, float(key), position)
 
 
 def _parts(marked: DataFrame, test: Column, helpers: tuple[str, ...],
            description: dict[str, object]) -> SparkSplit:
-    marked = marked.withColumn("_test", test).drop(*helpers).persist()
+    marked = marked.withColumn("_test", test).drop(*helpers)
     return SparkSplit(marked.where(~marked["_test"]).drop("_test"),
                       marked.where(marked["_test"]).drop("_test"), description)
 
