@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 from rich.console import Console
 from rich.table import Table
 
-from recengine.data.schema import FeatureKind
+from recengine.data.schema import EventSchema, FeatureKind
 from recengine.errors import DataError, RecengineError
 from recengine.progress import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pyspark.sql import DataFrame
 
     from recengine.data.dataset import Dataset
     from recengine.data.training_data import TrainingData
@@ -240,8 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="train on an event store's events (sqlite:///PATH or "
                               "postgresql+psycopg://...) instead of --dataset; the manifest "
                               "records their snapshot")
-    _add_engine_args(retrain, "where WALS trains: here, or on Spark as spark-als (the spark "
-                              "extra); the split, scores and gate stay here")
+    retrain.add_argument("--events", metavar="PATH",
+                         help="train on an event file (CSV, TSV, Parquet, JSON Lines; on "
+                              "Spark also a folder of them) instead of --dataset, validated "
+                              "as `recengine train --events` does")
+    _add_event_file_args(retrain)
+    retrain.add_argument("--strict", action="store_true",
+                         help="stop at the first bad row of --events")
+    _add_engine_args(retrain, "where the events are weighed, aggregated, split and scored: "
+                              "here, or on Spark (the spark extra; a PostgreSQL --store read "
+                              "over JDBC), where WALS trains as spark-als")
 
     models = sub.add_parser("models", help="the model registry: list, show, activate, rollback")
     models.add_argument("action", choices=("list", "show", "activate", "rollback", "publish"))
@@ -655,42 +664,73 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
-    from recengine.pipeline.retrain import retrain
+    from recengine.data.loaders import load_dataset
+    from recengine.pipeline.retrain import retrain, retrain_store
+    from recengine.store.events import EventStore
     from recengine.store.registry import ModelRegistry
 
     console, err = _console(), _console(stderr=True)
     models = _model_configs(args)
-    if args.engine == "spark":  # started first, with --spark-conf; spark-als uses it
+    if args.engine == "spark":  # started first, with --spark-conf; every Spark step uses it
         from recengine.spark.session import spark_session
 
         spark_session(args.master, feature="retrain --engine spark",
                       conf=_key_values(args.spark_conf, "--spark-conf"))
-    dataset, snapshot = _retrain_data(args, err)
-    with progress_bar(err) as progress:
-        result = retrain(dataset, ModelRegistry(args.registry), models=models,
-                         holdout=args.holdout, test_fraction=args.test_fraction,
-                         metric=args.metric, tolerance=args.tolerance, seed=args.seed,
-                         data_snapshot=snapshot, engine=args.engine, master=args.master,
-                         progress=progress)
+    options: dict[str, Any] = {
+        "models": models, "holdout": args.holdout, "test_fraction": args.test_fraction,
+        "metric": args.metric, "tolerance": args.tolerance, "seed": args.seed,
+        "engine": args.engine, "master": args.master}
+    registry = ModelRegistry(args.registry)
+    if args.store is not None and args.events is not None:
+        raise DataError("retrain reads --store or --events, not both", column="--events")
+    if args.store is not None:  # its events up to its last id, as the scheduler takes them
+        with EventStore(args.store) as store, progress_bar(err) as progress:
+            result = retrain_store(store, registry, until_id=store.last_id(),
+                                   progress=progress, **options)
+    elif args.events is not None:
+        source, snapshot, schema = _retrain_events(args, err)
+        with progress_bar(err) as progress:
+            result = retrain(source, registry, progress=progress, data_snapshot=snapshot,
+                             schema=schema, **options)
+    else:
+        with err.status(f"loading {args.dataset}"):
+            dataset = load_dataset(args.dataset, args.path, seed=args.seed)[0]
+        with progress_bar(err) as progress:
+            result = retrain(dataset, registry, progress=progress, **options)
     verdict = "published and activated " + str(result.version) if result.activated else (
         "not published")
     console.print(f"{verdict}: {result.reason}", markup=False, highlight=False)
     return 0
 
 
-def _retrain_data(args: argparse.Namespace,
-                  err: Console) -> tuple[Dataset, dict[str, Any] | None]:
-    """The dataset to retrain on, and its snapshot: ``--store``'s events up to its last id
-    (as the scheduler takes them), else ``--dataset`` (its snapshot taken by retrain)."""
-    from recengine.data.loaders import load_dataset
-    from recengine.store.events import EventStore, mask_url
+def _retrain_events(args: argparse.Namespace, err: Console,
+                    ) -> tuple[Dataset | DataFrame, dict[str, Any] | None, EventSchema]:
+    """``--events`` read and validated by ``--engine`` (on Spark: a frame that stays there,
+    with its snapshot), the report printed on stderr (stdout is the verdict)."""
+    from recengine.data.dataset import Dataset
+    from recengine.data.readers import read_events
+    from recengine.data.validation import ColumnMapping
+    from recengine.pipeline.demo import print_validation
 
-    if args.store is None:
-        with err.status(f"loading {args.dataset}"):
-            return load_dataset(args.dataset, args.path, seed=args.seed)[0], None
-    with err.status(f"reading {mask_url(args.store)}"), EventStore(args.store) as store:
-        until = store.last_id()
-        return store.dataset(until_id=until), store.snapshot(until_id=until)
+    schema = EventSchema.from_file(args.schema) if args.schema else EventSchema()
+    how: dict[str, Any] = {
+        "format": args.format, "schema": schema, "strict": args.strict,
+        "columns": ColumnMapping.parse(args.columns, default_event_type=args.event_type)}
+    if args.engine == "spark":
+        from recengine.spark import prepare, retrain
+        from recengine.spark.session import spark_session
+
+        session = spark_session(args.master, feature="retrain --engine spark")
+        events, report = prepare.read_events(session, args.events, **how)
+        print_validation(report, err)
+        if report.rows_accepted:
+            return events, retrain.snapshot(events, report.file), schema
+    else:
+        local, report = read_events(args.events, **how)
+        print_validation(report, err)
+        if report.rows_accepted:
+            return Dataset(report.file, local, schema=schema), None, schema
+    raise DataError(_nothing_accepted(report), file=report.file)
 
 
 def run_models(args: argparse.Namespace) -> int:

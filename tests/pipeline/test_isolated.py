@@ -53,7 +53,7 @@ def test_the_scheduler_trains_in_another_process(store: EventStore, registry: Mo
     def in_this_process(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("trained in the server's process")
 
-    monkeypatch.setattr(isolated, "retrain", in_this_process)
+    monkeypatch.setattr(isolated, "retrain_store", in_this_process)
     published: list[str] = []
     s = RetrainScheduler(store, registry, models=POPULARITY, every_seconds=60,
                          after_events=None, on_published=published.append)

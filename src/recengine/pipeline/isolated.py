@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from recengine.pipeline.retrain import retrain
+from recengine.pipeline.retrain import retrain_store
 from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
@@ -63,11 +63,9 @@ class ChildFailed(Exception):
 def retrain_until(store: EventStore, registry: ModelRegistry,
                   models: Mapping[str, Mapping[str, Any]], until_id: int,
                   options: Mapping[str, Any]) -> Outcome:
-    """:func:`~recengine.pipeline.retrain.retrain` on the events up to ``until_id``, whose
-    snapshot goes into the manifest."""
-    snapshot = store.snapshot(until_id=until_id)
-    result = retrain(store.dataset(until_id=until_id), registry, models=models,
-                     data_snapshot=snapshot, **options)
+    """:func:`~recengine.pipeline.retrain.retrain_store`: a retrain on the events up to
+    ``until_id``, whose snapshot goes into the manifest."""
+    result = retrain_store(store, registry, until_id=until_id, models=models, **options)
     return Outcome(result.reason, result.activated, result.version)
 
 

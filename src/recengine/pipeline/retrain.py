@@ -27,13 +27,13 @@ A rejected candidate is not published at all: the registry holds only what may b
 servable model needs the refit on all data below, which a rejected one is not worth. Its metrics
 and the reason come back in :class:`RetrainResult` for the caller's log.
 
-Training on Spark (``engine="spark"``): every WALS configuration is trained as ``spark-als``,
-WALS's model solved by MLlib's ALS on ``master`` (:mod:`recengine.models.spark_als`), with
-the same configuration otherwise; the split, the scores and the gate stay here, so a Spark-trained
-candidate is judged like any other, against the current version's configuration re-trained on
-the same split (locally when that is a local WALS). The data still comes to this process
-(retrain needs the events for its split); what moves to Spark is the part that grows fastest,
-the solver.
+Training on Spark (``engine="spark"``): the events go to Spark (:mod:`recengine.spark.retrain`),
+which weighs and aggregates them, carves the same holdout (:mod:`recengine.spark.splits`) and
+scores the candidates there with the local metrics (:mod:`recengine.spark.evaluation`); every
+WALS configuration is trained as ``spark-als``, WALS's model solved by MLlib's ALS on ``master``
+(:mod:`recengine.models.spark_als`). The gate and the registry are this module's: a
+Spark-trained candidate is judged like any other (:func:`judge_and_publish`), against the
+current version's configuration re-trained on the same split.
 
 After the gate passes, every configured model is re-trained on *all* pairs (holdout included),
 so the served models have seen the newest events and share one vocabulary; the manifest keeps the
@@ -46,13 +46,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from recengine.data.dataset import Dataset
+from recengine.data.schema import EventSchema
+from recengine.data.training_data import TrainingData
 from recengine.data.weighting import Weighting, aggregate
 from recengine.errors import DataError, NotSupportedError
 from recengine.evaluation.evaluator import evaluate
@@ -61,9 +63,15 @@ from recengine.models.registry import create_model
 from recengine.models.retrieval import INDEX_MIN_ITEMS
 from recengine.pipeline.prepare import Engine, Prepared, events_of, prepare, training_data
 from recengine.progress import ProgressCallback
+from recengine.store.events import EventStore
 from recengine.store.registry import ModelRegistry
 
-__all__ = ["HOLDOUTS", "RetrainResult", "event_snapshot", "gate", "on_engine", "retrain"]
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+__all__ = ["HOLDOUTS", "Plan", "RetrainResult", "Scorer", "Trial", "event_snapshot", "gate",
+           "holdout_note", "judge_and_publish", "no_times_note", "on_engine",
+           "retrain", "retrain_store"]
 
 #: Holdouts a retrain can use: a global time cutoff, or each user's last ``n`` pairs.
 HOLDOUTS = ("time", "last")
@@ -144,7 +152,7 @@ def on_engine(models: Mapping[str, Mapping[str, Any]], engine: Engine = "local",
 
 
 def retrain(
-    dataset: Dataset,
+    dataset: Dataset | DataFrame,
     registry: ModelRegistry,
     *,
     models: Mapping[str, Mapping[str, Any]],
@@ -161,6 +169,7 @@ def retrain(
     index_min_items: int | None = INDEX_MIN_ITEMS,
     engine: Engine = "local",
     master: str = "local[2]",
+    schema: EventSchema | None = None,
 ) -> RetrainResult:
     """Train ``models`` (name → config), gate the first against the active version, publish.
 
@@ -170,44 +179,132 @@ def retrain(
     ``tolerance`` is relative; a negative one demands an improvement. ``data_snapshot`` goes into
     the manifest (default: :func:`event_snapshot` of the dataset). Published models with a
     vector form and at least ``index_min_items`` items carry their HNSW graph, so that a server
-    loads it instead of building it (None: never). ``engine="spark"`` trains the WALS
-    configurations on Spark's ``master`` (:func:`on_engine`).
+    loads it instead of building it (None: never). ``engine="spark"`` sends the events to
+    Spark's ``master``, prepares, splits and scores them there and trains the WALS
+    configurations there (:func:`recengine.spark.retrain.retrain_on_spark`); then ``dataset``
+    may also be a Spark frame of events (:func:`recengine.spark.store.read_store`'s), of
+    ``schema``'s event types, with its ``data_snapshot``.
     """
-    _check(models, holdout, tolerance)
-    models = on_engine(models, engine, master)
+    plan = Plan(models, holdout, test_fraction, last_n, metric, tolerance, ks, seed, weighting,
+                progress, index_min_items)
+    if engine == "spark":
+        from recengine.spark.retrain import retrain_on_spark, spark_events
+
+        if isinstance(dataset, Dataset):
+            data_snapshot = event_snapshot(dataset) if data_snapshot is None else data_snapshot
+            schema, dataset = dataset.schema, spark_events(dataset, master)
+        if data_snapshot is None:
+            raise DataError("a retrain of a Spark frame of events needs its data_snapshot",
+                            column="data_snapshot")
+        return retrain_on_spark(dataset, registry, plan, master=master,
+                                schema=schema or EventSchema(), data_snapshot=data_snapshot)
+    if not isinstance(dataset, Dataset):
+        raise DataError("a Spark frame of events is retrained with engine='spark'",
+                        column="engine")
     notes: list[str] = []
-    on_spark = [name for name, config in models.items() if config.get("model") == "spark-als"]
-    if engine == "spark" and on_spark:
-        notes.append(f"trained on Spark ({master}) as spark-als: {', '.join(on_spark)}")
-    prepared = _split(dataset, holdout, test_fraction, last_n, seed, weighting, notes)
-    run = _Run(prepared, _with_metric_k(ks, metric), metric, progress, notes)
+    trial = _local_trial(dataset, plan, data_snapshot, notes)
+    return judge_and_publish(trial, registry, on_engine(plan.models), plan, notes)
+
+
+def _local_trial(dataset: Dataset, plan: Plan, snapshot: Mapping[str, Any] | None,
+                 notes: list[str]) -> Trial:
+    """The split carved here, scored by the local evaluator; all pairs built when asked."""
+    prepared = _split(dataset, plan.holdout, plan.test_fraction, plan.last_n, plan.seed,
+                      plan.weighting, notes)
+
+    def score(models: Mapping[str, Recommender]) -> dict[str, dict[str, float]]:
+        return evaluate(models, prepared.data, prepared.split, ks=plan.cutoffs,
+                        progress=plan.progress).metrics_by_model()
+
+    def full() -> TrainingData:
+        return training_data(dataset, aggregate(dataset.events, dataset.schema, plan.weighting),
+                             events=events_of(dataset, plan.weighting))
+
+    return Trial(score, full, event_snapshot(dataset) if snapshot is None else snapshot)
+
+
+def retrain_store(store: EventStore, registry: ModelRegistry, *, until_id: int,
+                  **options: Any) -> RetrainResult:
+    """:func:`retrain` (with ``options``) on ``store``'s events up to ``until_id``, their
+    :meth:`~recengine.store.events.EventStore.snapshot` in the manifest.
+
+    On Spark a PostgreSQL store is read by the executors over JDBC
+    (:func:`recengine.spark.store.read_store`), never loaded here; a SQLite store, which only
+    this machine can open, is loaded here and sent to Spark.
+    """
+    snapshot = store.snapshot(until_id=until_id)
+    if options.get("engine") == "spark" and store.backend == "postgresql":
+        from recengine.spark.session import spark_session
+        from recengine.spark.store import read_store
+
+        session = spark_session(options.get("master", "local[2]"),
+                                feature="retrain --engine spark")
+        events, _ = read_store(session, store.url, until_id=until_id)
+        return retrain(events, registry, data_snapshot=snapshot, **options)
+    return retrain(store.dataset(until_id=until_id), registry, data_snapshot=snapshot,
+                   **options)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a retrain was asked to do (:func:`retrain`'s arguments), checked on creation."""
+
+    models: Mapping[str, Mapping[str, Any]]
+    holdout: str = "time"
+    test_fraction: float = 0.1
+    last_n: int = 1
+    metric: str = "ndcg@10"
+    tolerance: float = 0.01
+    ks: Sequence[int] = (10,)
+    seed: int = 0
+    weighting: Weighting | None = None
+    progress: ProgressCallback | None = None
+    index_min_items: int | None = INDEX_MIN_ITEMS
+
+    def __post_init__(self) -> None:
+        _check(self.models, self.holdout, self.tolerance)
+
+    @property
+    def cutoffs(self) -> list[int]:
+        """``ks`` plus the cut-off the gate's metric needs (``ndcg@20`` needs 20)."""
+        _, at, k = self.metric.rpartition("@")
+        return sorted({*self.ks, int(k)} if at and k.isdigit() else set(self.ks))
+
+
+#: Fits each model on a run's training part and scores it on its holdout: name → metric →
+#: value, the metrics at :attr:`Plan.cutoffs`.
+Scorer = Callable[[Mapping[str, Recommender]], dict[str, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What the gate needs of a split, wherever it was carved: a scorer, all pairs for the
+    refit of the models that pass (built only then), and the snapshot for the manifest."""
+
+    score: Scorer
+    full: Callable[[], TrainingData]
+    snapshot: Mapping[str, Any]
+
+
+def judge_and_publish(trial: Trial, registry: ModelRegistry,
+                      models: Mapping[str, Mapping[str, Any]], plan: Plan,
+                      notes: list[str]) -> RetrainResult:
+    """Score ``models`` (name → config, on their engine) on the trial's holdout, gate the
+    first against the active version, and publish and activate them when it passes."""
     candidates = {name: _build(name, config) for name, config in models.items()}
-    metrics = evaluate(candidates, prepared.data, prepared.split, ks=run.ks,
-                       progress=progress).metrics_by_model()
+    metrics = trial.score(candidates)
     previous = registry.current()
-    passed, verdict, current_metrics = _judge(run, registry, previous, candidates, metrics,
-                                              tolerance)
+    passed, verdict, current_metrics = _judge(trial.score, plan, registry, previous,
+                                              candidates, metrics, notes)
     if not passed:
         return RetrainResult(None, False, False, f"{verdict}: kept {previous}", metrics,
                              current_metrics, previous, tuple(notes))
-    version = _publish(dataset, registry, candidates, metrics, verdict, notes,
-                       data_snapshot, weighting, progress, index_min_items)
+    version = _publish(registry, candidates, metrics, verdict, notes, trial, plan)
     registry.activate(version)
     reason = f"{verdict}: {version} replaces {previous}" if previous else (
         f"{verdict}: {version} activated")
     return RetrainResult(version, True, True, reason, metrics, current_metrics, previous,
                          tuple(notes))
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What one retrain's steps share."""
-
-    prepared: Prepared
-    ks: list[int]
-    metric: str
-    progress: ProgressCallback | None
-    notes: list[str]
 
 
 def _check(models: Mapping[str, Mapping[str, Any]], holdout: str, tolerance: float) -> None:
@@ -227,21 +324,25 @@ def _split(dataset: Dataset, holdout: str, test_fraction: float, last_n: int, se
         prepared = prepare(dataset, holdout, test_fraction=test_fraction, seed=seed,
                            last_n=last_n, weighting=weighting)
     else:
-        notes.append(f"the dataset has no timestamps, so its newest pairs are unknown: held out "
-                     f"a random {test_fraction:.0%} of each user's pairs (stratified split) "
-                     f"instead of the {holdout!r} holdout")
+        notes.append(no_times_note(holdout, test_fraction))
         prepared = prepare(dataset, "stratified", test_fraction=test_fraction, seed=seed,
                            weighting=weighting)
-    described = ", ".join(f"{k}={v}" for k, v in prepared.split.description.items())
-    notes.append(f"holdout: {described}; {len(prepared.split.test)} pairs scored after training "
-                 f"on {len(prepared.split.train)}")
+    notes.append(holdout_note(prepared.split.description, len(prepared.split.test),
+                              len(prepared.split.train)))
     return prepared
 
 
-def _with_metric_k(ks: Sequence[int], metric: str) -> list[int]:
-    """``ks`` plus the cut-off the gate's metric needs (``ndcg@20`` needs 20)."""
-    _, at, k = metric.rpartition("@")
-    return sorted({*ks, int(k)} if at and k.isdigit() else set(ks))
+def no_times_note(holdout: str, test_fraction: float) -> str:
+    """Why a retrain held out a stratified random part instead of ``holdout``."""
+    return (f"the dataset has no timestamps, so its newest pairs are unknown: held out "
+            f"a random {test_fraction:.0%} of each user's pairs (stratified split) "
+            f"instead of the {holdout!r} holdout")
+
+
+def holdout_note(description: Mapping[str, object], n_test: int, n_train: int) -> str:
+    """The manifest's line on the holdout: the split as described, and its sizes."""
+    described = ", ".join(f"{k}={v}" for k, v in description.items())
+    return f"holdout: {described}; {n_test} pairs scored after training on {n_train}"
 
 
 def _build(name: str, config: Mapping[str, Any]) -> Recommender:
@@ -260,22 +361,25 @@ def _same_model(a: Recommender, kind: str, config: Mapping[str, Any]) -> bool:
     return a.name == kind and a.config.model_dump(mode="json") == dict(config)
 
 
-def _judge(run: _Run, registry: ModelRegistry, previous: str | None,
+def _judge(score: Scorer, plan: Plan, registry: ModelRegistry, previous: str | None,
            candidates: dict[str, Recommender], metrics: dict[str, dict[str, float]],
-           tolerance: float) -> tuple[bool, str, dict[str, float] | None]:
+           notes: list[str]) -> tuple[bool, str, dict[str, float] | None]:
     """The gate on the primary model: passed, why, and the current version's metrics."""
     primary = next(iter(candidates))
-    score = _score(metrics[primary], run.metric, primary)
+    value = _score(metrics[primary], plan.metric, primary)
     if previous is None:
         return True, "first version: nothing to compare with", None
-    current = _current_metrics(run, registry, previous, candidates[primary], metrics[primary])
-    passed, verdict = gate(score, _score(current, run.metric, f"current {previous}"),
-                           metric=run.metric, tolerance=tolerance, against=f"current {previous}")
+    current = _current_metrics(score, registry, previous, candidates[primary],
+                               metrics[primary], notes)
+    passed, verdict = gate(value, _score(current, plan.metric, f"current {previous}"),
+                           metric=plan.metric, tolerance=plan.tolerance,
+                           against=f"current {previous}")
     return passed, verdict, current
 
 
-def _current_metrics(run: _Run, registry: ModelRegistry, version: str, candidate: Recommender,
-                     candidate_metrics: dict[str, float]) -> dict[str, float]:
+def _current_metrics(score: Scorer, registry: ModelRegistry, version: str,
+                     candidate: Recommender, candidate_metrics: dict[str, float],
+                     notes: list[str]) -> dict[str, float]:
     """The current version's primary configuration, trained and scored on this run's split.
 
     When it is the candidate's own configuration, the candidate's metrics are the answer.
@@ -284,27 +388,23 @@ def _current_metrics(run: _Run, registry: ModelRegistry, version: str, candidate
     kind, config = entry["model"], entry["config"]
     label = f"{version}'s {name} ({kind})"
     if _same_model(candidate, kind, config):
-        run.notes.append(f"gate: {label} has the candidate's configuration, so the same scores")
+        notes.append(f"gate: {label} has the candidate's configuration, so the same scores")
         return dict(candidate_metrics)
     baseline = create_model(kind, **config)
-    run.notes.append(f"gate: {label} re-trained on the same training part and scored on the "
-                     "same holdout")
-    result = evaluate({label: baseline}, run.prepared.data, run.prepared.split, ks=run.ks,
-                      progress=run.progress)
-    return result.metrics_by_model()[label]
+    notes.append(f"gate: {label} re-trained on the same training part and scored on the "
+                 "same holdout")
+    return score({label: baseline})[label]
 
 
-def _publish(dataset: Dataset, registry: ModelRegistry, models: dict[str, Recommender],
+def _publish(registry: ModelRegistry, models: dict[str, Recommender],
              metrics: dict[str, dict[str, float]], verdict: str, notes: list[str],
-             snapshot: Mapping[str, Any] | None, weighting: Weighting | None,
-             progress: ProgressCallback | None, index_min_items: int | None) -> str:
+             trial: Trial, plan: Plan) -> str:
     """Re-train every model on all pairs (holdout included), index the large ones, and
     publish them, not activated."""
-    full = training_data(dataset, aggregate(dataset.events, dataset.schema, weighting),
-                         events=events_of(dataset, weighting))
+    full = trial.full()
     for name, model in models.items():
-        model.fit(full, progress=progress)
-        if index_min_items is not None and full.n_items >= index_min_items:
+        model.fit(full, progress=plan.progress)
+        if plan.index_min_items is not None and full.n_items >= plan.index_min_items:
             with contextlib.suppress(NotSupportedError):  # no vector form: served exactly
                 model.build_index()
                 notes.append(f"{name}: HNSW graph built over its {full.n_items} items")
@@ -312,6 +412,5 @@ def _publish(dataset: Dataset, registry: ModelRegistry, models: dict[str, Recomm
     notes.append(f"after the gate every model was re-trained on all {full.feedback.nnz} pairs "
                  f"({full.n_users} users, {full.n_items} items), holdout included, so the served "
                  "models have seen the newest events; the metrics are those of the holdout run")
-    data = event_snapshot(dataset) if snapshot is None else dict(snapshot)
-    return registry.publish(models, data=data, metrics=metrics, notes="\n".join(notes),
-                            training=full)
+    return registry.publish(models, data=trial.snapshot, metrics=metrics,
+                            notes="\n".join(notes), training=full)

@@ -85,9 +85,10 @@ class Settings(BaseSettings):
     #: Comma-separated model names retrained with their default configurations; empty (the
     #: default) retrains the active version's models with the configurations they were served with.
     retrain_models: str = ""
-    #: Where background retraining trains WALS: ``local``, or ``spark`` (each WALS
-    #: configuration as ``spark-als`` on ``retrain_spark_master``; the spark extra and a Java
-    #: runtime on the server's host). The split, the gate and every other model stay local.
+    #: Where background retraining runs: ``local``, or ``spark`` (``retrain --engine spark``:
+    #: events prepared, split and scored on ``retrain_spark_master``, a PostgreSQL store read
+    #: over JDBC, each WALS configuration as ``spark-als``; the spark extra and a Java runtime
+    #: on the server's host). The gate and the other models' fits stay in the retrain process.
     retrain_engine: Literal["local", "spark"] = "local"
     retrain_spark_master: str = "local[2]"
     #: With no active version, the server answers popularity over the stored events, and trains

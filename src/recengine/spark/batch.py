@@ -15,6 +15,7 @@ are left.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,9 @@ from recengine.models.base import Capability, Recommender, check_fitted, top_k
 from recengine.spark.session import failure, spark_errors
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["write_audiences", "write_top_k"]
+__all__ = ["top_k_lists", "write_audiences", "write_top_k"]
 
 #: Rows per Arrow batch sent to Spark (and scored at once by a worker).
 BLOCK_ROWS = 1024
@@ -40,31 +41,46 @@ def write_top_k(session: SparkSession, model: Recommender, k: int, path: str | P
                 exclude_seen: bool = True) -> int:
     """Top-``k`` items for every training user of ``model``, written to Parquet at ``path``;
     returns the number of rows written."""
-    queries, items, offsets = _vectors(model)
-    seen = _seen(model, np.arange(len(model.users_)), users=True) if exclude_seen else None
-    return _write(session, queries, offsets, items, seen, k, path,
-                  ids=(model.users_.ids, model.items_.ids), names=("user_id", "item_id"))
+    with top_k_lists(session, model, k, exclude_seen=exclude_seen) as lists:
+        return _write(lists, path)
+
+
+@contextlib.contextmanager
+def top_k_lists(session: SparkSession, model: Recommender, k: int,
+                users: np.ndarray | None = None, *,
+                exclude_seen: bool = True) -> Iterator[DataFrame]:
+    """Top-``k`` items of the training users at indices ``users`` (default: all), as a
+    frame ``user_id, rank, item_id, score`` computed when used, inside the block only (the
+    vectors broadcast for it are freed after)."""
+    rows = np.arange(len(model.users_)) if users is None else np.asarray(users)
+    queries, items, offsets = _vectors(model, rows)
+    seen = _seen(model, rows, users=True) if exclude_seen else None
+    with _ranked(session, queries, offsets, items, seen, k,
+                 ids=(model.users_.ids[rows], model.items_.ids),
+                 names=("user_id", "item_id")) as lists:
+        yield lists
 
 
 def write_audiences(session: SparkSession, model: Recommender, n: int, path: str | Path, *,
                     exclude_seen: bool = True) -> int:
     """The ``n`` users most likely to choose each item, for every item of ``model``, written
     to Parquet at ``path``; returns the number of rows written."""
-    queries, items, offsets = _vectors(model)
+    queries, items, offsets = _vectors(model, np.arange(len(model.users_)))
     seen = _seen(model, np.arange(len(model.items_)), users=False) if exclude_seen else None
     # Rows are items: a user's offset is added to every score of theirs, a column here.
-    return _write(session, items, None, queries, seen, n, path,
-                  ids=(model.items_.ids, model.users_.ids), names=("item_id", "user_id"),
-                  column_offsets=offsets)
+    with _ranked(session, items, None, queries, seen, n,
+                 ids=(model.items_.ids, model.users_.ids), names=("item_id", "user_id"),
+                 column_offsets=offsets) as audiences:
+        return _write(audiences, path)
 
 
-def _vectors(model: Recommender) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training users' query vectors, the item vectors and the users' offsets."""
+def _vectors(model: Recommender, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query vectors of the training users ``users``, the item vectors and the users'
+    offsets."""
     check_fitted(model)
     if not model.supports(Capability.RETRIEVAL):
         raise EngineError(f"{model.name} has no vector form: batch jobs on Spark score "
                           "factor models (wals, spark-als, two-tower)")
-    users = np.arange(len(model.users_))
     queries, offsets = model._embed(model.training_queries(users))
     return (np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(
         model._item_vectors(), np.float32), np.asarray(offsets, np.float32))
@@ -79,11 +95,22 @@ def _seen(model: Recommender, rows: np.ndarray, *, users: bool) -> sp.csr_array:
     return sp.csr_array(model._histories().item_users(rows))
 
 
-def _write(session: SparkSession, rows: np.ndarray, row_offsets: np.ndarray | None,
-           columns: np.ndarray, seen: sp.csr_array | None, k: int, path: str | Path, *,
-           ids: tuple[np.ndarray, np.ndarray], names: tuple[str, str],
-           column_offsets: np.ndarray | None = None) -> int:
-    """Score ``rows @ columns.T`` (+ offsets) on Spark, block by block, and write the top-k."""
+def _write(ranked: DataFrame, path: str | Path) -> int:
+    """``ranked`` written to Parquet at ``path``; the number of rows written."""
+    try:
+        ranked.write.mode("overwrite").parquet(str(path))
+        return int(ranked.sparkSession.read.parquet(str(path)).count())
+    except spark_errors() as exc:
+        raise EngineError(f"the batch job failed on Spark: {failure(exc)}") from None
+
+
+@contextlib.contextmanager
+def _ranked(session: SparkSession, rows: np.ndarray, row_offsets: np.ndarray | None,
+            columns: np.ndarray, seen: sp.csr_array | None, k: int, *,
+            ids: tuple[np.ndarray, np.ndarray], names: tuple[str, str],
+            column_offsets: np.ndarray | None = None) -> Iterator[DataFrame]:
+    """The top-k of ``rows @ columns.T`` (+ offsets), scored on Spark block by block, as a
+    frame usable inside the block (``columns`` are broadcast until it ends)."""
     from pyspark.sql import types as T
 
     context = session.sparkContext
@@ -113,11 +140,7 @@ def _write(session: SparkSession, rows: np.ndarray, row_offsets: np.ndarray | No
 
     frame = session.createDataFrame(table).repartition(max(1, -(-len(rows) // BLOCK_ROWS)))
     try:
-        ranked = frame.mapInArrow(rank, out)
-        ranked.write.mode("overwrite").parquet(str(path))
-        return int(session.read.parquet(str(path)).count())
-    except spark_errors() as exc:
-        raise EngineError(f"the batch job failed on Spark: {failure(exc)}") from None
+        yield frame.mapInArrow(rank, out)
     finally:
         shared.unpersist()
 
