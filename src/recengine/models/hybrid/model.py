@@ -120,7 +120,7 @@ class Hybrid(Recommender):
     Config = HybridConfig
     config: HybridConfig
     devices = ("cpu", "cuda")
-    answers_slowly = True  # every source scores the catalogue, then the network runs
+    answers_slowly = True  # six or so sources, then the network over hundreds of candidates
 
     sources_: tuple[Source, ...]
     profile_: Profile
