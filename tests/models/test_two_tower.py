@@ -223,7 +223,7 @@ def test_search_space_leaves_out_id_dropout_without_ids():
 
 
 def test_search_space_tunes_min_feature_items_only_with_item_features():
-    assert TwoTower.search_space({})["min_feature_items"] == ("int", 1, 50, True)
+    assert TwoTower.search_space({})["min_feature_items"] == ("int", 1, 100, True)
     assert "min_feature_items" not in TwoTower.search_space({"use_item_features": False})
 
 

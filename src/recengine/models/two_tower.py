@@ -161,9 +161,9 @@ class TwoTower(Recommender):
             "weight_decay": ("float", 1e-9, 1e-4, True),
         }
         if fixed.get("use_item_ids", True) or fixed.get("use_user_ids", False):
-            space["id_dropout"] = ("float", 0.0, 0.5, False)
+            space["id_dropout"] = ("float", 0.0, 0.9, False)
         if fixed.get("use_item_features", True):
-            space["min_feature_items"] = ("int", 1, 50, True)
+            space["min_feature_items"] = ("int", 1, 100, True)
         return space
 
     # -- state ------------------------------------------------------------------------------
