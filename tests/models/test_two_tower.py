@@ -243,6 +243,24 @@ def test_features_on_too_few_warm_items_are_left_out():
     assert not np.allclose(kept[0], kept[1])
 
 
+def test_a_cold_item_is_ranked_by_its_genre_not_by_a_name_no_warm_item_shares():
+    """Known by features only, with a field naming each item (an id in disguise): the names
+    left out, the fans' genre comes first among the cold items."""
+    data = genre_data(names=True)
+    model = TwoTower(**SMALL | {"use_item_ids": False, "min_feature_items": 2,
+                                "item_encoder": {"min_count": 1}}).fit(data)
+    cold = np.flatnonzero(data.item_counts() == 0)
+    liked = np.array([int(str(u)[1:]) % 3 for u in data.users.ids])
+    top, _ = model.recommend_indices(np.arange(data.n_users), 1, candidates=cold)
+    assert (genre_of(data, top[:, 0]) == liked).mean() > 0.9
+
+
+def test_a_content_model_without_features_left_says_which_knob():
+    with pytest.raises(DataError, match="lower min_feature_items"):
+        TwoTower(**TINY | {"use_item_ids": False, "min_feature_items": 1000}).fit(
+            genre_data(n_users=20))
+
+
 def test_min_feature_items_must_not_be_negative():
     with pytest.raises(DataError, match="min_feature_items"):
         TwoTower(min_feature_items=-1)

@@ -346,8 +346,9 @@ def _item_table(data: TrainingData, cfg: TwoTower.Config) -> tuple[np.ndarray, n
         support = np.diff(sp.csc_array(features[data.item_counts() > 0]).indptr)
         features = sp.csr_array(features[:, support >= cfg.min_feature_items])
     if not cfg.use_item_ids and features.shape[1] == 0:
-        raise DataError("use_item_ids=False needs item features, and the data declares none",
-                        column="use_item_ids")
+        raise DataError("use_item_ids=False needs item features: the data declares none, or "
+                        f"none is on {cfg.min_feature_items} items with events (lower "
+                        "min_feature_items)", column="use_item_ids")
     index, weight = padded_rows(features)
     if not cfg.use_item_ids:
         return index, weight, features.shape[1]
