@@ -43,11 +43,13 @@ class TestTwoTowerContentAttention(RecommenderConformance):
 
 
 def genre_data(*, n_users: int = 150, n_items: int = 60, cold: int = 6, seed: int = 0,
-               skew: float = 0.0, user_features: bool = False) -> TrainingData:
+               skew: float = 0.0, user_features: bool = False,
+               names: bool = False) -> TrainingData:
     """Item ``i`` is of genre ``i % 3``, user ``u`` likes genre ``u % 3`` and chooses 8 of its
     items (with probability ∝ ``rank^-skew`` within the genre) and one item at random; the
     last ``cold`` items have no events. With ``user_features``, each user's ``taste`` column
-    names their genre."""
+    names their genre. With ``names``, a second item field ``name`` has one label per item
+    (as rare title words do): it tells warm items apart but says nothing of a cold item."""
     rng = np.random.default_rng(seed)
     genre = np.arange(n_items) % 3
     warm = n_items - cold
@@ -62,12 +64,16 @@ def genre_data(*, n_users: int = 150, n_items: int = 60, cold: int = 6, seed: in
                                                                        feedback=1.0)
     items = pd.DataFrame({"genres": [[g] for g in GENRES[genre]]},
                          index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
+    kinds = {"genres": FeatureKind.MULTI}
+    if names:
+        items["name"] = [f"n{i}" for i in range(n_items)]
+        kinds["name"] = FeatureKind.CATEGORICAL
     users = None
     if user_features:
         users = pd.DataFrame({"taste": GENRES[np.arange(n_users) % 3]},
                              index=pd.Index([f"u{u}" for u in range(n_users)], name="id"))
     return TrainingData.from_interactions(
-        pairs, items=items, item_feature_kinds={"genres": FeatureKind.MULTI}, users=users,
+        pairs, items=items, item_feature_kinds=kinds, users=users,
         user_feature_kinds={"taste": FeatureKind.CATEGORICAL} if user_features else None)
 
 
@@ -214,6 +220,50 @@ def test_save_load_with_user_features_and_ids(tmp_path):
 def test_search_space_leaves_out_id_dropout_without_ids():
     assert "id_dropout" in TwoTower.search_space({})
     assert "id_dropout" not in TwoTower.search_space({"use_item_ids": False})
+
+
+def test_search_space_tunes_min_feature_items_only_with_item_features():
+    assert TwoTower.search_space({})["min_feature_items"] == ("int", 1, 100, True)
+    assert "min_feature_items" not in TwoTower.search_space({"use_item_features": False})
+
+
+def test_features_on_too_few_warm_items_are_left_out():
+    """Each cold item's name is on no warm item: left out, cold items of one genre are known
+    by their genre alone and get one vector; kept, their untrained names set them apart."""
+    data = genre_data(names=True)
+    cold = np.flatnonzero(data.item_counts() == 0)
+    comedies = cold[genre_of(data, cold) == 1]
+
+    def vectors(min_items: int) -> np.ndarray:
+        params = TINY | {"min_feature_items": min_items, "item_encoder": {"min_count": 1}}
+        return TwoTower(**params).fit(data).item_vectors_[comedies]
+
+    left_out, kept = vectors(1), vectors(0)
+    np.testing.assert_allclose(left_out[0], left_out[1], atol=1e-6)
+    assert not np.allclose(kept[0], kept[1])
+
+
+def test_a_cold_item_is_ranked_by_its_genre_not_by_a_name_no_warm_item_shares():
+    """Known by features only, with a field naming each item (an id in disguise): the names
+    left out, the fans' genre comes first among the cold items."""
+    data = genre_data(names=True)
+    model = TwoTower(**SMALL | {"use_item_ids": False, "min_feature_items": 2,
+                                "item_encoder": {"min_count": 1}}).fit(data)
+    cold = np.flatnonzero(data.item_counts() == 0)
+    liked = np.array([int(str(u)[1:]) % 3 for u in data.users.ids])
+    top, _ = model.recommend_indices(np.arange(data.n_users), 1, candidates=cold)
+    assert (genre_of(data, top[:, 0]) == liked).mean() > 0.9
+
+
+def test_a_content_model_without_features_left_says_which_knob():
+    with pytest.raises(DataError, match="lower min_feature_items"):
+        TwoTower(**TINY | {"use_item_ids": False, "min_feature_items": 1000}).fit(
+            genre_data(n_users=20))
+
+
+def test_min_feature_items_must_not_be_negative():
+    with pytest.raises(DataError, match="min_feature_items"):
+        TwoTower(min_feature_items=-1)
 
 
 def test_progress_is_reported_per_epoch():
