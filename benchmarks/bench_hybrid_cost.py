@@ -8,7 +8,8 @@ events each); the hybrid with 500 candidates from every default source that runs
 ranker learns from fewer users and epochs than by default (``--ranker-users``,
 ``--ranker-epochs``): this measures serving, not quality.
 
-- in-process: p50 and p99 of one top-10 answer (``recommend_query``) for ``--requests`` training
+- in-process: p50 and p99 of one top-10 answer (``recommend_query``), in a process of its own
+  that loads the version (saved with its graphs) as a server does, for ``--requests`` training
   users asked one at a time (their history lengths reported), on one compute thread as in a
   server process (``pin_compute_threads``), and how the time splits between candidate
   generation (the sources' proposals, the union, each candidate's standardised scores) and
@@ -31,6 +32,7 @@ import argparse
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,11 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from bench_serving import Results, World, fill, serving
+from recengine.data.dataset import Dataset
 from recengine.data.query import Queries, Query
 from recengine.data.synthetic import generate
 from recengine.data.training_data import TrainingData
 from recengine.data.weighting import aggregate
 from recengine.models import Popularity
+from recengine.models.base import Recommender
 from recengine.models.hybrid import Hybrid
 from recengine.models.hybrid.candidates import propose
 from recengine.models.hybrid.config import DEFAULT_SOURCES
@@ -72,17 +76,47 @@ def split_ms(model: Hybrid, queries: Queries) -> tuple[float, float]:
 
 def answer_times(model: Hybrid, data: TrainingData, requests: int) -> str:
     """p50 / p99 of one answer for the first ``requests`` training users, one at a time (the
-    first 20 left out as warm-up), and how it splits."""
-    times, parts = [], []
-    for index, user in enumerate(data.users.ids[:requests]):
+    first 20 left out as warm-up); then, in a second pass, how it splits."""
+    times = []
+    for user in data.users.ids[:requests]:
         start = time.perf_counter()
         model.recommend_query(Query(user=str(user)), 10)
         times.append((time.perf_counter() - start) * 1000)
-        parts.append(split_ms(model, model.training_queries(np.array([index]))))
-    rest, split = np.array(times[20:]), np.array(parts[20:])
+    split = np.array([split_ms(model, model.training_queries(np.array([index])))
+                      for index in range(requests)])[20:]
+    rest = np.array(times[20:])
     return (f"p50 {np.percentile(rest, 50):.1f} ms, p99 {np.percentile(rest, 99):.1f} ms; of "
             f"which candidate generation p50 {np.percentile(split[:, 0], 50):.1f} ms, signals "
             f"+ network + top-k p50 {np.percentile(split[:, 1], 50):.1f} ms")
+
+
+def synthetic(args: argparse.Namespace) -> tuple[Dataset, TrainingData]:
+    """The rentals of ``args``' size (seed 0: the same in every process)."""
+    started = time.perf_counter()
+    dataset = generate(n_users=args.users, n_items=args.items, seed=0,
+                       mean_events_per_user=args.events_per_user)
+    data = training_data(dataset, aggregate(dataset.events, dataset.schema))
+    print(f"data: {len(dataset.events):,} events, {data.n_users:,} users, {data.n_items:,} "
+          f"items in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return dataset, data
+
+
+def answers_of(folder: str, args: argparse.Namespace) -> None:
+    """In a process of its own, as a server has it (a version loaded, never a fit in it): one
+    answer's time with every source scoring the catalogue, then from the graphs."""
+    _, data = synthetic(args)
+    pin_compute_threads()
+    for graphs in (False, True):
+        model = Recommender.load(folder, histories=data)
+        assert isinstance(model, Hybrid)
+        if not graphs:
+            model.drop_indexes()
+            print(f"- every source scores the whole catalogue: "
+                  f"{answer_times(model, data, args.requests)}")
+        else:
+            tags = [s.tag for s in model.sources_ if s.model.indexes]
+            print(f"- the sources with a vector form ({', '.join(tags)}) from their HNSW "
+                  f"graphs: {answer_times(model, data, args.requests)}")
 
 
 def main() -> None:
@@ -98,14 +132,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--answers-of", help=argparse.SUPPRESS)  # the timing process
     args = parser.parse_args()
+    if args.answers_of:
+        answers_of(args.answers_of, args)
+        return
     print(f"```\npython benchmarks/bench_hybrid_cost.py {' '.join(sys.argv[1:])}\n```\n")
-    started = time.perf_counter()
-    dataset = generate(n_users=args.users, n_items=args.items, seed=0,
-                       mean_events_per_user=args.events_per_user)
-    data = training_data(dataset, aggregate(dataset.events, dataset.schema))
-    print(f"data: {len(dataset.events):,} events, {data.n_users:,} users, {data.n_items:,} "
-          f"items in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    dataset, data = synthetic(args)
     started = time.perf_counter()
     model = hybrid_at_scale(args.candidates, args.ranker_users, args.ranker_epochs).fit(data)
     fit_s = time.perf_counter() - started
@@ -113,22 +146,22 @@ def main() -> None:
     print(f"fit: {fit_s:.0f} s, peak RSS {peak_gb:.1f} GB; sources "
           f"{[s.tag for s in model.sources_]}", file=sys.stderr)
 
-    pin_compute_threads()
+    started = time.perf_counter()
+    model.build_index()
+    built_s = time.perf_counter() - started
     lengths = np.diff(data.feedback.indptr)[:args.requests]
     print(f"{data.n_items:,} items, {args.candidates} candidates from "
           f"{len(model.sources_)} sources, fit {fit_s:.0f} s (ranker on {args.ranker_users} "
-          f"users, {args.ranker_epochs} epochs), peak RSS {peak_gb:.1f} GB.\n")
-    print(f"One answer in-process ({args.requests - 20} users, histories of "
-          f"{int(np.median(lengths))} distinct items at the median, "
-          f"{int(np.percentile(lengths, 90))} at p90):\n")
-    print(f"- every source scores the whole catalogue: "
-          f"{answer_times(model, data, args.requests)}")
-    started = time.perf_counter()
-    model.build_index()
-    indexed = [s.tag for s in model.sources_ if s.model.indexes]
-    print(f"- the sources with a vector form ({', '.join(indexed)}) from their HNSW graphs "
-          f"(built in {time.perf_counter() - started:.0f} s): "
-          f"{answer_times(model, data, args.requests)}")
+          f"users, {args.ranker_epochs} epochs), peak RSS {peak_gb:.1f} GB; the sources' "
+          f"HNSW graphs built in {built_s:.0f} s.\n")
+    print(f"One answer in-process, in a process that loads the version as a server does "
+          f"({args.requests - 20} users, histories of {int(np.median(lengths))} distinct items "
+          f"at the median, {int(np.percentile(lengths, 90))} at p90, {lengths.max()} the "
+          f"most):\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="recengine-hybrid-cost-") as saved:
+        model.save(saved)
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--answers-of", saved],
+                       check=True)
     if not args.served:
         return
     folder = Path(tempfile.mkdtemp(prefix="recengine-hybrid-cost-"))

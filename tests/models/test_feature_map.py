@@ -9,7 +9,7 @@ import numpy as np
 from recengine.data.splits import cold_items
 from recengine.data.training_data import TrainingData
 from recengine.evaluation.evaluator import evaluate
-from recengine.models import RandomItems
+from recengine.models import WALS, RandomItems
 from recengine.models.feature_map import FeatureMappedWALS
 from tests.models.conformance import RecommenderConformance, small_data
 
@@ -58,3 +58,9 @@ def test_a_loaded_model_maps_new_items_as_the_fitted_one(tmp_path):
     np.testing.assert_allclose(fresh, model.item_factors_[cold], rtol=1e-4, atol=1e-6)
     loaded = FeatureMappedWALS.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.map_items(data.item_features.iloc[cold]), fresh)
+
+
+def test_the_tuner_searches_the_map_s_shrinkage_beside_wals_s_own():
+    space = FeatureMappedWALS.search_space({})
+    assert space["feature_ridge"] == ("float", 1e-2, 1e3, True)
+    assert space.keys() - {"feature_ridge"} == WALS.search_space({}).keys()
