@@ -136,3 +136,9 @@ def test_the_sources_graphs_are_built_saved_and_read_with_the_hybrid(hybrid, dat
         assert loaded.indexes == ()
     finally:
         hybrid.drop_indexes()
+
+
+def test_an_unfitted_hybrid_has_no_graphs_to_drop() -> None:
+    hybrid = Hybrid()
+    hybrid.drop_indexes()
+    assert hybrid.indexes == ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from recengine.models.base import Recommender
 from recengine.serving.bell import Ring
@@ -101,3 +102,34 @@ def test_the_graph_saved_with_a_model_is_used_not_rebuilt(world: World, tmp_path
         assert all(index.ef_search == 7 for index in indexes)
         assert len(state.recommend(world.users[0], 10)[1]) == 10
         assert len(state.similar(world.items[0], 10)[1]) == 10
+
+
+def test_a_hybrid_answers_from_its_sources_saved_graphs(world: World, world_data,
+                                                        tmp_path, monkeypatch) -> None:
+    """The hybrid's version carries its sources' graphs; a server whose catalogue is large
+    enough answers from them without building them, one below the limit answers exactly, and
+    both give ten unseen items."""
+    pytest.importorskip("torch")
+    from recengine.models.hybrid import Hybrid
+
+    hybrid = Hybrid(candidates=30, ranker={"hidden": (8,), "epochs": 1, "patience": 1})
+    hybrid.fit(world_data).build_index()
+    assert hybrid.indexes  # wals, content, wals-features
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.activate(registry.publish({"hybrid": hybrid}, data={}, metrics={}))
+    monkeypatch.setattr(Recommender, "build_index", _never_rebuilt)
+    answers = []
+    for limit, indexed in [(len(world_data.items), True), (len(world_data.items) + 1, False)]:
+        state = ServingState(registry, EventStore(world.database_url),
+                             approximate_min_items=limit, ef_search=9)
+        state.load_current()
+        indexes = state.active.model.indexes
+        assert len(indexes) == (len(hybrid.indexes) if indexed else 0)
+        assert all(index.ef_search == 9 for index in indexes)
+        answers.append([r.item for r in state.recommend(world.users[0], 10)[1]])
+    assert all(len(a) == 10 for a in answers)
+    assert len(set(answers[0]) & set(answers[1])) >= 8  # graph proposals are approximate
+
+
+def _never_rebuilt(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the saved graphs were built again")

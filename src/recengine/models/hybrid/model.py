@@ -383,11 +383,11 @@ class Hybrid(Recommender):
 
     @property
     def indexes(self) -> tuple[ItemIndex, ...]:
-        """The sources' HNSW graphs."""
-        return tuple(i for s in self.sources_ for i in s.model.indexes)
+        """The sources' HNSW graphs (none before a fit)."""
+        return tuple(i for s in getattr(self, "sources_", ()) for i in s.model.indexes)
 
     def drop_indexes(self) -> None:
-        for source in self.sources_:
+        for source in getattr(self, "sources_", ()):
             source.model.drop_indexes()
 
     def _write_indexes(self, path: Path) -> None:
