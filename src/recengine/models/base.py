@@ -868,18 +868,19 @@ class Recommender(ABC):
              "config": self.config.model_dump(mode="json"), "state": meta}, indent=2))
         np.savez(path / "state.npz", allow_pickle=False, users_=self.users_.to_array(),
                  items_=self.items_.to_array(), **arrays)
-        self._write_indexes(path)
+        self.write_indexes(path)
         return path
 
-    def _write_indexes(self, path: Path) -> None:
-        """Write the HNSW graphs (:meth:`build_index`) into the folder ``path``."""
+    def write_indexes(self, path: Path) -> None:
+        """Write the HNSW graphs (:meth:`build_index`) into the folder ``path``: what
+        :meth:`save` does, and a model made of others (the hybrid) does for each of them."""
         for index, name in ((self.retrieval_, INDEX_FILE),
                             (self.similar_index_, SIMILAR_INDEX_FILE)):
             if index is not None:
                 index.write(path / name)
 
-    def _read_indexes(self, path: Path) -> None:
-        """Read the graphs :meth:`_write_indexes` wrote, each checked against the vectors it
+    def read_indexes(self, path: Path) -> None:
+        """Read the graphs :meth:`write_indexes` wrote, each checked against the vectors it
         must index."""
         if (path / INDEX_FILE).exists():
             self.retrieval_ = ItemIndex.read(path / INDEX_FILE, vectors=self._item_vectors())
@@ -929,7 +930,7 @@ class Recommender(ABC):
                                                                           "indptr")],
                 (len(users), len(items))))
         model.set_state(users, items, arrays, meta.get("state", {}), histories)
-        model._read_indexes(path)
+        model.read_indexes(path)
         return model
 
 

@@ -390,17 +390,17 @@ class Hybrid(Recommender):
         for source in getattr(self, "sources_", ()):
             source.model.drop_indexes()
 
-    def _write_indexes(self, path: Path) -> None:
+    def write_indexes(self, path: Path) -> None:
         """Each source's graphs in a folder of its own (``source-<position>``)."""
         for position, source in enumerate(self.sources_):
             if source.model.indexes:
                 folder = path / f"source-{position}"
                 folder.mkdir(exist_ok=True)
-                source.model._write_indexes(folder)
+                source.model.write_indexes(folder)
 
-    def _read_indexes(self, path: Path) -> None:
+    def read_indexes(self, path: Path) -> None:
         for position, source in enumerate(self.sources_):
-            source.model._read_indexes(path / f"source-{position}")
+            source.model.read_indexes(path / f"source-{position}")
 
     @property
     def feature_names(self) -> list[str]:
