@@ -171,3 +171,36 @@ def test_a_server_process_computes_each_request_on_one_thread(monkeypatch) -> No
          "pin_compute_threads()\nimport torch\nprint(torch.get_num_threads())"],
         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert later.stdout.strip() == "1"
+
+
+def test_answers_off_the_event_loop_run_one_per_core_at_once(monkeypatch) -> None:
+    import anyio
+
+    from recengine.serving import limits
+
+    monkeypatch.setattr(limits.os, "cpu_count", lambda: 2)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def answer() -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return 1
+
+    async def eight_at_once() -> int:
+        results: list[int] = []
+
+        async def one() -> None:
+            results.append(await limits.off_the_loop(answer))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(one)
+        return sum(results)
+
+    assert anyio.run(eight_at_once) == 8
+    assert most[0] == 2

@@ -18,10 +18,12 @@ live in one process (as the answer cache does): with several processes each hold
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -32,7 +34,26 @@ if TYPE_CHECKING:
     from recengine.serving.heavy import HeavyWorkers, Job
     from recengine.serving.state import ServingState
 
-__all__ = ["FailureThrottle", "HeavyBudget", "RateLimiter", "too_many"]
+__all__ = ["FailureThrottle", "HeavyBudget", "RateLimiter", "off_the_loop", "too_many"]
+
+T = TypeVar("T")
+
+#: Plain answers computed off the event loop at once, per loop: one per core.
+_OFF_THE_LOOP: RunVar[anyio.CapacityLimiter] = RunVar("recengine-off-the-loop")
+
+
+async def off_the_loop(call: Callable[[], T]) -> T:
+    """``call()`` in a worker thread, at most one per core at once. A plain answer runs off
+    the event loop when it computes for milliseconds (the hybrid, sequence models) or reads the
+    store first; as many of them as connections (anyio's 40 threads) only contend for the
+    interpreter lock: on two cores, eight hybrid answers at once were served at 78 a second
+    against 196 for one answer at a time in-process."""
+    try:
+        limiter = _OFF_THE_LOOP.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
+        _OFF_THE_LOOP.set(limiter)
+    return await anyio.to_thread.run_sync(call, limiter=limiter)
 
 #: Identities a limiter remembers before it forgets the idle ones (bounded memory under a
 #: flood of addresses).

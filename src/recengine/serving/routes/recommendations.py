@@ -6,11 +6,11 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from recengine.models.rules import Rule, parse_rules, rules_from_json
 from recengine.serving.deps import Reader
+from recengine.serving.limits import off_the_loop
 from recengine.serving.routes._common import (
     RECOMMENDATION_ERRORS,
     check_cost,
@@ -53,7 +53,7 @@ async def recommend(user_id: Text, ctx: Reader, query: Annotated[RecommendationQ
     if ctx.state.ready(user_id, query.model or None):
         active, items = answer()
     else:
-        active, items = await run_in_threadpool(answer)
+        active, items = await off_the_loop(answer)
     return recommendation_list(user_id, active, items, query.explain)
 
 

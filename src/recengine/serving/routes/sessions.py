@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from recengine.data.query import NO_TIME, Event
 from recengine.models.rules import parse_rules
 from recengine.serving.deps import Reader
+from recengine.serving.limits import off_the_loop
 from recengine.serving.routes._common import (
     RECOMMENDATION_ERRORS,
     check_cost,
@@ -42,7 +44,7 @@ async def recommend_session(body: SessionQuery, ctx: Reader) -> Response:
     check_cost(settings, 1, body.k, explain=body.explain)
     if body.constraint or body.rules or body.explain:
         return await heavy(ctx, _session, body)
-    return Response(await run_in_threadpool(_session, ctx.state, body),
+    return Response(await off_the_loop(partial(_session, ctx.state, body)),
                     media_type="application/json")
 
 
