@@ -190,10 +190,11 @@ def test_models_compare_activate_and_roll_back(browser: Any, console: Console,
     screenshot(browser, "compare")
     sign_in(browser, console, WRITE_KEY, then="/console/models")
     one(browser, f"form[action='/console/models/{v2}/activate'] button").click()
-    assert f"{v2} is active" in one(browser, '[data-testid="notice"]').text
+    # The page before the click may show a notice too: wait for the new one's words.
+    wait_for(lambda: f"{v2} is active" in one(browser, '[data-testid="notice"]').text)
     assert console.api("/v1/users/u012/recommendations")["model_version"] == v2
     one(browser, "form[action='/console/models/rollback'] button").click()
-    assert f"{v1} is active" in one(browser, '[data-testid="notice"]').text
+    wait_for(lambda: f"{v1} is active" in one(browser, '[data-testid="notice"]').text)
     assert console.api("/v1/users/u012/recommendations")["model_version"] == v1
     assert WRITE_KEY not in console.log.read_text()
 
