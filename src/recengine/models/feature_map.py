@@ -44,16 +44,16 @@ class FeatureMappedWALS(WALS):
     config: Config
     state = (*WALS.state, "feature_map_")
 
+    #: ``[n_features, factors]``: encoded item features → item factors.
+    feature_map_: np.ndarray
+    #: The fitted feature encoder, to map new items; saved through its state hooks.
+    encoder_: FeatureEncoder
+
     @classmethod
     def search_space(cls, fixed: Mapping[str, Any]) -> dict[str, tuple[str, float, float, bool]]:
         """WALS's, and how hard the features → factors map is shrunk: what decides how
         much a rare feature says about an item without events."""
         return super().search_space(fixed) | {"feature_ridge": ("float", 1e-2, 1e3, True)}
-
-    #: ``[n_features, factors]``: encoded item features → item factors.
-    feature_map_: np.ndarray
-    #: The fitted feature encoder, to map new items; saved through its state hooks.
-    encoder_: FeatureEncoder
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return with_encoder_state(*super().get_state(), self.encoder_)

@@ -48,12 +48,21 @@ async def off_the_loop(call: Callable[[], T]) -> T:
     store first; as many of them as connections (anyio's 40 threads) only contend for the
     interpreter lock: on two cores, eight hybrid answers at once were served at 78 a second
     against 196 for one answer at a time in-process."""
-    try:
-        limiter = _OFF_THE_LOOP.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
-        _OFF_THE_LOOP.set(limiter)
+    limiter = _loop_limiter(_OFF_THE_LOOP, os.cpu_count() or 1)
     return await anyio.to_thread.run_sync(call, limiter=limiter)
+
+
+def _loop_limiter(var: RunVar[anyio.CapacityLimiter], slots: int) -> anyio.CapacityLimiter:
+    """The event loop's limiter of ``slots`` held in ``var``, made on first use: one per
+    loop, as anyio's own thread limiter is (a server runs one loop; tests may run one per
+    request)."""
+    try:
+        return var.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(slots)
+        var.set(limiter)
+        return limiter
+
 
 #: Identities a limiter remembers before it forgets the idle ones (bounded memory under a
 #: flood of addresses).
@@ -158,11 +167,7 @@ class HeavyBudget:
     async def run(self, state: ServingState, job: Job, *args: Any) -> bytes:
         """``job(state, *args)``, the answer's JSON, once a slot is free; a 429 when the queue
         is full. In a worker process, its state follows what ``state`` serves."""
-        try:
-            limiter = self._limiter.get()
-        except LookupError:
-            limiter = anyio.CapacityLimiter(self.slots)
-            self._limiter.set(limiter)
+        limiter = _loop_limiter(self._limiter, self.slots)
         if limiter.available_tokens < 1 and limiter.statistics().tasks_waiting >= self.queue:
             raise too_many(f"{self.slots} heavy requests (batches, explain, constraints, rules) "
                            f"are running and {self.queue} waiting: retry later", 1)

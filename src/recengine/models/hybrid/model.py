@@ -20,7 +20,7 @@ model: saved, published and loaded whole, its sources inside it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -317,8 +317,7 @@ class Hybrid(Recommender):
         """The ranker's scores of each query's candidates; below them, the rest of the
         catalogue (seen items included) in the order of the source the ranker starts from."""
         out = np.empty((len(queries), len(self.items_)), dtype=np.float32)
-        for block in _blocks(np.arange(len(queries)), len(self.items_)):
-            part = queries[block] if len(block) < len(queries) else queries
+        for block, part in _query_blocks(queries, len(self.items_)):
             candidates, ranked = self._ranked(part, background=self.order_[0])
             assert candidates.background is not None
             lowest = np.full(len(block), 0.0, np.float32)
@@ -351,8 +350,7 @@ class Hybrid(Recommender):
         check_fitted(self)
         out_idx = np.full((len(queries), n), -1, dtype=np.int32)
         out_val = np.full((len(queries), n), np.nan, dtype=np.float32)
-        for block in _blocks(np.arange(len(queries)), len(self.items_)):
-            part = queries[block] if len(block) < len(queries) else queries
+        for block, part in _query_blocks(queries, len(self.items_)):
             union, ranked = self._ranked(part)
             rows = union.rows
             order = np.lexsort((union.items, -ranked, rows))  # ties to the lower item
@@ -548,6 +546,13 @@ def _blocks(rows: np.ndarray, n_items: int) -> list[np.ndarray]:
     """``rows`` in blocks of at most :data:`_CELLS` scores (rows × items)."""
     size = max(1, _CELLS // max(n_items, 1))
     return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def _query_blocks(queries: Queries, n_items: int) -> Iterator[tuple[np.ndarray, Queries]]:
+    """The positions of :func:`_blocks` of ``queries`` and their queries, one block at a
+    time (the whole ``queries`` when one block holds them: no copy)."""
+    for block in _blocks(np.arange(len(queries)), n_items):
+        yield block, queries[block] if len(block) < len(queries) else queries
 
 
 #: Fewest new users' lists in the validation carve on which the ranker must beat the sources'
