@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop at the first bad row of --events")
     train.add_argument("--config", type=Path, help="model configuration JSON (overrides --model)")
     train.add_argument("--output", type=Path, required=True, help="folder to save the model in")
+    train.add_argument("--no-histories", action="store_true",
+                       help="spark-als with --engine spark: save no training histories beside "
+                            "the model, so the pairs never come to this process (recommend "
+                            "--history and publishing work; recommend --user and batch need "
+                            "them)")
 
     retrain = sub.add_parser("retrain", help="train on the latest data, evaluate on the most "
                              "recent events, publish to the registry only if not worse")
@@ -573,6 +578,11 @@ def run_train(args: argparse.Namespace) -> int:
     if args.engine == "spark" and args.events is None:
         raise DataError("--engine spark prepares event files: pass --events PATH",
                         column="--events")
+    if args.no_histories and not (args.engine == "spark" and name == "spark-als"):
+        raise DataError("--no-histories is for spark-als trained with --engine spark",
+                        column="--no-histories")
+    if args.engine == "spark" and name == "spark-als":
+        return _train_on_spark(args, model, console)
     if args.events is not None:
         data = _file_training_data(args, console)
     else:
@@ -589,22 +599,67 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_on_spark(args: argparse.Namespace, model: Recommender, console: Console) -> int:
+    """spark-als fitted from the pairs as they lie on Spark; the histories are collected
+    for the folder after the fit (unless ``--no-histories``), never for it."""
+    from recengine.data.training_data import TrainingData
+    from recengine.models.spark_als import SparkALS
+    from recengine.spark.prepare import pairs_to_pandas
+
+    assert isinstance(model, SparkALS)
+    pairs = _file_pairs(args, console).persist()
+    try:
+        n_pairs = pairs.count()
+        with progress_bar(console) as progress:
+            model.fit_frame(pairs, progress=progress)
+        model.save(args.output)
+        if not args.no_histories:
+            TrainingData.from_interactions(pairs_to_pandas(pairs)).save(
+                Path(args.output) / TRAINING_DATA)
+    finally:
+        pairs.unpersist()
+    kept = "without histories" if args.no_histories else "with its histories"
+    console.print(f"spark-als trained on {n_pairs} pairs ({len(model.users_)} users, "
+                  f"{len(model.items_)} items) on Spark; saved to {args.output} {kept}")
+    return 0
+
+
+def _file_pairs(args: argparse.Namespace, console: Console) -> DataFrame:
+    """``--events`` prepared on Spark and left there, its validation report printed."""
+    from recengine.pipeline.demo import print_validation
+    from recengine.pipeline.prepare import spark_pairs
+    from recengine.store.events import mask_url
+
+    with console.status(f"preparing {mask_url(args.events)} on Spark"):
+        pairs, report = spark_pairs(args.events, **_event_file_settings(args))
+    print_validation(report, console)
+    if pairs is None:
+        raise DataError(_nothing_accepted(report), file=report.file)
+    return pairs
+
+
+def _event_file_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """How ``--events`` are read: ``--master``, ``--spark-conf``, ``--format``,
+    ``--columns``, ``--event-type``, ``--schema`` and ``--strict``."""
+    from recengine.data.validation import ColumnMapping
+
+    return {"master": args.master, "spark_conf": _key_values(args.spark_conf, "--spark-conf"),
+            "format": args.format,
+            "columns": ColumnMapping.parse(args.columns, default_event_type=args.event_type),
+            "schema": EventSchema.from_file(args.schema) if args.schema else EventSchema(),
+            "strict": args.strict}
+
+
 def _file_training_data(args: argparse.Namespace, console: Console) -> TrainingData:
     """``--events`` prepared by ``--engine``, its validation report printed."""
-    from recengine.data.schema import EventSchema
-    from recengine.data.validation import ColumnMapping
     from recengine.pipeline.demo import print_validation
     from recengine.pipeline.prepare import file_training_data
     from recengine.store.events import mask_url
 
     where = "on Spark" if args.engine == "spark" else "here"
     with console.status(f"preparing {mask_url(args.events)} {where}"):
-        data, report = file_training_data(
-            args.events, engine=args.engine, master=args.master,
-            spark_conf=_key_values(args.spark_conf, "--spark-conf"), format=args.format,
-            columns=ColumnMapping.parse(args.columns, default_event_type=args.event_type),
-            schema=EventSchema.from_file(args.schema) if args.schema else EventSchema(),
-            strict=args.strict)
+        data, report = file_training_data(args.events, engine=args.engine,
+                                          **_event_file_settings(args))
     print_validation(report, console)
     if data is None:
         raise DataError(_nothing_accepted(report), file=report.file)
@@ -820,6 +875,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     from recengine.evaluation.report import json_text
 
     model = _load_saved(args.model_dir)
+    if args.user and model.histories_ is None:
+        raise DataError(f"{args.model_dir} holds no training histories (trained with "
+                        "--no-histories): ask by --history ITEMS", column="--user")
     answers: list[dict[str, object]] = []
     if args.similar:
         ids, scores = model.similar_items(args.similar, args.k)

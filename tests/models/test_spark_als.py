@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -104,3 +105,57 @@ def test_another_master_than_the_running_session_is_refused():
     with pytest.raises(EngineError, match=r"already running .* stop it before asking for "
                                           r"local\[1\]"):
         SparkALS(factors=2, iterations=1, master="local[1]").fit(small_data())
+
+
+def pairs_on_spark(spark, *, zero_every: int = 0, unrated_every: int = 0):
+    """small_data's pairs as :func:`recengine.spark.prepare.aggregate` gives them: some with
+    feedback 0 (observed, nothing to weigh), some without a rating."""
+    data = small_data(seed=3)
+    users, items = data.feedback.nonzero()
+    frame = pd.DataFrame({"user_id": data.users.ids[users], "item_id": data.items.ids[items],
+                          "rating": data.ratings[users, items].astype(float),
+                          "feedback": data.feedback[users, items].astype(float),
+                          "timestamp": pd.Timestamp("2026-01-01"), "n_events": 1})
+    frame = frame.sample(frac=1.0, random_state=0)  # no help from the rows' order
+    if zero_every:
+        frame.loc[frame.index[::zero_every], "feedback"] = 0.0
+    if unrated_every:
+        frame.loc[frame.index[::unrated_every], "rating"] = np.nan
+    return spark.createDataFrame(frame)
+
+
+@pytest.mark.parametrize(("params", "pairs"), [
+    ({"factors": 6, "iterations": 6}, {"zero_every": 7}),
+    ({"factors": 6, "iterations": 6, "item_weight_exponent": 0.3, "user_weight_exponent": 0.5,
+      "confidence": "raw", "alpha": 3.0}, {}),
+    ({"factors": 4, "iterations": 6, "feedback": "explicit", "regularization": 0.2},
+     {"unrated_every": 5}),
+])
+def test_a_fit_from_a_spark_frame_learns_what_a_fit_of_the_pairs_collected_learns(
+        spark, params, pairs):
+    """The frame's fit builds the vocabularies, weights and MLlib's values on Spark; they and
+    the factors must be the ones the collected pairs give (MLlib sums in another order)."""
+    from recengine.spark.prepare import pairs_to_pandas
+
+    frame = pairs_on_spark(spark, **pairs)
+    collected = TrainingData.from_interactions(pairs_to_pandas(frame))
+    local = SparkALS(blocks=2, **params).fit(collected)
+    on_spark = SparkALS(blocks=2, **params).fit_frame(frame)
+    assert on_spark.users_.ids.tolist() == local.users_.ids.tolist()
+    assert on_spark.items_.ids.tolist() == local.items_.ids.tolist()
+    for name in ("item_weights_", "user_weights_", "weight_norms_", "reg_param_"):
+        np.testing.assert_allclose(getattr(on_spark, name), getattr(local, name), rtol=1e-6)
+    np.testing.assert_allclose(on_spark.user_factors_, local.user_factors_, atol=1e-4)
+    np.testing.assert_allclose(on_spark.item_factors_, local.item_factors_, atol=1e-4)
+    assert on_spark.histories_ is None
+
+
+def test_a_frame_fit_that_fails_leaves_the_model_as_it_was(spark):
+    frame = pairs_on_spark(spark, unrated_every=1)  # not one rating
+    model = SparkALS(factors=4, iterations=2, blocks=2, feedback="explicit").fit(small_data())
+    before = model.user_factors_
+    with pytest.raises(DataError, match="explicit WALS needs ratings"):
+        model.fit_frame(frame)
+    with pytest.raises(DataError, match="no training interactions"):
+        SparkALS(factors=4, iterations=2, blocks=2).fit_frame(frame.limit(0))
+    assert model.user_factors_ is before

@@ -54,3 +54,33 @@ def test_a_spark_trained_version_is_published_and_served(spark, capsys, tmp_path
     assert served == expected.tolist()
     np.testing.assert_allclose([item["score"] for item in body["items"]], scores, rtol=1e-5)
     assert type(model).__name__ == "SparkALS" and model.user_factors_.shape == (943, 16)
+
+
+def test_spark_als_trained_without_histories_never_brings_the_pairs_here(spark, capsys,
+                                                                         tmp_path, monkeypatch):
+    """`train --engine spark --no-histories`: spark-als fits from the pairs on Spark, and
+    nothing collects them (collecting fails here); the folder answers by history."""
+    import recengine.spark.prepare
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 30, 600)
+    items = (users % 3) * 7 + rng.integers(0, 7, 600)  # three tastes of seven items
+    events = tmp_path / "events.csv"
+    pd.DataFrame({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
+                  "event_type": "view"}).to_csv(events, index=False)
+
+    def collected(pairs: object) -> None:
+        raise AssertionError("the pairs were collected")
+
+    monkeypatch.setattr(recengine.spark.prepare, "pairs_to_pandas", collected)
+    folder = tmp_path / "spark-als"
+    assert main(["train", "--events", str(events), "--engine", "spark", "--model", "spark-als",
+                 "--no-histories", "--output", str(folder)]) == 0
+    assert "pairs (30 users, 21 items) on Spark" in capsys.readouterr().out
+    assert not (folder / "training-data").exists()
+    assert main(["recommend", "--model-dir", str(folder), "--history", "i0,i1,i2", "--k", "3",
+                 "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert {int(item["item"][1:]) // 7 for item in answer["items"]} == {0}  # the same taste
+    assert main(["recommend", "--model-dir", str(folder), "--user", "u1"]) == 2
+    assert "holds no training histories (trained with --no-histories)" in capsys.readouterr().err

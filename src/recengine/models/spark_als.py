@@ -39,16 +39,21 @@ off, ``biases=False`` and ``scale_regularization=True``, the defaults here for e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from recengine.data.training_data import TrainingData
+from recengine.data.vocabulary import Vocabulary
+from recengine.errors import DataError, EngineError
 from recengine.models.base import Shape, TrainingOptions
 from recengine.models.wals import WALS, ModelFitError, _Biases
 from recengine.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 __all__ = ["SparkALS"]
 
@@ -128,31 +133,86 @@ class SparkALS(WALS):
 
     def _train(self, data: TrainingData, options: TrainingOptions,
                progress: ProgressCallback | None) -> dict[str, Any]:
-        from recengine.spark.als import AlsSettings, fit_als, pairs_frame
+        from recengine.spark.als import pairs_frame
         from recengine.spark.session import spark_session
 
-        cfg = self.config
         matrix = sp.csr_array(self._matrix(data), dtype=np.float32)
         matrix.sort_indices()
         rows, learned = self._row_weights(matrix)
         values = self._mllib_values(matrix, rows, learned)
-        reg_param = self._reg_param(matrix)
+        session = spark_session(self.config.master, feature="spark-als")
+        frame = pairs_frame(session, rows, matrix.indices, values)
+        return self._fit_on_spark(frame, matrix.shape, learned, self._reg_param(matrix), options,
+                           progress)
+
+    def fit_frame(self, pairs: DataFrame, *, options: TrainingOptions | None = None,
+                  progress: ProgressCallback | None = None) -> Self:
+        """Learn from aggregated pairs on Spark (:func:`recengine.spark.prepare.aggregate`'s
+        frame): the vocabularies, row weights and MLlib's values are computed on Spark, and
+        only the ids, the rows' pair counts and the factors come to this process, so the
+        pairs never have to fit here. Same state as :meth:`fit` on the pairs collected; the
+        model keeps no histories (the caller saves or supplies them).
+
+        As :meth:`fit`, the state is installed only when training succeeds.
+        """
+        from pyspark.sql import functions as F
+
+        from recengine.spark.als import index_pairs, row_counts
+        from recengine.spark.session import failure, spark_errors
+
+        options = options or TrainingOptions()
+        cfg = self.config
+        value = "rating" if cfg.feedback == "explicit" else "feedback"
+        with options.thread_limit():
+            try:
+                indexed = index_pairs(pairs)
+                rated = indexed.frame.where(F.col(value).isNotNull()).persist()
+                user_counts, item_counts = row_counts(rated, indexed.shape)
+                scale = (rated.agg(F.mean(value)).toArrow().column(0)[0].as_py()
+                         if value == "feedback" and cfg.confidence == "scaled" else 1.0)
+            except spark_errors() as exc:
+                raise EngineError(f"preparing spark-als's pairs failed on Spark: "
+                                  f"{failure(exc)}") from None
+            try:
+                if not user_counts.sum():
+                    raise DataError("explicit WALS needs ratings; these pairs have none (use "
+                                    "feedback='implicit')" if value == "rating"
+                                    else "no training interactions")
+                learned = self._learned_weights(user_counts, item_counts, scale or 1.0)
+                state = self._fit_on_spark(
+                    self._mllib_frame(rated, value, learned),
+                    indexed.shape, learned,
+                    self._reg_param_of(user_counts, item_counts), options, progress)
+            finally:
+                rated.unpersist()
+        self._install(Vocabulary(indexed.users, name="user"),
+                      Vocabulary(indexed.items, name="item"), state, None)
+        return self
+
+    def _fit_on_spark(self, frame: DataFrame, shape: tuple[int, int],
+               learned: Mapping[str, np.ndarray], reg_param: float, options: TrainingOptions,
+               progress: ProgressCallback | None) -> dict[str, Any]:
+        """MLlib's fit of ``frame`` (``user, item, rating``: indices, MLlib's values), and
+        the state it makes with the row weights ``learned``."""
+        from recengine.spark.als import AlsSettings, fit_als
+        from recengine.spark.session import spark_session
+
+        cfg = self.config
         if progress:
             progress("training spark-als", 0, 1)
-        session = spark_session(cfg.master, feature="spark-als")
+        spark_session(cfg.master, feature="spark-als")  # the master is checked
         settings = AlsSettings(rank=cfg.factors, iterations=cfg.iterations,
                                reg_param=reg_param, implicit=cfg.feedback == "implicit",
                                alpha=cfg.alpha, seed=options.seed_or(cfg.random_state),
                                blocks=cfg.blocks)
-        X, Y = fit_als(pairs_frame(session, rows, matrix.indices, values), settings,
-                       matrix.shape)
+        X, Y = fit_als(frame, settings, shape)
         if not (np.isfinite(X).all() and np.isfinite(Y).all()):
             raise ModelFitError("Spark's factors are not finite: lower alpha or raise "
                                 "regularization")
         if progress:
             progress("training spark-als", 1, 1)
         no_biases = _Biases(np.float32(0.0), np.zeros(0, np.float32), np.zeros(0, np.float32))
-        return (learned | no_biases.state() | self._factor_state(X, Y)
+        return (dict(learned) | no_biases.state() | self._factor_state(X, Y)
                 | {"reg_param_": np.asarray(reg_param, np.float64)})
 
     def _mllib_values(self, matrix: sp.csr_array, rows: np.ndarray,
@@ -166,12 +226,30 @@ class SparkALS(WALS):
                  * learned["item_weights_"][matrix.indices] * learned["user_weights_"][rows])
         return np.maximum(share, np.finfo(np.float32).tiny).astype(np.float32)
 
+    def _mllib_frame(self, rated: DataFrame, value: str,
+                     learned: Mapping[str, np.ndarray]) -> DataFrame:
+        """:meth:`_mllib_values` on Spark: ``rated``'s pairs as ``user, item, rating``."""
+        from pyspark.sql import functions as F
+
+        from recengine.spark.als import with_row_weights
+
+        if value == "rating":
+            return rated.select("user", "item", F.col("rating"))
+        share = F.col("feedback") / F.lit(float(np.float32(learned["weight_norms_"][2])))
+        rated = with_row_weights(rated, learned["user_weights_"], learned["item_weights_"])
+        share = share * F.col("item_weight") * F.col("user_weight")
+        return rated.select("user", "item", F.greatest(
+            share, F.lit(float(np.finfo(np.float32).tiny))).cast("float").alias("rating"))
+
     def _reg_param(self, matrix: sp.csr_array) -> float:
         """MLlib's regParam: λ itself under ALS-WR, else λ over the mean pairs per row."""
+        return self._reg_param_of(np.diff(matrix.indptr),
+                                  np.bincount(matrix.indices, minlength=matrix.shape[1]))
+
+    def _reg_param_of(self, user_counts: np.ndarray, item_counts: np.ndarray) -> float:
+        """:meth:`_reg_param` of rows with these numbers of pairs."""
         cfg = self.config
         if cfg.scale_regularization:
             return cfg.regularization
-        rows_with_pairs = (np.count_nonzero(np.diff(matrix.indptr))
-                           + np.count_nonzero(np.bincount(matrix.indices,
-                                                          minlength=matrix.shape[1])))
-        return cfg.regularization * rows_with_pairs / (2 * matrix.nnz)
+        rows_with_pairs = np.count_nonzero(user_counts) + np.count_nonzero(item_counts)
+        return cfg.regularization * rows_with_pairs / (2 * int(user_counts.sum()))

@@ -301,17 +301,22 @@ class WALS(Recommender):
         the means that scaled them and the feedback (``weight_norms_``). ``matrix`` is sorted."""
         cfg = self.config
         n_users, n_items = matrix.shape
-        item_weights, item_norm = _side_weights(
-            np.bincount(matrix.indices, minlength=n_items), cfg.item_weight_exponent,
-            matrix.indices)
         rows = np.repeat(np.arange(n_users, dtype=matrix.indices.dtype), np.diff(matrix.indptr))
-        user_weights, user_norm = _side_weights(np.diff(matrix.indptr), cfg.user_weight_exponent,
-                                                rows)
         scale = (float(matrix.data.mean()) if cfg.feedback == "implicit"
                  and cfg.confidence == "scaled" and matrix.nnz else 1.0)
-        scale = scale if scale > 0 else 1.0
-        return rows, {"item_weights_": item_weights, "user_weights_": user_weights,
-                      "weight_norms_": np.array([user_norm, item_norm, scale], np.float64)}
+        return rows, self._learned_weights(np.diff(matrix.indptr),
+                                           np.bincount(matrix.indices, minlength=n_items), scale)
+
+    def _learned_weights(self, user_counts: np.ndarray, item_counts: np.ndarray,
+                         scale: float) -> dict[str, np.ndarray]:
+        """The row weights ``R_u`` and ``C_i`` of rows with these numbers of pairs, and
+        ``weight_norms_``: their scales and the feedback's (``scale``; 1 when not positive)."""
+        cfg = self.config
+        item_weights, item_norm = _side_weights(item_counts, cfg.item_weight_exponent)
+        user_weights, user_norm = _side_weights(user_counts, cfg.user_weight_exponent)
+        return {"item_weights_": item_weights, "user_weights_": user_weights,
+                "weight_norms_": np.array([user_norm, item_norm, scale if scale > 0 else 1.0],
+                                          np.float64)}
 
     def _sides(self, matrix: sp.csr_array) -> tuple[_Side, _Side, dict[str, np.ndarray]]:
         """Both least-squares problems (users, then items), built once per fit, and the row
@@ -601,13 +606,13 @@ def _scaled_weights(counts: np.ndarray, exponent: float, norm: float) -> np.ndar
     return (np.maximum(counts, 1).astype(np.float64) ** -exponent / norm).astype(np.float32)
 
 
-def _side_weights(counts: np.ndarray, exponent: float,
-                  pair_rows: np.ndarray) -> tuple[np.ndarray, float]:
-    """Row weights ``n^-e`` scaled to mean 1 over the observed pairs, and the scale used."""
-    if exponent == 0:
+def _side_weights(counts: np.ndarray, exponent: float) -> tuple[np.ndarray, float]:
+    """Row weights ``n^-e`` of rows with ``counts`` pairs, scaled to mean 1 over the pairs,
+    and the scale used."""
+    if exponent == 0 or not counts.sum():
         return np.ones(len(counts), np.float32), 1.0
     raw = _scaled_weights(counts, exponent, 1.0)
-    norm = float(raw[pair_rows].mean()) if len(pair_rows) else 1.0
+    norm = float(np.dot(counts.astype(np.float64), raw) / counts.sum())
     return (raw / norm).astype(np.float32), norm
 
 

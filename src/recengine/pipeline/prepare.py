@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,8 +18,11 @@ from recengine.data.validation import ColumnMapping, ValidationReport
 from recengine.data.weighting import Weighting, aggregate, weighted_events
 from recengine.store.events import EventStore, is_store_url, mask_url
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
 __all__ = ["Prepared", "carve_validation", "events_of", "file_training_data", "prepare",
-           "training_data"]
+           "spark_pairs", "training_data"]
 
 #: Where events are prepared: in this process (pandas) or on Spark.
 Engine = Literal["local", "spark"]
@@ -107,21 +110,13 @@ def file_training_data(path: str | Path, *, engine: Engine = "local",
     """
     schema = schema or EventSchema()
     if engine == "spark":
-        from recengine.spark import prepare as on_spark
-        from recengine.spark.session import spark_session
-        from recengine.spark.store import read_store
+        from recengine.spark.prepare import pairs_to_pandas
 
-        session = spark_session(master, feature="preparing events on Spark", conf=spark_conf)
-        if is_store_url(str(path)):
-            events, report = read_store(session, str(path))
-        else:
-            events, report = on_spark.read_events(session, path, format=format,
-                                                  columns=columns, schema=schema,
-                                                  strict=strict)
-        if not report.rows_accepted:
-            return None, report
-        pairs = on_spark.pairs_to_pandas(on_spark.aggregate(events, schema, weighting))
-        return TrainingData.from_interactions(pairs), report
+        pairs, report = spark_pairs(path, master=master, spark_conf=spark_conf, format=format,
+                                    columns=columns, schema=schema, strict=strict,
+                                    weighting=weighting)
+        return (None if pairs is None
+                else TrainingData.from_interactions(pairs_to_pandas(pairs))), report
     if is_store_url(str(path)):
         local_events, report = _store_events(str(path))
     else:
@@ -132,6 +127,31 @@ def file_training_data(path: str | Path, *, engine: Engine = "local",
     return TrainingData.from_interactions(
         aggregate(local_events, schema, weighting),
         events=weighted_events(local_events, schema, weighting)), report
+
+
+def spark_pairs(path: str | Path, *, master: str = "local[2]",
+                spark_conf: dict[str, str] | None = None, format: Format | None = None,
+                columns: ColumnMapping | None = None, schema: EventSchema | None = None,
+                strict: bool = False, weighting: Weighting | None = None,
+                ) -> tuple[DataFrame | None, ValidationReport]:
+    """An event file's or store's pairs read, validated, weighed and aggregated on Spark
+    (:func:`file_training_data`'s rules), left there: the frame of
+    :func:`recengine.spark.prepare.aggregate`, computed when used, or None when no event
+    is valid; and the report."""
+    from recengine.spark import prepare as on_spark
+    from recengine.spark.session import spark_session
+    from recengine.spark.store import read_store
+
+    schema = schema or EventSchema()
+    session = spark_session(master, feature="preparing events on Spark", conf=spark_conf)
+    if is_store_url(str(path)):
+        events, report = read_store(session, str(path))
+    else:
+        events, report = on_spark.read_events(session, path, format=format, columns=columns,
+                                              schema=schema, strict=strict)
+    if not report.rows_accepted:
+        return None, report
+    return on_spark.aggregate(events, schema, weighting), report
 
 
 def _store_events(url: str) -> tuple[pd.DataFrame, ValidationReport]:

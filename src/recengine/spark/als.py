@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from pyspark import SparkContext
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["AlsSettings", "factor_array", "fit_als", "pairs_frame"]
+__all__ = ["AlsSettings", "IndexedPairs", "factor_array", "fit_als", "index_pairs",
+           "pairs_frame", "row_counts", "with_row_weights"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,88 @@ def pairs_frame(session: SparkSession, users: np.ndarray, items: np.ndarray,
     table = pa.table({"user": pa.array(users, pa.int32()), "item": pa.array(items, pa.int32()),
                       "rating": pa.array(values, pa.float32())})
     return session.createDataFrame(table)
+
+
+@dataclass(frozen=True)
+class IndexedPairs:
+    """Aggregated pairs on Spark under vocabularies held here.
+
+    ``frame`` has ``user int, item int, feedback float, rating float`` (``rating`` null for
+    a pair without one); ``users`` and ``items`` are the ids in index order, the order
+    :meth:`~recengine.data.training_data.TrainingData.from_interactions` gives the same
+    pairs collected in :func:`~recengine.spark.prepare.pairs_to_pandas`'s order (users by
+    id; items by first appearance, i.e. by their first user, then id), so a model fitted here
+    and the histories collected there index alike.
+    """
+
+    frame: DataFrame
+    users: np.ndarray
+    items: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.users), len(self.items)
+
+
+def index_pairs(pairs: DataFrame) -> IndexedPairs:
+    """:func:`recengine.spark.prepare.aggregate`'s pairs indexed by vocabularies built on
+    Spark; only the ids come here (a model holds them anyway), never the pairs."""
+    from pyspark.sql import functions as F
+
+    session = pairs.sparkSession
+    pairs = pairs.withColumns({"user_id": F.col("user_id").cast("string"),
+                               "item_id": F.col("item_id").cast("string")})
+    users = pairs.select("user_id").distinct().orderBy("user_id")
+    items = (pairs.groupBy("item_id").agg(F.min("user_id").alias("first_user"))
+             .orderBy("first_user", "item_id").select("item_id"))
+    try:
+        user_ids = _ids(users, "user_id")
+        item_ids = _ids(items, "item_id")
+        indices = [session.createDataFrame(pa.table({
+            f"{side}_id": pa.array(ids, pa.string()),
+            side: pa.array(np.arange(len(ids), dtype=np.int32))}))
+            for side, ids in (("user", user_ids), ("item", item_ids))]
+    except spark_errors() as exc:
+        raise EngineError(f"indexing the pairs failed on Spark: {failure(exc)}") from None
+    frame = (pairs.join(indices[0], "user_id").join(indices[1], "item_id")
+             .select("user", "item", F.col("feedback").cast("float").alias("feedback"),
+                     F.col("rating").cast("float").alias("rating")))
+    return IndexedPairs(frame, user_ids, item_ids)
+
+
+def with_row_weights(frame: DataFrame, user_weights: np.ndarray,
+                     item_weights: np.ndarray) -> DataFrame:
+    """``frame`` (``user, item, ...``) with columns ``user_weight`` and ``item_weight``: the
+    weight of each pair's row by index (a join only for a side whose weights are not all 1)."""
+    from pyspark.sql import functions as F
+
+    for side, weights in (("user", user_weights), ("item", item_weights)):
+        if np.all(weights == 1):
+            frame = frame.withColumn(f"{side}_weight", F.lit(1.0).cast("float"))
+        else:
+            table = pa.table({side: pa.array(np.arange(len(weights), dtype=np.int32)),
+                              f"{side}_weight": pa.array(weights, pa.float32())})
+            frame = frame.join(frame.sparkSession.createDataFrame(table), side)
+    return frame
+
+
+def _ids(frame: DataFrame, column: str) -> np.ndarray:
+    """``frame``'s ``column`` here, in the frame's order, as an object array of str."""
+    return np.asarray(frame.toArrow().column(column).to_pylist(), dtype=object)
+
+
+def row_counts(frame: DataFrame, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs per user and per item of ``frame`` (``user, item, ...`` indices), as arrays of
+    ``shape``'s sizes in index order."""
+    return _by_index(frame, "user", shape[0]), _by_index(frame, "item", shape[1])
+
+
+def _by_index(frame: DataFrame, column: str, size: int) -> np.ndarray:
+    """Rows of ``frame`` per value of the index ``column``, as an array of ``size``."""
+    table = frame.groupBy(column).count().toArrow()
+    out = np.zeros(size, np.int64)
+    out[table.column(column).to_numpy()] = table.column("count").to_numpy()
+    return out
 
 
 def fit_als(frame: DataFrame, settings: AlsSettings, shape: tuple[int, int],
