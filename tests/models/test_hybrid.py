@@ -20,6 +20,7 @@ from recengine.models.hybrid import Hybrid
 from recengine.models.hybrid.candidates import Source, propose, union_recall
 from recengine.models.hybrid.model import carve
 from recengine.models.popularity import Popularity
+from recengine.models.rules import Exclude, RuleEngine
 from tests.models.conformance import RecommenderConformance, small_data
 from tests.models.test_two_tower import GENRES, genre_data
 
@@ -100,6 +101,37 @@ def test_the_ranker_learns_a_cross_its_sources_miss():
         "popularity"] + 0.1
     assert {f"taste={g}" for g in GENRES} <= set(model.profile_.user_names)
     assert {f"genres={g}" for g in GENRES} <= set(model.profile_.item_names)
+
+
+def test_a_constraint_narrows_what_the_sources_propose():
+    """A request that rules out the 30 most popular of 60 items (a constraint, a rule's
+    exclusions): popularity, the only source, proposes its 20 best of the other 30, and the
+    ranker orders them by taste. Were the union drawn first and narrowed after, it would hold
+    next to nothing allowed and the answer would follow popularity: a third in genre."""
+    data = genre_data(user_features=True, n_users=120, n_items=60, cold=0)
+    model = Hybrid(sources=[{"model": "popularity", "depth": 20}], similarity_source=None,
+                   carves=2, ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}
+                   ).fit(data)
+    allowed = np.argsort(-data.item_counts(), kind="stable")[30:]
+    top, _ = model.recommend_indices(np.arange(data.n_users), 3, candidates=allowed)
+    assert np.isin(top, allowed).all()
+    liked = np.array([int(str(u)[1:]) % 3 for u in data.users.ids])
+    genre = np.array([int(str(i)[1:]) % 3 for i in data.items.ids])
+    assert (genre[top] == liked[:, None]).mean() > 0.8
+    # The same through business rules, as the server applies a request's constraint.
+    rule = Exclude(items=data.items.ids[np.setdiff1d(np.arange(60), allowed)].tolist())
+    ruled, _ = RuleEngine([rule], data.items, data.item_features).recommend(
+        model, np.arange(data.n_users), 3)
+    np.testing.assert_array_equal(ruled, top)
+    # Explained as answered: proposed among the allowed items (not "after the candidates").
+    ruled_out = np.setdiff1d(np.arange(60), allowed)
+    reasons = model.explain_indices(model.training_queries(np.array([0])), top[0],
+                                    exclude=ruled_out)
+    assert all(reason.startswith("proposed ") for reason in reasons)
+    assert any(reason.startswith("proposed among the items the request allows")
+               for reason in reasons)  # below popularity's whole top 20
+    assert model.explain_indices(model.training_queries(np.array([0])), top[0])[0].startswith(
+        "not proposed")
 
 
 def test_explanations_name_the_sources_and_what_ranked_the_item_up():
@@ -367,3 +399,4 @@ def test_the_rating_head_refuses_data_without_ratings_before_the_ranker_trains(m
     monkeypatch.undo()
     with pytest.raises(NotSupportedError, match="ratings"):
         Hybrid(**QUICK).fit(data).predict_ratings(["u1"], ["i1"])
+

@@ -142,3 +142,18 @@ def test_an_unfitted_hybrid_has_no_graphs_to_drop() -> None:
     hybrid = Hybrid()
     hybrid.drop_indexes()
     assert hybrid.indexes == ()
+
+
+def test_a_request_that_rules_items_out_proposes_the_rest_at_their_whole_list_ranks() -> None:
+    """Ruling items out changes what is proposed, not what a rank means: each proposal keeps its
+    rank in the source's whole list (the ranker learned ranks from whole lists), at most the
+    depth, and the row's statistics stay the whole row's."""
+    scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0, -np.inf]], np.float32)
+    blocked = np.array([True, False, True, False, False, False])
+    reading = DenseReading(scores.copy(), 2, blocked)
+    assert reading.tops.tolist() == [[1, 3]]
+    assert reading.ranks.tolist() == [[1, 2]]  # 2: the depth, below the source's top two
+    whole = DenseReading(scores.copy(), 2)
+    assert whole.tops.tolist() == [[0, 1]] and whole.ranks.tolist() == [[0, 1]]
+    np.testing.assert_array_equal(reading.standardised(np.zeros(5, int), np.arange(5)),
+                                  whole.standardised(np.zeros(5, int), np.arange(5)))

@@ -577,7 +577,7 @@ class Recommender(ABC):
         for start in range(0, len(queries), batch_size):
             stop = min(start + batch_size, len(queries))
             block = queries if (start, stop) == (0, len(queries)) else queries[start:stop]
-            scores = np.array(self._score(block), dtype=np.float32)
+            scores = np.array(self._score_among(block, blocked), dtype=np.float32)
             if transform is not None:
                 scores = transform(scores)
             if blocked is not None:
@@ -588,6 +588,12 @@ class Recommender(ABC):
                 scores[r, indices] = -np.inf
             out_idx[start:stop], out_val[start:stop] = top_k(scores, n)
         return out_idx, out_val
+
+    def _score_among(self, queries: Queries, blocked: np.ndarray | None) -> np.ndarray:
+        """:meth:`_score` of a request that rules out the items ``blocked`` (a mask over
+        items; None: none). They are dropped after scoring; a model whose scores depend on
+        what it proposes (the hybrid) proposes among the rest instead."""
+        return self._score(queries)
 
     def build_index(self, *, neighbours: int = 16, ef_construction: int = 80,
                     ef_search: int = 64, similar_items: bool = True) -> Self:
@@ -651,10 +657,22 @@ class Recommender(ABC):
         self._require(Capability.RETRIEVAL)
         return self._embed(queries)
 
-    def explain_indices(self, queries: Queries, items: np.ndarray) -> list[str]:
-        """A reason in words for each of ``items`` (indices) for the one query given."""
+    def explain_indices(self, queries: Queries, items: np.ndarray, *,
+                        exclude: np.ndarray | None = None) -> list[str]:
+        """A reason in words for each of ``items`` (indices) for the one query given, answered
+        with the items ``exclude`` ruled out (what :meth:`recommend_queries` was told)."""
         check_fitted(self)
-        return self._explain(queries, np.asarray(items))
+        if exclude is None:
+            return self._explain(queries, np.asarray(items))
+        blocked = np.zeros(len(self.items_), dtype=bool)
+        blocked[np.asarray(exclude, dtype=np.int64)] = True
+        return self._explain_among(queries, np.asarray(items), blocked)
+
+    def _explain_among(self, queries: Queries, items: np.ndarray,
+                       blocked: np.ndarray) -> list[str]:
+        """:meth:`_explain` of an answer that ruled out the items ``blocked``: the same for a
+        model whose scores do not depend on it (see :meth:`_score_among`)."""
+        return self._explain(queries, items)
 
     def similarity(self, items: np.ndarray) -> np.ndarray:
         """Similarity ``[len(items), n_items]`` of item indices to every item

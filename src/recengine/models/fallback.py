@@ -70,7 +70,9 @@ class FallbackChain:
             fresh = self._best(model, queries, n, n - len(chosen), taken, hidden)
             if not fresh:
                 continue
-            reasons = (model.explain_indices(queries, np.array([i for i, _ in fresh]))
+            reasons = (model.explain_indices(queries, np.array([i for i, _ in fresh]),
+                                             exclude=None if self.rules is None
+                                             else self.rules.excluded_items)
                        if explain else [""] * len(fresh))
             picked = [i for i, _ in fresh]
             ids = model.items_.ids[picked].tolist()

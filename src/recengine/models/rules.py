@@ -219,6 +219,11 @@ class RuleEngine:
         age_days = ((now - dates).dt.total_seconds() / 86400).clip(lower=0).fillna(0)
         return np.power(0.5, age_days.to_numpy() / rule.half_life_days).astype(np.float32)
 
+    @property
+    def excluded_items(self) -> np.ndarray | None:
+        """The indices of the items no answer may hold (None when there are none)."""
+        return np.flatnonzero(self.excluded) if self.excluded.any() else None
+
     def transform(self, scores: np.ndarray) -> np.ndarray:
         """Score rules on a block of rows: normalise each row to [0, 1], scale, exclude."""
         out = (normalise_scores(scores) + 1e-6) * self.multiplier
@@ -237,7 +242,10 @@ class RuleEngine:
             queries = model.training_queries(queries)
         users = queries.users
         depth = n * OVERFETCH if self.reranks else n
+        # The exclusions go as such too, so that a model proposing candidates (the hybrid)
+        # proposes among the items the rules keep.
         idx, val = model.recommend_queries(queries, depth, exclude_seen=exclude_seen,
+                                           exclude=self.excluded_items,
                                            transform=self.transform)
         if not self.reranks:
             return idx, val

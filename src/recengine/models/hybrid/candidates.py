@@ -64,21 +64,22 @@ class Candidates:
 
 
 def propose(sources: Sequence[Source], queries: Queries, limit: int,
-            background: int | None = None) -> Candidates:
+            background: int | None = None, blocked: np.ndarray | None = None) -> Candidates:
     """The union of the sources' proposals for each query, at most ``limit`` per query.
 
     Seen items (the query's history) are never proposed: the hybrid recommends new items; nor
     do sources that need a history (:attr:`Recommender.needs_history`) propose anything to a
     query without one. Each source is read as :func:`~.reading.read` decides (from its HNSW
     graph when it has one). ``background`` (a source's position) keeps that source's
-    standardised scores of every item.
+    standardised scores of every item. Items ``blocked`` (a mask over items: what the request
+    rules out) are never proposed either: each source proposes its best of the rest.
     """
-    masks = Masks.of(queries)
+    masks = Masks.of(queries, blocked)
     readings = [read(s.model, queries, masks, s.depth) for s in sources]
     n_items = len(sources[0].model.items_)
     depths = np.array([s.depth for s in sources], dtype=np.int32)
     # Every proposal as a key (query, item) and its rank; each key's best rank over the sources.
-    keyed = [_keys(r.tops, n_items) for r in readings]
+    keyed = [_keys(r.tops, r.ranks, n_items) for r in readings]
     keys = np.concatenate([k for k, _ in keyed])
     ranks = np.concatenate([r for _, r in keyed])
     order = np.lexsort((ranks, keys))
@@ -101,12 +102,12 @@ def propose(sources: Sequence[Source], queries: Queries, limit: int,
                                                      masks, readings[background]))
 
 
-def _keys(tops: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+def _keys(tops: np.ndarray, ranks: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """A source's proposals as sorted keys ``query * n_items + item``, and their ranks."""
-    rows, ranks = np.nonzero(tops >= 0)
-    keys = rows.astype(np.int64) * n_items + tops[rows, ranks]
+    rows, places = np.nonzero(tops >= 0)
+    keys = rows.astype(np.int64) * n_items + tops[rows, places]
     order = np.argsort(keys, kind="stable")
-    return keys[order], ranks[order].astype(np.int32)
+    return keys[order], ranks[rows, places][order].astype(np.int32)
 
 
 def _ranks_of(wanted: np.ndarray, keys: np.ndarray, ranks: np.ndarray, depth: int

@@ -301,11 +301,12 @@ class Hybrid(Recommender):
         return signals(candidates, queries, profile, self._similar_to(sources),
                        self.config.recent_items, order)
 
-    def _ranked(self, queries: Queries, background: int | None = None
-                ) -> tuple[Candidates, np.ndarray]:
-        """Each query's candidates and the ranker's scores of them (new users keep the
-        sources' first answer unless the ranker earned them)."""
-        candidates = propose(self.sources_, queries, self.config.candidates, background)
+    def _ranked(self, queries: Queries, background: int | None = None,
+                blocked: np.ndarray | None = None) -> tuple[Candidates, np.ndarray]:
+        """Each query's candidates (none of the ``blocked`` items) and the ranker's scores of
+        them (new users keep the sources' first answer unless the ranker earned them)."""
+        candidates = propose(self.sources_, queries, self.config.candidates, background,
+                             blocked)
         features = self._signals(candidates, queries, self.sources_, self.profile_, self.order_)
         ranked = ranker_scores(self.ranker_, features, "cpu")
         if not self.ranks_new_users_:
@@ -314,11 +315,17 @@ class Hybrid(Recommender):
         return candidates, ranked
 
     def _score(self, queries: Queries) -> np.ndarray:
-        """The ranker's scores of each query's candidates; below them, the rest of the
+        return self._score_among(queries, None)
+
+    def _score_among(self, queries: Queries, blocked: np.ndarray | None) -> np.ndarray:
+        """The ranker's scores of each query's candidates, proposed among the items not
+        ``blocked`` (a constraint's, a rule's: the ranker orders what the request allows, not
+        the few the unconstrained union happened to hold); below them, the rest of the
         catalogue (seen items included) in the order of the source the ranker starts from."""
         out = np.empty((len(queries), len(self.items_)), dtype=np.float32)
         for block, part in _query_blocks(queries, len(self.items_)):
-            candidates, ranked = self._ranked(part, background=self.order_[0])
+            candidates, ranked = self._ranked(part, background=self.order_[0],
+                                              blocked=blocked)
             assert candidates.background is not None
             lowest = np.full(len(block), 0.0, np.float32)
             np.minimum.at(lowest, candidates.rows, ranked)
@@ -407,10 +414,15 @@ class Hybrid(Recommender):
                              self._similar_to(self.sources_) is not None)
 
     def _explain(self, queries: Queries, items: np.ndarray) -> list[str]:
-        """Which sources proposed each item, and the signals that raised it most: each
-        group of the ranker's inputs set to its training mean, the score's drop its weight."""
+        return self._explain_among(queries, items, None)
+
+    def _explain_among(self, queries: Queries, items: np.ndarray,
+                       blocked: np.ndarray | None) -> list[str]:
+        """Which sources proposed each item (among the items not ``blocked``, as the answer
+        was drawn), and the signals that raised it most: each group of the ranker's inputs
+        set to its training mean, the score's drop its weight."""
         one = queries[:1]
-        candidates = propose(self.sources_, one, self.config.candidates)
+        candidates = propose(self.sources_, one, self.config.candidates, blocked=blocked)
         features = self._signals(candidates, one, self.sources_, self.profile_, self.order_)
         position = {int(item): row for row, item in enumerate(candidates.items.tolist())}
         means = self.ranker_.mean.cpu().numpy()
@@ -434,8 +446,11 @@ class Hybrid(Recommender):
                 tags, candidates.ranks[row].tolist(), candidates.depths.tolist(), strict=True)
                 if rank < depth]
             up = [groups[g][0] for g in np.argsort(-moved[:, row])[:2] if moved[g, row] > 0]
-            reasons.append(f"proposed by {', '.join(by)}"
-                           + (f"; ranked up by: {', '.join(up)}" if up else ""))
+            # Below every source's top list: proposed only because the request ruled out
+            # what ranked above it.
+            proposed = (f"proposed by {', '.join(by)}" if by
+                        else "proposed among the items the request allows")
+            reasons.append(proposed + (f"; ranked up by: {', '.join(up)}" if up else ""))
         return reasons
 
     # -- saving ---------------------------------------------------------------------------
@@ -596,3 +611,4 @@ def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
             label = "your activity"
         groups.setdefault(label, []).append(column)
     return [(label, np.array(columns)) for label, columns in groups.items()]
+

@@ -32,19 +32,23 @@ __all__ = ["DenseReading", "IndexedReading", "Masks", "Reading", "read"]
 class Masks:
     """What no source may propose, per query of a block: the seen items (CSR ``indptr`` and
     ``items``, sorted per row), and the queries with nothing to go on (``silent``: no history,
-    no session), to which sources that need a history propose nothing."""
+    no session), to which sources that need a history propose nothing; and for every query,
+    the items the request rules out (``blocked``, a mask over items, or None: a constraint,
+    a rule's exclusions), which still count in each row's statistics, so that a source's
+    z-scores read as in training."""
 
     indptr: np.ndarray
     items: np.ndarray
     silent: np.ndarray
+    blocked: np.ndarray | None = None
 
     @classmethod
-    def of(cls, queries: Queries) -> Masks:
+    def of(cls, queries: Queries, blocked: np.ndarray | None = None) -> Masks:
         indptr, seen = queries.seen()
         silent = np.diff(indptr) == 0
         if queries.session is not None:
             silent &= np.diff(queries.session.indptr) == 0
-        return cls(indptr, seen, silent)
+        return cls(indptr, seen, silent, blocked)
 
     @property
     def rows(self) -> np.ndarray:
@@ -54,7 +58,7 @@ class Masks:
     def take(self, rows: np.ndarray) -> Masks:
         """The masks of the queries ``rows``."""
         indptr, pick = take_ranges(self.indptr, rows)
-        return Masks(indptr, take(self.items, pick), self.silent[rows])
+        return Masks(indptr, take(self.items, pick), self.silent[rows], self.blocked)
 
     def masked(self, scores: np.ndarray, model: Recommender) -> np.ndarray:
         """``scores`` with what ``model`` may not propose at -inf."""
@@ -69,6 +73,9 @@ class Reading(Protocol):
 
     #: ``[n_queries, depth]``: each query's proposals, best first, padded with -1.
     tops: np.ndarray
+    #: ``[n_queries, depth]``: each proposal's rank in the source's whole list (at most
+    #: ``depth``): its place in ``tops`` unless the request ruled items out.
+    ranks: np.ndarray
 
     def standardised(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """float32 z-scores of the pairs (query ``rows[j]``, item ``items[j]``) over their
@@ -79,7 +86,8 @@ class Reading(Protocol):
 class DenseReading:
     """A source that scored every item of every query."""
 
-    def __init__(self, scores: np.ndarray, depth: int) -> None:
+    def __init__(self, scores: np.ndarray, depth: int, blocked: np.ndarray | None = None
+                 ) -> None:
         self.scores = scores
         finite = np.isfinite(scores)
         count = np.maximum(finite.sum(axis=1), 1)
@@ -95,7 +103,13 @@ class DenseReading:
         self.spread = np.where(spread > 0, spread, 1.0)
         lowest = np.min(scores, axis=1, where=finite, initial=np.inf).astype(np.float64)
         self.floor = np.where(np.isfinite(lowest), (lowest - self.mean) / self.spread, 0.0) - 1.0
-        self.tops = top_k(scores, min(depth, scores.shape[1]))[0]
+        depth = min(depth, scores.shape[1])
+        if blocked is None:
+            self.tops = top_k(scores, depth)[0]
+            self.ranks = np.broadcast_to(np.arange(depth, dtype=np.int32), self.tops.shape)
+        else:
+            self.tops = top_k(np.where(blocked, -np.inf, scores), depth)[0]
+            self.ranks = _full_ranks(scores, self.tops, depth)
 
     def standardised(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         values = self.scores[rows, items].astype(np.float64)
@@ -106,6 +120,18 @@ class DenseReading:
         """``[n_queries, n_items]``: every item's standardised score."""
         z = (self.scores.astype(np.float64) - self.mean[:, None]) / self.spread[:, None]
         return np.where(np.isfinite(self.scores), z, self.floor[:, None]).astype(np.float32)
+
+
+def _full_ranks(scores: np.ndarray, tops: np.ndarray, cap: int) -> np.ndarray:
+    """Each of ``tops``' items' rank in its row of ``scores`` (0 the best), at most ``cap``."""
+    ascending = np.sort(scores, axis=1)
+    n = scores.shape[1]
+    ranks = np.full(tops.shape, cap, dtype=np.int32)
+    for row in range(len(tops)):
+        valid = tops[row] >= 0
+        values = scores[row, tops[row, valid]]
+        ranks[row, valid] = n - np.searchsorted(ascending[row], values, side="right")
+    return np.minimum(ranks, cap)
 
 
 class IndexedReading:
@@ -123,6 +149,7 @@ class IndexedReading:
         self.silent = masks.silent if model.needs_history else np.zeros(n_rows, bool)
         depth = min(depth, index.n_items)
         self.tops = np.full((n_rows, depth), -1, dtype=np.int32)
+        self.ranks = np.broadcast_to(np.arange(depth, dtype=np.int32), self.tops.shape)
         asked = np.flatnonzero(~self.silent)
         if len(asked):
             seen = [masks.items[masks.indptr[r]:masks.indptr[r + 1]] for r in asked.tolist()]
@@ -159,7 +186,11 @@ class IndexedReading:
 
 
 def read(model: Recommender, queries: Queries, masks: Masks, depth: int) -> Reading:
-    """``model``'s reading of ``queries``: from its HNSW graph when it has one."""
-    if model.retrieval_ is not None and model.supports(Capability.RETRIEVAL):
+    """``model``'s reading of ``queries``: from its HNSW graph when it has one and the request
+    rules nothing out (a graph searched past blocked items would miss most of a narrow
+    constraint's: those requests score every item)."""
+    if (model.retrieval_ is not None and model.supports(Capability.RETRIEVAL)
+            and masks.blocked is None):
         return IndexedReading(model, queries, masks, depth)
-    return DenseReading(masks.masked(np.array(model.scores(queries), np.float32), model), depth)
+    return DenseReading(masks.masked(np.array(model.scores(queries), np.float32), model), depth,
+                        masks.blocked)
