@@ -140,10 +140,11 @@ def test_the_tuner_searches_higher_l2_for_weighted_feedback():
 
 def test_the_tuner_searches_the_variants_from_plain_ease():
     """Both variants' ranges start at 0, their default (the tuner's first trial is plain EASE),
-    on a linear scale; dropout stops short of 1, where its penalty is infinite."""
+    on a linear scale; dropout stops short of 1, where its penalty is infinite, the exponent
+    at ½, the cosine's normalisation."""
     space = EASE.search_space({})
     assert space["dropout"] == ("float", 0.0, 0.9, False)
-    assert space["popularity_exponent"] == ("float", 0.0, 1.0, False)
+    assert space["popularity_exponent"] == ("float", 0.0, 0.5, False)
     defaults = EASE.Config()
     assert defaults.dropout == 0 and defaults.popularity_exponent == 0
 
