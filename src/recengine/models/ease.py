@@ -19,8 +19,8 @@ published refinements keep the closed form, each off (0) by default and searched
 
 - ``dropout`` ``p`` (Steck 2020, "Autoencoders that don't overfit towards the identity", EDLAE):
   training on inputs with each item dropped with probability ``p`` (the kept ones scaled by
-  ``1/(1−p)``), and scoring only the dropped items (full emphasis), has in expectation the
-  objective ``‖X − XB‖² + ‖Λ^½ B‖²`` with ``diag(B) = 0`` and the per-item penalty
+  ``1/(1−p)``), and scoring only the dropped items (full emphasis), has in expectation (up to
+  the factor ``p``) the objective ``‖X − XB‖² + ‖Λ^½ B‖²`` with ``diag(B) = 0`` and the penalty
   ``Λ = λI + p/(1−p)·dMat(diag(XᵀX))``: the same closed form with ``Λ`` in place of ``λI``.
   An item the history holds often is penalised in proportion to how often, so its weights
   are shrunk more than a rare one's; ``p = 0`` is plain EASE, bit for bit.
