@@ -1,14 +1,16 @@
-"""EASE: the interface, and the closed form against a direct solve."""
+"""EASE: the interface, the closed form against a direct solve, and its two variants (EDLAE's
+emphasised dropout, the popularity exponent) against their definitions."""
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from recengine.errors import DataError
-from recengine.models.ease import EASE
+from recengine.models.ease import EASE, closed_form
 from tests.models.conformance import RecommenderConformance, small_data
 
 
@@ -22,15 +24,23 @@ class TestEASEWeighted(RecommenderConformance):
     params: ClassVar[dict[str, object]] = {"l2": 3.0, "binary": False}
 
 
-def ridge_per_item(X: np.ndarray, l2: float) -> np.ndarray:
+class TestEASEVariants(RecommenderConformance):
+    model_class = EASE
+    params: ClassVar[dict[str, object]] = {"l2": 3.0, "dropout": 0.4,
+                                           "popularity_exponent": 0.5}
+
+
+def ridge_per_item(X: np.ndarray, penalty: float | np.ndarray) -> np.ndarray:
     """EASE's definition solved directly: column ``j`` of ``B`` is the ridge regression of
-    item ``j`` on every other item, ``min ‖X_j − X_{−j} b‖² + λ‖b‖²`` (no closed form)."""
+    item ``j`` on every other item, ``min ‖X_j − X_{−j} b‖² + Σ_i Λ_i b_i²`` (no closed form),
+    with ``Λ_i = penalty`` (λ) or ``penalty[i]``."""
     n = X.shape[1]
+    penalty = np.broadcast_to(np.asarray(penalty, dtype=np.float64), (n,))
     B = np.zeros((n, n))
     for j in range(n):
         others = np.delete(np.arange(n), j)
         A = X[:, others]
-        B[others, j] = np.linalg.solve(A.T @ A + l2 * np.eye(n - 1), A.T @ X[:, j])
+        B[others, j] = np.linalg.solve(A.T @ A + np.diag(penalty[others]), A.T @ X[:, j])
     return B
 
 
@@ -115,7 +125,8 @@ def test_two_fits_give_the_same_weights():
 
 
 def test_invalid_parameters_are_refused():
-    for bad in ({"l2": 0.0}, {"max_items": 0}):
+    for bad in ({"l2": 0.0}, {"max_items": 0}, {"dropout": 1.0}, {"dropout": -0.1},
+                {"popularity_exponent": -0.5}, {"popularity_exponent": 1.5}):
         with pytest.raises(DataError, match="invalid ease parameter"):
             EASE(**bad)
 
@@ -125,3 +136,127 @@ def test_the_tuner_searches_higher_l2_for_weighted_feedback():
     binary, weighted = EASE.search_space({})["l2"], EASE.search_space({"binary": False})["l2"]
     assert binary[3] and weighted[3]  # log scale
     assert weighted[2] == 10 * binary[2] and binary[1] <= 500 <= binary[2]
+
+
+def test_the_tuner_searches_the_variants_from_plain_ease():
+    """Both variants' ranges start at 0, their default (the tuner's first trial is plain EASE),
+    on a linear scale; dropout stops short of 1, where its penalty is infinite, the exponent
+    at ½, the cosine's normalisation."""
+    space = EASE.search_space({})
+    assert space["dropout"] == ("float", 0.0, 0.9, False)
+    assert space["popularity_exponent"] == ("float", 0.0, 0.5, False)
+    defaults = EASE.Config()
+    assert defaults.dropout == 0 and defaults.popularity_exponent == 0
+
+
+# -- EDLAE: emphasised dropout (Steck 2020) ------------------------------------------------------
+
+
+def emphasised_dropout_loss(X: np.ndarray, B: np.ndarray, p: float) -> float:
+    """The expected EDLAE training loss, by its definition: each entry of the input is dropped
+    with probability ``p`` and the kept ones scaled by ``1/(1−p)``; the squared error counts
+    only on the dropped entries (full emphasis). Exact: every mask of a row is enumerated."""
+    total = 0.0
+    for mask in itertools.product((0.0, 1.0), repeat=X.shape[1]):
+        kept = np.asarray(mask)
+        probability = np.prod(np.where(kept == 1, 1 - p, p))
+        error = (X - (X * kept / (1 - p)) @ B) ** 2
+        total += probability * float((error * (1 - kept)).sum())
+    return total
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_dropout_adds_a_penalty_proportional_to_each_items_count(binary):
+    """EDLAE's closed form is EASE with ``Λ = λI + p/(1−p)·dMat(diag(XᵀX))``: each column is
+    the ridge regression with that per-item penalty, the diagonal stays 0."""
+    data = small_data(n_users=25, n_items=12)
+    X = (data.feedback.toarray() != 0 if binary else data.feedback.toarray()).astype(np.float64)
+    p = 0.3
+    model = EASE(l2=2.0, dropout=p, binary=binary).fit(data)
+    penalty = 2.0 + p / (1 - p) * (X ** 2).sum(axis=0)
+    np.testing.assert_allclose(model.weights_, ridge_per_item(X, penalty), atol=2e-6)
+    assert np.diag(model.weights_).tolist() == [0.0] * 12
+    assert not np.allclose(model.weights_, EASE(l2=2.0, binary=binary).fit(data).weights_,
+                           atol=1e-3)
+
+
+def test_the_dropout_closed_form_minimises_the_expected_emphasised_loss():
+    """The definition, not the algebra: with the masks enumerated, ``B`` is a stationary point
+    of the expected emphasised-dropout loss plus λ‖B‖² over zero-diagonal matrices (the loss
+    is quadratic, so a zero gradient is the same loss a step either way). Plain EASE's ``B``
+    is not, and does worse."""
+    rng = np.random.default_rng(4)
+    X = (rng.random((9, 5)) < 0.5).astype(np.float64)
+    l2, p = 0.5, 0.4
+
+    def objective(B: np.ndarray) -> float:
+        return emphasised_dropout_loss(X, B, p) / p + l2 * float((B ** 2).sum())
+
+    B = closed_form(X, l2, dropout=p).astype(np.float64)
+    for _ in range(3):
+        step = rng.normal(scale=0.1, size=B.shape)
+        np.fill_diagonal(step, 0.0)
+        ahead, behind = objective(B + step), objective(B - step)
+        assert ahead == pytest.approx(behind, rel=1e-5) and ahead > objective(B)
+    assert objective(B) < objective(closed_form(X, l2).astype(np.float64)) - 1e-3
+
+
+def test_dropout_zero_is_plain_ease_bit_for_bit():
+    data = small_data()
+    np.testing.assert_array_equal(EASE(l2=7.0, dropout=0.0).fit(data).weights_,
+                                  EASE(l2=7.0).fit(data).weights_)
+
+
+def test_dropout_shrinks_frequent_items_more():
+    """The extra penalty grows with an item's count: the rows of frequent history items lose a
+    larger share of their weight than those of rare ones."""
+    data = small_data(n_users=60)
+    plain, dropped = EASE(l2=5.0).fit(data), EASE(l2=5.0, dropout=0.5).fit(data)
+    counts = (data.feedback != 0).sum(axis=0)
+    chosen = np.flatnonzero(counts)
+    kept = (np.abs(dropped.weights_).sum(axis=1)[chosen]
+            / np.abs(plain.weights_).sum(axis=1)[chosen])
+    assert np.corrcoef(counts[chosen], kept)[0, 1] < -0.5
+
+
+# -- the popularity exponent ---------------------------------------------------------------------
+
+
+def test_the_popularity_exponent_fits_ease_on_the_scaled_columns():
+    """``W = dMat(s)·B̃`` with ``B̃`` EASE's weights for ``X·dMat(s)``, ``s_j ∝ n_j^−β`` scaled
+    to keep ``trace(XᵀX)``: the history, scaled by ``s``, times ``B̃``."""
+    data = small_data(n_users=25, n_items=12)
+    X = (data.feedback.toarray() != 0).astype(np.float64)
+    counts = X.sum(axis=0)
+    beta = 0.7
+    s = np.where(counts > 0, np.maximum(counts, 1) ** -beta, 1.0)
+    s *= np.sqrt(counts.sum() / (s ** 2 * counts).sum())
+    model = EASE(l2=2.0, popularity_exponent=beta).fit(data)
+    expected = s[:, None] * ridge_per_item(X * s, 2.0)
+    np.testing.assert_allclose(model.weights_, expected, atol=2e-6)
+    assert np.diag(model.weights_).tolist() == [0.0] * 12
+
+
+def popular_and_rare() -> tuple[np.ndarray, list[str]]:
+    """``a`` came three times with the popular ``b`` (33 users), twice with the rare ``c``
+    (3 users); ``d`` goes with ``b``."""
+    rows = [[1, 1, 0, 0]] * 3 + [[1, 0, 1, 0]] * 2 + [[0, 1, 0, 1]] * 20 + [[0, 1, 0, 0]] * 10
+    return np.array([*rows, [0, 0, 1, 1]], dtype=np.float64), ["a", "b", "c", "d"]
+
+
+def test_a_positive_exponent_lifts_rare_items_over_popular_ones():
+    X, names = popular_and_rare()
+    after_a = {beta: dict(zip(names, closed_form(X, 1.0, popularity_exponent=beta)[0],
+                              strict=True)) for beta in (0.0, 0.5)}
+    assert after_a[0.0]["b"] > after_a[0.0]["c"] > 0  # plain EASE: the popular one first
+    assert after_a[0.5]["c"] > after_a[0.5]["b"] > 0
+
+
+def test_a_larger_exponent_recommends_less_popular_items():
+    data = small_data(n_users=60)
+    counts = (data.feedback != 0).sum(axis=0)
+    users = np.arange(data.n_users)
+    mean_count = [counts[EASE(l2=5.0, popularity_exponent=beta).fit(data)
+                         .recommend_indices(users, 5)[0]].mean() for beta in (0.0, 0.5, 1.0)]
+    assert mean_count[0] > mean_count[1] > mean_count[2]
+

@@ -13,8 +13,25 @@ scored without refitting. Unlike a neighbourhood model, ``B`` has negative weigh
 rarely go together push each other down), which is much of why it ranks so well; on MovieLens
 100K it is the strongest single model in published comparisons.
 
-``λ`` (``l2``) is the only hyper-parameter: larger shrinks ``B`` towards the co-occurrence counts
-(``λ·B → XᵀX`` off the diagonal as ``λ → ∞``), smaller trusts rare co-occurrences more.
+``λ`` (``l2``) is the main hyper-parameter: larger shrinks ``B`` towards the co-occurrence counts
+(``λ·B → XᵀX`` off the diagonal as ``λ → ∞``), smaller trusts rare co-occurrences more. Two
+published refinements keep the closed form, each off (0) by default and searched by the tuner:
+
+- ``dropout`` ``p`` (Steck 2020, "Autoencoders that don't overfit towards the identity", EDLAE):
+  training on inputs with each item dropped with probability ``p`` (the kept ones scaled by
+  ``1/(1−p)``), and scoring only the dropped items (full emphasis), has in expectation (up to
+  the factor ``p``) the objective ``‖X − XB‖² + ‖Λ^½ B‖²`` with ``diag(B) = 0`` and the penalty
+  ``Λ = λI + p/(1−p)·dMat(diag(XᵀX))``: the same closed form with ``Λ`` in place of ``λI``.
+  An item the history holds often is penalised in proportion to how often, so its weights
+  are shrunk more than a rare one's; ``p = 0`` is plain EASE, bit for bit.
+- ``popularity_exponent`` ``β``: the columns of ``X`` are scaled by ``s_j = (XᵀX)_jj^−β`` (the
+  item's number of users for binary data) before the closed form, and the history by the
+  same ``s`` when scoring, so ``W = dMat(s)·B̃``. Each item's score then estimates its scaled
+  entry ``x_j·s_j``, so it carries the factor ``s_j``: popularity to the power −β, the penalty
+  RP3β (Paudel et al. 2017) puts on its random walk's last step; in the fit, a popular history
+  item's weights are penalised more (by ``λ/s_i²`` in unscaled units), as with dropout. At
+  ``β = ½`` the model is fitted on the cosine matrix (unit diagonal). ``s`` is scaled so that
+  ``trace(XᵀX)`` is unchanged, so ``λ`` keeps its size.
 
 Memory is the price: ``B`` is dense, ``n_items²`` float32 (4 GB at 32,000 items), and training
 holds ``XᵀX`` and its inverse in float64 besides, about ``12 · n_items²`` bytes at its peak.
@@ -74,6 +91,15 @@ item-knn (a few neighbours per item)
         l2: float = Field(
             500.0, gt=0, description="λ: the L2 penalty on B. Larger shrinks B towards "
             "co-occurrence counts; smaller trusts rare co-occurrences more.")
+        dropout: float = Field(
+            0.0, ge=0, lt=1, description="p: emphasised dropout (EDLAE, Steck 2020), in "
+            "closed form: item i's weights get the extra penalty p/(1−p)·(XᵀX)_ii, so items "
+            "seen often are shrunk more. 0 is plain EASE.")
+        popularity_exponent: float = Field(
+            0.0, ge=0, le=1, description="β: scale item j's column of X (and of the history) by "
+            "(XᵀX)_jj^−β, its user count for binary data, before the closed form: popular "
+            "items' scores are divided by their popularity^β. 0 is plain EASE, ½ fits the "
+            "cosine matrix.")
         max_items: int = Field(
             20_000, ge=1, description="Refuse catalogues larger than this: training needs "
             "about 12 · n_items² bytes (4.8 GB at 20,000 items), B keeps 4 · n_items².")
@@ -87,9 +113,14 @@ item-knn (a few neighbours per item)
     @classmethod
     def search_space(cls, fixed: Mapping[str, Any]) -> dict[str, tuple[str, float, float, bool]]:
         """λ on a log scale; ten times higher with feedback weights, which scale ``XᵀX`` by
-        their square (stars: about 13 times on MovieLens)."""
+        their square (stars: about 13 times on MovieLens). Dropout up to 0.9 (an extra penalty
+        of up to 9·(XᵀX)_ii) and the popularity exponent up to ½, the cosine's normalisation,
+        both from 0, plain EASE. Beyond ½ rare items' columns outweigh popular ones': in a
+        first search over [0, 1] (MovieLens 100K, docs/benchmarks.md) the 8 draws of 20 above
+        0.35 all scored far below plain EASE, budget lost."""
         high = 1e4 if fixed.get("binary", True) else 1e5
-        return {"l2": ("float", high / 1e4, high, True)}
+        return {"l2": ("float", high / 1e4, high, True), "dropout": ("float", 0.0, 0.9, False),
+                "popularity_exponent": ("float", 0.0, 0.5, False)}
 
     def state_shapes(self) -> dict[str, Shape]:
         return {"weights_": ("items", "items")}
@@ -103,8 +134,10 @@ item-knn (a few neighbours per item)
                 f"{_gigabytes(_PEAK_BYTES * n_items ** 2)} to train, over "
                 f"max_items={self.config.max_items}; raise max_items if the memory is there, "
                 "or use item-knn (a few neighbours per item)", column="max_items")
-        return {"weights_": closed_form(interactions(data.feedback, self.config.binary),
-                                        self.config.l2)}
+        cfg = self.config
+        return {"weights_": closed_form(interactions(data.feedback, cfg.binary), cfg.l2,
+                                        dropout=cfg.dropout,
+                                        popularity_exponent=cfg.popularity_exponent)}
 
     def _restore_state(self, arrays: Mapping[str, np.ndarray],
                        meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,8 +151,12 @@ def _gigabytes(n_bytes: int) -> str:
     return f"about {n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else "under 0.1 GB"
 
 
-def closed_form(X: Any, l2: float) -> np.ndarray:
-    """EASE's ``B`` for the user × item matrix ``X`` (sparse or dense), in float32.
+def closed_form(X: Any, l2: float, *, dropout: float = 0.0,
+                popularity_exponent: float = 0.0) -> np.ndarray:
+    """EASE's ``B`` for the user × item matrix ``X`` (sparse or dense), in float32: with
+    ``dropout`` and ``popularity_exponent`` at 0, ``P = (XᵀX + λI)⁻¹``, ``B = −P / diag(P)``;
+    otherwise the variants of the module's docstring, which change only the Gram matrix, its
+    diagonal penalty and the rows of the result (no extra ``n_items²`` array).
 
     >>> B = closed_form(np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]), l2=1.0)
     >>> np.diag(B).tolist(), round(float(B[0, 1]), 4)  # −P₀₁ / P₁₁ = 0.25 / 0.625
@@ -127,8 +164,28 @@ def closed_form(X: Any, l2: float) -> np.ndarray:
     """
     gram = X.T @ X
     G = np.array(gram.toarray() if hasattr(gram, "toarray") else gram, dtype=np.float64)
-    G[np.diag_indices_from(G)] += l2
+    scale = _column_scale(np.diag(G), popularity_exponent)
+    if scale is not None:  # G of X·dMat(s), in place
+        G *= scale[:, None]
+        G *= scale[None, :]
+    G[np.diag_indices_from(G)] += l2 + dropout / (1.0 - dropout) * np.diag(G)
     P = scipy.linalg.inv(G, overwrite_a=True, check_finite=False, assume_a="pos")
     P /= -np.diag(P)[None, :]  # column j divided by −P_jj
     np.fill_diagonal(P, 0.0)
+    if scale is not None:  # the history is scaled too: W = dMat(s)·B̃
+        P *= scale[:, None]
     return np.ascontiguousarray(P, dtype=np.float32)  # LAPACK's is column-major: scoring reads rows
+
+
+def _column_scale(norms: np.ndarray, exponent: float) -> np.ndarray | None:
+    """``s_j ∝ norms_j^−exponent`` with ``Σ s_j² norms_j = Σ norms_j`` (the scaled Gram matrix
+    keeps its trace, so λ keeps its size); None for ``exponent = 0``. Items nobody chose keep
+    1: their columns are zero either way."""
+    if exponent == 0:
+        return None
+    chosen = norms > 0
+    scale = np.ones_like(norms)
+    if chosen.any():
+        scale[chosen] = norms[chosen] ** -exponent
+        scale *= np.sqrt(norms.sum() / (scale ** 2 * norms).sum())
+    return scale
