@@ -167,6 +167,15 @@ def test_tune_rejects_bad_settings(capsys, argv, message):
     assert code == 2 and message in err
 
 
+def test_every_set_of_tune_counts():
+    """`--set a=1 --set b=2` fixes both (a second --set once replaced the first, silently)."""
+    from recengine.cli import build_parser
+
+    args = build_parser().parse_args(["tune", "--set", "dropout=0,l2=5", "--set",
+                                      "popularity_exponent=0"])
+    assert args.set == ["dropout=0", "l2=5", "popularity_exponent=0"]
+
+
 def test_retrain_gates_and_the_registry_commands(capsys, tmp_path):
     registry = str(tmp_path / "registry")
     base = ["--dataset", "synthetic", "--seed", "1", "--registry", registry]

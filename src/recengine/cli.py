@@ -197,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--metric", default="ndcg@10", help="validation metric to optimise")
     tune.add_argument("--trials", type=int, default=30, help="trial budget")
     tune.add_argument("--timeout", type=float, help="time budget in seconds")
-    tune.add_argument("--set", type=_csv_list, default=[], metavar="KEY=VALUE,...",
-                      help="fixed parameters, e.g. feedback=explicit,biases=true")
+    tune.add_argument("--set", type=_csv_list, action="extend", default=[],
+                      metavar="KEY=VALUE,...", help="fixed parameters, e.g. "
+                      "feedback=explicit,biases=true (repeatable: every --set counts)")
     tune.add_argument("--output", type=Path,
                       help="where to write the best config (default: "
                            "recengine-output/tuned-<model>-<dataset>.json)")

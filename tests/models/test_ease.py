@@ -260,3 +260,14 @@ def test_a_larger_exponent_recommends_less_popular_items():
                          .recommend_indices(users, 5)[0]].mean() for beta in (0.0, 0.5, 1.0)]
     assert mean_count[0] > mean_count[1] > mean_count[2]
 
+
+
+def test_a_large_catalogue_is_inverted_on_one_thread_to_the_same_weights(monkeypatch):
+    """Above THREADED_MAX_ITEMS the inverse runs on one thread (scipy's threaded Cholesky
+    crashes there): the same weights."""
+    import recengine.models.ease as ease_module
+
+    X = (np.random.default_rng(0).random((40, 12)) < 0.3).astype(np.float64)
+    threaded = ease_module.closed_form(X, l2=2.0)
+    monkeypatch.setattr(ease_module, "THREADED_MAX_ITEMS", 10)
+    np.testing.assert_allclose(ease_module.closed_form(X, l2=2.0), threaded, rtol=1e-6)
