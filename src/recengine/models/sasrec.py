@@ -20,8 +20,8 @@ Losses (``loss``):
 - ``"auto"`` (default): ``"softmax"`` for catalogues of at most :data:`SOFTMAX_MAX_ITEMS` items,
   ``"gbce"`` above. On validation carves of the training part, at 15 epochs, the softmax ranks
   better than gBCE with 256 negatives on MovieLens 100K (nDCG@10 0.110 against 0.102) and
-  latest-small (0.061 against 0.050; 2,048 negatives 0.052), where gBCE costs a tenth of the
-  time: see docs/benchmarks.md, "SASRec (issue 12)".
+  latest-small (0.061 against 0.050; 2,048 negatives 0.052), though there gBCE fits in a tenth
+  of the softmax's time: see docs/benchmarks.md, "SASRec (issue 12)".
 - ``"gbce"``: gSASRec (Petrov & Macdonald, RecSys 2023). ``negatives`` items sampled
   uniformly per sequence (every position of a sequence shares them: one gather of
   ``negatives × hidden`` per sequence rather than per position) and the positive's probability
@@ -308,14 +308,14 @@ def logit_offset(negatives: int, beta: float) -> float:
 
     An item that is the next one with probability p, and drawn as a negative ``negatives`` / n
     times per target on average, minimises gBCE where σ(s) / (1 − σ(s)) = β p n / negatives:
-    for p = 1 / n, s = log(β / negatives). Without
-    the offset every logit starts near 0, σ = ½, and the negatives' gradients outweigh the
-    positive's ``negatives`` / β times: the quickest way down is one direction shared by every
-    item embedding, with the hidden state turned against it, the same for every history. On
-    MovieLens 100K (gBCE, 256 negatives) that is where training went: item embeddings 93 %
-    one shared direction, the hidden states of 500 users one vector (its share of their
-    energy 1.00, against 0.28 under the softmax), nDCG@10 at popularity's level. Started at
-    the optimum's scale, the logits need no such direction (docs/benchmarks.md, "SASRec").
+    for p = 1 / n, s = log(β / negatives). Without the offset every logit starts near 0,
+    σ = ½, and the negatives' gradients outweigh the positive's ``negatives`` / β times: the
+    quickest way down is one direction shared by every item embedding, with the hidden state
+    turned against it, the same for every history. On MovieLens 100K (gBCE, 256 negatives)
+    that is where training went: item embeddings 93 % one shared direction, the hidden states
+    of 500 users one vector (its share of their energy 1.00, against 0.28 under the softmax),
+    nDCG@10 at popularity's level. Started at the optimum's scale, the logits need no such
+    direction (docs/benchmarks.md, "SASRec").
 
     >>> logit_offset(1, 1.0), round(logit_offset(256, gbce_beta(256, 1683, 1.0)), 3)
     (0.0, -7.428)
