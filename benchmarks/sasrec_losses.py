@@ -6,6 +6,10 @@ curve). Extra settings as JSON, losses comma-separated:
 
     python benchmarks/sasrec_losses.py movielens-100k ../shared/datasets/ml-100k '{}' \\
         bce,gbce,softmax
+
+With ``--validation`` each loss is fitted on the validation carve of the training part and
+scored on the carve's held-out part (``carve_validation``, as ``recengine tune`` does), never
+on the test part: the figures defaults are chosen on.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from recengine.data.loaders import load_dataset
 from recengine.evaluation.evaluator import evaluate
 from recengine.models.base import TrainingOptions
 from recengine.models.sasrec import SASRec
-from recengine.pipeline.prepare import prepare
+from recengine.pipeline.prepare import carve_validation, prepare
 
 
 def main() -> None:
-    dataset, path = sys.argv[1], sys.argv[2]
-    extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    losses = sys.argv[4].split(",") if len(sys.argv) > 4 else ["bce", "gbce", "softmax"]
+    validation = "--validation" in sys.argv
+    args = [arg for arg in sys.argv[1:] if arg != "--validation"]
+    dataset, path = args[0], args[1]
+    extra = json.loads(args[2]) if len(args) > 2 else {}
+    losses = args[3].split(",") if len(args) > 3 else ["bce", "gbce", "softmax"]
     data, _ = load_dataset(dataset, path, seed=42)
     prepared = prepare(data, "last", seed=42, last_n=1)
+    if validation:
+        prepared = carve_validation(data, prepared, "last", seed=42, last_n=1)
     print("items", prepared.data.n_items, "users", prepared.data.n_users, flush=True)
     for loss in losses:
         model = SASRec(loss=loss, **extra)
@@ -36,7 +44,8 @@ def main() -> None:
         result = evaluate({loss: model}, prepared.data, prepared.split, ks=(10,),
                           prefitted=[loss])
         metrics = result.models[loss].metrics
-        print(json.dumps({"loss": loss, **extra, "ndcg@10": round(metrics["ndcg@10"], 4),
+        print(json.dumps({"loss": loss, **extra, "scored_on": "validation" if validation
+                          else "test", "ndcg@10": round(metrics["ndcg@10"], 4),
                           "hr@10": round(metrics["hit_rate@10"], 4), "fit_s": round(fit, 1),
                           "epochs_run": len(model.validation_), "best_epoch": model.best_epoch_,
                           "val": [round(v, 4) for v in model.validation_]}), flush=True)
