@@ -564,14 +564,7 @@ class Recommender(ABC):
                          candidates: np.ndarray | None, exclude: np.ndarray | None,
                          transform: ScoreTransform | None,
                          batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
-        blocked = None
-        if candidates is not None or exclude is not None:
-            blocked = np.zeros(len(self.items_), dtype=bool)
-            if candidates is not None:
-                blocked[:] = True
-                blocked[np.asarray(candidates, dtype=np.int64)] = False
-            if exclude is not None:
-                blocked[np.asarray(exclude, dtype=np.int64)] = True
+        blocked = self._blocked(candidates, exclude)
         out_idx = np.empty((len(queries), n), dtype=np.int32)
         out_val = np.empty((len(queries), n), dtype=np.float32)
         for start in range(0, len(queries), batch_size):
@@ -588,6 +581,20 @@ class Recommender(ABC):
                 scores[r, indices] = -np.inf
             out_idx[start:stop], out_val[start:stop] = top_k(scores, n)
         return out_idx, out_val
+
+    def _blocked(self, candidates: np.ndarray | None,
+                 exclude: np.ndarray | None) -> np.ndarray | None:
+        """The items a request rules out, as a mask: all but ``candidates``, and ``exclude``
+        (None when it gives neither)."""
+        if candidates is None and exclude is None:
+            return None
+        blocked = np.zeros(len(self.items_), dtype=bool)
+        if candidates is not None:
+            blocked[:] = True
+            blocked[np.asarray(candidates, dtype=np.int64)] = False
+        if exclude is not None:
+            blocked[np.asarray(exclude, dtype=np.int64)] = True
+        return blocked
 
     def _score_among(self, queries: Queries, blocked: np.ndarray | None) -> np.ndarray:
         """:meth:`_score` of a request that rules out the items ``blocked`` (a mask over
@@ -662,10 +669,9 @@ class Recommender(ABC):
         """A reason in words for each of ``items`` (indices) for the one query given, answered
         with the items ``exclude`` ruled out (what :meth:`recommend_queries` was told)."""
         check_fitted(self)
-        if exclude is None:
+        blocked = self._blocked(None, exclude)
+        if blocked is None:
             return self._explain(queries, np.asarray(items))
-        blocked = np.zeros(len(self.items_), dtype=bool)
-        blocked[np.asarray(exclude, dtype=np.int64)] = True
         return self._explain_among(queries, np.asarray(items), blocked)
 
     def _explain_among(self, queries: Queries, items: np.ndarray,

@@ -142,8 +142,8 @@ class SparkALS(WALS):
         values = self._mllib_values(matrix, rows, learned)
         session = spark_session(self.config.master, feature="spark-als")
         frame = pairs_frame(session, rows, matrix.indices, values)
-        return self._fit_on_spark(frame, matrix.shape, learned, self._reg_param(matrix), options,
-                           progress)
+        return self._fit_on_spark(frame, matrix.shape, learned, self._reg_param(matrix),
+                                  options, progress)
 
     def fit_frame(self, pairs: DataFrame, *, options: TrainingOptions | None = None,
                   progress: ProgressCallback | None = None) -> Self:
@@ -180,8 +180,7 @@ class SparkALS(WALS):
                                     else "no training interactions")
                 learned = self._learned_weights(user_counts, item_counts, scale or 1.0)
                 state = self._fit_on_spark(
-                    self._mllib_frame(rated, value, learned),
-                    indexed.shape, learned,
+                    self._mllib_frame(rated, value, learned), indexed.shape, learned,
                     self._reg_param_of(user_counts, item_counts), options, progress)
             finally:
                 rated.unpersist()
@@ -190,8 +189,9 @@ class SparkALS(WALS):
         return self
 
     def _fit_on_spark(self, frame: DataFrame, shape: tuple[int, int],
-               learned: Mapping[str, np.ndarray], reg_param: float, options: TrainingOptions,
-               progress: ProgressCallback | None) -> dict[str, Any]:
+                      learned: Mapping[str, np.ndarray], reg_param: float,
+                      options: TrainingOptions, progress: ProgressCallback | None,
+                      ) -> dict[str, Any]:
         """MLlib's fit of ``frame`` (``user, item, rating``: indices, MLlib's values), and
         the state it makes with the row weights ``learned``."""
         from recengine.spark.als import AlsSettings, fit_als

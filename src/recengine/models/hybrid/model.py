@@ -611,4 +611,3 @@ def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
             label = "your activity"
         groups.setdefault(label, []).append(column)
     return [(label, np.array(columns)) for label, columns in groups.items()]
-
