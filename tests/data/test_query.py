@@ -53,6 +53,29 @@ def test_take_and_append_keep_every_column_aligned() -> None:
     assert both.event_types[both.kinds[both.indptr[1] - 1]] == ""
 
 
+def test_devices_follow_their_events_through_take_keep_append_and_saving() -> None:
+    events = _events().assign(device=["tv", None, "mobile", "", "tv"])
+    seqs = Sequences.from_table(events, np.array([0, 0, 0, 1, 0]), np.array([2, 0, 1, 0, 0]), 2)
+    assert seqs.device_names == ("", "mobile", "tv")  # unknown first, whatever the names
+
+    def devices(s: Sequences, row: int) -> list[str]:
+        return [s.device_names[d] for d in s.devices[s.indptr[row]:s.indptr[row + 1]]]
+
+    assert devices(seqs, 0) == ["", "mobile", "tv", "tv"] and devices(seqs, 1) == [""]
+    assert devices(seqs.take(np.array([1, 0])), 1) == devices(seqs, 0)
+    assert devices(seqs.keep(seqs.items != 1), 0) == ["", "tv", "tv"]
+    other = Sequences.from_table(pd.DataFrame({"device": ["watch", "mobile"]}),
+                                 np.array([0, 1]), np.array([1, 1]), 2)
+    both = seqs.append(other)
+    assert devices(both, 0) == ["", "mobile", "tv", "tv", "watch"]
+    assert devices(both, 1) == ["", "mobile"]
+    saved = Sequences.from_arrays(both.to_arrays("log_"), "log_")
+    assert devices(saved, 0) == devices(both, 0) and saved.device_names == both.device_names
+    old = {k: v for k, v in both.to_arrays("log_").items() if "device" not in k}
+    assert devices(Sequences.from_arrays(old, "log_"), 0) == [""] * 5  # saved before devices
+    assert Sequences.from_rows([[1, 2]]).devices.tolist() == [0, 0]
+
+
 def test_queries_slice_every_field_together() -> None:
     seqs = Sequences.from_rows([[3, 1], [2], []])
     queries = Queries(np.array([0, 1, -1], np.int32), seqs.bag(4), seqs,

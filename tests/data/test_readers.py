@@ -67,6 +67,17 @@ def test_each_bad_row_is_reported_with_file_row_and_column(tmp_path, line, colum
         assert f"column '{column}'" in message
 
 
+def test_a_device_column_is_read_and_an_overlong_device_named_by_row(tmp_path):
+    f = write(tmp_path, "e.csv", [f"{HEADER},device", "u1,i1,view,,1700000000, tv ",
+                                  "u1,i2,view,,1700000000,", f"u1,i3,view,,1700000000,{'x' * 65}"])
+    events, report = read_events(f, now=NOW)
+    assert events["device"].iloc[0] == "tv" and pd.isna(events["device"].iloc[1])
+    assert problems(report) == [(4, "device", "device too long")]
+    assert "longer than 64 characters" in str(report.issues[0])
+    plain, _ = read_events(write(tmp_path, "p.csv", [HEADER, "u1,i1,view,,1700000000"]), now=NOW)
+    assert "device" not in plain.columns  # a source without devices: none invented
+
+
 def test_duplicates_name_the_first_occurrence(tmp_path):
     f = write(tmp_path, "e.csv", [HEADER, "u1,i1,view,,1700000000", "u1,i2,view,,1700000000",
                                   "u1,i1,view,,1700000000"])

@@ -70,16 +70,16 @@ def test_append_reads_back_exactly(store: EventStore) -> None:
     })
     assert store.append(batch) == AppendResult(accepted=3, duplicates=0)
     stored = store.events()
-    assert list(stored.columns) == ["id", *EVENT_COLUMNS]
+    assert list(stored.columns) == ["id", *EVENT_COLUMNS, "device"]
     assert stored["id"].dtype == np.int64 and stored["id"].is_monotonic_increasing
     assert stored["id"].is_unique
-    pd.testing.assert_frame_equal(stored.drop(columns="id"), batch)
+    pd.testing.assert_frame_equal(stored.drop(columns="id"), batch.assign(device=None))
     assert store.count() == 3 and store.last_id() == int(stored["id"].iloc[-1])
 
 
 def test_empty_store_reads_as_empty_canonical_events(store: EventStore) -> None:
     stored = store.events()
-    assert len(stored) == 0 and list(stored.columns) == ["id", *EVENT_COLUMNS]
+    assert len(stored) == 0 and list(stored.columns) == ["id", *EVENT_COLUMNS, "device"]
     assert stored["timestamp"].dtype == "datetime64[s]" and stored["value"].dtype == "float64"
     assert store.count() == 0 and store.last_id() == 0
     assert store.append(make_events(0)) == AppendResult(0, 0)
@@ -146,6 +146,50 @@ def test_a_store_from_before_content_identity_opens_and_gains_it(store_url: str)
         assert old.append(make_events(1)) == AppendResult(0, 1)  # event ids as before
     with EventStore(store_url) as reopened:  # migrated once
         assert reopened.count() == 5
+
+
+def test_devices_are_stored_and_read_back_by_every_reader(store: EventStore) -> None:
+    batch = make_events(1500).assign(device=["tv", None, ""] * 500)  # PostgreSQL: COPY
+    assert store.append(batch.iloc[:3]) == AppendResult(3, 0)  # and INSERT
+    assert store.append(batch.iloc[3:]) == AppendResult(1497, 0)
+    stored = store.events()
+    assert stored["device"].tolist() == ["tv", None, None] * 500
+    assert [e.device for e in store.event_rows(limit=3)] == ["tv", None, None]
+    rows, _ = store.user_events("u0", limit=1000)
+    of_u0 = stored[stored["user_id"] == "u0"]
+    assert {r.id: r.device for r in rows} == dict(zip(of_u0["id"], of_u0["device"], strict=True))
+    result, report = store.ingest([{"user_id": "u", "item_id": "i", "event_type": "view",
+                                    "device": " mobile "}])
+    assert result.accepted == 1 and report.ok
+    assert store.event_rows(since_id=1500)[0].device == "mobile"
+
+
+def test_a_device_changes_the_snapshot_and_no_device_keeps_the_old_digest(
+        store: EventStore) -> None:
+    batch = make_events(3)
+    store.append(batch)
+    lines = [json.dumps([r.user_id, r.item_id, r.event_type, r.value, r.timestamp.isoformat()],
+                        ensure_ascii=False) for r in batch.itertuples()]
+    expected = hashlib.sha256("".join(f"{line}\n" for line in lines).encode()).hexdigest()
+    assert store.snapshot()["sha256"] == expected  # the digest of a store before devices
+    store.append(make_events(1, start=3).assign(device="tv"))
+    with_tv = store.snapshot()["sha256"]
+    store.append(make_events(1, start=4))
+    assert store.snapshot(until_id=4)["sha256"] == with_tv != expected
+
+
+def test_a_store_from_before_devices_opens_and_gains_the_column(store_url: str) -> None:
+    with EventStore(store_url) as new:
+        new.append(make_events(3))
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:  # back to the table the code before devices made
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN device"))
+    engine.dispose()
+    with EventStore(store_url) as old:
+        assert old.events()["device"].tolist() == [None] * 3
+        assert old.append(make_events(1, start=3).assign(device="tv")) == AppendResult(1, 0)
+    with EventStore(store_url) as reopened:
+        assert reopened.events()["device"].tolist() == [None, None, None, "tv"]
 
 
 def test_large_and_small_chunks_of_one_batch_keep_order_and_count_duplicates(
@@ -750,6 +794,10 @@ def _validated_both_ways(records: list[object]) -> tuple[object, object]:
     pytest.param([{"user_id": "u", "item_id": "i", "timestamp": 1},
                   {"user_id": "u", "item_id": "i", "timestamp": "1970-01-01T00:00:01"}],
                  id="same event without ids"),
+    pytest.param([{"user_id": "u", "item_id": "i", "device": " tv "},
+                  {"user_id": "u", "item_id": "j", "device": ""},
+                  {"user_id": "u", "item_id": "k", "device": "x" * 65},
+                  {"user_id": "u", "item_id": "l", "device": "\x00"}], id="devices"),
     pytest.param([{"user_id": "u", "item_id": "i", "event_type": "rating", "value": 4,
                    "timestamp": 1_700_000_000, "event_id": "ok"}, 42], id="good and malformed"),
     pytest.param(RECORDS, id="RECORDS"),

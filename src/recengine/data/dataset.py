@@ -32,7 +32,8 @@ class Dataset:
 
     ``events`` has the columns of :data:`~recengine.data.schema.EVENT_COLUMNS`: string ids, the
     event type, a float value (NaN where absent) and a ``datetime64[s]`` UTC timestamp (NaT where
-    the source has none, as in Last.fm's play counts). ``items`` and ``users`` are indexed by id;
+    the source has none, as in Last.fm's play counts), and a ``device`` column (None where unknown)
+    when the source says which device events came from. ``items`` and ``users`` are indexed by id;
     ``item_features`` and ``user_features`` name the kind of each of their columns.
     """
 

@@ -67,7 +67,10 @@ class Sequences:
 
     ``items`` are item indices, ``weights`` each event's feedback contribution (what the bag
     sums), ``values`` the raw event value (stars, seconds, plays; NaN where none), ``timestamps``
-    int64 seconds (:data:`NO_TIME` where unknown), ``kinds`` codes into ``event_types``.
+    int64 seconds (:data:`NO_TIME` where unknown), ``kinds`` codes into ``event_types``, and
+    ``devices`` codes into ``device_names`` (the device an event was logged from, when the log
+    says: code 0, ``""``, where it does not). A model that reads the request's context learns
+    from them what people choose on each device.
 
     Examples
     --------
@@ -85,6 +88,12 @@ class Sequences:
     timestamps: np.ndarray
     kinds: np.ndarray
     event_types: tuple[str, ...] = ("",)
+    devices: np.ndarray = None  # type: ignore[assignment]  # None: every event's unknown
+    device_names: tuple[str, ...] = ("",)
+
+    def __post_init__(self) -> None:
+        if self.devices is None:
+            object.__setattr__(self, "devices", np.zeros(len(self.items), np.int32))
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -118,19 +127,17 @@ class Sequences:
                    n_rows: int) -> Sequences:
         """From an event table whose events belong to row ``rows[e]`` and item ``items[e]``.
 
-        ``table`` may have ``weight``, ``value``, ``event_type`` and ``timestamp`` columns
-        (defaults: 1, NaN, ``""``, unknown). Events are ordered per row by time; events of the
-        same second keep the table's order (the order they were logged in).
+        ``table`` may have ``weight``, ``value``, ``event_type``, ``timestamp`` and ``device``
+        columns (defaults: 1, NaN, ``""``, unknown, unknown). Events are ordered per row by
+        time; events of the same second keep the table's order (the order they were logged
+        in).
         """
         n = len(table)
         times = _seconds(table["timestamp"]) if "timestamp" in table else np.full(
             n, NO_TIME, np.int64)
         order = np.lexsort((np.arange(n), times, rows))
-        if "event_type" in table:
-            codes, uniques = pd.factorize(table["event_type"].astype(str), sort=True)
-            types = tuple(str(u) for u in uniques) or ("",)
-        else:
-            codes, types = np.zeros(n, np.int64), ("",)
+        codes, types = _coded(table, "event_type")
+        devices, device_names = _coded(table, "device", unknown_first=True)
         weights = (table["weight"].to_numpy(np.float32) if "weight" in table
                    else np.ones(n, np.float32))
         values = (table["value"].to_numpy(np.float32) if "value" in table
@@ -138,7 +145,8 @@ class Sequences:
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
         return cls(indptr, np.asarray(items, np.int32)[order], weights[order], values[order],
-                   times[order], codes.astype(np.int16)[order], types)
+                   times[order], codes.astype(np.int16)[order], types, devices[order],
+                   device_names)
 
     # -- reading --------------------------------------------------------------------------
     def row_items(self, row: int) -> np.ndarray:
@@ -169,7 +177,8 @@ class Sequences:
         indptr, pick = take_ranges(self.indptr, rows)
         return Sequences(indptr, take(self.items, pick), take(self.weights, pick),
                          take(self.values, pick), take(self.timestamps, pick),
-                         take(self.kinds, pick), self.event_types)
+                         take(self.kinds, pick), self.event_types, take(self.devices, pick),
+                         self.device_names)
 
     def keep(self, mask: np.ndarray) -> Sequences:
         """Only the events where ``mask`` is True (every row kept, events in order).
@@ -181,41 +190,69 @@ class Sequences:
         indptr = np.zeros(len(self) + 1, dtype=np.int64)
         np.cumsum(np.bincount(owner[mask], minlength=len(self)), out=indptr[1:])
         return Sequences(indptr, self.items[mask], self.weights[mask], self.values[mask],
-                         self.timestamps[mask], self.kinds[mask], self.event_types)
+                         self.timestamps[mask], self.kinds[mask], self.event_types,
+                         self.devices[mask], self.device_names)
 
     def append(self, other: Sequences) -> Sequences:
         """Row ``k`` of ``self`` followed by row ``k`` of ``other`` (newer events)."""
         if len(other) != len(self):
             raise ValueError(f"cannot append {len(other)} rows to {len(self)}")
-        names = list(self.event_types)
-        remap = np.array([_code(names, t) for t in other.event_types], dtype=np.int16)
+        names, devices = list(self.event_types), list(self.device_names)
+        remap = {"kinds": np.array([_code(names, t) for t in other.event_types], np.int16),
+                 "devices": np.array([_code(devices, d) for d in other.device_names], np.int32)}
         indptr = self.indptr + other.indptr
         own_len, new_len = np.diff(self.indptr), np.diff(other.indptr)
         total = int(indptr[-1])
         slot_own = np.repeat(indptr[:-1], own_len) + _ranks(own_len)
         slot_new = np.repeat(indptr[:-1] + own_len, new_len) + _ranks(new_len)
         out = {}
-        for name in ("items", "weights", "values", "timestamps", "kinds"):
+        for name in ("items", "weights", "values", "timestamps", "kinds", "devices"):
             a, b = getattr(self, name), getattr(other, name)
-            if name == "kinds":
-                b = remap[b] if len(b) else b
+            if name in remap:
+                b = remap[name][b] if len(b) else b
             column = np.empty(total, dtype=a.dtype)
             column[slot_own], column[slot_new] = a, b
             out[name] = column
-        return Sequences(indptr, **out, event_types=tuple(names))
+        return Sequences(indptr, **out, event_types=tuple(names), device_names=tuple(devices))
 
     # -- saving ---------------------------------------------------------------------------
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        arrays = {f"{prefix}{n}": getattr(self, n)
-                  for n in ("indptr", "items", "weights", "values", "timestamps", "kinds")}
-        arrays[f"{prefix}event_types"] = np.asarray(self.event_types, dtype=str)
+        arrays = {f"{prefix}{n}": getattr(self, n) for n in _ARRAYS}
+        for names in ("event_types", "device_names"):
+            arrays[f"{prefix}{names}"] = np.asarray(getattr(self, names), dtype=str)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> Sequences:
-        return cls(**{n: np.asarray(arrays[f"{prefix}{n}"]) for n in
-                      ("indptr", "items", "weights", "values", "timestamps", "kinds")},
-                   event_types=tuple(str(t) for t in arrays[f"{prefix}event_types"]))
+        """What :meth:`to_arrays` wrote (without devices, as versions saved before events
+        carried them: every event's device unknown)."""
+        saved = {n: np.asarray(arrays[f"{prefix}{n}"]) for n in _ARRAYS
+                 if n != "devices" or f"{prefix}devices" in arrays}
+        names = {n: tuple(str(t) for t in arrays[f"{prefix}{n}"])
+                 for n in ("event_types", "device_names") if f"{prefix}{n}" in arrays}
+        return cls(**saved, **names)
+
+
+#: The per-event arrays of :class:`Sequences`, besides ``indptr``.
+_ARRAYS = ("indptr", "items", "weights", "values", "timestamps", "kinds", "devices")
+
+
+def _coded(table: pd.DataFrame, column: str, *,
+           unknown_first: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A text column as int32 codes into its sorted names (``("",)`` without the column);
+    ``unknown_first``: missing or empty text is code 0, ``""``, whatever else the column
+    holds."""
+    if column not in table:
+        return np.zeros(len(table), np.int32), ("",)
+    text = table[column].astype(object).where(table[column].notna(), "").astype(str)
+    if not unknown_first:
+        codes, uniques = pd.factorize(text, sort=True)
+        return codes.astype(np.int32), tuple(str(u) for u in uniques) or ("",)
+    known = (text != "").to_numpy()
+    codes = np.zeros(len(text), np.int32)
+    found, uniques = pd.factorize(text[known], sort=True)
+    codes[known] = found + 1
+    return codes, ("", *(str(u) for u in uniques))
 
 
 def take_ranges(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | slice]:

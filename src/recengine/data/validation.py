@@ -32,6 +32,7 @@ from recengine.errors import DataError
 __all__ = [
     "EVENT_IDENTITY",
     "LISTED_ISSUES",
+    "MAX_DEVICE_LENGTH",
     "ColumnMapping",
     "Issue",
     "RawRecords",
@@ -76,6 +77,11 @@ _NOT_A_TIME = _Rule("unparsable timestamp",
                     "{text!r} is not a timestamp (use unix seconds or ISO 8601)")
 _FUTURE = _Rule("future timestamp", "timestamp {stamp} is in the future")
 _DUPLICATE = _Rule("duplicate", "duplicate of row {row}")
+_LONG_DEVICE = _Rule("device too long",
+                     "device {text!r} is longer than {limit} characters (a device is a kind, "
+                     "such as mobile or tv, not a user agent)")
+#: The longest device name accepted: a small vocabulary of kinds, which a ranker can learn.
+MAX_DEVICE_LENGTH = 64
 _UNSTORABLE_TEXT = _Rule("unstorable text",
                          "contains {char!r}, which no database stores as text (NUL or a lone "
                          "UTF-16 surrogate)")
@@ -197,7 +203,7 @@ class ColumnMapping:
     """Which source column holds each event field.
 
     A field mapped to None, or to a column the source lacks, takes its default: every event gets
-    ``default_event_type``; the value is absent; the timestamp is absent. ``event_id`` makes
+    ``default_event_type``; the value, the timestamp and the device are absent. ``event_id`` makes
     ingestion idempotent: a repeated id is a duplicate (rows without one are told apart by
     :data:`EVENT_IDENTITY`).
     """
@@ -209,6 +215,9 @@ class ColumnMapping:
     timestamp: str | None = "timestamp"
     event_id: str | None = None
     default_event_type: str = "rating"
+    #: The device the event was logged from (mobile, tv, ...): optional context, which the
+    #: hybrid's ranker learns from; absent or empty is unknown.
+    device: str | None = "device"
 
     @classmethod
     def parse(cls, text: str, **defaults: str) -> ColumnMapping:
@@ -346,14 +355,16 @@ def validate_events(
     """Check every row of ``table`` and return the valid events in canonical form, and a report.
 
     The events have the columns of :data:`EVENT_COLUMNS`, plus ``event_id`` when the mapping
-    names an event-id column.
+    names an event-id column and ``device`` when the source has a device column (None where a
+    row gives none).
 
     Checks: text no database stores (NUL, a lone surrogate); a missing user or item id; an unknown
     event type; a value that is not a number, missing where its type requires one, or outside its
-    type's range (a rating out of range, a negative count); a timestamp that is unparsable or in
-    the future; a duplicate (same event id, or, for rows without an event id column, the same
-    :data:`EVENT_IDENTITY` as an earlier row). ``allow_duplicates`` keeps every row of the same
-    identity (events that really happened twice); a repeated event id is still a duplicate.
+    type's range (a rating out of range, a negative count); a timestamp that is unparsable or in the
+    future; a device name longer than :data:`MAX_DEVICE_LENGTH`; a duplicate (same event id, or, for
+    rows without an event id column, the same :data:`EVENT_IDENTITY` as an earlier row).
+    ``allow_duplicates`` keeps every row of the same identity (events that really happened twice); a
+    repeated event id is still a duplicate.
     """
     mapping, schema, now = _defaults(mapping, schema, now)
     _require_columns(table.file, list(table.frame.columns), mapping)
@@ -379,6 +390,10 @@ def validate_events(
 
     values = _check_values(check, table, mapping, schema, types)
     timestamps = _check_timestamps(check, table, mapping, now)
+    devices = _column(table, mapping.device)
+    if devices is not None:
+        check.flag((devices.str.len() > MAX_DEVICE_LENGTH).to_numpy(), mapping.device,
+                   _LONG_DEVICE.problem, lambda i: _long_device(devices.iloc[i]))
 
     events = pd.DataFrame({"user_id": users.astype(object), "item_id": items.astype(object),
                            "event_type": types.astype(object), "value": values,
@@ -390,6 +405,9 @@ def validate_events(
     if ids is not None:  # kept, so that the event store can be idempotent by it
         events["event_id"] = ids.where(ids != "", None).astype(object)
         columns.append("event_id")
+    if devices is not None:
+        events["device"] = devices.where(devices != "", None).astype(object)
+        columns.append("device")
     if report.rows_accepted == 0:
         return empty_events().reindex(columns=columns), report
     return events.loc[~check.bad, columns].reset_index(drop=True), report
@@ -429,6 +447,10 @@ def _check_values(check: _Checker, table: RawTable, mapping: ColumnMapping,
     return values
 
 
+def _long_device(text: str) -> str:
+    return _LONG_DEVICE.message(text=text[:MAX_DEVICE_LENGTH] + "...", limit=MAX_DEVICE_LENGTH)
+
+
 def _unknown_type(name: str, schema: EventSchema) -> str:
     return _UNKNOWN_TYPE.message(name=name, known=", ".join(sorted(schema.event_types)))
 
@@ -464,7 +486,7 @@ def _check_timestamps(check: _Checker, table: RawTable, mapping: ColumnMapping,
 def _mapped(mapping: ColumnMapping) -> list[str | None]:
     """The columns an event is read from, in the order their checks run."""
     return [mapping.user_id, mapping.item_id, mapping.event_type, mapping.value,
-            mapping.timestamp, mapping.event_id]
+            mapping.timestamp, mapping.device, mapping.event_id]
 
 
 def _check_duplicates(check: _Checker, table: RawTable, mapping: ColumnMapping,
@@ -517,8 +539,8 @@ def validate_event_records(
 ) -> tuple[dict[str, list[Any]], ValidationReport] | None:
     """:func:`validate_events` record by record, for a few records: the same issues and events.
 
-    The valid events come as Python values per column (those of :data:`EVENT_COLUMNS` and
-    ``event_id``, None where absent), the form the event store writes. Returns None when a value
+    The valid events come as Python values per column (those of :data:`EVENT_COLUMNS`, ``device``
+    and ``event_id``, None where absent), the form the event store writes. Returns None when a value
     or timestamp is in a form this twin leaves to pandas (``+5``, ``1_000``, ``-0``, ``1e3`` as a
     date, an ISO 8601 variant...): then call :func:`validate_events` on ``raw.table()``.
     """
@@ -531,7 +553,7 @@ def validate_event_records(
         return None
     by_id = mapping.event_id in raw.columns
     first_row: dict[object, int] = {}  # of each event id (or event) among the valid records
-    events: dict[str, list[Any]] = {name: [] for name in (*EVENT_COLUMNS, "event_id")}
+    events: dict[str, list[Any]] = {name: [] for name in (*EVENT_COLUMNS, "event_id", "device")}
     issues = list(raw.issues)
     for row, outcome in zip(raw.rows, outcomes, strict=True):
         if isinstance(outcome, dict):
@@ -575,8 +597,12 @@ def _check_record(record: Mapping[str, str], mapping: ColumnMapping, schema: Eve
     stamp, problem = _record_timestamp(_text(record, mapping.timestamp), latest)
     if problem is not None:
         return mapping.timestamp, *problem
+    device = _text(record, mapping.device) or None
+    if device is not None and len(device) > MAX_DEVICE_LENGTH:
+        return mapping.device, _LONG_DEVICE.problem, _long_device(device)
     return {"user_id": user, "item_id": item, "event_type": kind, "value": value,
-            "timestamp": stamp, "event_id": _text(record, mapping.event_id) or None}
+            "timestamp": stamp, "device": device,
+            "event_id": _text(record, mapping.event_id) or None}
 
 
 def _text(record: Mapping[str, str], name: str | None) -> str | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 
-from recengine.data.query import Queries, Sequences
+from recengine.data.query import Queries
 from recengine.data.splits import Split
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
@@ -219,12 +219,7 @@ def _recommend_translated(model: Recommender, data: TrainingData, queries: Queri
     seqs = queries.sequences
     mapped = to_model[seqs.items]
     keep = mapped >= 0
-    rows = np.repeat(np.arange(len(queries)), np.diff(seqs.indptr))[keep]
-    indptr = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(queries)), out=indptr[1:])
-    moved = Sequences(indptr, mapped[keep].astype(np.int32), seqs.weights[keep],
-                      seqs.values[keep], seqs.timestamps[keep], seqs.kinds[keep],
-                      seqs.event_types)
+    moved = replace(seqs.keep(keep), items=mapped[keep].astype(np.int32))
     known = queries.users >= 0
     users = np.full(len(queries), -1, dtype=np.int32)
     users[known] = model.users_.index(data.users.ids[queries.users[known]], missing="negative")

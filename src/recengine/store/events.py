@@ -105,6 +105,7 @@ _EVENTS = sa.Table(
     sa.Column("timestamp", sa.DateTime(), nullable=True),
     sa.Column("ingested_at", sa.DateTime(), nullable=False),
     sa.Column("content_key", sa.String(), nullable=True),
+    sa.Column("device", sa.String(), nullable=True),
     sa.Index("ix_events_user_id", "user_id"),
     sa.Index("ix_events_timestamp", "timestamp"),
     sqlite_autoincrement=True,  # never reuse the id of a deleted last row: "since N" stays exact
@@ -176,7 +177,9 @@ _CHANGE_ROWS = 1000
 _ROWCOUNT = {"preserve_rowcount": True}
 #: The columns an append writes, in the order of PostgreSQL's COPY.
 _WRITTEN = ("event_id", "user_id", "item_id", "event_type", "value", "timestamp", "ingested_at",
-            "content_key")
+            "content_key", "device")
+#: What a read returns of each event, after its id: the canonical fields, then the device.
+_READ = (*EVENT_COLUMNS, "device")
 _WRITTEN_NAMES = ", ".join(f'"{name}"' for name in _WRITTEN)
 
 #: SQLite appends go to the driver directly: SQLAlchemy's processing of every value doubled the
@@ -232,6 +235,7 @@ class StoredEvent(NamedTuple):
     event_type: str
     value: float | None
     timestamp: datetime | None
+    device: str | None = None
 
 
 class Listed(NamedTuple):
@@ -304,15 +308,14 @@ class EventStore:
     def append(self, events: pd.DataFrame, *, identify_by_content: bool = False) -> AppendResult:
         """Store validated events in one transaction and return once they are durable.
 
-        ``events`` has the canonical columns (see :data:`~recengine.data.schema.EVENT_COLUMNS`)
-        and optionally ``event_id``: a row whose event_id is already stored, or repeated earlier
-        in the batch, is skipped and counted as a duplicate. Rows without one are always stored,
-        unless ``identify_by_content``: then a row without an event_id whose user, item, type and
-        time (:data:`~recengine.data.validation.EVENT_IDENTITY`) were stored before by such an
-        append is a duplicate too. If anything fails, nothing of the batch is stored. Batches
-        appended at the same time by other threads may share the transaction; an event_id in
-        two of them is stored for the batch that came first and counts as a duplicate in the
-        other.
+        ``events`` has the canonical columns (see :data:`~recengine.data.schema.EVENT_COLUMNS`) and
+        optionally ``device`` and ``event_id``: a row whose event_id is already stored, or repeated
+        earlier in the batch, is skipped and counted as a duplicate. Rows without one are always
+        stored, unless ``identify_by_content``: then a row without an event_id whose user, item,
+        type and time (:data:`~recengine.data.validation.EVENT_IDENTITY`) were stored before by such
+        an append is a duplicate too. If anything fails, nothing of the batch is stored. Batches
+        appended at the same time by other threads may share the transaction; an event_id in two of
+        them is stored for the batch that came first and counts as a duplicate in the other.
 
         >>> store = EventStore("sqlite://")
         >>> view = pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"],
@@ -334,10 +337,10 @@ class EventStore:
         """Validate records (such as JSON from an API) as file ingestion does, then store the valid.
 
         Each record has ``user_id``, ``item_id`` and optionally ``event_type``, ``value``,
-        ``timestamp`` (unix seconds or ISO 8601) and ``event_id``. Bad records are reported by
-        record number (1-based) and field and left out; with ``strict=True`` the first one raises
-        :class:`~recengine.errors.DataError` and nothing is stored. An event_id repeated within
-        the records is such an issue; one already stored counts in ``duplicates``.
+        ``timestamp`` (unix seconds or ISO 8601), ``device`` and ``event_id``. Bad records are
+        reported by record number (1-based) and field and left out; with ``strict=True`` the first
+        one raises :class:`~recengine.errors.DataError` and nothing is stored. An event_id repeated
+        within the records is such an issue; one already stored counts in ``duplicates``.
         """
         records = _raw_records(raw)
         mapping = ColumnMapping(event_id="event_id" if "event_id" in records.columns else None)
@@ -353,10 +356,11 @@ class EventStore:
     def events(self, since_id: int = 0, until_id: int | None = None) -> pd.DataFrame:
         """Events with ``since_id < id <= until_id``, in id order, in the canonical format.
 
-        The columns are ``id`` and those of :data:`~recengine.data.schema.EVENT_COLUMNS`, with the
-        dtypes of :class:`~recengine.data.dataset.Dataset` events.
+        The columns are ``id``, those of :data:`~recengine.data.schema.EVENT_COLUMNS` and
+        ``device`` (None where unknown), with the dtypes of :class:`~recengine.data.dataset.
+        Dataset` events.
         """
-        query = (sa.select(_EVENTS.c.id, *(_EVENTS.c[c] for c in EVENT_COLUMNS))
+        query = (sa.select(_EVENTS.c.id, *(_EVENTS.c[c] for c in _READ))
                  .where(_id_range(since_id, until_id)).order_by(_EVENTS.c.id))
         with self._read("read events") as conn:
             return _event_frame(conn.execute(query).partitions(_FRAME_STEP))
@@ -368,7 +372,7 @@ class EventStore:
         Without pandas, so a server catching up on a few new events pays microseconds, not a
         frame's construction. With ``user_id``, that user's *last* ``limit`` events.
         """
-        columns = (_EVENTS.c.id, *(_EVENTS.c[c] for c in EVENT_COLUMNS))
+        columns = (_EVENTS.c.id, *(_EVENTS.c[c] for c in _READ))
         query = sa.select(*columns).where(_EVENTS.c.id > int(since_id))
         if user_id is None:
             query = query.order_by(_EVENTS.c.id).limit(limit)
@@ -595,7 +599,7 @@ class EventStore:
         events without a time first), and how many they have in all."""
         where = _EVENTS.c.user_id == str(user_id)
         order = [_EVENTS.c.timestamp, _EVENTS.c.id]
-        query = (sa.select(_EVENTS.c.id, *(_EVENTS.c[c] for c in EVENT_COLUMNS)).where(where)
+        query = (sa.select(_EVENTS.c.id, *(_EVENTS.c[c] for c in _READ)).where(where)
                  .order_by(*(c.desc() for c in order) if newest_first else order)
                  .limit(limit).offset(offset))
         with self._read("read a user's events", consistent=True) as conn:
@@ -650,6 +654,8 @@ class EventStore:
         on with its whole history.
         """
         events = self.events(until_id=until_id).drop(columns="id")
+        if events["device"].isna().all():  # as a source without devices validates
+            events = events.drop(columns="device")
         deleted = self.deleted_items()
         if deleted:
             events = events[~events["item_id"].isin(deleted)].reset_index(drop=True)
@@ -799,7 +805,7 @@ class EventStore:
                 if self.backend == "postgresql":  # two processes starting on an empty database
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DDL_LOCK_KEY)))
                 _metadata.create_all(conn)
-                _add_content_key(conn)
+                _add_columns(conn)
             self._ready = True
 
     @contextmanager
@@ -900,16 +906,20 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _add_content_key(conn: sa.Connection) -> None:
-    """Give a store created before content identity its column and unique index.
+def _add_columns(conn: sa.Connection) -> None:
+    """Give a store created before content identity, or before devices, those columns (and
+    content identity its unique index).
 
     Cheap on a store of any size: a nullable column without a default rewrites no row, and the
     index starts with NULLs only. Run in the transaction that creates the tables, which holds
-    the write lock, so two processes opening an old store do not both add the column.
+    the write lock, so two processes opening an old store do not both add a column.
     """
-    if "content_key" not in {c["name"] for c in sa.inspect(conn).get_columns("events")}:
+    present = {c["name"] for c in sa.inspect(conn).get_columns("events")}
+    if "content_key" not in present:
         conn.execute(sa.text("ALTER TABLE events ADD COLUMN content_key VARCHAR"))
         _CONTENT_KEY.create(conn)
+    if "device" not in present:
+        conn.execute(sa.text("ALTER TABLE events ADD COLUMN device VARCHAR"))
 
 
 def _prepare_postgres_append(conn: sa.Connection) -> None:
@@ -990,6 +1000,7 @@ def _event_columns(events: pd.DataFrame) -> dict[str, list[Any]]:
         raise DataError(f"events lack the columns {', '.join(missing)}: append takes validated "
                         f"events (see recengine.data.validation), ingest validates raw records")
     event_ids = events["event_id"] if "event_id" in events.columns else None
+    devices = events["device"] if "device" in events.columns else None
     values = events["value"].astype("float64")
     stamps = pd.to_datetime(events["timestamp"])
     return {
@@ -999,6 +1010,7 @@ def _event_columns(events: pd.DataFrame) -> dict[str, list[Any]]:
         "value": [None if math.isnan(v) else v for v in values.tolist()],
         "timestamp": [None if pd.isna(t) else t.to_pydatetime() for t in stamps],
         "event_id": [None] * len(events) if event_ids is None else _strings(event_ids, blank=True),
+        "device": [None] * len(events) if devices is None else _strings(devices, blank=True),
     }
 
 
@@ -1061,10 +1073,10 @@ _FRAME_STEP = 20_000
 
 
 def _event_frame(parts: Iterable[Sequence[sa.Row[Any]]]) -> pd.DataFrame:
-    """Rows of (id, user, item, type, value, timestamp), in parts, as a canonical event frame
-    with ``id``."""
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
-    ids, users, items, types, values, stamps = columns
+    """Rows of (id, user, item, type, value, timestamp, device), in parts, as a canonical event
+    frame with ``id`` and ``device``."""
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+    ids, users, items, types, values, stamps, devices = columns
     for rows in parts:
         for column, part in zip(columns, zip(*rows, strict=True), strict=True):
             column.extend(part)
@@ -1075,6 +1087,7 @@ def _event_frame(parts: Iterable[Sequence[sa.Row[Any]]]) -> pd.DataFrame:
         "event_type": pd.Series(types, dtype=object),
         "value": pd.Series(values, dtype="float64"),
         "timestamp": pd.Series(stamps, dtype="datetime64[s]"),
+        "device": pd.Series(devices, dtype=object),
     })
 
 
@@ -1084,13 +1097,16 @@ def _like_escaped(text: str) -> str:
 
 
 def _digest(conn: sa.Connection, last_id: int) -> str:
-    """SHA-256 of the canonical fields of events up to ``last_id``, one JSON line each."""
+    """SHA-256 of the canonical fields of events up to ``last_id``, one JSON line each (with
+    the device last where there is one: a store without devices keeps the digest it had)."""
     digest = hashlib.sha256()
-    query = (sa.select(*(_EVENTS.c[c] for c in EVENT_COLUMNS))
+    query = (sa.select(*(_EVENTS.c[c] for c in _READ))
              .where(_EVENTS.c.id <= last_id).order_by(_EVENTS.c.id))
-    for user, item, kind, value, stamp in conn.execution_options(yield_per=_CHUNK_ROWS).execute(
-            query):
+    for user, item, kind, value, stamp, device in conn.execution_options(
+            yield_per=_CHUNK_ROWS).execute(query):
         line = [user, item, kind, None if value is None else float(value), _iso(stamp)]
+        if device is not None:
+            line.append(device)
         digest.update(json.dumps(line, ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 
