@@ -265,6 +265,21 @@ def test_timestamps_no_database_can_hold_are_422(client: TestClient, world: Worl
         assert response.json()["field"] == "timestamp"
 
 
+def test_an_events_device_is_stored_and_shown_and_an_overlong_one_is_422(
+        client: TestClient, world: World, write: dict[str, str]) -> None:
+    user = world.users[1]
+    event = {"user_id": user, "item_id": world.items[0], "event_type": "view", "device": "tv"}
+    assert client.post("/v1/events", json=event, headers=write).status_code == 200
+    stored = client.get(f"/v1/users/{user}/events", params={"limit": 1000}).json()["data"]
+    assert [e["device"] for e in stored].count("tv") == 1
+    for body in ({**event, "device": "x" * 65}, {"events": [{**event, "device": "x" * 65}]}):
+        response = client.post("/v1/events", json=body, headers=write)
+        assert response.status_code == 422, response.text
+        assert response.json()["field"].endswith("device")
+    asked = client.get(f"/v1/users/{user}/recommendations", params={"device": "x" * 65})
+    assert asked.status_code == 422 and asked.json()["field"] == "device"
+
+
 def test_all_bad_events_is_422(client: TestClient, world: World, write: dict[str, str]) -> None:
     bad = {"user_id": world.users[0], "item_id": world.items[0], "event_type": "no-such-type"}
     response = client.post("/v1/events", json={"events": [bad]}, headers=write)

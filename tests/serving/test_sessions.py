@@ -127,6 +127,26 @@ def test_event_types_and_times_reach_the_model(markov_client, pair, monkeypatch)
     assert _ids(answer) == _ids(_ask(markov_client, [a, b], k=4))  # markov reads the order only
 
 
+def test_the_requests_device_reaches_the_model_and_keys_the_answer_cache(
+        markov_client, pair, world, monkeypatch):
+    asked = []
+    original = FallbackChain.recommend
+
+    def spy(self, query, *args, **kwargs):
+        asked.append(query)
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(FallbackChain, "recommend", spy)
+    _ask(markov_client, list(pair), k=3, device="tv")
+    user = f"/v1/users/{world.users[0]}/recommendations"
+    for device in ("tv", "tv", "mobile", None):
+        params = {"k": 3} | ({} if device is None else {"device": device})
+        assert markov_client.get(user, params=params).status_code == 200
+    # the second tv answer came from the cache; each other device was asked anew
+    assert [dict(q.context) for q in asked] == [{"device": "tv"}, {"device": "tv"},
+                                                 {"device": "mobile"}, {}]
+
+
 def test_explanations_and_paging(markov_client, pair):
     a, b = pair
     whole = _ask(markov_client, [a, b], k=6)

@@ -198,8 +198,9 @@ class Sequences:
         if len(other) != len(self):
             raise ValueError(f"cannot append {len(other)} rows to {len(self)}")
         names, devices = list(self.event_types), list(self.device_names)
-        remap = {"kinds": np.array([_code(names, t) for t in other.event_types], np.int16),
-                 "devices": np.array([_code(devices, d) for d in other.device_names], np.int32)}
+        remap: dict[str, np.ndarray] = {
+            "kinds": np.array([_code(names, t) for t in other.event_types], np.int16),
+            "devices": np.array([_code(devices, d) for d in other.device_names], np.int32)}
         indptr = self.indptr + other.indptr
         own_len, new_len = np.diff(self.indptr), np.diff(other.indptr)
         total = int(indptr[-1])
@@ -226,11 +227,19 @@ class Sequences:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> Sequences:
         """What :meth:`to_arrays` wrote (without devices, as versions saved before events
         carried them: every event's device unknown)."""
-        saved = {n: np.asarray(arrays[f"{prefix}{n}"]) for n in _ARRAYS
-                 if n != "devices" or f"{prefix}devices" in arrays}
-        names = {n: tuple(str(t) for t in arrays[f"{prefix}{n}"])
-                 for n in ("event_types", "device_names") if f"{prefix}{n}" in arrays}
-        return cls(**saved, **names)
+        def column(name: str) -> np.ndarray:
+            return np.asarray(arrays[f"{prefix}{name}"])
+
+        def names(name: str) -> tuple[str, ...]:
+            saved = arrays.get(f"{prefix}{name}")
+            return ("",) if saved is None else tuple(str(t) for t in saved)
+
+        items = column("items")
+        devices = (column("devices") if f"{prefix}devices" in arrays
+                   else np.zeros(len(items), np.int32))
+        return cls(column("indptr"), items, column("weights"), column("values"),
+                   column("timestamps"), column("kinds"), names("event_types"), devices,
+                   names("device_names"))
 
 
 #: The per-event arrays of :class:`Sequences`, besides ``indptr``.

@@ -20,12 +20,12 @@ from pydantic import (
 )
 
 from recengine.data.schema import UNSTORABLE, FeatureKind
-from recengine.data.validation import parse_timestamps
+from recengine.data.validation import MAX_DEVICE_LENGTH, parse_timestamps
 from recengine.errors import DataError
 
 __all__ = [
     "UNION_TAGS", "AudienceBatch", "AudienceList", "AudienceQuery", "AudienceUser",
-    "BatchRecommendations", "Error", "EventBatch", "EventIn", "EventMinute", "EventOut",
+    "BatchRecommendations", "Device", "Error", "EventBatch", "EventIn", "EventMinute", "EventOut",
     "EventsAccepted", "EventsIn", "EventsQuery", "HistoryQuery", "Id", "IssueOut", "ItemIn",
     "ItemOut", "ItemSummary", "Listing", "LoggedError", "MetricsHistory", "ModelList",
     "ModelVersion", "Page", "PageQuery", "RecommendationBatch", "RecommendationList",
@@ -61,6 +61,13 @@ def plain_text(value: str) -> str:
 
 #: A string checked by :func:`plain_text`: every id, and every string the store keeps.
 Text = Annotated[str, AfterValidator(plain_text)]
+
+
+#: The device a request or an event comes from (mobile, tv, ...): context that a model such as
+#: the hybrid reads; as long as the event store takes it.
+Device = Annotated[Text, Field(max_length=MAX_DEVICE_LENGTH, description=(
+    "The device the request (or event) comes from, such as mobile or tv: context that models "
+    "which read it (the hybrid) rank by; the others ignore it."))]
 
 
 def _number_as_text(value: Any) -> Any:
@@ -151,6 +158,7 @@ class RecommendationQuery(BaseModel):
         "Business rules as a JSON list, as in the batch request's rules"))
     explain: bool = False
     offset: int = Field(0, ge=0)
+    device: Device | None = None
 
 
 class RecommendationBatch(_In):
@@ -166,6 +174,7 @@ class RecommendationBatch(_In):
         "\"value\": \"Coast\", \"factor\": 2}: kinds exclude, require, boost, freshness, "
         "max_per, mmr, pin."))
     explain: bool = False
+    device: Device | None = None
 
 
 BatchRecommendations = Page[RecommendationList]
@@ -200,6 +209,7 @@ class SessionQuery(_In):
     rules: list[dict[str, Any]] = Field(default_factory=list, description=(
         "Business rules for this request, as in the batch request's rules."))
     explain: bool = False
+    device: Device | None = None
 
     @field_validator("event_types", "timestamps")
     @classmethod
@@ -287,6 +297,7 @@ class EventIn(_In):
     value: float | Text | None = None
     timestamp: float | Text | None = None
     event_id: Text | None = None
+    device: Device | None = None
 
 
 class EventBatch(_In):
@@ -453,6 +464,7 @@ class EventOut(BaseModel):
     event_type: str
     value: float | None
     timestamp: str | None
+    device: str | None = None
 
 
 class UserEvents(Listing[EventOut]):

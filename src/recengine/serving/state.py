@@ -198,6 +198,11 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _context(device: str | None) -> dict[str, str]:
+    """A request's context as queries carry it: the device, when the request names one."""
+    return {} if device is None else {"device": device}
+
+
 def _by_user(rows: Sequence[StoredEvent]) -> dict[str, list[Event]]:
     grouped: dict[str, list[Event]] = {}
     for row in rows:
@@ -716,18 +721,20 @@ class ServingState:
         none."""
         return self._live.get(user)
 
-    def query(self, user: str) -> Query:
-        """What the chain is asked for ``user``: live events, stored features, the time now."""
+    def query(self, user: str, device: str | None = None) -> Query:
+        """What the chain is asked for ``user``: live events, stored features, the time now
+        and the request's ``device``."""
         users = self._users or {}
         return Query(user=user, history=self.live_events(user),
-                     user_features=users.get(user, {}), time=_now())
+                     user_features=users.get(user, {}), time=_now(), context=_context(device))
 
     # -- answers --------------------------------------------------------------------------
     def recommend(self, user: str, k: int, *, offset: int = 0, name: str | None = None,
                   constraint: str | None = None, rules: Sequence[Rule] = (),
-                  active: Active | None = None,
-                  explain: bool = False) -> tuple[Active, list[RankedItem]]:
-        """Up to ``k`` items for ``user`` after ``offset``, the model first, then popularity.
+                  active: Active | None = None, explain: bool = False,
+                  device: str | None = None) -> tuple[Active, list[RankedItem]]:
+        """Up to ``k`` items for ``user`` after ``offset``, the model first, then popularity,
+        asked from ``device`` (when the request names one).
 
         The server's rules apply first, then the request's ``rules`` and ``constraint``.
         """
@@ -737,12 +744,12 @@ class ServingState:
         per_request = constraint is not None or bool(rules)
         engine = self._request_engine(active, model, constraint, rules)
         plain = not per_request and not explain
-        key = (active.version, model.name, offset + k)
+        key = (active.version, model.name, offset + k, device)
         cached = self.answers.get(user, key) if plain else None
         if cached is not None:
             return active, cached[offset:]
         ticket = self.answers.ticket()
-        query = self.query(user)  # read after the ticket: never stale
+        query = self.query(user, device)  # read after the ticket: never stale
         answer = self._chain(active, model, engine).recommend(
             query, offset + k, explain=explain, hidden=active.hidden)
         if plain:
@@ -751,8 +758,9 @@ class ServingState:
 
     def recommend_session(self, session: Sequence[Event], k: int, *, offset: int = 0,
                           name: str | None = None, constraint: str | None = None,
-                          rules: Sequence[Rule] = (),
-                          explain: bool = False) -> tuple[Active, list[RankedItem], list[str]]:
+                          rules: Sequence[Rule] = (), explain: bool = False,
+                          device: str | None = None,
+                          ) -> tuple[Active, list[RankedItem], list[str]]:
         """Up to ``k`` items after ``offset`` for an anonymous visitor known only by
         ``session`` (events, oldest first), and the session's item ids the model does not know.
 
@@ -765,7 +773,7 @@ class ServingState:
         active = self.serving()
         model = self.named(active, name)
         engine = self._request_engine(active, model, constraint, rules)
-        query = Query(history=list(session), time=_now())
+        query = Query(history=list(session), time=_now(), context=_context(device))
         answer = self._chain(active, model, engine).recommend(
             query, offset + k, explain=explain, hidden=active.hidden)
         ids = list(dict.fromkeys(event.item_id for event in session))

@@ -65,7 +65,7 @@ def list_items(ctx: Reader, query: Annotated[PageQuery, Query()]) -> Listing[Ite
 
 def event_out(row: StoredEvent) -> EventOut:
     return EventOut(id=row.id, item_id=row.item_id, event_type=row.event_type, value=row.value,
-                    timestamp=_iso(row.timestamp))
+                    timestamp=_iso(row.timestamp), device=row.device)
 
 
 @router.get("/users/{user_id}/events", response_model=UserEvents, responses=_STORE,

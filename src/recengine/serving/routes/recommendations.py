@@ -49,7 +49,7 @@ async def recommend(user_id: Text, ctx: Reader, query: Annotated[RecommendationQ
     if query.constraint is not None or query.rules is not None or query.explain:
         return await heavy(ctx, _recommend_heavy, user_id, query)
     answer = partial(ctx.state.recommend, user_id, query.k, offset=query.offset,
-                     name=query.model or None)
+                     name=query.model or None, device=query.device or None)
     if ctx.state.ready(user_id, query.model or None):
         active, items = answer()
     else:
@@ -62,7 +62,7 @@ def _recommend_heavy(state: ServingState, user_id: str, query: RecommendationQue
     active, items = state.recommend(
         user_id, query.k, offset=query.offset, name=query.model or None,
         constraint=query.constraint or None, rules=_rules_query(query.rules),
-        explain=query.explain)
+        explain=query.explain, device=query.device or None)
     return json_body(recommendation_list(user_id, active, items, query.explain))
 
 
@@ -94,7 +94,8 @@ def _batch(state: ServingState, body: RecommendationBatch) -> bytes:
     data = [recommendation_list(user, active, state.recommend(
         user, body.k, offset=body.offset, name=body.model or None,
         constraint=body.constraint or None,
-        rules=rules, active=active, explain=body.explain)[1], body.explain)
+        rules=rules, active=active, explain=body.explain, device=body.device or None)[1],
+        body.explain)
         for user in body.users]
     return json_body(BatchRecommendations.of(data))
 

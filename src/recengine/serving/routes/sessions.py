@@ -57,6 +57,7 @@ def _session(state: ServingState, body: SessionQuery) -> bytes:
                for item, kind, t in zip(body.items, kinds, times, strict=True)]
     active, items, unknown = state.recommend_session(
         session, body.k, offset=body.offset, name=body.model or None,
-        constraint=body.constraint or None, rules=rules, explain=body.explain)
+        constraint=body.constraint or None, rules=rules, explain=body.explain,
+        device=body.device or None)
     return json_body(SessionRecommendations.model_validate(
         {"unknown_items": unknown} | ranked(active, items, body.explain)))
