@@ -135,6 +135,11 @@ def table(run_: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def model_names(models: str, dataset: str) -> list[str]:
+    """The models of ``--models`` that run on ``dataset`` (no ``content`` on amazon-gift-cards)."""
+    return [n for n in models.split(",") if n != "content" or dataset != "amazon-gift-cards"]
+
+
 SPREAD_COLUMNS = ("ndcg@10", *(f"ndcg@10 {g}" for g in GROUPS))
 
 
@@ -200,8 +205,7 @@ def main() -> None:
         return
     runs = []
     for dataset in args.datasets.split(","):
-        names = [n for n in args.models.split(",")
-                 if n != "content" or dataset != "amazon-gift-cards"]
+        names = model_names(args.models, dataset)
         runs.append(run(dataset, args.root, args.split, names, configs, args.seed))
         print(table(runs[-1]), "\n", flush=True)
     if args.json:
@@ -213,8 +217,7 @@ def spread_main(args: argparse.Namespace, configs: dict[str, dict[str, object]],
     """``--seeds``: every dataset once per seed, then the spread over the seeds."""
     out = []
     for dataset in args.datasets.split(","):
-        names = [n for n in args.models.split(",")
-                 if n != "content" or dataset != "amazon-gift-cards"]
+        names = model_names(args.models, dataset)
         runs = []
         for seed in seeds:
             runs.append({"seed": seed} | run(dataset, args.root, args.split, names, configs,
