@@ -14,6 +14,13 @@ too): a comparison of defaults, not of tuned models, and the table says so.
 
     python benchmarks/bench_hybrid.py --datasets movielens-100k,movielens-latest-small,lastfm-2k
     python benchmarks/bench_hybrid.py --config docs/hybrid.toml --split cold-users
+
+``--seeds 42,43,44,45,46`` repeats the whole run once per seed (the seed draws the split, as
+``--seed`` does, and also seeds every model's fit: ``TrainingOptions(seed=...)``, which the
+hybrid hands on to its sources), prints each run's table, then per dataset the spread of
+nDCG@10 overall and per activity group: each model's mean ± standard deviation over the
+seeds, and its paired difference with the hybrid (hybrid − model on the same seed: mean,
+standard deviation, and on how many seeds the hybrid was at least as good).
 """
 
 from __future__ import annotations
@@ -24,11 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from recengine.data.loaders import load_dataset
 from recengine.data.query import Query
 from recengine.evaluation.evaluator import GROUPS, evaluate
-from recengine.models.base import Recommender
+from recengine.models.base import Recommender, TrainingOptions
 from recengine.models.hybrid import Hybrid
 from recengine.models.hybrid.candidates import propose, union_recall
 from recengine.models.registry import create_model
@@ -71,18 +79,28 @@ def answer_ms(model: Recommender, prepared: Prepared, users: int = 300) -> dict[
 
 
 def run(dataset: str, root: Path, split: str, names: list[str],
-        configs: dict[str, dict[str, object]], seed: int) -> dict[str, object]:
+        configs: dict[str, dict[str, object]], seed: int,
+        model_seed: int | None = None) -> dict[str, object]:
+    """One split of ``dataset`` drawn with ``seed``, every model fitted and measured on it;
+    with ``model_seed``, every fit is seeded with it (else each model's ``random_state``)."""
     loaded, _ = load_dataset(dataset, root / FOLDERS[dataset], seed=seed)
     prepared = prepare(loaded, split, test_fraction=0.25, seed=seed)
     models: dict[str, Recommender] = {n: create_model(n, **configs.get(n, {})) for n in names}
     start = time.perf_counter()
-    result = evaluate(models, prepared.data, prepared.split, ks=[10])
+    fitted: dict[str, float] = {}
+    if model_seed is not None:  # the evaluator fits without options: fit here, then measure
+        for name, model in models.items():
+            begin = time.perf_counter()
+            model.fit(prepared.data, options=TrainingOptions(seed=model_seed))
+            fitted[name] = time.perf_counter() - begin
+    result = evaluate(models, prepared.data, prepared.split, ks=[10], prefitted=tuple(fitted))
     out: dict[str, object] = {"dataset": dataset, "split": split, "seconds": round(
         time.perf_counter() - start, 1), "users": result.n_users, "models": {}}
     for name, r in result.models.items():
         out["models"][name] = {  # type: ignore[index]
             "ndcg@10": r.metrics["ndcg@10"], "hit_rate@10": r.metrics["hit_rate@10"],
-            "recall@10": r.metrics["recall@10"], "fit_seconds": round(r.fit_seconds, 1),
+            "recall@10": r.metrics["recall@10"],
+            "fit_seconds": round(fitted.get(name, r.fit_seconds), 1),
             **{f"ndcg@10 {g}": r.by_activity.get(g, {}).get("ndcg@10", float("nan"))
                for g in GROUPS}}
     hybrid = models.get("hybrid")
@@ -117,6 +135,58 @@ def table(run_: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def model_names(models: str, dataset: str) -> list[str]:
+    """The models of ``--models`` that run on ``dataset`` (no ``content`` on amazon-gift-cards)."""
+    return [n for n in models.split(",") if n != "content" or dataset != "amazon-gift-cards"]
+
+
+SPREAD_COLUMNS = ("ndcg@10", *(f"ndcg@10 {g}" for g in GROUPS))
+
+
+def spread(runs: list[dict[str, object]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per column of ``SPREAD_COLUMNS``, per model of ``runs`` (one dataset, one run a seed):
+    mean and standard deviation over the seeds and, beside a ``hybrid``, the paired
+    difference hybrid − model (mean, standard deviation, seeds where it is ≥ 0)."""
+    models: list[dict[str, dict[str, float]]] = [r["models"] for r in runs]  # type: ignore[misc]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for column in SPREAD_COLUMNS:
+        values = {name: np.array([m[name][column] for m in models]) for name in models[0]}
+        if any(np.isnan(v).any() for v in values.values()):
+            continue  # a group with no test users on some seed
+        out[column] = {}
+        for name, v in values.items():
+            figures = {"mean": float(v.mean()), "sd": _sd(v)}
+            if "hybrid" in values and name != "hybrid":
+                diff = values["hybrid"] - v
+                figures |= {"diff_mean": float(diff.mean()), "diff_sd": _sd(diff),
+                            "hybrid_at_least": int((diff >= 0).sum())}
+            out[column][name] = figures
+    return out
+
+
+def _sd(values: npt.NDArray[np.float64]) -> float:
+    """Sample standard deviation (n − 1), 0 for a single value."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def spread_table(dataset: str, split: str, seeds: list[int],
+                 figures: dict[str, dict[str, dict[str, float]]]) -> str:
+    n = len(seeds)
+    lines = [f"{dataset}, {split} split, seeds {','.join(map(str, seeds))}: nDCG@10, mean ± sd "
+             f"over {n} seeds; hybrid − model paired by seed (mean ± sd, seeds hybrid ≥ model):"]
+    for column, per_model in figures.items():
+        singles = [name for name in per_model if name != "hybrid"]
+        best = max(singles, key=lambda name: per_model[name]["mean"]) if singles else None
+        lines += ["", f"{column}:", "", "| model | mean ± sd | hybrid − model | hybrid ≥ |",
+                  "|---|---:|---:|---:|"]
+        for name, f in per_model.items():
+            label = f"{name} (best single)" if name == best else name
+            paired = (f"{f['diff_mean']:+.4f} ± {f['diff_sd']:.4f} | {f['hybrid_at_least']}/{n}"
+                      if "diff_mean" in f else " | ")
+            lines.append(f"| {label} | {f['mean']:.4f} ± {f['sd']:.4f} | {paired} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="movielens-100k")
@@ -125,17 +195,40 @@ def main() -> None:
     parser.add_argument("--models", default="popularity,wals,ease,item-knn,content,hybrid")
     parser.add_argument("--config", type=Path, action="append", default=[])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", help="comma-separated seeds: one run a seed (split and "
+                        "model fits seeded with it), then each model's spread over them")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     configs = dict(read_config_file(p) for p in args.config)
+    if args.seeds:
+        spread_main(args, configs, [int(s) for s in args.seeds.split(",")])
+        return
     runs = []
     for dataset in args.datasets.split(","):
-        names = [n for n in args.models.split(",")
-                 if n != "content" or dataset != "amazon-gift-cards"]
+        names = model_names(args.models, dataset)
         runs.append(run(dataset, args.root, args.split, names, configs, args.seed))
         print(table(runs[-1]), "\n", flush=True)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2, default=float))
+
+
+def spread_main(args: argparse.Namespace, configs: dict[str, dict[str, object]],
+                seeds: list[int]) -> None:
+    """``--seeds``: every dataset once per seed, then the spread over the seeds."""
+    out = []
+    for dataset in args.datasets.split(","):
+        names = model_names(args.models, dataset)
+        runs = []
+        for seed in seeds:
+            runs.append({"seed": seed} | run(dataset, args.root, args.split, names, configs,
+                                              seed, model_seed=seed))
+            print(f"seed {seed}: " + table(runs[-1]), "\n", flush=True)
+        figures = spread(runs)
+        print(spread_table(dataset, args.split, seeds, figures), "\n", flush=True)
+        out.append({"dataset": dataset, "split": args.split, "seeds": seeds, "runs": runs,
+                    "spread": figures})
+        if args.json:  # after each dataset, so a long run keeps what finished
+            args.json.write_text(json.dumps(out, indent=2, default=float))
 
 
 if __name__ == "__main__":
