@@ -101,10 +101,10 @@ def test_same_seed_same_frames_other_seed_differs():
 def test_events_follow_the_dataset_contract(data):
     ev = data.events
     assert data.name == "synthetic"
-    assert tuple(ev.columns) == EVENT_COLUMNS
-    assert [str(ev[c].dtype) for c in EVENT_COLUMNS] == [
-        "object", "object", "object", "float64", "datetime64[s]"]
-    for column in ("user_id", "item_id", "event_type"):
+    assert tuple(ev.columns) == (*EVENT_COLUMNS, "device")
+    assert [str(ev[c].dtype) for c in ev.columns] == [
+        "object", "object", "object", "float64", "datetime64[s]", "object"]
+    for column in ("user_id", "item_id", "event_type", "device"):
         assert ev[column].map(type).eq(str).all()
     start, end = pd.Timestamp("2025-01-01"), pd.Timestamp("2026-01-01")
     assert data.has_timestamps
@@ -287,6 +287,25 @@ def test_next_stay_is_predictable_from_the_last_only_with_sequence_strength(data
     assert markov > 2 * popularity
     markov, popularity = next_stay_hit_rates(generate(sequence_strength=0.0).events)
     assert markov < 1.2 * popularity
+
+
+def test_cheaper_listings_are_looked_at_on_phones_only_with_device_strength(data):
+    def mobile_share_of_cheap_and_dear(dataset) -> tuple[float, float]:
+        pairs = dataset.events.groupby(["user_id", "item_id"])["device"].agg(["first", "nunique"])
+        assert (pairs["nunique"] == 1).all()  # one device per pair
+        price = dataset.items["price_per_night"].reindex(pairs.index.get_level_values(1))
+        cheap = (price < price.median()).to_numpy()
+        mobile = (pairs["first"] == "mobile").to_numpy()
+        return mobile[cheap].mean(), mobile[~cheap].mean()
+
+    cheap, dear = mobile_share_of_cheap_and_dear(data)
+    assert cheap > dear + 0.2
+    flat = generate(600, 200, seed=3, device_strength=0.0)
+    cheap, dear = mobile_share_of_cheap_and_dear(flat)
+    assert abs(cheap - dear) < 0.05
+    same = generate(600, 200, seed=3)  # devices drawn apart: the rest of the log unchanged
+    pd.testing.assert_frame_equal(flat.events.drop(columns="device"),
+                                  same.events.drop(columns="device"))
 
 
 @pytest.mark.parametrize(("n_users", "mean"), [(2000, 40.0), (500, 15.0)])

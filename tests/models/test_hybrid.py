@@ -103,6 +103,54 @@ def test_the_ranker_learns_a_cross_its_sources_miss():
     assert {f"genres={g}" for g in GENRES} <= set(model.profile_.item_names)
 
 
+def _device_data(n_users: int = 120, n_items: int = 40, seed: int = 0) -> TrainingData:
+    """Even items are short, odd long (an item field says which); every user picks 6 short
+    items on a phone and 6 long ones on a tv. Only the device tells which a request wants."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for device, kind in (("mobile", 0), ("tv", 1)):
+            for i in rng.choice(np.arange(kind, n_items, 2), size=6, replace=False):
+                rows.append((f"u{u}", f"i{i}", device, int(rng.integers(1_000_000))))
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "device", "timestamp"])
+    events["timestamp"] = pd.to_datetime(events["timestamp"], unit="s")
+    pairs = events[["user_id", "item_id"]].assign(rating=np.nan, feedback=1.0)
+    items = pd.DataFrame({"format": ["short", "long"] * (n_items // 2)},
+                         index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
+    return TrainingData.from_interactions(pairs, items=items, events=events,
+                                          item_feature_kinds={"format": FeatureKind.CATEGORICAL})
+
+
+def test_the_ranker_learns_what_people_choose_on_each_device(tmp_path):
+    """Popularity, the only source, knows no device; the carve holds out pairs with the device
+    they were chosen on, and the ranker must learn that a phone asks for short items."""
+    data = _device_data()
+    model = Hybrid(sources=[{"model": "popularity", "depth": 40}], similarity_source=None,
+                   carves=2, ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}
+                   ).fit(data)
+    assert model.profile_.devices == ("mobile", "tv")
+    assert {"device:mobile", "device:tv"} <= set(model.feature_names)
+    users = np.arange(data.n_users)
+
+    def short_share(device: str | None, fitted: Hybrid = model) -> float:
+        context = tuple({} if device is None else {"device": device} for _ in users)
+        queries = data.queries(users)
+        queries.context = context
+        top, _ = fitted.recommend_queries(queries, 3)
+        return float(np.mean([int(str(i)[1:]) % 2 == 0 for i in data.items.ids[top.ravel()]]))
+
+    assert short_share("mobile") > 0.8 and short_share("tv") < 0.2
+    assert 0.2 < short_share(None) < 0.8 and 0.2 < short_share("watch") < 0.8  # unknown
+    path = model.save(tmp_path / "hybrid")
+    loaded = Hybrid.load(path)
+    assert loaded.profile_.devices == ("mobile", "tv")
+    assert short_share("mobile", loaded) == short_share("mobile")
+    queries = data.queries(users[:1])
+    queries.context = ({"device": "mobile"},)
+    (reason,) = model.explain_indices(queries, model.recommend_queries(queries, 1)[0][0])
+    assert "your device" in reason
+
+
 def test_a_constraint_narrows_what_the_sources_propose():
     """A request that rules out the 30 most popular of 60 items (a constraint, a rule's
     exclusions): popularity, the only source, proposes its 20 best of the other 30, and the

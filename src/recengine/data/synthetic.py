@@ -45,8 +45,14 @@ The generative story, in order:
    their listings follow the order of step 5, strictly (later returns, bookings and ratings may
    interleave). Events that would fall after the window's end are cut, as a real export cuts
    them: a late booking has no rating yet.
+7. **Devices.** Each listing a traveller considers is looked at on one device, ``mobile`` or
+   ``desktop`` (all of that pair's events). Travellers lean one way or the other (a normal
+   draw on the logit scale), and cheaper listings are looked at on phones more: the logit of
+   mobile falls by ``device_strength`` per standard deviation of log price. So the device a
+   request comes from says something about the listing sought; at 0 it says nothing.
 
-Everything comes from one ``np.random.default_rng(seed)``: the same arguments give the same frames.
+Everything comes from ``np.random.default_rng(seed)`` (the devices from a generator of their own,
+so that they leave every other draw as it was): the same arguments give the same frames.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from recengine.errors import DataError
 
 __all__ = [
     "AMENITIES",
+    "DEVICES",
     "PROPERTY_TYPES",
     "REGIONS",
     "SyntheticConfig",
@@ -212,6 +219,8 @@ _AHEAD = 12
 #: that nearly made their own list, and stays keep the fit to taste and budget of step 4.
 _PLAUSIBLE = 3.0
 EVENT_TYPES = ("view", "dwell", "watch", "add-to-cart", "booking", "rating")
+#: The devices listings are looked at on (step 7).
+DEVICES = ("mobile", "desktop")
 _VIEW, _DWELL, _WATCH, _CART, _BOOKING, _RATING = range(len(EVENT_TYPES))
 
 ITEM_FEATURES: dict[str, FeatureKind] = {
@@ -245,6 +254,9 @@ class SyntheticConfig(BaseModel):
     activity_sigma: float = Field(1.0, ge=0, description="Spread of log items per user.")
     sequence_strength: float = Field(0.5, ge=0, le=1, description="Chance that a stay follows "
                                      "on from the previous one; 0: stays in random order.")
+    device_strength: float = Field(1.0, ge=0, description="How much cheaper listings lean to "
+                                   "mobile (logit per standard deviation of log price); 0: the "
+                                   "device says nothing about the listing.")
 
 
 @dataclass(frozen=True)
@@ -296,7 +308,8 @@ class _Users:
 
 def generate(n_users: int = 2000, n_items: int = 800, *, seed: int = 0,
              mean_events_per_user: float = 40.0, start: str = "2025-01-01", days: int = 365,
-             n_taste_factors: int = 8, sequence_strength: float = 0.5) -> Dataset:
+             n_taste_factors: int = 8, sequence_strength: float = 0.5,
+             device_strength: float = 1.0) -> Dataset:
     """A synthetic vacation-rental event log: events, listings and travellers.
 
     Examples
@@ -310,7 +323,8 @@ def generate(n_users: int = 2000, n_items: int = 800, *, seed: int = 0,
     return generate_with_truth(n_users=n_users, n_items=n_items, seed=seed,
                                mean_events_per_user=mean_events_per_user, start=start,
                                days=days, n_taste_factors=n_taste_factors,
-                               sequence_strength=sequence_strength)[0]
+                               sequence_strength=sequence_strength,
+                               device_strength=device_strength)[0]
 
 
 def generate_with_truth(config: SyntheticConfig | None = None,
@@ -334,9 +348,12 @@ def generate_with_truth(config: SyntheticConfig | None = None,
     u, i, code, value, seconds = _events(rng, (user, item, step), z, items.price, cfg.n_users,
                                          span)
     user_ids, item_ids = _ids("u", cfg.n_users), _ids("i", cfg.n_items)
+    device = _devices(np.random.default_rng([cfg.seed, 7]), u, i, items.price,
+                      cfg.device_strength)
     dataset = Dataset(
         name="synthetic",
-        events=_events_frame((user_ids, u), (item_ids, i), code, value, seconds, origin),
+        events=_events_frame((user_ids, u), (item_ids, i), code, value, seconds, origin,
+                             device),
         items=_items_frame(rng, items, item_ids, origin),
         users=_users_frame(users, user_ids),
         item_features=dict(ITEM_FEATURES),
@@ -712,11 +729,25 @@ def _funnel(rng: np.random.Generator, z: np.ndarray, t0: np.ndarray, last_visit:
             for mask, code, value, at in steps]
 
 
+def _devices(rng: np.random.Generator, user: np.ndarray, item: np.ndarray, price: np.ndarray,
+             strength: float) -> np.ndarray:
+    """Each event's device (codes into :data:`DEVICES`): one per (user, item) pair, drawn from
+    the user's leaning and the listing's standardised log price."""
+    keys = user.astype(np.int64) * len(price) + item
+    pairs, event_pair = np.unique(keys, return_inverse=True)
+    lean = rng.normal(0.0, 1.0, int(user.max()) + 1 if len(user) else 0)
+    cheap = -_standardise(np.log(price))
+    logit = lean[pairs // len(price)] + strength * cheap[pairs % len(price)]
+    mobile = rng.random(len(pairs)) < _sigmoid(logit)
+    return np.where(mobile, 0, 1)[event_pair]
+
+
 # -- frames -----------------------------------------------------------------------------------
 def _events_frame(users: tuple[np.ndarray, np.ndarray], items: tuple[np.ndarray, np.ndarray],
                   code: np.ndarray, value: np.ndarray, seconds: np.ndarray,
-                  origin: np.datetime64) -> pd.DataFrame:
-    """The canonical event table in time order (ties by user, item, funnel step).
+                  origin: np.datetime64, device: np.ndarray) -> pd.DataFrame:
+    """The canonical event table in time order (ties by user, item, funnel step), with each
+    event's device.
 
     ``users`` and ``items`` are (ids, index per event): sorting indices is much faster than ids.
     """
@@ -729,8 +760,9 @@ def _events_frame(users: tuple[np.ndarray, np.ndarray], items: tuple[np.ndarray,
         "event_type": pd.Series(types[code[order]], dtype=object),
         "value": value[order].astype(np.float64),
         "timestamp": origin + seconds[order].astype("timedelta64[s]"),
+        "device": pd.Series(np.array(DEVICES, dtype=object)[device[order]], dtype=object),
     })
-    return frame[list(EVENT_COLUMNS)]
+    return frame[[*EVENT_COLUMNS, "device"]]
 
 
 def _items_frame(rng: np.random.Generator, items: _Items, ids: np.ndarray,

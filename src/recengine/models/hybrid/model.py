@@ -8,14 +8,15 @@ each candidate and from item, user, history and request features
 (:mod:`~recengine.models.hybrid.signals`).
 
 How it learns, inside ``fit``: a share of each user's pairs is carved out of the training data
-(random, or the most recent; some users lose all of theirs, to stand for new users); the
-sources are fitted on the rest; their candidates for the carved users are labelled by the
-carved pairs; the ranker learns to put those first, stopping early on users it does not train
-on. It starts as the sources' first answer (each query ranked by the best source that can tell
-its candidates apart) and keeps a trained network only where it validates better; for new users
-only when enough of them show it. Then the sources are refitted on all the data (the ranker's
-features do not depend on a fit's scale or axes), so serving loses none of it. All of it is one
-model: saved, published and loaded whole, its sources inside it.
+(random, or the most recent; some users lose all of theirs, to stand for new users); the sources are
+fitted on the rest; their candidates for the carved users are labelled by the carved pairs (one list
+per user and device the carved pairs were chosen on, when events name their device, so that the
+ranker learns what people choose on each); the ranker learns to put those first, stopping early on
+users it does not train on. It starts as the sources' first answer (each query ranked by the best
+source that can tell its candidates apart) and keeps a trained network only where it validates
+better; for new users only when enough of them show it. Then the sources are refitted on all the
+data (the ranker's features do not depend on a fit's scale or axes), so serving loses none of it.
+All of it is one model: saved, published and loaded whole, its sources inside it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
-from recengine.data.query import NO_TIME, HistorySource, Queries
+from recengine.data.query import NO_TIME, HistorySource, Queries, take_ranges
 from recengine.data.training_data import TrainingData, csr_from_pairs
 from recengine.data.vocabulary import Vocabulary
 from recengine.errors import DataError, NotSupportedError
@@ -50,7 +51,14 @@ from recengine.models.hybrid.ranker import (
     validation_ndcg,
 )
 from recengine.models.hybrid.ratings import RatingHead, fit_rating_head, rating_feature_names
-from recengine.models.hybrid.signals import Profile, feature_names, first_answer, signals
+from recengine.models.hybrid.signals import (
+    Profile,
+    device_columns,
+    feature_names,
+    first_answer,
+    known_devices,
+    signals,
+)
 from recengine.models.retrieval import ItemIndex
 from recengine.models.torch_training import (
     load_network,
@@ -175,10 +183,11 @@ class Hybrid(Recommender):
             fitted.append(Source(source.tag, model.fit(data, options=own), source.depth))
         return tuple(fitted)
 
-    def _profile(self, data: TrainingData) -> Profile:
-        """The per-item and per-user features of ``data``, as configured."""
+    def _profile(self, data: TrainingData, devices: tuple[str, ...] = ()) -> Profile:
+        """The per-item and per-user features of ``data``, as configured, and the request
+        ``devices`` the ranker tells apart."""
         return Profile.of(data, max_columns=self.config.max_feature_columns,
-                          trend_days=self.config.trend_days)
+                          trend_days=self.config.trend_days, devices=devices)
 
     def _similar_to(self, sources: Sequence[Source]) -> Recommender | None:
         tag = self.config.similarity_source
@@ -199,15 +208,19 @@ class Hybrid(Recommender):
         ratings, rating_training = self._fit_ratings(data, options, seed, progress)
         train_parts, valid_parts = [], []
         owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
+        pair_devices = data.log.devices[_last_events(data)]  # each pair's latest device
+        devices = known_devices(data)
         with training_session(options, seed, default_threads=1) as device:
             for turn in range(config.carves):
                 drop = carve(data, config.carve_fraction, config.carve, seed + turn,
                              whole=config.cold_users)
                 carved = data.drop_pairs(drop)
-                held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
-                                      np.ones(int(drop.sum()), np.float32), data.feedback.shape)
                 sources = self._fit_sources(active, carved, options, progress)
-                profile = self._profile(carved)
+                profile = self._profile(carved, devices)
+                # each held pair's value: 1 + its device's position among the profile's
+                codes = profile.device_codes(data.log.device_names)[pair_devices[drop]]
+                held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
+                                      (1 + codes).astype(np.float32), data.feedback.shape)
                 train_parts.append(self._lists(sources, profile, carved, train_users, held))
                 valid_parts.append(self._lists(sources, profile, carved, valid_users, held))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
@@ -239,7 +252,7 @@ class Hybrid(Recommender):
             training["rating_head"] = rating_training
         if config.refit_sources:
             sources = self._fit_sources(active, data, options, progress)
-            profile = self._profile(data)
+            profile = self._profile(data, devices)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
                 "order_": tuple(order), "ranks_new_users_": new_users,
                 "training_": training, "ratings_": ratings}
@@ -275,8 +288,9 @@ class Hybrid(Recommender):
 
     def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
                users: np.ndarray, held: sp.csr_array) -> Lists:
-        """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``;
-        the first-answer column is left for ``_train`` to fill once the sources' order is known
+        """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``
+        (whose values are 1 + the device of each pair, see :func:`_per_device`); the
+        first-answer column is left for ``_train`` to fill once the sources' order is known
         (it is learned from these lists)."""
         parts: list[tuple[Candidates, np.ndarray]] = []
         for block in _blocks(users, data.n_items):
@@ -293,8 +307,12 @@ class Hybrid(Recommender):
         keys = np.repeat(users.astype(np.int64), np.diff(wanted.indptr)) * data.n_items
         labels = np.isin(rows * data.n_items + items, keys + wanted.indices)
         features = np.vstack([f for _, f in parts]) if parts else np.zeros((0, 0), np.float32)
-        return Lists(indptr, features, labels.astype(np.float32),
-                     np.diff(wanted.indptr).astype(np.int64))
+        lists = Lists(indptr, features, labels.astype(np.float32),
+                      np.diff(wanted.indptr).astype(np.int64))
+        if not profile.devices:
+            return lists
+        return _per_device(lists, items, wanted, data.n_items,
+                           device_columns(len(sources), profile))
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
                  profile: Profile, order: Sequence[int] | None) -> np.ndarray:
@@ -469,7 +487,8 @@ class Hybrid(Recommender):
                         "ranks_new_users": self.ranks_new_users_,
                         "profile": {"item_names": list(self.profile_.item_names),
                                     "user_names": list(self.profile_.user_names),
-                                    "latest": self.profile_.latest}}
+                                    "latest": self.profile_.latest,
+                                    "devices": list(self.profile_.devices)}}
 
     def set_state(self, users: Vocabulary, items: Vocabulary, arrays: Mapping[str, np.ndarray],
                   meta: Mapping[str, Any], histories: HistorySource | None = None) -> Hybrid:
@@ -487,7 +506,8 @@ class Hybrid(Recommender):
         profile = Profile(np.asarray(arrays["profile.items"], np.float32),
                           tuple(names["item_names"][:]),
                           np.asarray(arrays["profile.users"], np.float32),
-                          tuple(names["user_names"]), int(names["latest"]))
+                          tuple(names["user_names"]), int(names["latest"]),
+                          tuple(str(d) for d in names.get("devices", ())))
         order = tuple(int(j) for j in meta["order"])
         if sorted(order) != list(range(len(sources))):
             raise DataError(f"the saved order {list(order)} is not one of the "
@@ -557,6 +577,34 @@ def _restore_sources(entries: Sequence[Mapping[str, Any]], prefix: str,
     return sources
 
 
+def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: int,
+                columns: slice) -> Lists:
+    """One list per user and device among the user's held pairs, besides the user's one: the
+    same candidates, the request's device set in ``columns``, labelled by the pairs chosen on
+    that device (``wanted``'s values are 1 + the device's position, 1 for none known). The
+    user's own list, without a device, keeps every held pair.
+
+    The ranker so learns what a user picks on each device, as a request asks from one, and
+    what they pick in all, as a request that names no device asks.
+    """
+    owner = np.repeat(np.arange(len(lists), dtype=np.int64), np.diff(wanted.indptr))
+    n_codes = columns.stop - columns.start + 1
+    code = wanted.data.astype(np.int64) - 1
+    entry_keys = np.concatenate([owner * n_codes, (owner * n_codes + code)[code > 0]])
+    entry_items = np.concatenate([wanted.indices, wanted.indices[code > 0]])
+    keys = np.unique(entry_keys)
+    indptr, pick = take_ranges(lists.indptr, keys // n_codes)
+    features = np.array(lists.features[pick])
+    rows = np.repeat(np.arange(len(keys)), np.diff(indptr))
+    device = (keys % n_codes)[rows]
+    on = np.flatnonzero(device > 0)
+    features[on, columns.start + device[on] - 1] = 1.0
+    entry_list = np.searchsorted(keys, entry_keys)
+    labels = np.isin(rows * n_items + items[pick], entry_list * n_items + entry_items)
+    return Lists(indptr, features, labels.astype(np.float32),
+                 np.bincount(entry_list, minlength=len(keys)).astype(np.int64))
+
+
 def _blocks(rows: np.ndarray, n_items: int) -> list[np.ndarray]:
     """``rows`` in blocks of at most :data:`_CELLS` scores (rows × items)."""
     size = max(1, _CELLS // max(n_items, 1))
@@ -603,6 +651,8 @@ def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
             label = what if "=" in what else "popularity"
         elif side == "user":
             label = "your profile"
+        elif side == "device":
+            label = "your device"
         elif what in ("score", "log-rank", "proposed"):
             label = f"{side}'s score"
         elif name.startswith("similarity"):

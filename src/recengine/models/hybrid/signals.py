@@ -1,9 +1,9 @@
 """What the ranker reads about each (query, candidate) pair, as one row of numbers.
 
-Every feature is one a refit leaves meaningful: source scores standardised per request and
-ranks (not raw factors, whose axes a refit rotates), item popularity as a share and its recent
-trend, encoded item and user features, the user's activity and recency, the request's hour and
-weekday, and how alike the candidate is to the user's recent items. :class:`Profile` holds the
+Every feature is one a refit leaves meaningful: source scores standardised per request and ranks
+(not raw factors, whose axes a refit rotates), item popularity as a share and its recent trend,
+encoded item and user features, the user's activity and recency, the request's hour, weekday and
+device, and how alike the candidate is to the user's recent items. :class:`Profile` holds the
 per-item and per-user part, computed once per fit; :func:`signals` adds the per-request part.
 """
 
@@ -22,13 +22,18 @@ from recengine.models.base import Recommender
 from recengine.models.features import FeatureEncoder
 from recengine.models.hybrid.candidates import Candidates
 
-__all__ = ["Profile", "feature_names", "first_answer", "signals"]
+__all__ = ["Profile", "device_columns", "feature_names", "first_answer", "known_devices",
+           "signals"]
 
 _DAY = 86_400.0
 _SOURCE_PARTS = ("score", "log-rank", "proposed")
 _REQUEST = ("log-history", "log-hours-since-active", "knows-time", "hour-sin", "hour-cos",
             "weekday-sin", "weekday-cos", "known-user")
 _SIMILARITY = ("similarity-max", "similarity-mean")
+#: A device is one of the ranker's inputs when at least this share of the training events that
+#: name a device name it (rarer ones read as unknown); at most :data:`MAX_DEVICES` of them.
+MIN_DEVICE_SHARE = 0.01
+MAX_DEVICES = 16
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,22 @@ class Profile:
     #: The training log's latest time (seconds), what "how long since active" is measured to
     #: when a request gives no time; :data:`NO_TIME` when the log has none.
     latest: int
+    #: The devices the ranker tells apart (one input each), the training log's most common;
+    #: none when its events name no device.
+    devices: tuple[str, ...] = ()
+
+    def device_codes(self, names: Sequence[str | None]) -> np.ndarray:
+        """Each name's position in :attr:`devices` plus one; 0 for a device not among them
+        (or none)."""
+        index = {name: k + 1 for k, name in enumerate(self.devices)}
+        return np.array([index.get(name, 0) if name else 0 for name in names], np.int64)
 
     @classmethod
-    def of(cls, data: TrainingData, *, max_columns: int, trend_days: float) -> Profile:
+    def of(cls, data: TrainingData, *, max_columns: int, trend_days: float,
+           devices: tuple[str, ...] = ()) -> Profile:
+        """``data``'s profile, telling ``devices`` apart: one list for every carve of a fit and
+        its final profile (see :func:`known_devices`), since the ranker's inputs are in their
+        order."""
         counts = data.item_counts().astype(np.float64)
         share = np.log((counts + 1.0) / (counts.sum() + len(counts)))
         percentile = (np.argsort(np.argsort(counts, kind="stable"), kind="stable")
@@ -65,7 +83,20 @@ class Profile:
         items = np.column_stack([share, percentile, trend, counts == 0,
                                  item_cols]).astype(np.float32)
         return cls(items, ("log-popularity-share", "popularity-percentile", "trend",
-                           "no-events", *item_names), user_cols, user_names, latest)
+                           "no-events", *item_names), user_cols, user_names, latest, devices)
+
+
+def known_devices(data: TrainingData) -> tuple[str, ...]:
+    """The log's devices with at least :data:`MIN_DEVICE_SHARE` of the events that name one,
+    the most common first (ties by name), at most :data:`MAX_DEVICES`."""
+    log = data.log
+    counts = np.bincount(log.devices, minlength=len(log.device_names))[1:]
+    named = counts.sum()
+    if not named:
+        return ()
+    order = sorted(range(len(counts)), key=lambda k: (-counts[k], log.device_names[k + 1]))
+    return tuple(log.device_names[k + 1] for k in order[:MAX_DEVICES]
+                 if counts[k] >= MIN_DEVICE_SHARE * named)
 
 
 def _encoded(table: pd.DataFrame, kinds: dict[str, FeatureKind], max_columns: int,
@@ -98,7 +129,15 @@ def feature_names(tags: Sequence[str], profile: Profile, similarity: bool) -> li
     names += [f"item:{n}" for n in profile.item_names]
     names += [f"user:{n}" for n in profile.user_names]
     names += list(_REQUEST)
+    names += [f"device:{d}" for d in profile.devices]
     return names + (list(_SIMILARITY) if similarity else []) + ["first-answer:score"]
+
+
+def device_columns(n_sources: int, profile: Profile) -> slice:
+    """Where :func:`signals` writes the request's device (one column per known device)."""
+    start = (len(_SOURCE_PARTS) * n_sources + len(profile.item_names) + len(profile.user_names)
+             + len(_REQUEST))
+    return slice(start, start + len(profile.devices))
 
 
 def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
@@ -156,7 +195,8 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
 
 def _request(queries: Queries, profile: Profile) -> np.ndarray:
     """Per query: history length, hours since the last event, hour and weekday of the
-    request (its time, else the last event's), whether the user is a training user."""
+    request (its time, else the last event's), whether the user is a training user, and the
+    request's device (its context's ``device``) one-hot over the profile's."""
     seqs = queries.sequences
     lengths = np.diff(seqs.indptr)
     last = np.full(len(queries), NO_TIME, dtype=np.int64)
@@ -172,10 +212,14 @@ def _request(queries: Queries, profile: Profile) -> np.ndarray:
     hour = 2 * np.pi * (seconds % _DAY) / _DAY
     weekday = 2 * np.pi * ((seconds // _DAY + 3) % 7) / 7  # 1970-01-01 was a Thursday
     on = knows.astype(np.float64)
+    devices = np.zeros((len(queries), len(profile.devices) + 1))
+    if profile.devices and queries.context is not None:
+        codes = profile.device_codes([c.get("device") for c in queries.context])
+        devices[np.arange(len(queries)), codes] = 1.0
     return np.column_stack([
         np.log1p(np.diff(queries.seen()[0])), np.log1p(since), on,
         on * np.sin(hour), on * np.cos(hour), on * np.sin(weekday), on * np.cos(weekday),
-        (queries.users >= 0)]).astype(np.float32)
+        (queries.users >= 0), devices[:, 1:]]).astype(np.float32)
 
 
 def _similarity(candidates: Candidates, queries: Queries, model: Recommender,
