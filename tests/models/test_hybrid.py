@@ -129,7 +129,11 @@ def test_the_ranker_learns_what_people_choose_on_each_device(tmp_path):
                    carves=2, ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}
                    ).fit(data)
     assert model.profile_.devices == ("mobile", "tv")
-    assert {"device:mobile", "device:tv"} <= set(model.feature_names)
+    assert {"device:mobile", "device:tv", "device:affinity"} <= set(model.feature_names)
+    short = np.array([int(str(i)[1:]) % 2 == 0 for i in data.items.ids])
+    affinity = model.profile_.affinity  # short items are only ever chosen on phones
+    assert (affinity[short, 0] > 0).all() and (affinity[short, 1] < 0).all()
+    assert (affinity[~short, 0] < 0).all() and (affinity[~short, 1] > 0).all()
     users = np.arange(data.n_users)
 
     def short_share(device: str | None, fitted: Hybrid = model) -> float:

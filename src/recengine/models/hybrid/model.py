@@ -53,6 +53,7 @@ from recengine.models.hybrid.ranker import (
 from recengine.models.hybrid.ratings import RatingHead, fit_rating_head, rating_feature_names
 from recengine.models.hybrid.signals import (
     Profile,
+    device_block,
     device_columns,
     feature_names,
     first_answer,
@@ -311,7 +312,7 @@ class Hybrid(Recommender):
                       np.diff(wanted.indptr).astype(np.int64))
         if not profile.devices:
             return lists
-        return _per_device(lists, items, wanted, data.n_items,
+        return _per_device(lists, items, wanted, data.n_items, profile,
                            device_columns(len(sources), profile))
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
@@ -475,6 +476,8 @@ class Hybrid(Recommender):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays: dict[str, np.ndarray] = {"profile.items": self.profile_.items,
                                          "profile.users": self.profile_.users}
+        if self.profile_.devices:
+            arrays["profile.affinity"] = self.profile_.affinity
         entries = _sources_state(self.sources_, "source", arrays)
         arrays |= network_arrays(self.ranker_, "ranker.")
         ratings = None
@@ -497,8 +500,12 @@ class Hybrid(Recommender):
         shapes their configurations give."""
         sources = _restore_sources(meta["sources"], "source", arrays, users, items, histories)
         names = meta["profile"]
-        for key, rows, columns in (("profile.items", len(items), len(names["item_names"])),
-                                   ("profile.users", len(users), len(names["user_names"]))):
+        devices = tuple(str(d) for d in names.get("devices", ()))
+        shapes = [("profile.items", len(items), len(names["item_names"])),
+                  ("profile.users", len(users), len(names["user_names"]))]
+        if devices:
+            shapes.append(("profile.affinity", len(items), len(devices)))
+        for key, rows, columns in shapes:
             if key not in arrays:
                 raise DataError(f"the saved state has no array {key!r}")
             if np.shape(arrays[key]) != (rows, columns):
@@ -506,8 +513,9 @@ class Hybrid(Recommender):
         profile = Profile(np.asarray(arrays["profile.items"], np.float32),
                           tuple(names["item_names"][:]),
                           np.asarray(arrays["profile.users"], np.float32),
-                          tuple(names["user_names"]), int(names["latest"]),
-                          tuple(str(d) for d in names.get("devices", ())))
+                          tuple(names["user_names"]), int(names["latest"]), devices,
+                          np.asarray(arrays["profile.affinity"], np.float32) if devices
+                          else np.zeros((0, 0), np.float32))
         order = tuple(int(j) for j in meta["order"])
         if sorted(order) != list(range(len(sources))):
             raise DataError(f"the saved order {list(order)} is not one of the "
@@ -578,11 +586,11 @@ def _restore_sources(entries: Sequence[Mapping[str, Any]], prefix: str,
 
 
 def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: int,
-                columns: slice) -> Lists:
-    """One list per user and device among the user's held pairs, besides the user's one: the
-    same candidates, the request's device set in ``columns``, labelled by the pairs chosen on
-    that device (``wanted``'s values are 1 + the device's position, 1 for none known). The
-    user's own list, without a device, keeps every held pair.
+                profile: Profile, columns: slice) -> Lists:
+    """One list per user and device among the user's held pairs, besides the user's one: the same
+    candidates, the request's device set in ``columns`` (:func:`device_block`), labelled by the
+    pairs chosen on that device (``wanted``'s values are 1 + the device's position, 1 for none
+    known). The user's own list, without a device, keeps every held pair.
 
     The ranker so learns what a user picks on each device, as a request asks from one, and
     what they pick in all, as a request that names no device asks.
@@ -596,9 +604,7 @@ def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: 
     indptr, pick = take_ranges(lists.indptr, keys // n_codes)
     features = np.array(lists.features[pick])
     rows = np.repeat(np.arange(len(keys)), np.diff(indptr))
-    device = (keys % n_codes)[rows]
-    on = np.flatnonzero(device > 0)
-    features[on, columns.start + device[on] - 1] = 1.0
+    features[:, columns] = device_block(profile, items[pick], (keys % n_codes)[rows])
     entry_list = np.searchsorted(keys, entry_keys)
     labels = np.isin(rows * n_items + items[pick], entry_list * n_items + entry_items)
     return Lists(indptr, features, labels.astype(np.float32),

@@ -10,7 +10,7 @@ per-item and per-user part, computed once per fit; :func:`signals` adds the per-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,8 @@ from recengine.models.base import Recommender
 from recengine.models.features import FeatureEncoder
 from recengine.models.hybrid.candidates import Candidates
 
-__all__ = ["Profile", "device_columns", "feature_names", "first_answer", "known_devices",
-           "signals"]
+__all__ = ["Profile", "device_block", "device_columns", "feature_names", "first_answer",
+           "known_devices", "signals"]
 
 _DAY = 86_400.0
 _SOURCE_PARTS = ("score", "log-rank", "proposed")
@@ -50,12 +50,14 @@ class Profile:
     #: The devices the ranker tells apart (one input each), the training log's most common;
     #: none when its events name no device.
     devices: tuple[str, ...] = ()
+    #: ``[n_items, len(devices)]``: how much more often than items at large each item's
+    #: events came from each device (the log of the ratio of smoothed shares).
+    affinity: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def device_codes(self, names: Sequence[str | None]) -> np.ndarray:
         """Each name's position in :attr:`devices` plus one; 0 for a device not among them
         (or none)."""
-        index = {name: k + 1 for k, name in enumerate(self.devices)}
-        return np.array([index.get(name, 0) if name else 0 for name in names], np.int64)
+        return _device_codes(self.devices, names)
 
     @classmethod
     def of(cls, data: TrainingData, *, max_columns: int, trend_days: float,
@@ -83,7 +85,28 @@ class Profile:
         items = np.column_stack([share, percentile, trend, counts == 0,
                                  item_cols]).astype(np.float32)
         return cls(items, ("log-popularity-share", "popularity-percentile", "trend",
-                           "no-events", *item_names), user_cols, user_names, latest, devices)
+                           "no-events", *item_names), user_cols, user_names, latest, devices,
+                   _affinity(data, devices))
+
+
+def _affinity(data: TrainingData, devices: tuple[str, ...]) -> np.ndarray:
+    """Each item's log share of its events from each of ``devices`` (among those devices),
+    less that of all events, with one event per device added (an item without events is at
+    0 for every device)."""
+    log = data.log
+    codes = _device_codes(devices, log.device_names)[log.devices]
+    known = codes > 0
+    counts = np.zeros((data.n_items, len(devices)))
+    np.add.at(counts, (log.items[known], codes[known] - 1), 1.0)
+    own = np.log((counts + 1.0) / (counts.sum(axis=1, keepdims=True) + len(devices)))
+    total = counts.sum(axis=0)
+    overall = np.log((total + 1.0) / (total.sum() + len(devices)))
+    return (own - overall).astype(np.float32)
+
+
+def _device_codes(devices: Sequence[str], names: Sequence[str | None]) -> np.ndarray:
+    index = {name: k + 1 for k, name in enumerate(devices)}
+    return np.array([index.get(name, 0) if name else 0 for name in names], np.int64)
 
 
 def known_devices(data: TrainingData) -> tuple[str, ...]:
@@ -130,14 +153,27 @@ def feature_names(tags: Sequence[str], profile: Profile, similarity: bool) -> li
     names += [f"user:{n}" for n in profile.user_names]
     names += list(_REQUEST)
     names += [f"device:{d}" for d in profile.devices]
+    names += ["device:affinity"] if profile.devices else []
     return names + (list(_SIMILARITY) if similarity else []) + ["first-answer:score"]
 
 
 def device_columns(n_sources: int, profile: Profile) -> slice:
-    """Where :func:`signals` writes the request's device (one column per known device)."""
+    """Where :func:`signals` writes the request's device (one column per known device, then
+    the candidate's :attr:`Profile.affinity` to it: :func:`device_block`)."""
     start = (len(_SOURCE_PARTS) * n_sources + len(profile.item_names) + len(profile.user_names)
              + len(_REQUEST))
-    return slice(start, start + len(profile.devices))
+    return slice(start, start + (len(profile.devices) + 1 if profile.devices else 0))
+
+
+def device_block(profile: Profile, items: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """For each candidate ``items[k]`` of a request from device ``codes[k]`` (see
+    :meth:`Profile.device_codes`; 0 unknown): the device one-hot and the item's affinity to
+    it (all 0 for an unknown device)."""
+    out = np.zeros((len(items), len(profile.devices) + 1), np.float32)
+    on = np.flatnonzero(codes > 0)
+    out[on, codes[on] - 1] = 1.0
+    out[on, -1] = profile.affinity[items[on], codes[on] - 1]
+    return out
 
 
 def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
@@ -186,6 +222,10 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
     user_block[known] = profile.users[users[known]]
     columns = [per_source, profile.items[items], user_block[rows],
                _request(queries, profile)[rows]]
+    if profile.devices:
+        codes = (profile.device_codes([c.get("device") for c in queries.context])
+                 if queries.context is not None else np.zeros(len(queries), np.int64))
+        columns.append(device_block(profile, items, codes[rows]))
     if similar_to is not None:
         columns.append(_similarity(candidates, queries, similar_to, recent))
     columns.append(np.zeros((len(items), 1), np.float32) if order is None else first_answer(
@@ -195,8 +235,7 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
 
 def _request(queries: Queries, profile: Profile) -> np.ndarray:
     """Per query: history length, hours since the last event, hour and weekday of the
-    request (its time, else the last event's), whether the user is a training user, and the
-    request's device (its context's ``device``) one-hot over the profile's."""
+    request (its time, else the last event's), whether the user is a training user."""
     seqs = queries.sequences
     lengths = np.diff(seqs.indptr)
     last = np.full(len(queries), NO_TIME, dtype=np.int64)
@@ -212,14 +251,10 @@ def _request(queries: Queries, profile: Profile) -> np.ndarray:
     hour = 2 * np.pi * (seconds % _DAY) / _DAY
     weekday = 2 * np.pi * ((seconds // _DAY + 3) % 7) / 7  # 1970-01-01 was a Thursday
     on = knows.astype(np.float64)
-    devices = np.zeros((len(queries), len(profile.devices) + 1))
-    if profile.devices and queries.context is not None:
-        codes = profile.device_codes([c.get("device") for c in queries.context])
-        devices[np.arange(len(queries)), codes] = 1.0
     return np.column_stack([
         np.log1p(np.diff(queries.seen()[0])), np.log1p(since), on,
         on * np.sin(hour), on * np.cos(hour), on * np.sin(weekday), on * np.cos(weekday),
-        (queries.users >= 0), devices[:, 1:]]).astype(np.float32)
+        (queries.users >= 0)]).astype(np.float32)
 
 
 def _similarity(candidates: Candidates, queries: Queries, model: Recommender,
