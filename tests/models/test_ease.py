@@ -1,5 +1,6 @@
-"""EASE: the interface, the closed form against a direct solve, and its two variants (EDLAE's
-emphasised dropout, the popularity exponent) against their definitions."""
+"""EASE: the interface, the closed form against a direct solve, and its variants (EDLAE's
+emphasised dropout, the popularity exponent, the user weight exponent) against their
+definitions."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from recengine.errors import DataError
 from recengine.models.ease import EASE, closed_form
+from recengine.models.item_item import interactions
 from tests.models.conformance import RecommenderConformance, small_data
 
 
@@ -27,20 +29,25 @@ class TestEASEWeighted(RecommenderConformance):
 class TestEASEVariants(RecommenderConformance):
     model_class = EASE
     params: ClassVar[dict[str, object]] = {"l2": 3.0, "dropout": 0.4,
-                                           "popularity_exponent": 0.5}
+                                           "popularity_exponent": 0.5,
+                                           "user_weight_exponent": 0.7}
 
 
-def ridge_per_item(X: np.ndarray, penalty: float | np.ndarray) -> np.ndarray:
+def ridge_per_item(X: np.ndarray, penalty: float | np.ndarray,
+                   user_weights: np.ndarray | None = None) -> np.ndarray:
     """EASE's definition solved directly: column ``j`` of ``B`` is the ridge regression of
-    item ``j`` on every other item, ``min ‖X_j − X_{−j} b‖² + Σ_i Λ_i b_i²`` (no closed form),
-    with ``Λ_i = penalty`` (λ) or ``penalty[i]``."""
+    item ``j`` on every other item, ``min Σ_u d_u (X_uj − X_{u,−j} b)² + Σ_i Λ_i b_i²`` (no
+    closed form), with ``Λ_i = penalty`` (λ) or ``penalty[i]``, ``d_u = user_weights[u]`` or
+    1."""
     n = X.shape[1]
     penalty = np.broadcast_to(np.asarray(penalty, dtype=np.float64), (n,))
+    d = np.ones(len(X)) if user_weights is None else user_weights
     B = np.zeros((n, n))
     for j in range(n):
         others = np.delete(np.arange(n), j)
         A = X[:, others]
-        B[others, j] = np.linalg.solve(A.T @ A + np.diag(penalty[others]), A.T @ X[:, j])
+        B[others, j] = np.linalg.solve(A.T @ (d[:, None] * A) + np.diag(penalty[others]),
+                                       A.T @ (d * X[:, j]))
     return B
 
 
@@ -126,7 +133,8 @@ def test_two_fits_give_the_same_weights():
 
 def test_invalid_parameters_are_refused():
     for bad in ({"l2": 0.0}, {"max_items": 0}, {"dropout": 1.0}, {"dropout": -0.1},
-                {"popularity_exponent": -0.5}, {"popularity_exponent": 1.5}):
+                {"popularity_exponent": -0.5}, {"popularity_exponent": 1.5},
+                {"user_weight_exponent": -0.1}, {"user_weight_exponent": 2.5}):
         with pytest.raises(DataError, match="invalid ease parameter"):
             EASE(**bad)
 
@@ -139,14 +147,15 @@ def test_the_tuner_searches_higher_l2_for_weighted_feedback():
 
 
 def test_the_tuner_searches_the_variants_from_plain_ease():
-    """Both variants' ranges start at 0, their default (the tuner's first trial is plain EASE),
-    on a linear scale; dropout stops short of 1, where its penalty is infinite, the exponent
-    at ½, the cosine's normalisation."""
+    """The variants' ranges start at 0, their default (the tuner's first trial is plain EASE),
+    on a linear scale; dropout stops short of 1, where its penalty is infinite, the popularity
+    exponent at ½, the cosine's normalisation, the user weight exponent at 1, ``1/n_u``."""
     space = EASE.search_space({})
     assert space["dropout"] == ("float", 0.0, 0.9, False)
     assert space["popularity_exponent"] == ("float", 0.0, 0.5, False)
+    assert space["user_weight_exponent"] == ("float", 0.0, 1.0, False)
     defaults = EASE.Config()
-    assert defaults.dropout == 0 and defaults.popularity_exponent == 0
+    assert defaults.dropout == defaults.popularity_exponent == defaults.user_weight_exponent == 0
 
 
 # -- EDLAE: emphasised dropout (Steck 2020) ------------------------------------------------------
@@ -201,10 +210,14 @@ def test_the_dropout_closed_form_minimises_the_expected_emphasised_loss():
     assert objective(B) < objective(closed_form(X, l2).astype(np.float64)) - 1e-3
 
 
-def test_dropout_zero_is_plain_ease_bit_for_bit():
+@pytest.mark.parametrize("option", ["dropout", "popularity_exponent", "user_weight_exponent"])
+def test_each_variant_at_zero_is_plain_ease_bit_for_bit(option):
+    """0 takes plain EASE's path: the weights of every figure measured before the options
+    were added do not move by a bit (a weighted path with weights 1 would round otherwise)."""
     data = small_data()
-    np.testing.assert_array_equal(EASE(l2=7.0, dropout=0.0).fit(data).weights_,
-                                  EASE(l2=7.0).fit(data).weights_)
+    plain = closed_form(interactions(data.feedback, True), 7.0)
+    np.testing.assert_array_equal(EASE(l2=7.0, **{option: 0.0}).fit(data).weights_, plain)
+    assert not np.array_equal(EASE(l2=7.0, **{option: 0.3}).fit(data).weights_, plain)
 
 
 def test_dropout_shrinks_frequent_items_more():
@@ -260,6 +273,42 @@ def test_a_larger_exponent_recommends_less_popular_items():
                          .recommend_indices(users, 5)[0]].mean() for beta in (0.0, 0.5, 1.0)]
     assert mean_count[0] > mean_count[1] > mean_count[2]
 
+
+# -- the user weight exponent --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_the_user_weight_exponent_weighs_each_users_errors(binary):
+    """Each column is the ridge regression with user ``u``'s squared errors weighted by
+    ``d_u ∝ ‖x_u‖^−2γ`` (``n_u^−γ`` for binary data), scaled so ``Σ_u d_u ‖x_u‖² = Σ ‖x_u‖²``
+    (λ keeps its size); the diagonal stays 0."""
+    data = small_data(n_users=25, n_items=12)
+    X = (data.feedback.toarray() != 0 if binary else data.feedback.toarray()).astype(np.float64)
+    gamma = 0.8
+    norms = (X ** 2).sum(axis=1)
+    d = np.where(norms > 0, np.maximum(norms, 1e-12) ** -gamma, 1.0)
+    d *= norms.sum() / (d * norms).sum()
+    model = EASE(l2=2.0, user_weight_exponent=gamma, binary=binary).fit(data)
+    np.testing.assert_allclose(model.weights_, ridge_per_item(X, 2.0, d), atol=2e-6)
+    assert np.diag(model.weights_).tolist() == [0.0] * 12
+
+
+def test_heavy_users_co_occurrences_count_for_less():
+    """``a`` came with ``b`` for four heavy users (20 other items each), with ``c`` for three
+    users who chose nothing else. With λ large, ``B`` is the (weighted) co-occurrence counts:
+    ``b`` follows ``a`` in plain EASE; with each user's errors weighted by ``1/n_u``, the light
+    users' pairs win and ``c`` does."""
+    rng = np.random.default_rng(0)
+    heavy = np.zeros((4, 40))
+    heavy[:, :2] = 1
+    for row in heavy:
+        row[3 + rng.choice(37, size=20, replace=False)] = 1
+    light = np.zeros((3, 40))
+    light[:, [0, 2]] = 1
+    X = np.vstack([heavy, light])
+    after_a = {gamma: closed_form(X, 1e3, user_weight_exponent=gamma)[0] for gamma in (0.0, 1.0)}
+    assert after_a[0.0][1] > after_a[0.0][2]
+    assert after_a[1.0][2] > after_a[1.0][1]
 
 
 def test_a_large_catalogue_is_inverted_on_one_thread_to_the_same_weights(monkeypatch):
