@@ -1,5 +1,6 @@
-"""EASE: the interface, the closed form against a direct solve, and its two variants (EDLAE's
-emphasised dropout, the popularity exponent) against their definitions."""
+"""EASE: the interface, the closed form against a direct solve, and its variants (EDLAE's
+emphasised dropout, the popularity exponent, the user weight exponent) against their
+definitions."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 from recengine.errors import DataError
 from recengine.models.ease import EASE, closed_form
+from recengine.models.item_item import interactions
 from tests.models.conformance import RecommenderConformance, small_data
+
+#: Plain EASE (Steck 2019): the defaults weigh users and items (see the module), which the
+#: tests of the closed form's definition turn off.
+PLAIN: dict[str, float] = {"popularity_exponent": 0.0, "user_weight_exponent": 0.0}
 
 
 class TestEASE(RecommenderConformance):
@@ -19,28 +26,38 @@ class TestEASE(RecommenderConformance):
     params: ClassVar[dict[str, object]] = {"l2": 10.0}
 
 
+class TestPlainEASE(RecommenderConformance):
+    model_class = EASE
+    params: ClassVar[dict[str, object]] = {"l2": 10.0, **PLAIN}
+
+
 class TestEASEWeighted(RecommenderConformance):
     model_class = EASE
-    params: ClassVar[dict[str, object]] = {"l2": 3.0, "binary": False}
+    params: ClassVar[dict[str, object]] = {"l2": 3.0, "binary": False, **PLAIN}
 
 
 class TestEASEVariants(RecommenderConformance):
     model_class = EASE
     params: ClassVar[dict[str, object]] = {"l2": 3.0, "dropout": 0.4,
-                                           "popularity_exponent": 0.5}
+                                           "popularity_exponent": 0.5,
+                                           "user_weight_exponent": 0.7}
 
 
-def ridge_per_item(X: np.ndarray, penalty: float | np.ndarray) -> np.ndarray:
+def ridge_per_item(X: np.ndarray, penalty: float | np.ndarray,
+                   user_weights: np.ndarray | None = None) -> np.ndarray:
     """EASE's definition solved directly: column ``j`` of ``B`` is the ridge regression of
-    item ``j`` on every other item, ``min ‖X_j − X_{−j} b‖² + Σ_i Λ_i b_i²`` (no closed form),
-    with ``Λ_i = penalty`` (λ) or ``penalty[i]``."""
+    item ``j`` on every other item, ``min Σ_u d_u (X_uj − X_{u,−j} b)² + Σ_i Λ_i b_i²`` (no
+    closed form), with ``Λ_i = penalty`` (λ) or ``penalty[i]``, ``d_u = user_weights[u]`` or
+    1."""
     n = X.shape[1]
     penalty = np.broadcast_to(np.asarray(penalty, dtype=np.float64), (n,))
+    d = np.ones(len(X)) if user_weights is None else user_weights
     B = np.zeros((n, n))
     for j in range(n):
         others = np.delete(np.arange(n), j)
         A = X[:, others]
-        B[others, j] = np.linalg.solve(A.T @ A + np.diag(penalty[others]), A.T @ X[:, j])
+        B[others, j] = np.linalg.solve(A.T @ (d[:, None] * A) + np.diag(penalty[others]),
+                                       A.T @ (d * X[:, j]))
     return B
 
 
@@ -54,7 +71,7 @@ def test_weights_are_the_per_item_ridge_regressions(binary):
     X = dense_feedback(data)
     if binary:
         X = (data.feedback.toarray() != 0).astype(np.float64)
-    model = EASE(l2=2.0, binary=binary).fit(data)
+    model = EASE(l2=2.0, binary=binary, **PLAIN).fit(data)
     np.testing.assert_allclose(model.weights_, ridge_per_item(X, 2.0), atol=2e-6)
     assert model.weights_.dtype == np.float32 and np.diag(model.weights_).tolist() == [0.0] * 12
     assert model.weights_.flags.c_contiguous  # scoring reads rows: a column-major B was copied
@@ -69,14 +86,15 @@ def test_a_large_l2_tends_to_co_occurrence_counts():
     co = X.T @ X
     np.fill_diagonal(co, 0.0)
     l2 = 1e6
-    np.testing.assert_allclose(l2 * EASE(l2=l2).fit(data).weights_, co, rtol=1e-3, atol=1e-3)
+    weights = EASE(l2=l2, **PLAIN).fit(data).weights_
+    np.testing.assert_allclose(l2 * weights, co, rtol=1e-3, atol=1e-3)
 
 
 def test_items_that_never_go_together_push_each_other_down():
     """Negative weights, which a neighbourhood model lacks: an item whose users never chose
     the history's item ranks below one nobody chose."""
     data = small_data(n_users=60)
-    model = EASE(l2=5.0).fit(data)
+    model = EASE(l2=5.0, **PLAIN).fit(data)
     assert model.weights_.min() < 0
     ids, scores = model.recommend_history(["i0"], data.n_items - 1)
     (nobody,) = np.flatnonzero(ids == "i29")  # catalogue-only: no weight either way
@@ -126,7 +144,8 @@ def test_two_fits_give_the_same_weights():
 
 def test_invalid_parameters_are_refused():
     for bad in ({"l2": 0.0}, {"max_items": 0}, {"dropout": 1.0}, {"dropout": -0.1},
-                {"popularity_exponent": -0.5}, {"popularity_exponent": 1.5}):
+                {"popularity_exponent": -0.5}, {"popularity_exponent": 1.5},
+                {"user_weight_exponent": -0.1}, {"user_weight_exponent": 2.5}):
         with pytest.raises(DataError, match="invalid ease parameter"):
             EASE(**bad)
 
@@ -138,15 +157,18 @@ def test_the_tuner_searches_higher_l2_for_weighted_feedback():
     assert weighted[2] == 10 * binary[2] and binary[1] <= 500 <= binary[2]
 
 
-def test_the_tuner_searches_the_variants_from_plain_ease():
-    """Both variants' ranges start at 0, their default (the tuner's first trial is plain EASE),
-    on a linear scale; dropout stops short of 1, where its penalty is infinite, the exponent
-    at ½, the cosine's normalisation."""
+def test_the_tuner_searches_the_variants_from_plain_ease_through_the_defaults():
+    """The variants' ranges start at 0, plain EASE, on a linear scale, and hold the defaults
+    (the tuner's first trial); dropout stops short of 1, where its penalty is infinite, the
+    popularity exponent at ½, the cosine's normalisation, the user weight exponent at 1,
+    ``1/n_u``."""
     space = EASE.search_space({})
     assert space["dropout"] == ("float", 0.0, 0.9, False)
     assert space["popularity_exponent"] == ("float", 0.0, 0.5, False)
-    defaults = EASE.Config()
-    assert defaults.dropout == 0 and defaults.popularity_exponent == 0
+    assert space["user_weight_exponent"] == ("float", 0.0, 1.0, False)
+    defaults = EASE.Config().model_dump()
+    for name, (_, low, high, _) in space.items():
+        assert low <= defaults[name] <= high
 
 
 # -- EDLAE: emphasised dropout (Steck 2020) ------------------------------------------------------
@@ -172,11 +194,11 @@ def test_dropout_adds_a_penalty_proportional_to_each_items_count(binary):
     data = small_data(n_users=25, n_items=12)
     X = (data.feedback.toarray() != 0 if binary else data.feedback.toarray()).astype(np.float64)
     p = 0.3
-    model = EASE(l2=2.0, dropout=p, binary=binary).fit(data)
+    model = EASE(l2=2.0, dropout=p, binary=binary, **PLAIN).fit(data)
     penalty = 2.0 + p / (1 - p) * (X ** 2).sum(axis=0)
     np.testing.assert_allclose(model.weights_, ridge_per_item(X, penalty), atol=2e-6)
     assert np.diag(model.weights_).tolist() == [0.0] * 12
-    assert not np.allclose(model.weights_, EASE(l2=2.0, binary=binary).fit(data).weights_,
+    assert not np.allclose(model.weights_, EASE(l2=2.0, binary=binary, **PLAIN).fit(data).weights_,
                            atol=1e-3)
 
 
@@ -201,17 +223,29 @@ def test_the_dropout_closed_form_minimises_the_expected_emphasised_loss():
     assert objective(B) < objective(closed_form(X, l2).astype(np.float64)) - 1e-3
 
 
-def test_dropout_zero_is_plain_ease_bit_for_bit():
+def test_the_variants_at_zero_are_plain_ease_bit_for_bit():
+    """At 0 each option takes plain EASE's path: Steck's formula, written out here, to the bit
+    (a weighted path with weights 1 would round otherwise), so figures measured with plain
+    EASE stand; each option away from 0 changes the weights."""
     data = small_data()
-    np.testing.assert_array_equal(EASE(l2=7.0, dropout=0.0).fit(data).weights_,
-                                  EASE(l2=7.0).fit(data).weights_)
+    X = interactions(data.feedback, True)
+    G = (X.T @ X).toarray().astype(np.float64)
+    G[np.diag_indices_from(G)] += 7.0
+    P = scipy.linalg.inv(G, assume_a="pos")
+    P /= -np.diag(P)[None, :]
+    np.fill_diagonal(P, 0.0)
+    plain = P.astype(np.float32)
+    np.testing.assert_array_equal(EASE(l2=7.0, dropout=0.0, **PLAIN).fit(data).weights_, plain)
+    for option in ("dropout", "popularity_exponent", "user_weight_exponent"):
+        varied = EASE(l2=7.0, **(PLAIN | {option: 0.3})).fit(data).weights_
+        assert not np.allclose(varied, plain, atol=1e-4)
 
 
 def test_dropout_shrinks_frequent_items_more():
     """The extra penalty grows with an item's count: the rows of frequent history items lose a
     larger share of their weight than those of rare ones."""
     data = small_data(n_users=60)
-    plain, dropped = EASE(l2=5.0).fit(data), EASE(l2=5.0, dropout=0.5).fit(data)
+    plain, dropped = EASE(l2=5.0, **PLAIN).fit(data), EASE(l2=5.0, dropout=0.5, **PLAIN).fit(data)
     counts = (data.feedback != 0).sum(axis=0)
     chosen = np.flatnonzero(counts)
     kept = (np.abs(dropped.weights_).sum(axis=1)[chosen]
@@ -231,7 +265,7 @@ def test_the_popularity_exponent_fits_ease_on_the_scaled_columns():
     beta = 0.7
     s = np.where(counts > 0, np.maximum(counts, 1) ** -beta, 1.0)
     s *= np.sqrt(counts.sum() / (s ** 2 * counts).sum())
-    model = EASE(l2=2.0, popularity_exponent=beta).fit(data)
+    model = EASE(l2=2.0, popularity_exponent=beta, user_weight_exponent=0.0).fit(data)
     expected = s[:, None] * ridge_per_item(X * s, 2.0)
     np.testing.assert_allclose(model.weights_, expected, atol=2e-6)
     assert np.diag(model.weights_).tolist() == [0.0] * 12
@@ -256,10 +290,47 @@ def test_a_larger_exponent_recommends_less_popular_items():
     data = small_data(n_users=60)
     counts = (data.feedback != 0).sum(axis=0)
     users = np.arange(data.n_users)
-    mean_count = [counts[EASE(l2=5.0, popularity_exponent=beta).fit(data)
+    mean_count = [counts[EASE(l2=5.0, popularity_exponent=beta, user_weight_exponent=0).fit(data)
                          .recommend_indices(users, 5)[0]].mean() for beta in (0.0, 0.5, 1.0)]
     assert mean_count[0] > mean_count[1] > mean_count[2]
 
+
+# -- the user weight exponent --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_the_user_weight_exponent_weighs_each_users_errors(binary):
+    """Each column is the ridge regression with user ``u``'s squared errors weighted by
+    ``d_u ∝ ‖x_u‖^−2γ`` (``n_u^−γ`` for binary data), scaled so ``Σ_u d_u ‖x_u‖² = Σ ‖x_u‖²``
+    (λ keeps its size); the diagonal stays 0."""
+    data = small_data(n_users=25, n_items=12)
+    X = (data.feedback.toarray() != 0 if binary else data.feedback.toarray()).astype(np.float64)
+    gamma = 0.8
+    norms = (X ** 2).sum(axis=1)
+    d = np.where(norms > 0, np.maximum(norms, 1e-12) ** -gamma, 1.0)
+    d *= norms.sum() / (d * norms).sum()
+    model = EASE(l2=2.0, user_weight_exponent=gamma, popularity_exponent=0.0,
+                 binary=binary).fit(data)
+    np.testing.assert_allclose(model.weights_, ridge_per_item(X, 2.0, d), atol=2e-6)
+    assert np.diag(model.weights_).tolist() == [0.0] * 12
+
+
+def test_heavy_users_co_occurrences_count_for_less():
+    """``a`` came with ``b`` for four heavy users (20 other items each), with ``c`` for three
+    users who chose nothing else. With λ large, ``B`` is the (weighted) co-occurrence counts:
+    ``b`` follows ``a`` in plain EASE; with each user's errors weighted by ``1/n_u``, the light
+    users' pairs win and ``c`` does."""
+    rng = np.random.default_rng(0)
+    heavy = np.zeros((4, 40))
+    heavy[:, :2] = 1
+    for row in heavy:
+        row[3 + rng.choice(37, size=20, replace=False)] = 1
+    light = np.zeros((3, 40))
+    light[:, [0, 2]] = 1
+    X = np.vstack([heavy, light])
+    after_a = {gamma: closed_form(X, 1e3, user_weight_exponent=gamma)[0] for gamma in (0.0, 1.0)}
+    assert after_a[0.0][1] > after_a[0.0][2]
+    assert after_a[1.0][2] > after_a[1.0][1]
 
 
 def test_a_large_catalogue_is_inverted_on_one_thread_to_the_same_weights(monkeypatch):
