@@ -226,6 +226,24 @@ def test_it_is_registered_and_saved_whole(tmp_path):
     assert loaded.training_ == model.training_
 
 
+def test_the_start_is_the_blend_of_sources_that_ranked_the_training_lists_best():
+    data = small_data()
+    model = Hybrid(**QUICK).fit(data)
+    per_blend = model.training_["training_ndcg@10_per_blend"]
+    assert model.blend_ == int(max(per_blend, key=lambda b: (per_blend[b], -int(b))))
+    queries = data.queries(np.arange(5))
+    candidates = propose(model.sources_, queries, model.config.candidates)
+    served = model._signals(candidates, queries, model.sources_, model.profile_, model.order_,
+                            model.blend_)[:, -1]
+    known = model.profile_.items[candidates.items, 3] == 0  # items without events: apart
+    for row in range(len(candidates)):  # the mean of the first blend_ sources that answer
+        span = np.arange(candidates.indptr[row], candidates.indptr[row + 1])
+        span = span[known[span]]
+        scores = candidates.scores[span]
+        answering = [j for j in model.order_ if np.ptp(scores[:, j]) > 0][:model.blend_]
+        np.testing.assert_allclose(served[span], scores[:, answering].mean(axis=1), rtol=1e-5)
+
+
 def test_similar_items_and_diversity_come_from_the_similarity_source():
     from recengine.models.base import Capability
     from recengine.models.rules import RuleEngine, parse_rules

@@ -177,41 +177,49 @@ def device_block(profile: Profile, items: np.ndarray, codes: np.ndarray) -> np.n
 
 
 def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
-                 unknown: np.ndarray | None = None) -> np.ndarray:
+                 unknown: np.ndarray | None = None, blend: int = 1) -> np.ndarray:
     """Each candidate's standardised score from the first source in ``order`` that tells the
-    query's candidates apart (a source that needs a history scores a new user's all alike).
-    Candidates flagged ``unknown`` (items without training events: a collaborative source
-    scores them all alike) are placed among themselves the same way, by their own first source.
+    query's candidates apart (a source that needs a history scores a new user's all alike),
+    or the mean of the first ``blend`` such sources' scores. Candidates flagged ``unknown``
+    (items without training events: a collaborative source scores them all alike) are placed
+    among themselves the same way, by their own first sources.
 
-    What the ranker starts from: the best source where it has an answer, the next where not.
-    Query 0's two candidates score alike by source 0, so source 1 orders them:
+    What the ranker starts from: the best source (or sources) where it has an answer, the next
+    where not. Query 0's two candidates score alike by source 0, so source 1 orders them:
 
     >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
     ...              np.array([0, 2, 4]), order=[0, 1]).tolist()
     [0.5, 0.25, 0.5, 0.75]
+    >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
+    ...              np.array([0, 2, 4]), order=[0, 1], blend=2).tolist()
+    [0.5, 0.25, 1.25, 0.875]
     """
     scores = np.asarray(scores, dtype=np.float32)
     lengths = np.diff(indptr)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     flag = np.zeros(len(scores), np.int64) if unknown is None else np.asarray(unknown, np.int64)
     group = rows * 2 + flag
-    chosen = np.full(2 * len(lengths), -1)
+    taken = np.zeros(2 * len(lengths), np.int64)  # sources averaged so far, per group
+    total = np.zeros(len(scores), np.float32)
     for source in order:
-        high = np.full(len(chosen), -np.inf, np.float32)
-        low = np.full(len(chosen), np.inf, np.float32)
+        high = np.full(len(taken), -np.inf, np.float32)
+        low = np.full(len(taken), np.inf, np.float32)
         np.maximum.at(high, group, scores[:, source])
         np.minimum.at(low, group, scores[:, source])
-        chosen[(chosen < 0) & (high > low)] = source
-    chosen[chosen < 0] = order[0]
-    return scores[np.arange(len(scores)), chosen[group]]
+        take = (taken < blend) & (high > low)
+        total += np.where(take[group], scores[:, source], np.float32(0.0))
+        taken += take
+    none = taken[group] == 0
+    total[none] = scores[none, order[0]]
+    return total / np.maximum(taken[group], 1).astype(np.float32)
 
 
 def signals(candidates: Candidates, queries: Queries, profile: Profile,
             similar_to: Recommender | None, recent: int,
-            order: Sequence[int] | None) -> np.ndarray:
+            order: Sequence[int] | None, blend: int = 1) -> np.ndarray:
     """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says; the
-    sources' preference ``order`` gives the last (:func:`first_answer`), left at 0 when the
-    order is not known yet (a fit learns it from the lists these signals make)."""
+    sources' preference ``order`` and ``blend`` give the last (:func:`first_answer`), left at
+    0 when the order is not known yet (a fit learns it from the lists these signals make)."""
     rows, items = candidates.rows, candidates.items
     proposed = candidates.proposed.astype(np.float32)
     per_source = np.stack([candidates.scores, np.log1p(candidates.ranks.astype(np.float32)),
@@ -229,7 +237,8 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
     if similar_to is not None:
         columns.append(_similarity(candidates, queries, similar_to, recent))
     columns.append(np.zeros((len(items), 1), np.float32) if order is None else first_answer(
-        candidates.scores, candidates.indptr, order, unknown=profile.items[items, 3] > 0)[:, None])
+        candidates.scores, candidates.indptr, order, unknown=profile.items[items, 3] > 0,
+        blend=blend)[:, None])
     return np.hstack(columns).astype(np.float32)
 
 
