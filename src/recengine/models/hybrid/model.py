@@ -141,6 +141,10 @@ class Hybrid(Recommender):
     #: Whether the ranker orders new users' candidates (it validated better on enough of
     #: them), or they keep the sources' first answer.
     ranks_new_users_: bool
+    #: Whether the ranker orders requests that name no known device (it validated better on
+    #: such lists), or they keep the sources' first answer; True when the training events
+    #: named no device (every request is then such a request, as the ranker learned from).
+    ranks_without_device_: bool
     #: How training went: epochs run, the best, the validation nDCG@10 of the ranker and of
     #: each source alone on the same carved users (and the rating head's, when it has one).
     training_: dict[str, Any]
@@ -251,13 +255,15 @@ class Hybrid(Recommender):
                                          train.features.shape[1] - 1)
             network.to("cpu")
         new_users = _ranks_new_users(network, valid, names.index("log-history"))
+        without_device = not profile.devices or clearly_better(
+            *_without_device(network, valid, device_columns(len(sources), profile)))
         training = {"epochs": epochs.run, "best_epoch": epochs.best,
                     "validation_ndcg@10": validation_ndcg(valid, ranker_scores(
                         network, valid.features, "cpu")),
                     "train_users": len(train_users), "validation_users": len(valid_users),
                     "starts_from": [sources[j].tag for j in order], "blend": blend,
                     "training_ndcg@10_per_blend": {str(b): v for b, v in blends.items()},
-                    "ranks_new_users": new_users,
+                    "ranks_new_users": new_users, "ranks_without_device": without_device,
                     "sources_validation_ndcg@10": alone}
         if rating_training is not None:
             training["rating_head"] = rating_training
@@ -266,6 +272,7 @@ class Hybrid(Recommender):
             profile = self._profile(data, devices)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
                 "order_": tuple(order), "blend_": blend, "ranks_new_users_": new_users,
+                "ranks_without_device_": without_device,
                 "training_": training, "ratings_": ratings}
 
     def _fit_ratings(self, data: TrainingData, options: TrainingOptions, seed: int,
@@ -342,6 +349,9 @@ class Hybrid(Recommender):
         if not self.ranks_new_users_:
             new = np.diff(queries.seen()[0])[candidates.rows] == 0
             ranked[new] = features[new, -1]
+        if not self.ranks_without_device_:
+            plain = ~features[:, device_columns(len(self.sources_), self.profile_)].any(axis=1)
+            ranked[plain] = features[plain, -1]
         return candidates, ranked
 
     def _score(self, queries: Queries) -> np.ndarray:
@@ -500,6 +510,7 @@ class Hybrid(Recommender):
         return arrays, {"sources": entries, "training": self.training_, "ratings": ratings,
                         "order": list(self.order_), "blend": self.blend_,
                         "ranks_new_users": self.ranks_new_users_,
+                        "ranks_without_device": self.ranks_without_device_,
                         "profile": {"item_names": list(self.profile_.item_names),
                                     "user_names": list(self.profile_.user_names),
                                     "latest": self.profile_.latest,
@@ -544,6 +555,8 @@ class Hybrid(Recommender):
                                      "ranker_": network, "order_": order,
                                      "blend_": int(meta.get("blend", 1)),
                                      "ranks_new_users_": bool(meta["ranks_new_users"]),
+                                     "ranks_without_device_": bool(
+                                         meta.get("ranks_without_device", True)),
                                      "training_": dict(meta["training"]),
                                      "ratings_": self._restore_ratings(
                                          meta.get("ratings"), arrays, users, items, profile,
@@ -657,6 +670,17 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
     part = valid.take(new)
     return clearly_better(part, ranker_scores(network, part.features, "cpu"),
                           part.features[:, -1])
+
+
+def _without_device(network: Any, valid: Lists,
+                    columns: slice) -> tuple[Lists, np.ndarray, np.ndarray]:
+    """The validation lists that name no device, the ranker's scores of them and the first
+    answer's: requests without a device keep the first answer unless the ranker is
+    :func:`clearly_better` on these (it learned mostly from lists that name one)."""
+    starts = valid.indptr[:-1][np.diff(valid.indptr) > 0]
+    lists = np.flatnonzero(np.diff(valid.indptr) > 0)
+    part = valid.take(lists[~valid.features[starts, columns].any(axis=1)])
+    return part, ranker_scores(network, part.features, "cpu"), part.features[:, -1]
 
 
 def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
