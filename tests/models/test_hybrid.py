@@ -362,6 +362,15 @@ def test_the_ranker_takes_over_only_on_a_gain_the_carve_can_tell_from_chance():
     lucky = blind.copy()
     lucky[:length] = labels[:length]
     assert not clearly_better(lists, lucky, blind)
+    # two users' lists, each copied fifteen times (one per device, say), better ranked among
+    # sixty users: thirty lists of eighty-eight gain, but two users of sixty
+    which = np.concatenate([np.repeat(np.arange(2), 15), np.arange(2, n_lists)])
+    copies = lists.take(which)
+    base = rng.random(len(copies.labels))
+    gained = np.where(np.repeat(which, length) < 2, copies.labels + 0.1 * base, base)
+    assert clearly_better(copies, gained, base)
+    owned = Lists(copies.indptr, copies.features, copies.labels, copies.n_relevant, which)
+    assert not clearly_better(owned, gained, base)
 
 
 def test_items_without_events_are_ordered_by_the_first_source_that_knows_them():

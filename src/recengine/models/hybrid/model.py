@@ -326,7 +326,7 @@ class Hybrid(Recommender):
         labels = np.isin(rows * data.n_items + items, keys + wanted.indices)
         features = np.vstack([f for _, f in parts]) if parts else np.zeros((0, 0), np.float32)
         lists = Lists(indptr, features, labels.astype(np.float32),
-                      np.diff(wanted.indptr).astype(np.int64))
+                      np.diff(wanted.indptr).astype(np.int64), np.asarray(users, np.int64))
         if not profile.devices:
             return lists
         return _per_device(lists, items, wanted, data.n_items, profile,
@@ -633,8 +633,10 @@ def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: 
     features[:, columns] = device_block(profile, items[pick], (keys % n_codes)[rows])
     entry_list = np.searchsorted(keys, entry_keys)
     labels = np.isin(rows * n_items + items[pick], entry_list * n_items + entry_items)
+    assert lists.users is not None  # made by Hybrid._lists, which names them
     return Lists(indptr, features, labels.astype(np.float32),
-                 np.bincount(entry_list, minlength=len(keys)).astype(np.int64))
+                 np.bincount(entry_list, minlength=len(keys)).astype(np.int64),
+                 lists.users[keys // n_codes])
 
 
 def _blocks(rows: np.ndarray, n_items: int) -> list[np.ndarray]:

@@ -29,13 +29,15 @@ __all__ = ["Lists", "NetworkShape", "build_network", "clearly_better", "fit_rank
 @dataclass(frozen=True)
 class Lists:
     """Candidate lists to learn from: rows of ``features`` ragged by ``indptr`` (one list per
-    user), ``labels`` 1 for the items the user chose, and each user's number of chosen items
-    in all (found by the candidates or not: the ideal nDCG counts them all)."""
+    request), ``labels`` 1 for the items the user chose, and each list's number of chosen items
+    in all (found by the candidates or not: the ideal nDCG counts them all); ``users``, when
+    known, the user of each list (a user may have several: one per device, one per carve)."""
 
     indptr: np.ndarray
     features: np.ndarray
     labels: np.ndarray
     n_relevant: np.ndarray
+    users: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -46,14 +48,17 @@ class Lists:
         lengths = np.concatenate([np.diff(p.indptr) for p in parts])
         indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
+        users = (None if any(p.users is None for p in parts)
+                 else np.concatenate([p.users for p in parts if p.users is not None]))
         return cls(indptr, np.vstack([p.features for p in parts]),
                    np.concatenate([p.labels for p in parts]),
-                   np.concatenate([p.n_relevant for p in parts]))
+                   np.concatenate([p.n_relevant for p in parts]), users)
 
     def take(self, lists: np.ndarray) -> Lists:
         """The lists at positions ``lists``, in that order."""
         indptr, pick = take_ranges(self.indptr, lists)
-        return Lists(indptr, self.features[pick], self.labels[pick], self.n_relevant[lists])
+        return Lists(indptr, self.features[pick], self.labels[pick], self.n_relevant[lists],
+                     None if self.users is None else self.users[lists])
 
     def padded(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[len(users), longest, n_features]`` features, labels and a mask of real rows."""
@@ -150,11 +155,15 @@ def clearly_better(lists: Lists, scores: np.ndarray, than: np.ndarray,
     A validation carve of a hundred users measures nDCG@10 to about ±0.02: the best epoch of a
     ranker is partly the luckiest, and a network chosen for a gain inside that noise lost to
     its starting ranking on the test part (the demo's data). So the ranker takes over only on
-    a difference the carve can tell from chance.
+    a difference the carve can tell from chance. A user's lists (one per device, per carve)
+    are not independent draws: the gain is averaged per user first, where lists know theirs.
     """
-    if len(lists) < 2:
-        return False
     gain = list_ndcg(lists, scores) - list_ndcg(lists, than)
+    if lists.users is not None and len(gain):
+        _, owner = np.unique(lists.users, return_inverse=True)
+        gain = np.bincount(owner, gain) / np.bincount(owner)
+    if len(gain) < 2:
+        return False
     return bool(gain.mean() > margin * gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
