@@ -179,13 +179,14 @@ def device_block(profile: Profile, items: np.ndarray, codes: np.ndarray) -> np.n
 def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
                  unknown: np.ndarray | None = None, blend: int = 1) -> np.ndarray:
     """Each candidate's standardised score from the first source in ``order`` that tells the
-    query's candidates apart (a source that needs a history scores a new user's all alike),
-    or the mean of the first ``blend`` such sources' scores. Candidates flagged ``unknown``
-    (items without training events: a collaborative source scores them all alike) are placed
-    among themselves the same way, by their own first sources.
+    query's candidates apart (a source that needs a history scores a new user's all alike);
+    where the first of ``order`` does, the mean of the first ``blend`` such sources' scores
+    (the blend was chosen where the best source answers, not for the fallbacks). Candidates
+    flagged ``unknown`` (items without training events: a collaborative source scores them
+    all alike) are placed among themselves the same way, by their own first source.
 
-    What the ranker starts from: the best source (or sources) where it has an answer, the next
-    where not. Query 0's two candidates score alike by source 0, so source 1 orders them:
+    What the ranker starts from: the best sources where they have an answer, the next where
+    not. Query 0's two candidates score alike by source 0, so source 1 orders them:
 
     >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
     ...              np.array([0, 2, 4]), order=[0, 1]).tolist()
@@ -200,13 +201,16 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
     flag = np.zeros(len(scores), np.int64) if unknown is None else np.asarray(unknown, np.int64)
     group = rows * 2 + flag
     taken = np.zeros(2 * len(lengths), np.int64)  # sources averaged so far, per group
+    limit = np.ones(len(taken), np.int64)  # blend where order[0] answers, else one source
     total = np.zeros(len(scores), np.float32)
-    for source in order:
+    for position, source in enumerate(order):
         high = np.full(len(taken), -np.inf, np.float32)
         low = np.full(len(taken), np.inf, np.float32)
         np.maximum.at(high, group, scores[:, source])
         np.minimum.at(low, group, scores[:, source])
-        take = (taken < blend) & (high > low)
+        if position == 0:
+            limit[high > low] = blend
+        take = (taken < limit) & (high > low)
         total += np.where(take[group], scores[:, source], np.float32(0.0))
         taken += take
     none = taken[group] == 0
