@@ -124,7 +124,7 @@ def _device_data(n_users: int = 120, n_items: int = 40, seed: int = 0) -> Traini
 def test_the_ranker_learns_what_people_choose_on_each_device(tmp_path):
     """Popularity, the only source, knows no device; the carve holds out pairs with the device
     they were chosen on, and the ranker must learn that a phone asks for short items."""
-    data = _device_data()
+    data = _device_data(n_users=240)
     model = Hybrid(sources=[{"model": "popularity", "depth": 40}], similarity_source=None,
                    carves=2, ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}
                    ).fit(data)

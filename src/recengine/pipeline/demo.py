@@ -46,11 +46,12 @@ __all__ = ["DemoResult", "print_try_it", "print_validation", "run_demo"]
 #: Rows a real export might contain: a bad rating, a missing user, an unknown event type, a
 #: timestamp from the future, an unparsable value, and a line with a missing field.
 BAD_ROWS = (
-    "u0,i0,rating,9,2025-03-01T10:00:00",
-    ",i1,view,,2025-03-01T10:00:00",
-    "u1,i1,like,1,2025-03-01T10:00:00",
-    "u2,i2,view,,2099-01-01T00:00:00",
-    "u3,i3,dwell,forty,2025-03-01T10:00:00",
+    "u0,i0,rating,9,2025-03-01T10:00:00,mobile",
+    ",i1,view,,2025-03-01T10:00:00,desktop",
+    "u1,i1,like,1,2025-03-01T10:00:00,mobile",
+    "u2,i2,view,,2099-01-01T00:00:00,mobile",
+    "u3,i3,dwell,forty,2025-03-01T10:00:00,desktop",
+    "u5,i5,view,,2025-03-01T10:00:00,Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36",
     "u4,i4,view",
 )
 
@@ -264,9 +265,11 @@ def print_try_it(result: DemoResult, console: Console, *, port: int, write_key: 
                       f"--registry {result.registry} --database-url {result.database_url}",
                       markup=False, highlight=False, soft_wrap=True)
     event = json.dumps({"user_id": result.user, "item_id": result.item,
-                        "event_type": "booking"})
+                        "event_type": "booking", "device": "mobile"})
     lines = [
         f"curl '{base}/v1/users/{result.user}/recommendations?k=5&explain=true'",
+        f"curl '{base}/v1/users/{result.user}/recommendations?k=5&device=mobile'"
+        "  # asked from a phone",
         f"curl '{base}/v1/items/{result.item}/similar?k=5'",
         f"curl '{base}/v1/items/{result.item}/audience?n=5'",
         f"curl -X POST {base}/v1/events -H 'Content-Type: application/json' "

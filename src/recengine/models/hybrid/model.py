@@ -212,7 +212,8 @@ class Hybrid(Recommender):
         n_valid = max(1, round(config.validation_users * len(users)))
         valid_users, train_users = np.sort(users[:n_valid]), np.sort(users[n_valid:])
         ratings, rating_training = self._fit_ratings(data, options, seed, progress)
-        train_parts, valid_parts = [], []
+        train_parts: list[Lists] = []
+        valid_parts: list[Lists] = []
         owners = np.repeat(np.arange(data.n_users), np.diff(data.feedback.indptr))
         pair_devices = data.log.devices[_last_events(data)]  # each pair's latest device
         devices = known_devices(data)
@@ -227,8 +228,8 @@ class Hybrid(Recommender):
                 codes = profile.device_codes(data.log.device_names)[pair_devices[drop]]
                 held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
                                       (1 + codes).astype(np.float32), data.feedback.shape)
-                train_parts.append(self._lists(sources, profile, carved, train_users, held))
-                valid_parts.append(self._lists(sources, profile, carved, valid_users, held))
+                for users_, parts in ((train_users, train_parts), (valid_users, valid_parts)):
+                    parts.append(self._lists(sources, profile, carved, users_, held, rng))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
             alone = {s.tag: validation_ndcg(valid, valid.features[:, 3 * j])
                      for j, s in enumerate(sources)}
@@ -305,9 +306,10 @@ class Hybrid(Recommender):
         return out
 
     def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
-               users: np.ndarray, held: sp.csr_array) -> Lists:
+               users: np.ndarray, held: sp.csr_array, rng: np.random.Generator) -> Lists:
         """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``
-        (whose values are 1 + the device of each pair, see :func:`_per_device`); the
+        (whose values are 1 + the device of each pair; ``rng`` draws each list's device, see
+        :func:`_per_device`); the
         first-answer column is left for ``_train`` to fill once the sources' order is known
         (it is learned from these lists)."""
         parts: list[tuple[Candidates, np.ndarray]] = []
@@ -330,7 +332,7 @@ class Hybrid(Recommender):
         if not profile.devices:
             return lists
         return _per_device(lists, items, wanted, data.n_items, profile,
-                           device_columns(len(sources), profile))
+                           device_columns(len(sources), profile), rng)
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
                  profile: Profile, order: Sequence[int] | None, blend: int = 1) -> np.ndarray:
@@ -612,14 +614,15 @@ def _restore_sources(entries: Sequence[Mapping[str, Any]], prefix: str,
 
 
 def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: int,
-                profile: Profile, columns: slice) -> Lists:
-    """One list per user and device among the user's held pairs, besides the user's one: the same
-    candidates, the request's device set in ``columns`` (:func:`device_block`), labelled by the
-    pairs chosen on that device (``wanted``'s values are 1 + the device's position, 1 for none
-    known). The user's own list, without a device, keeps every held pair.
+                profile: Profile, columns: slice, rng: np.random.Generator) -> Lists:
+    """Each user's list as a request from one device, drawn at random among the devices of
+    the user's held pairs and none: the same candidates, that device set in ``columns``
+    (:func:`device_block`), labelled by the pairs chosen on it (``wanted``'s values are 1 + the
+    device's position, 1 for none known); as a request without a device, every held pair.
 
     The ranker so learns what a user picks on each device, as a request asks from one, and
-    what they pick in all, as a request that names no device asks.
+    what they pick in all, as a request that names no device asks; from as many lists as
+    users (a list per device and user tripled the ranker's training time).
     """
     owner = np.repeat(np.arange(len(lists), dtype=np.int64), np.diff(wanted.indptr))
     n_codes = columns.stop - columns.start + 1
@@ -627,11 +630,16 @@ def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: 
     entry_keys = np.concatenate([owner * n_codes, (owner * n_codes + code)[code > 0]])
     entry_items = np.concatenate([wanted.indices, wanted.indices[code > 0]])
     keys = np.unique(entry_keys)
+    last = np.r_[np.flatnonzero(np.diff(keys // n_codes)), len(keys) - 1]  # keys sort by user
+    draw = np.lexsort((rng.random(len(keys)), keys // n_codes))  # each user's keys shuffled
+    keys = np.sort(keys[draw[last]])  # one key a user
+    entry_list = np.searchsorted(keys, entry_keys)
+    kept = (entry_list < len(keys)) & (keys[np.minimum(entry_list, len(keys) - 1)] == entry_keys)
+    entry_keys, entry_items, entry_list = entry_keys[kept], entry_items[kept], entry_list[kept]
     indptr, pick = take_ranges(lists.indptr, keys // n_codes)
     features = np.array(lists.features[pick])
     rows = np.repeat(np.arange(len(keys)), np.diff(indptr))
     features[:, columns] = device_block(profile, items[pick], (keys % n_codes)[rows])
-    entry_list = np.searchsorted(keys, entry_keys)
     labels = np.isin(rows * n_items + items[pick], entry_list * n_items + entry_items)
     assert lists.users is not None  # made by Hybrid._lists, which names them
     return Lists(indptr, features, labels.astype(np.float32),
