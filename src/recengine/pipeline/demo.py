@@ -51,7 +51,8 @@ BAD_ROWS = (
     "u1,i1,like,1,2025-03-01T10:00:00,mobile",
     "u2,i2,view,,2099-01-01T00:00:00,mobile",
     "u3,i3,dwell,forty,2025-03-01T10:00:00,desktop",
-    "u5,i5,view,,2025-03-01T10:00:00,Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36",
+    "u5,i5,view,,2025-03-01T10:00:00,"
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
     "u4,i4,view",
 )
 
