@@ -108,15 +108,21 @@ def test_unknown_items_are_left_out_and_listed(markov_client, pair):
     assert nothing_known["count"] == 3
 
 
-def test_event_types_and_times_reach_the_model(markov_client, pair, monkeypatch):
-    asked = []
+@pytest.fixture
+def asked(monkeypatch) -> list:
+    """Every query the served chain is asked, in order."""
+    queries = []
     original = FallbackChain.recommend
 
     def spy(self, query, *args, **kwargs):
-        asked.append(query)
+        queries.append(query)
         return original(self, query, *args, **kwargs)
 
     monkeypatch.setattr(FallbackChain, "recommend", spy)
+    return queries
+
+
+def test_event_types_and_times_reach_the_model(markov_client, pair, asked):
     a, b = pair
     answer = _ask(markov_client, [a, b], k=4, event_types=["view", "book"],
                   timestamps=[1_700_000_000, "2023-11-14T22:15:00Z"])
@@ -128,15 +134,7 @@ def test_event_types_and_times_reach_the_model(markov_client, pair, monkeypatch)
 
 
 def test_the_requests_device_reaches_the_model_and_keys_the_answer_cache(
-        markov_client, pair, world, monkeypatch):
-    asked = []
-    original = FallbackChain.recommend
-
-    def spy(self, query, *args, **kwargs):
-        asked.append(query)
-        return original(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(FallbackChain, "recommend", spy)
+        markov_client, pair, world, asked):
     _ask(markov_client, list(pair), k=3, device="tv")
     user = f"/v1/users/{world.users[0]}/recommendations"
     for device in ("tv", "tv", "mobile", None):
