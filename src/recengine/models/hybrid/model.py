@@ -9,12 +9,13 @@ each candidate and from item, user, history and request features
 
 How it learns, inside ``fit``: a share of each user's pairs is carved out of the training data
 (random, or the most recent; some users lose all of theirs, to stand for new users); the sources are
-fitted on the rest; their candidates for the carved users are labelled by the carved pairs (one list
-per user and device the carved pairs were chosen on, when events name their device, so that the
-ranker learns what people choose on each); the ranker learns to put those first, stopping early on
-users it does not train on. It starts as the sources' first answer (each query ranked by the best
-source that can tell its candidates apart) and keeps a trained network only where it validates
-better; for new users only when enough of them show it. Then the sources are refitted on all the
+fitted on the rest; their candidates for the carved users are labelled by the carved pairs (when
+events name their device, each list asks from one of the devices the pairs were chosen on, or none,
+so that the ranker learns what people choose on each); the ranker learns to put those first,
+stopping early on users it does not train on. It starts as the sources' first answer (each query
+ranked by the mean of the best sources that can tell its candidates apart) and keeps a trained
+network only where it validates better, by more than chance per user; for new users, and requests
+that name no device, only when enough of them show it. Then the sources are refitted on all the
 data (the ranker's features do not depend on a fit's scale or axes), so serving loses none of it.
 All of it is one model: saved, published and loaded whole, its sources inside it.
 """
@@ -309,9 +310,8 @@ class Hybrid(Recommender):
                users: np.ndarray, held: sp.csr_array, rng: np.random.Generator) -> Lists:
         """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``
         (whose values are 1 + the device of each pair; ``rng`` draws each list's device, see
-        :func:`_per_device`); the
-        first-answer column is left for ``_train`` to fill once the sources' order is known
-        (it is learned from these lists)."""
+        :func:`_per_device`); the first-answer column is left for ``_train`` to fill once the
+        sources' order is known (it is learned from these lists)."""
         parts: list[tuple[Candidates, np.ndarray]] = []
         for block in _blocks(users, data.n_items):
             queries = data.queries(block)

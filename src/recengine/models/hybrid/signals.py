@@ -62,9 +62,9 @@ class Profile:
     @classmethod
     def of(cls, data: TrainingData, *, max_columns: int, trend_days: float,
            devices: tuple[str, ...] = ()) -> Profile:
-        """``data``'s profile, telling ``devices`` apart: one list for every carve of a fit and
-        its final profile (see :func:`known_devices`), since the ranker's inputs are in their
-        order."""
+        """``data``'s profile, telling ``devices`` apart: the same devices for every carve of
+        a fit and for its final profile (see :func:`known_devices`), since the ranker's inputs
+        are in their order."""
         counts = data.item_counts().astype(np.float64)
         share = np.log((counts + 1.0) / (counts.sum() + len(counts)))
         percentile = (np.argsort(np.argsort(counts, kind="stable"), kind="stable")
@@ -91,8 +91,8 @@ class Profile:
 
 def _affinity(data: TrainingData, devices: tuple[str, ...]) -> np.ndarray:
     """Each item's log share of its events from each of ``devices`` (among those devices),
-    less that of all events, with one event per device added (an item without events is at
-    0 for every device)."""
+    less that of all events; one event per device is added to every item's counts, so an item
+    with few events reads near an even share rather than at an extreme."""
     log = data.log
     codes = _device_codes(devices, log.device_names)[log.devices]
     known = codes > 0
