@@ -9,7 +9,7 @@ items are the test pairs looked at on that device. Measured on those requests:
 - ``hybrid, blind``: the hybrid fitted on the same training events with their devices removed;
 - ``hybrid, device``: the hybrid fitted on the events as they are, asked with the device;
 - ``hybrid, device not asked``: the same model, asked without naming the device (what a
-  request without one gets: it must lose nothing against the blind hybrid).
+  request without one gets, to compare with the blind hybrid).
 
 Both hybrids have the same configuration (the defaults) and seed: the one difference is
 whether the events and the requests say which device. ``--device-strength 0`` is the control:
