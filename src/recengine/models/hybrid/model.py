@@ -257,8 +257,8 @@ class Hybrid(Recommender):
                                          train.features.shape[1] - 1)
             network.to("cpu")
         new_users = _ranks_new_users(network, valid, names.index("log-history"))
-        without_device = not profile.devices or clearly_better(
-            *_without_device(network, valid, device_columns(len(sources), profile)))
+        without_device = not profile.devices or _ranks_without_device(
+            network, valid, device_columns(len(sources), profile))
         training = {"epochs": epochs.run, "best_epoch": epochs.best,
                     "validation_ndcg@10": validation_ndcg(valid, ranker_scores(
                         network, valid.features, "cpu")),
@@ -673,24 +673,32 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
     validation lists of users with no history left (at least :data:`MIN_NEW_USER_LISTS` of
     them): where it cannot show it, new users keep the first answer (popularity, in their
     segment or overall)."""
-    starts = valid.indptr[:-1][np.diff(valid.indptr) > 0]
-    new = np.flatnonzero(np.diff(valid.indptr) > 0)[valid.features[starts, history_column] == 0]
-    if len(new) < MIN_NEW_USER_LISTS:
-        return False
-    part = valid.take(new)
+    lists, heads = _heads(valid)
+    new = lists[heads[:, history_column] == 0]
+    return len(new) >= MIN_NEW_USER_LISTS and _earned(network, valid, new)
+
+
+def _ranks_without_device(network: Any, valid: Lists, columns: slice) -> bool:
+    """Whether the ranker is :func:`clearly_better` than the sources' first answer on the
+    validation lists that name no device: requests without one keep the first answer unless
+    it is (it learned mostly from lists that name one)."""
+    lists, heads = _heads(valid)
+    return _earned(network, valid, lists[~heads[:, columns].any(axis=1)])
+
+
+def _heads(valid: Lists) -> tuple[np.ndarray, np.ndarray]:
+    """The lists that hold candidates, and the features of each one's first (the query's
+    features are the same on every row of its list)."""
+    lists = np.flatnonzero(np.diff(valid.indptr) > 0)
+    return lists, valid.features[valid.indptr[lists]]
+
+
+def _earned(network: Any, valid: Lists, lists: np.ndarray) -> bool:
+    """Whether the ranker orders ``lists`` of ``valid`` :func:`clearly_better` than their
+    first answer (the last input column)."""
+    part = valid.take(lists)
     return clearly_better(part, ranker_scores(network, part.features, "cpu"),
                           part.features[:, -1])
-
-
-def _without_device(network: Any, valid: Lists,
-                    columns: slice) -> tuple[Lists, np.ndarray, np.ndarray]:
-    """The validation lists that name no device, the ranker's scores of them and the first
-    answer's: requests without a device keep the first answer unless the ranker is
-    :func:`clearly_better` on these (it learned mostly from lists that name one)."""
-    starts = valid.indptr[:-1][np.diff(valid.indptr) > 0]
-    lists = np.flatnonzero(np.diff(valid.indptr) > 0)
-    part = valid.take(lists[~valid.features[starts, columns].any(axis=1)])
-    return part, ranker_scores(network, part.features, "cpu"), part.features[:, -1]
 
 
 def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:
