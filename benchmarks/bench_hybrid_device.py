@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from recengine.data.synthetic import generate
+from recengine.data.training_data import csr_from_pairs
+from recengine.evaluation.metrics import hit_rate_at_k, hits, ndcg_at_k
 from recengine.models.base import Recommender
 from recengine.models.registry import create_model
 from recengine.pipeline.prepare import Prepared, prepare
@@ -57,18 +59,17 @@ def requests(prepared: Prepared, events: pd.DataFrame) -> tuple[np.ndarray, list
 
 def scores(model: Recommender, prepared: Prepared, users: np.ndarray,
            devices: list[str | None], relevant: list[np.ndarray], k: int = 10) -> dict[str, float]:
-    """nDCG@k and HR@k over the requests (each asked with its device, or none)."""
+    """nDCG@k and HR@k over the requests (each asked with its device, or none), by the
+    evaluator's metrics."""
     queries = prepared.data.queries(users)
     queries.context = tuple({} if d is None else {"device": d} for d in devices)
     top, _ = model.recommend_queries(queries, k)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    ndcg, hits = [], []
-    for row, wanted in zip(top, relevant, strict=True):
-        gains = np.isin(row, wanted) * discount
-        ideal = discount[:min(len(wanted), k)].sum()
-        ndcg.append(gains.sum() / ideal)
-        hits.append(bool(gains.any()))
-    return {"ndcg@10": float(np.mean(ndcg)), "hr@10": float(np.mean(hits))}
+    wanted = csr_from_pairs(np.repeat(np.arange(len(relevant)), [len(r) for r in relevant]),
+                            np.concatenate(relevant), np.ones(sum(map(len, relevant))),
+                            (len(relevant), prepared.data.n_items))
+    hit = hits(top, wanted)
+    return {"ndcg@10": float(ndcg_at_k(hit, np.diff(wanted.indptr), k).mean()),
+            "hr@10": float(hit_rate_at_k(hit, k).mean())}
 
 
 def main() -> None:
