@@ -11,11 +11,14 @@ from recengine.models.item_knn import ItemKNN
 from recengine.models.knn_baseline import KNNBaseline
 from recengine.models.knowledge import KnowledgeBased
 from recengine.models.markov import Markov
+from recengine.models.openmp import load_torch_openmp
 from recengine.models.popularity import Popularity
 from recengine.models.random_items import RandomItems
 from recengine.models.registry import MODELS, create_model
 from recengine.models.segment_popularity import SegmentPopularity
 from recengine.models.wals import WALS
+
+load_torch_openmp()  # before any compiled kernel runs: see recengine.models.openmp
 
 __all__ = [
     "EASE",
