@@ -240,3 +240,21 @@ class RecommenderConformance:
         fresh = self.model_class(**self.params).fit(data)
         np.testing.assert_array_equal(model.recommend_indices(np.arange(5), 5)[0],
                                       fresh.recommend_indices(np.arange(5), 5)[0])
+
+
+def device_data(n_users: int = 120, n_items: int = 40, seed: int = 0) -> TrainingData:
+    """Even items are short, odd long (an item field says which); every user picks 6 short
+    items on a phone and 6 long ones on a tv. Only the device tells which a request wants."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for device, kind in (("mobile", 0), ("tv", 1)):
+            for i in rng.choice(np.arange(kind, n_items, 2), size=6, replace=False):
+                rows.append((f"u{u}", f"i{i}", device, int(rng.integers(1_000_000))))
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "device", "timestamp"])
+    events["timestamp"] = pd.to_datetime(events["timestamp"], unit="s")
+    pairs = events[["user_id", "item_id"]].assign(rating=np.nan, feedback=1.0)
+    items = pd.DataFrame({"format": ["short", "long"] * (n_items // 2)},
+                         index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
+    return TrainingData.from_interactions(pairs, items=items, events=events,
+                                          item_feature_kinds={"format": FeatureKind.CATEGORICAL})

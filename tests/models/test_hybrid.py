@@ -14,14 +14,14 @@ from recengine.data.query import Queries
 from recengine.data.schema import FeatureKind
 from recengine.data.training_data import TrainingData
 from recengine.errors import DataError, NotSupportedError
-from recengine.models.base import Recommender
+from recengine.models.base import Capability, Recommender
 from recengine.models.ease import EASE
 from recengine.models.hybrid import Hybrid
 from recengine.models.hybrid.candidates import Source, propose, union_recall
 from recengine.models.hybrid.model import carve
 from recengine.models.popularity import Popularity
 from recengine.models.rules import Exclude, RuleEngine
-from tests.models.conformance import RecommenderConformance, small_data
+from tests.models.conformance import RecommenderConformance, device_data, small_data
 from tests.models.test_two_tower import GENRES, genre_data
 
 pytest.importorskip("torch")
@@ -101,34 +101,18 @@ def test_the_ranker_learns_a_cross_its_sources_miss():
         "popularity"] + 0.1
     assert {f"taste={g}" for g in GENRES} <= set(model.profile_.user_names)
     assert {f"genres={g}" for g in GENRES} <= set(model.profile_.item_names)
-
-
-def _device_data(n_users: int = 120, n_items: int = 40, seed: int = 0) -> TrainingData:
-    """Even items are short, odd long (an item field says which); every user picks 6 short
-    items on a phone and 6 long ones on a tv. Only the device tells which a request wants."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        for device, kind in (("mobile", 0), ("tv", 1)):
-            for i in rng.choice(np.arange(kind, n_items, 2), size=6, replace=False):
-                rows.append((f"u{u}", f"i{i}", device, int(rng.integers(1_000_000))))
-    events = pd.DataFrame(rows, columns=["user_id", "item_id", "device", "timestamp"])
-    events["timestamp"] = pd.to_datetime(events["timestamp"], unit="s")
-    pairs = events[["user_id", "item_id"]].assign(rating=np.nan, feedback=1.0)
-    items = pd.DataFrame({"format": ["short", "long"] * (n_items // 2)},
-                         index=pd.Index([f"i{i}" for i in range(n_items)], name="id"))
-    return TrainingData.from_interactions(pairs, items=items, events=events,
-                                          item_feature_kinds={"format": FeatureKind.CATEGORICAL})
+    assert not model.supports(Capability.CONTEXT)  # no event named a device
 
 
 def test_the_ranker_learns_what_people_choose_on_each_device(tmp_path):
     """Popularity, the only source, knows no device; the carve holds out pairs with the device
     they were chosen on, and the ranker must learn that a phone asks for short items."""
-    data = _device_data(n_users=240)
+    data = device_data(n_users=240)
     model = Hybrid(sources=[{"model": "popularity", "depth": 40}], similarity_source=None,
                    carves=2, ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}
                    ).fit(data)
     assert model.profile_.devices == ("mobile", "tv")
+    assert model.supports(Capability.CONTEXT)
     assert {"device:mobile", "device:tv", "device:affinity"} <= set(model.feature_names)
     short = np.array([int(str(i)[1:]) % 2 == 0 for i in data.items.ids])
     affinity = model.profile_.affinity  # short items are only ever chosen on phones

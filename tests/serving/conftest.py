@@ -12,6 +12,7 @@ from recengine.data.synthetic import generate
 from recengine.data.training_data import TrainingData
 from recengine.data.weighting import aggregate
 from recengine.models import WALS, Popularity
+from recengine.models.fallback import FallbackChain
 from recengine.pipeline.prepare import events_of, training_data
 from recengine.serving.app import create_app
 from recengine.serving.settings import Settings
@@ -89,3 +90,17 @@ def client(settings: Settings, state: ServingState) -> TestClient:
 @pytest.fixture
 def write() -> dict[str, str]:
     return {"X-API-Key": WRITE_KEY}
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every query the served chain is asked, in order (a cached answer asks nothing)."""
+    queries = []
+    original = FallbackChain.recommend
+
+    def spy(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        queries.append(query)
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(FallbackChain, "recommend", spy)
+    return queries

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from recengine.data.query import Event, Query
 from recengine.data.training_data import TrainingData
 from recengine.models import Popularity
-from recengine.models.base import Recommender
+from recengine.models.base import Capability, Recommender
 from recengine.serving.state import ServingState
+from tests.models.conformance import device_data
 
 pytest.importorskip("torch")
 
@@ -59,3 +60,20 @@ def test_the_hybrid_is_served_and_follows_posted_events(
     expected = hybrid.recommend_query(
         Query(user=user, history=state.live_events(user), time=datetime.now(UTC)), 5)
     assert after == expected[0].tolist() and after != before
+
+
+def test_a_hybrid_that_reads_the_device_keeps_an_answer_per_device(
+        client: TestClient, state: ServingState, asked: list) -> None:
+    from recengine.models.hybrid import Hybrid
+
+    data = device_data()
+    hybrid = Hybrid(sources=[{"model": "popularity", "depth": 40}], similarity_source=None,
+                    ranker={"hidden": (16,), "epochs": 2, "patience": 1}).fit(data)
+    assert hybrid.supports(Capability.CONTEXT)
+    models = {"hybrid": hybrid, "popularity": Popularity().fit(data)}
+    state.swap(state.registry.publish(models, data={"count": 0}, metrics={}), activate=True)
+    user = str(hybrid.users_.ids[0])
+    for device in ("tv", "tv", "mobile", "mobile", None, None):
+        _answer(client, user, **({} if device is None else {"device": device}))
+    # each device asked once, the repeats from the cache
+    assert [dict(q.context) for q in asked] == [{"device": "tv"}, {"device": "mobile"}, {}]

@@ -144,7 +144,8 @@ def test_a_server_process_hands_the_interpreter_lock_on_sooner() -> None:
 
 def test_a_server_process_computes_each_request_on_one_thread(monkeypatch) -> None:
     """BLAS and torch get one thread each per request: torch where it is already imported,
-    and through OMP_NUM_THREADS where a neural model will import it later."""
+    and through OMP_NUM_THREADS and MKL_NUM_THREADS where a neural model will import it later
+    (in this process, and in a request's thread)."""
     import os
     import subprocess
     import sys
@@ -155,6 +156,7 @@ def test_a_server_process_computes_each_request_on_one_thread(monkeypatch) -> No
 
     torch = pytest.importorskip("torch")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)  # restored as it was when it ends
     before = torch.get_num_threads()
     try:
         # restores this process's threads when it ends (an OpenMP BLAS shares torch's
@@ -168,9 +170,11 @@ def test_a_server_process_computes_each_request_on_one_thread(monkeypatch) -> No
         torch.set_num_threads(before)
     later = subprocess.run(
         [sys.executable, "-c", "from recengine.serving.app import pin_compute_threads\n"
-         "pin_compute_threads()\nimport torch\nprint(torch.get_num_threads())"],
+         "pin_compute_threads()\nimport threading, torch\nprint(torch.get_num_threads())\n"
+         "t = threading.Thread(target=lambda: print(torch.get_num_threads()))\n"
+         "t.start(); t.join()"],
         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    assert later.stdout.strip() == "1"
+    assert later.stdout.split() == ["1", "1"]
 
 
 def test_answers_off_the_event_loop_run_one_per_core_at_once(monkeypatch) -> None:

@@ -102,6 +102,10 @@ class Capability(StrEnum):
     ORDER = "order"
     #: Reads the query's request-time user features (new users known by metadata).
     USER_FEATURES = "user-features"
+    #: Reads the query's context (the device asking): the same user's answers differ by it,
+    #: so a cache of answers keys them apart (and only then: a user switching devices keeps
+    #: the cached answers of every model that does not read it).
+    CONTEXT = "context"
 
 
 @dataclass(frozen=True)

@@ -266,12 +266,16 @@ def pin_compute_threads() -> None:
     side, and a library fanning out inside each only contends. BLAS measured 6 % of /healthz
     throughput with its threads (docs/benchmarks.md); torch's two threads on two busy cores
     made the hybrid's ranker 7× slower per answer (169 ms against 23 ms, 5,000 items, load
-    average 11). torch is imported only when a neural model loads, and reads
-    ``OMP_NUM_THREADS`` then; where it is already imported, it is told directly. Processes the
-    server starts (a background retrain) inherit the variable, so their torch (and any library
-    that reads it) trains on one thread: on a host whose cores serve requests, their share."""
+    average 11). torch is imported only when a neural model loads, and takes its count then
+    from MKL, which reads ``MKL_NUM_THREADS`` (the OpenMP runtime's own count, which MKL
+    falls back on, was read from ``OMP_NUM_THREADS`` when :mod:`recengine.models.openmp`
+    loaded it, before this); where torch is already imported, it is told directly. Processes
+    the server starts (a background retrain) inherit both variables, so their torch (and any
+    library that reads them) trains on one thread: on a host whose cores serve requests,
+    their share."""
     threadpool_limits(1, user_api="blas")
     os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)

@@ -61,7 +61,7 @@ from recengine.errors import (
     NotSupportedError,
     RecengineError,
 )
-from recengine.models.base import Recommender
+from recengine.models.base import Capability, Recommender
 from recengine.models.constraints import parse_constraint
 from recengine.models.fallback import FallbackChain, RankedItem
 from recengine.models.popularity import Popularity
@@ -243,7 +243,8 @@ class ServingState:
     Models of at least ``approximate_min_items`` items answer plain top-k from an HNSW index
     (:mod:`recengine.models.retrieval`) searched with ``ef_search``; None answers exactly.
     Plain answers (no rules, no constraint, no reasons) of the last ``cache_users`` users are
-    kept until their history or the model changes. ``rules`` (business rules) apply to every
+    kept until their history or the model changes (one per device asking, for a model that
+    reads it: :attr:`Capability.CONTEXT`). ``rules`` (business rules) apply to every
     answer, before those of the request. Live histories keep ``live_per_user`` events per user
     and ``live_max_events`` in all (:class:`~recengine.serving.live.LiveHistories`). ``bell``
     is shared with the deployment's other processes; by default the one in the registry's
@@ -744,7 +745,8 @@ class ServingState:
         per_request = constraint is not None or bool(rules)
         engine = self._request_engine(active, model, constraint, rules)
         plain = not per_request and not explain
-        key = (active.version, model.name, offset + k, device)
+        key = (active.version, model.name, offset + k,
+               device if model.supports(Capability.CONTEXT) else None)
         cached = self.answers.get(user, key) if plain else None
         if cached is not None:
             return active, cached[offset:]

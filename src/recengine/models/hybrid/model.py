@@ -156,9 +156,12 @@ class Hybrid(Recommender):
 
     def supports(self, capability: Capability) -> bool:
         """Similar items (and so MMR diversity) come from the similarity source, when the
-        configuration names one; ratings from the rating head, when it has one."""
+        configuration names one; ratings from the rating head, when it has one; the request's
+        device is read when the training events named devices."""
         if capability == Capability.RATINGS:
             return self.config.ratings is not None
+        if capability == Capability.CONTEXT:
+            return hasattr(self, "profile_") and bool(self.profile_.devices)
         if capability == Capability.SIMILAR_ITEMS:
             if hasattr(self, "sources_"):  # fitted: a source left out for want of data
                 return self._similar_to(self.sources_) is not None
