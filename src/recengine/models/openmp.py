@@ -6,10 +6,11 @@ so a torch imported after a kernel has run binds to the system's runtime instead
 With that runtime, once torch's thread count has changed (the two-tower model and the hybrid
 train on one thread and then give the count back), every parallel torch operation waits for
 its other thread to wake: a 77,000-element ``sqrt`` took 2.8 ms instead of 0.2 ms
-(``benchmarks/bench_openmp.py``), and ``sasrec``'s fit in the demo 55 s instead of 17 s. Loading torch's own ``libgomp`` before
-any kernel runs gives each library its own runtime (numba asks for ``libgomp.so.1.0.0``, a name
-torch's copy does not answer to), as when torch is imported first. Loading the library costs a
-millisecond; importing torch would cost seconds, so only the library is loaded.
+(``benchmarks/bench_openmp.py``), and ``sasrec``'s fit in the demo 55 s instead of 17 s.
+Loading torch's own ``libgomp`` before any kernel runs gives each library its own runtime
+(numba asks for ``libgomp.so.1.0.0``, a name torch's copy does not answer to), as when torch is
+imported first. Loading the library costs a millisecond; importing torch would cost seconds,
+so only the library is loaded.
 """
 
 from __future__ import annotations
