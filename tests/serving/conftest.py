@@ -98,7 +98,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list:
     queries = []
     original = FallbackChain.recommend
 
-    def spy(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(self, query, *args, **kwargs):
         queries.append(query)
         return original(self, query, *args, **kwargs)
 
