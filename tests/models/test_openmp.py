@@ -10,8 +10,8 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the runtimes clash by soname on Linux only")
 
-#: A fresh process (the libraries a process has loaded cannot be unloaded): a WALS fit runs the
-#: parallel kernels, which start numba's OpenMP layer; torch comes after, as in the demo.
+#: A fresh process (the libraries a process has loaded cannot be unloaded): one of WALS's
+#: parallel kernels runs, which starts numba's OpenMP layer; torch comes after, as in the demo.
 SCRIPT = textwrap.dedent("""
     import numpy as np, scipy.sparse as sp
     from recengine.models.kernels import solve_cholesky
