@@ -35,6 +35,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -93,13 +94,14 @@ def run(dataset: str, root: Path, split: str, names: list[str],
     with ``trials``, the single models tuned first (:func:`tuned`)."""
     loaded, _ = load_dataset(dataset, root / FOLDERS[dataset], seed=seed)
     prepared = prepare(loaded, split, test_fraction=0.25, seed=seed)
-    tuning: dict[str, dict[str, object]] = {}
+    tuning: dict[str, dict[str, Any]] = {}
     if trials:
         validation = carve_validation(loaded, prepared, split, seed=seed)
         tuning = tuned(names, configs, validation, trials, seed)
-        configs = configs | {name: dict(t["config"]) for name, t in tuning.items()}  # type: ignore[call-overload]
+        best = {name: dict(t["config"]) for name, t in tuning.items()}
+        configs = configs | best
         if "hybrid" in names:
-            configs["hybrid"] = with_tuned_sources(configs.get("hybrid", {}), configs, tuning)
+            configs["hybrid"] = with_tuned_sources(configs.get("hybrid", {}), best)
     models: dict[str, Recommender] = {n: create_model(n, **configs.get(n, {})) for n in names}
     start = time.perf_counter()
     fitted: dict[str, float] = {}
@@ -129,11 +131,11 @@ def run(dataset: str, root: Path, split: str, names: list[str],
 
 
 def tuned(names: list[str], configs: dict[str, dict[str, object]], validation: Prepared,
-          trials: int, seed: int) -> dict[str, dict[str, object]]:
+          trials: int, seed: int) -> dict[str, dict[str, Any]]:
     """Each model of ``names`` but the hybrid that declares a search space, tuned for
     ``trials`` trials on ``validation`` (a carve of the training part), ``configs`` fixed:
     its best configuration, validation nDCG@10 and the minutes it took."""
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in names:
         fixed = dict(configs.get(name, {}))
         if name == "hybrid" or not model_class(name).search_space(fixed):
@@ -147,14 +149,14 @@ def tuned(names: list[str], configs: dict[str, dict[str, object]], validation: P
     return out
 
 
-def with_tuned_sources(hybrid: dict[str, object], configs: dict[str, dict[str, object]],
-                       tuning: dict[str, dict[str, object]]) -> dict[str, object]:
+def with_tuned_sources(hybrid: dict[str, object],
+                       best: dict[str, dict[str, object]]) -> dict[str, object]:
     """The hybrid's configuration with each source of a tuned model (and no parameters of its
-    own) configured as that model's tuning found best."""
+    own) configured as ``best`` (that model's tuning) says."""
     sources = [source.model_dump() for source in HybridConfig(**hybrid).sources]
     for source in sources:
-        if source["model"] in tuning and not source["params"]:
-            source["params"] = configs[source["model"]]
+        if source["model"] in best and not source["params"]:
+            source["params"] = best[source["model"]]
     return hybrid | {"sources": sources}
 
 

@@ -44,7 +44,8 @@ from recengine.store.registry import ModelRegistry
 __all__ = ["DemoResult", "print_try_it", "print_validation", "run_demo"]
 
 #: Rows a real export might contain: a bad rating, a missing user, an unknown event type, a
-#: timestamp from the future, an unparsable value, and a line with a missing field.
+#: timestamp from the future, an unparsable value, a device name too long (a user agent where
+#: a device belongs), and a line with a missing field.
 BAD_ROWS = (
     "u0,i0,rating,9,2025-03-01T10:00:00,mobile",
     ",i1,view,,2025-03-01T10:00:00,desktop",
