@@ -123,6 +123,20 @@ def carve(data: TrainingData, fraction: float, how: str, seed: int, min_items: i
     return drop
 
 
+def new_item_pairs(data: TrainingData, share: float, seed: int) -> np.ndarray:
+    """The pairs (one flag per stored entry of ``data.feedback``) of a ``share`` of the items
+    with pairs, drawn at random: taken out with them, they leave those items new.
+
+    The carve's held pairs of those items stay what the ranker learns to find; the rest are
+    hidden (out of the data, and never a candidate for their user), so that a new item is
+    held out as often as any other and the ranker learns no lift for having no events.
+    """
+    known = np.flatnonzero(np.bincount(data.feedback.indices, minlength=data.n_items))
+    held = np.random.default_rng(seed).choice(known, size=round(share * len(known)),
+                                              replace=False)
+    return np.isin(data.feedback.indices, held)
+
+
 class Hybrid(Recommender):
     """Candidates from every source in ``config.sources``, ranked by a DCN-v2."""
 
@@ -142,6 +156,10 @@ class Hybrid(Recommender):
     #: Whether the ranker orders new users' candidates (it validated better on enough of
     #: them), or they keep the sources' first answer.
     ranks_new_users_: bool
+    #: Whether the ranker orders new items (without training events) among themselves (it
+    #: validated better on the carve's new items), or they take the places it gives new
+    #: items in the sources' first order.
+    ranks_new_items_: bool
     #: Whether the ranker orders requests that name no known device (it validated better on
     #: such lists), or they keep the sources' first answer; True when the training events
     #: named no device (every request is then such a request, as the ranker learned from).
@@ -225,15 +243,20 @@ class Hybrid(Recommender):
             for turn in range(config.carves):
                 drop = carve(data, config.carve_fraction, config.carve, seed + turn,
                              whole=config.cold_users)
-                carved = data.drop_pairs(drop)
+                hidden = new_item_pairs(data, config.cold_items, seed + turn + 2) & ~drop
+                carved = data.drop_pairs(drop | hidden)
                 sources = self._fit_sources(active, carved, options, progress)
                 profile = self._profile(carved, devices)
                 # each held pair's value: 1 + its device's position among the profile's
                 codes = profile.device_codes(data.log.device_names)[pair_devices[drop]]
                 held = csr_from_pairs(owners[drop], data.feedback.indices[drop],
                                       (1 + codes).astype(np.float32), data.feedback.shape)
+                unseen = csr_from_pairs(owners[hidden], data.feedback.indices[hidden],
+                                        np.ones(int(hidden.sum()), np.float32),
+                                        data.feedback.shape)
                 for users_, parts in ((train_users, train_parts), (valid_users, valid_parts)):
-                    parts.append(self._lists(sources, profile, carved, users_, held, rng))
+                    parts.append(self._lists(sources, profile, carved, users_, held, unseen,
+                                             rng))
             train, valid = Lists.joined(train_parts), Lists.joined(valid_parts)
             alone = {s.tag: validation_ndcg(valid, valid.features[:, 3 * j])
                      for j, s in enumerate(sources)}
@@ -260,6 +283,7 @@ class Hybrid(Recommender):
                                          train.features.shape[1] - 1)
             network.to("cpu")
         new_users = _ranks_new_users(network, valid, names.index("log-history"))
+        new_items = _ranks_new_items(network, valid, unknown)
         without_device = not profile.devices or _ranks_without_device(
             network, valid, device_columns(len(sources), profile))
         training = {"epochs": epochs.run, "best_epoch": epochs.best,
@@ -268,7 +292,8 @@ class Hybrid(Recommender):
                     "train_users": len(train_users), "validation_users": len(valid_users),
                     "starts_from": [sources[j].tag for j in order], "blend": blend,
                     "training_ndcg@10_per_blend": {str(b): v for b, v in blends.items()},
-                    "ranks_new_users": new_users, "ranks_without_device": without_device,
+                    "ranks_new_users": new_users, "ranks_new_items": new_items,
+                    "ranks_without_device": without_device,
                     "sources_validation_ndcg@10": alone}
         if rating_training is not None:
             training["rating_head"] = rating_training
@@ -277,7 +302,7 @@ class Hybrid(Recommender):
             profile = self._profile(data, devices)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
                 "order_": tuple(order), "blend_": blend, "ranks_new_users_": new_users,
-                "ranks_without_device_": without_device,
+                "ranks_new_items_": new_items, "ranks_without_device_": without_device,
                 "training_": training, "ratings_": ratings}
 
     def _fit_ratings(self, data: TrainingData, options: TrainingOptions, seed: int,
@@ -310,26 +335,30 @@ class Hybrid(Recommender):
         return out
 
     def _lists(self, sources: Sequence[Source], profile: Profile, data: TrainingData,
-               users: np.ndarray, held: sp.csr_array, rng: np.random.Generator) -> Lists:
+               users: np.ndarray, held: sp.csr_array, hidden: sp.csr_array,
+               rng: np.random.Generator) -> Lists:
         """The candidate lists of ``users`` (training users of ``data``), labelled by ``held``
         (whose values are 1 + the device of each pair; ``rng`` draws each list's device, see
-        :func:`_per_device`); the first-answer column is left for ``_train`` to fill once the
-        sources' order is known (it is learned from these lists)."""
+        :func:`_per_device`), without the ``hidden`` pairs (chosen, but neither data nor
+        label: see :func:`new_item_pairs`); the first-answer column is left for ``_train`` to
+        fill once the sources' order is known (it is learned from these lists)."""
         parts: list[tuple[Candidates, np.ndarray]] = []
         for block in _blocks(users, data.n_items):
             queries = data.queries(block)
             candidates = propose(sources, queries, self.config.candidates)
             parts.append((candidates, self._signals(candidates, queries, sources, profile,
                                                     None)))
-        indptr = np.zeros(len(users) + 1, dtype=np.int64)
         lengths = np.concatenate([np.diff(c.indptr) for c, _ in parts] or [np.zeros(0)])
-        np.cumsum(lengths, out=indptr[1:])
         items = np.concatenate([c.items for c, _ in parts] or [np.zeros(0, np.int32)])
         rows = np.repeat(users, lengths.astype(np.int64)).astype(np.int64)
-        wanted = held[users]
-        keys = np.repeat(users.astype(np.int64), np.diff(wanted.indptr)) * data.n_items
-        labels = np.isin(rows * data.n_items + items, keys + wanted.indices)
         features = np.vstack([f for _, f in parts]) if parts else np.zeros((0, 0), np.float32)
+        kept = ~np.isin(rows * data.n_items + items, _pair_keys(hidden, users, data.n_items))
+        items, rows, features = items[kept], rows[kept], features[kept]
+        owner = np.repeat(np.arange(len(users)), lengths.astype(np.int64))[kept]
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=len(users)), out=indptr[1:])
+        wanted = held[users]
+        labels = np.isin(rows * data.n_items + items, _pair_keys(held, users, data.n_items))
         lists = Lists(indptr, features, labels.astype(np.float32),
                       np.diff(wanted.indptr).astype(np.int64), np.asarray(users, np.int64))
         if not profile.devices:
@@ -351,6 +380,10 @@ class Hybrid(Recommender):
         features = self._signals(candidates, queries, self.sources_, self.profile_, self.order_,
                                  self.blend_)
         ranked = ranker_scores(self.ranker_, features, "cpu")
+        if not self.ranks_new_items_:
+            new = features[:, self.feature_names.index("item:no-events")] > 0
+            ranked[new] = handed_out(ranked[new], features[new, -1], candidates.rows[new],
+                                     candidates.items[new])
         if not self.ranks_new_users_:
             new = np.diff(queries.seen()[0])[candidates.rows] == 0
             ranked[new] = features[new, -1]
@@ -515,6 +548,7 @@ class Hybrid(Recommender):
         return arrays, {"sources": entries, "training": self.training_, "ratings": ratings,
                         "order": list(self.order_), "blend": self.blend_,
                         "ranks_new_users": self.ranks_new_users_,
+                        "ranks_new_items": self.ranks_new_items_,
                         "ranks_without_device": self.ranks_without_device_,
                         "profile": {"item_names": list(self.profile_.item_names),
                                     "user_names": list(self.profile_.user_names),
@@ -560,6 +594,8 @@ class Hybrid(Recommender):
                                      "ranker_": network, "order_": order,
                                      "blend_": int(meta.get("blend", 1)),
                                      "ranks_new_users_": bool(meta["ranks_new_users"]),
+                                     "ranks_new_items_": bool(
+                                         meta.get("ranks_new_items", True)),
                                      "ranks_without_device_": bool(
                                          meta.get("ranks_without_device", True)),
                                      "training_": dict(meta["training"]),
@@ -650,6 +686,13 @@ def _per_device(lists: Lists, items: np.ndarray, wanted: sp.csr_array, n_items: 
                  lists.users[keys // n_codes])
 
 
+def _pair_keys(pairs: sp.csr_array, users: np.ndarray, n_items: int) -> np.ndarray:
+    """``user × n_items + item`` of each stored pair of ``users`` in ``pairs``."""
+    rows = pairs[users]
+    return (np.repeat(users.astype(np.int64), np.diff(rows.indptr)) * n_items
+            + rows.indices)
+
+
 def _blocks(rows: np.ndarray, n_items: int) -> list[np.ndarray]:
     """``rows`` in blocks of at most :data:`_CELLS` scores (rows × items)."""
     size = max(1, _CELLS // max(n_items, 1))
@@ -679,6 +722,52 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
     lists, heads = _heads(valid)
     new = lists[heads[:, history_column] == 0]
     return len(new) >= MIN_NEW_USER_LISTS and _earned(network, valid, new)
+
+
+#: Fewest validation lists that found one of the carve's new items, on which the ranker must
+#: beat the sources' first answer to order new items among themselves.
+MIN_NEW_ITEM_LISTS = 30
+
+
+def _ranks_new_items(network: Any, valid: Lists, unknown_column: int) -> bool:
+    """Whether the ranker is :func:`clearly_better` than the sources' first answer at ordering
+    the new items (no events in the carve) of each validation list among themselves, on at
+    least :data:`MIN_NEW_ITEM_LISTS` lists that found one the user chose. A network judged
+    on items with events need not order new ones better: where it cannot show it does, the
+    first answer decides which new item takes each place the network gives new items
+    (:func:`handed_out`)."""
+    new = new_item_lists(valid, unknown_column)
+    return len(new) >= MIN_NEW_ITEM_LISTS and clearly_better(
+        new, ranker_scores(network, new.features, "cpu"), new.features[:, -1])
+
+
+def new_item_lists(lists: Lists, unknown_column: int) -> Lists:
+    """Each of ``lists`` cut to its candidates flagged in ``unknown_column``, those that hold
+    a chosen one (its ideal counts the chosen it holds: both orders are judged alike)."""
+    keep = lists.features[:, unknown_column] > 0
+    owner = np.repeat(np.arange(len(lists)), np.diff(lists.indptr))[keep]
+    indptr = np.zeros(len(lists) + 1, np.int64)
+    np.cumsum(np.bincount(owner, minlength=len(lists)), out=indptr[1:])
+    chosen = np.bincount(owner, weights=lists.labels[keep], minlength=len(lists))
+    cut = Lists(indptr, lists.features[keep], lists.labels[keep], chosen.astype(np.int64),
+                lists.users)
+    return cut.take(np.flatnonzero(chosen > 0))
+
+
+def handed_out(scores: np.ndarray, by: np.ndarray, rows: np.ndarray,
+               items: np.ndarray) -> np.ndarray:
+    """Each row's ``scores`` handed out again in the order of ``by`` (highest first, ties to
+    the lower item): the places stay, which candidate takes each follows ``by``.
+
+    >>> handed_out(np.array([3.0, 1.0, 2.0]), np.array([0.1, 0.9, 0.5]), np.zeros(3, int),
+    ...            np.arange(3)).tolist()
+    [1.0, 3.0, 2.0]
+    """
+    places = np.lexsort((-scores, rows))
+    takers = np.lexsort((items, -by, rows))
+    out = np.empty_like(scores)
+    out[takers] = scores[places]
+    return out
 
 
 def _ranks_without_device(network: Any, valid: Lists, columns: slice) -> bool:
