@@ -23,7 +23,11 @@ ranker learns from fewer users and epochs than by default (``--ranker-users``,
   computed: the hybrid's own cost), then as served by default (the cache on: after the
   first pass most answers are cached ones, until an event of that user arrives).
 
+With ``--batches 1,2,4,8,16``, the same users answered that many at a time (what batching
+concurrent requests would save); with ``--profile``, a cProfile of the answers from the graphs.
+
     python benchmarks/bench_hybrid_cost.py --items 100000 --users 20000 --served
+    python benchmarks/bench_hybrid_cost.py --batches 1,2,4,8,16 --profile
 """
 
 from __future__ import annotations
@@ -101,9 +105,41 @@ def synthetic(args: argparse.Namespace) -> tuple[Dataset, TrainingData]:
     return dataset, data
 
 
+def batched_ms(model: Hybrid, data: TrainingData, requests: int, size: int) -> float:
+    """Milliseconds a query of answering the first ``requests`` training users (the first 20
+    left out) ``size`` at a time: what a server batching concurrent requests would pay."""
+    blocks = [model.training_queries(np.arange(start, min(start + size, requests)))
+              for start in range(20, requests, size)]
+    for queries in blocks[:3]:  # warm-up
+        model.recommend_queries(queries, 10)
+    start = time.perf_counter()
+    for queries in blocks:
+        model.recommend_queries(queries, 10)
+    return (time.perf_counter() - start) * 1000 / (requests - 20)
+
+
+def profiled(model: Hybrid, data: TrainingData, requests: int, lines: int = 25) -> str:
+    """cProfile of one answer at a time for the first ``requests`` training users: the
+    functions that take the most time, their callees included."""
+    import cProfile
+    import io
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for user in data.users.ids[:requests]:
+        model.recommend_query(Query(user=str(user)), 10)
+    profile.disable()
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(lines)
+    return out.getvalue()
+
+
 def answers_of(folder: str, args: argparse.Namespace) -> None:
     """In a process of its own, as a server has it (a version loaded, never a fit in it): one
-    answer's time with every source scoring the catalogue, then from the graphs."""
+    answer's time with every source scoring the catalogue, then from the graphs; with
+    ``--batches``, queries answered several at a time; with ``--profile``, where the time of
+    an answer from the graphs goes."""
     _, data = synthetic(args)
     pin_compute_threads()
     for graphs in (False, True):
@@ -117,6 +153,13 @@ def answers_of(folder: str, args: argparse.Namespace) -> None:
             tags = [s.tag for s in model.sources_ if s.model.indexes]
             print(f"- the sources with a vector form ({', '.join(tags)}) from their HNSW "
                   f"graphs: {answer_times(model, data, args.requests)}")
+    if args.batches:
+        sizes = [int(size) for size in args.batches.split(",")]
+        print("- from the graphs, queries answered a block at a time (ms a query): " + ", ".join(
+            f"{size} at a time {batched_ms(model, data, args.requests, size):.2f}"
+            for size in sizes))
+    if args.profile:
+        print(f"\n```\n{profiled(model, data, args.requests)}```")
 
 
 def main() -> None:
@@ -132,6 +175,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", help="comma-separated block sizes: queries answered "
+                        "that many at a time (e.g. 1,2,4,8,16)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile of the answers from the graphs")
     parser.add_argument("--answers-of", help=argparse.SUPPRESS)  # the timing process
     args = parser.parse_args()
     if args.answers_of:
