@@ -241,24 +241,6 @@ def test_invalid_config_is_a_clear_error():
         WALS(factors=0)
 
 
-def test_top_k_kernel_agrees_with_its_numpy_twin():
-    rng = np.random.default_rng(5)
-    scores = rng.integers(0, 6, size=(40, 30)).astype(np.float32)  # many ties
-    scores[rng.random(scores.shape) < 0.2] = -np.inf
-    scores[3, :28] = np.nan  # a row with only two candidates
-    scores[3, 28:] = [2.0, 5.0]
-    fast = (np.empty((40, 7), np.int32), np.empty((40, 7), np.float32))
-    slow = (np.empty((40, 7), np.int32), np.empty((40, 7), np.float32))
-    kernels.select_top_k(scores, 7, *fast)
-    kernels.select_top_k_numpy(scores, 7, *slow)
-    serial = (np.empty((40, 7), np.int32), np.empty((40, 7), np.float32))
-    kernels.select_top_k_serial(scores, 7, *serial)
-    np.testing.assert_array_equal(serial[0], fast[0])
-    np.testing.assert_array_equal(fast[0], slow[0])
-    np.testing.assert_array_equal(fast[1], slow[1])
-    assert fast[0][3].tolist() == [29, 28, -1, -1, -1, -1, -1]
-
-
 def test_item_fold_in_agrees_with_an_exact_item_step(fitted):
     model, data = fitted
     i = 4

@@ -185,34 +185,94 @@ def solve_cg_numpy(indptr, indices, weight, target, Y, gram, reg, X, w0, steps):
         X[u] = x
 
 
+@njit(cache=True, inline="always")
+def _worse(value_a, index_a, value_b, index_b):  # pragma: no cover
+    """Whether entry a ranks below entry b: a lower score, or the same at a higher index."""
+    return value_a < value_b or (value_a == value_b and index_a > index_b)
+
+
+@njit(cache=True)
+def _sift_down(values, indices, size, value, index):  # pragma: no cover
+    """Place (``value``, ``index``) at the root of the heap of ``size`` entries (the worst
+    entry at the root) and move it down to where it belongs."""
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(values[child + 1], indices[child + 1], values[child],
+                                       indices[child]):
+            child += 1
+        if not _worse(values[child], indices[child], value, index):
+            break
+        values[pos] = values[child]
+        indices[pos] = indices[child]
+        pos = child
+    values[pos] = value
+    indices[pos] = index
+
+
+@njit(cache=True)
+def _offer(values, indices, filled, k, value, index):  # pragma: no cover
+    """Offer (``value``, ``index``), the highest index so far, to the heap of the best ``k``
+    (``filled`` of them so far); returns how many it holds after."""
+    if filled < k:  # sift up: the worse entry goes to the root
+        pos = filled
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if not _worse(value, index, values[parent], indices[parent]):
+                break
+            values[pos] = values[parent]
+            indices[pos] = indices[parent]
+            pos = parent
+        values[pos] = value
+        indices[pos] = index
+        return filled + 1
+    if value > values[0]:  # the same score at a later index ranks below: not in
+        _sift_down(values, indices, k, value, index)
+    return filled
+
+
 def _select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
     """The ``k`` largest finite scores per row, best first, ties to the lower index.
 
-    Keeps a sorted buffer of ``k`` per row: one pass over the row, and most scores fall below
-    the buffer's minimum at once. Unfilled slots stay -1 / NaN.
+    A heap of the best ``k`` so far, the worst of them at its root, fed in one pass over the
+    row; first, the best ``k`` of an evenly spaced sample of the row give a floor that the
+    row's best ``k`` cannot be below, so that only the scores above it reach the heap,
+    whatever order the row is in. A sample of every ``s``-th score keeps about ``k s`` scores
+    above its floor: ``s = √(n / k)`` feeds the heap fewest in all, about ``2 √(n k)``. (A
+    sorted buffer fed every score took 6 ms at 100,000 items and ``k`` 100 for a row
+    ascending with the item index, as popularity is where new items sell most, against 0.2
+    ms for a shuffled one.) Unfilled slots stay -1 / NaN.
     """
     n_rows, n_cols = scores.shape
+    stride = int(np.sqrt(n_cols / k)) if k > 0 else 0
     for r in prange(n_rows):
+        values = np.empty(max(k, 1), dtype=np.float32)
+        indices = np.empty(max(k, 1), dtype=np.int64)
+        floor = -np.inf
         filled = 0
-        for c in range(k):
-            out_idx[r, c] = -1
-            out_val[r, c] = np.nan
+        if stride >= 2:
+            for j in range(0, n_cols, stride):
+                v = scores[r, j]
+                if np.isfinite(v) and (filled < k or v > values[0]):
+                    filled = _offer(values, indices, filled, k, v, j)
+            if filled == k:
+                floor = values[0]
+            filled = 0
         for j in range(n_cols):
             v = scores[r, j]
-            if not np.isfinite(v):
-                continue
-            if filled == k and v <= out_val[r, k - 1]:
-                continue
-            pos = filled if filled < k else k - 1
-            while pos > 0 and out_val[r, pos - 1] < v:
-                if pos < k:
-                    out_val[r, pos] = out_val[r, pos - 1]
-                    out_idx[r, pos] = out_idx[r, pos - 1]
-                pos -= 1
-            out_val[r, pos] = v
-            out_idx[r, pos] = j
-            if filled < k:
-                filled += 1
+            # Most scores stop here: below the floor (NaN too) or the heap's worst.
+            if v >= floor and np.isfinite(v) and (filled < k or v > values[0]):
+                filled = _offer(values, indices, filled, k, v, j)
+        for c in range(filled, k):
+            out_idx[r, c] = -1
+            out_val[r, c] = np.nan
+        for c in range(filled - 1, -1, -1):  # pop the worst into the last open slot
+            out_idx[r, c] = indices[0]
+            out_val[r, c] = values[0]
+            if c > 0:
+                _sift_down(values, indices, c, values[c], indices[c])
 
 
 #: Rows in parallel (evaluation, batch recommendation).
