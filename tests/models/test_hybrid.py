@@ -302,6 +302,8 @@ def test_new_users_keep_the_first_answer_unless_the_ranker_proves_itself_on_them
     ranked, _ = model.recommend_queries(nobody, 3)
     popular = next(s.model for s in model.sources_ if s.tag == "popularity")
     np.testing.assert_array_equal(ranked, popular.recommend_queries(nobody, 3)[0])
+    assert all(reason.endswith("; ranked by its sources' scores")
+               for reason in model.explain_indices(nobody, ranked[0]))
     planted = genre_data(user_features=True, n_users=150, n_items=45, cold=0)
     taught = Hybrid(sources=[{"model": "popularity", "depth": 45}], similarity_source=None,
                     carves=2, cold_users=0.5, validation_users=0.4,
@@ -486,6 +488,13 @@ def test_new_items_are_ordered_by_the_ranker_only_where_it_proved_itself_on_them
     assert untaught.training_["ranks_new_items"] is False
     top, _ = untaught.recommend_indices(users, 2, candidates=new)
     assert (top == new[:2]).all()
+    # explained as placed: by the sources' order, not by what the network would have weighed
+    blocked = np.setdiff1d(np.arange(data.n_items), new)
+    reasons = untaught.explain_indices(data.queries(users[:1]), top[0], exclude=blocked)
+    assert all("a new item, placed among the new ones by its sources' scores" in reason
+               for reason in reasons)
+    taught_reasons = taught.explain_indices(data.queries(users[:1]), new[:2], exclude=blocked)
+    assert not any("a new item" in reason for reason in taught_reasons)
     # saved and loaded, each keeps its verdict
     assert Hybrid.load(untaught.save(tmp_path / "h")).ranks_new_items_ is False
 

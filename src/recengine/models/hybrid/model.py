@@ -380,17 +380,27 @@ class Hybrid(Recommender):
         features = self._signals(candidates, queries, self.sources_, self.profile_, self.order_,
                                  self.blend_)
         ranked = ranker_scores(self.ranker_, features, "cpu")
-        if not self.ranks_new_items_:
-            new = features[:, self.feature_names.index("item:no-events")] > 0
-            ranked[new] = handed_out(ranked[new], features[new, -1], candidates.rows[new],
-                                     candidates.items[new])
-        if not self.ranks_new_users_:
-            new = np.diff(queries.seen()[0])[candidates.rows] == 0
-            ranked[new] = features[new, -1]
-        if not self.ranks_without_device_:
-            plain = ~features[:, device_columns(len(self.sources_), self.profile_)].any(axis=1)
-            ranked[plain] = features[plain, -1]
+        new, start = self._unearned(candidates, queries, features)
+        ranked[new] = handed_out(ranked[new], features[new, -1], candidates.rows[new],
+                                 candidates.items[new])
+        ranked[start] = features[start, -1]
         return candidates, ranked
+
+    def _unearned(self, candidates: Candidates, queries: Queries,
+                  features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the ranker did not earn the order (each a mask over the candidates): new items
+        it orders among themselves only if it validated better on them; whole lists it leaves
+        to the sources' first answer, those of new users and of requests that name no device,
+        unless it validated better on such lists."""
+        n = len(features)
+        new = np.zeros(n, bool) if self.ranks_new_items_ else (
+            features[:, self.feature_names.index("item:no-events")] > 0)
+        start = np.zeros(n, bool)
+        if not self.ranks_new_users_:
+            start |= np.diff(queries.seen()[0])[candidates.rows] == 0
+        if not self.ranks_without_device_:
+            start |= ~features[:, device_columns(len(self.sources_), self.profile_)].any(axis=1)
+        return new & ~start, start
 
     def _score(self, queries: Queries) -> np.ndarray:
         return self._score_among(queries, None)
@@ -507,6 +517,7 @@ class Hybrid(Recommender):
         means = self.ranker_.mean.cpu().numpy()
         base = ranker_scores(self.ranker_, features, "cpu")
         groups = _groups(self.feature_names, self.sources_[self.order_[0]].tag)
+        new, start = self._unearned(candidates, one, features)
         moved = np.zeros((len(groups), len(features)), np.float32)
         for g, (_, columns) in enumerate(groups):
             plain = features.copy()
@@ -529,7 +540,13 @@ class Hybrid(Recommender):
             # what ranked above it.
             proposed = (f"proposed by {', '.join(by)}" if by
                         else "proposed among the items the request allows")
-            reasons.append(proposed + (f"; ranked up by: {', '.join(up)}" if up else ""))
+            if start[row]:  # the ranker's inputs did not place it: say what did
+                ranked = "; ranked by its sources' scores"
+            elif new[row]:
+                ranked = "; a new item, placed among the new ones by its sources' scores"
+            else:
+                ranked = f"; ranked up by: {', '.join(up)}" if up else ""
+            reasons.append(proposed + ranked)
         return reasons
 
     # -- saving ---------------------------------------------------------------------------
