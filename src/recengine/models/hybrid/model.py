@@ -541,12 +541,12 @@ class Hybrid(Recommender):
             proposed = (f"proposed by {', '.join(by)}" if by
                         else "proposed among the items the request allows")
             if start[row]:  # the ranker's inputs did not place it: say what did
-                ranked = "; ranked by its sources' scores"
+                placed = "; ranked by its sources' scores"
             elif new[row]:
-                ranked = "; a new item, placed among the new ones by its sources' scores"
+                placed = "; a new item, placed among the new ones by its sources' scores"
             else:
-                ranked = f"; ranked up by: {', '.join(up)}" if up else ""
-            reasons.append(proposed + ranked)
+                placed = f"; ranked up by: {', '.join(up)}" if up else ""
+            reasons.append(proposed + placed)
         return reasons
 
     # -- saving ---------------------------------------------------------------------------
