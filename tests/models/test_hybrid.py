@@ -490,9 +490,11 @@ def test_new_items_are_ordered_by_the_ranker_only_where_it_proved_itself_on_them
     assert (top == new[:2]).all()
     # explained as placed: by the sources' order, not by what the network would have weighed
     blocked = np.setdiff1d(np.arange(data.n_items), new)
-    reasons = untaught.explain_indices(data.queries(users[:1]), top[0], exclude=blocked)
+    reasons = untaught.explain_indices(data.queries(users[:1]), np.r_[0, top[0]],
+                                       exclude=blocked)
+    assert reasons[0].startswith("not proposed")  # item 0 was ruled out
     assert all("a new item, placed among the new ones by its sources' scores" in reason
-               for reason in reasons)
+               for reason in reasons[1:])
     taught_reasons = taught.explain_indices(data.queries(users[:1]), new[:2], exclude=blocked)
     assert not any("a new item" in reason for reason in taught_reasons)
     # saved and loaded, each keeps its verdict

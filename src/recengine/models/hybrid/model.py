@@ -517,7 +517,7 @@ class Hybrid(Recommender):
         means = self.ranker_.mean.cpu().numpy()
         base = ranker_scores(self.ranker_, features, "cpu")
         groups = _groups(self.feature_names, self.sources_[self.order_[0]].tag)
-        new, start = self._unearned(candidates, one, features)
+        new, by_sources = self._unearned(candidates, one, features)
         moved = np.zeros((len(groups), len(features)), np.float32)
         for g, (_, columns) in enumerate(groups):
             plain = features.copy()
@@ -540,7 +540,7 @@ class Hybrid(Recommender):
             # what ranked above it.
             proposed = (f"proposed by {', '.join(by)}" if by
                         else "proposed among the items the request allows")
-            if start[row]:  # the ranker's inputs did not place it: say what did
+            if by_sources[row]:  # the ranker's inputs did not place it: say what did
                 placed = "; ranked by its sources' scores"
             elif new[row]:
                 placed = "; a new item, placed among the new ones by its sources' scores"
