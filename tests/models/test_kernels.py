@@ -50,3 +50,9 @@ def test_long_rows_in_any_order_agree_with_the_twin(k):
     np.testing.assert_array_equal(fast[1], twin[1])
     assert fast[0][0, 0] == n - 1 and fast[0][1, 0] == 0
     assert fast[0][2].tolist() == np.flatnonzero(rows[2] == 3)[:k].tolist()
+
+
+def test_no_slots_asked_none_filled():
+    scores = np.arange(12, dtype=np.float32).reshape(2, 6)
+    for (idx, val) in _all_three(scores, 0):
+        assert idx.shape == val.shape == (2, 0)

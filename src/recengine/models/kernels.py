@@ -246,10 +246,13 @@ def _select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
     ms for a shuffled one.) Unfilled slots stay -1 / NaN.
     """
     n_rows, n_cols = scores.shape
-    stride = int(np.sqrt(n_cols / k)) if k > 0 else 0
+    if k == 0:
+        return
+    # A sample pays where it leaves most of a long row out; short rows go straight through.
+    stride = int(np.sqrt(n_cols / k)) if n_cols >= _SAMPLED_ROW * k else 0
     for r in prange(n_rows):
-        values = np.empty(max(k, 1), dtype=np.float32)
-        indices = np.empty(max(k, 1), dtype=np.int64)
+        values = out_val[r]  # the heap lives in the row's output until it is sorted there
+        indices = out_idx[r]
         floor = -np.inf
         filled = 0
         if stride >= 2:
@@ -265,14 +268,17 @@ def _select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
             # Most scores stop here: below the floor (NaN too) or the heap's worst.
             if v >= floor and np.isfinite(v) and (filled < k or v > values[0]):
                 filled = _offer(values, indices, filled, k, v, j)
+        for c in range(filled - 1, 0, -1):  # heapsort: the worst left goes to the last slot
+            value, index = values[c], indices[c]
+            values[c], indices[c] = values[0], indices[0]
+            _sift_down(values, indices, c, value, index)
         for c in range(filled, k):
-            out_idx[r, c] = -1
-            out_val[r, c] = np.nan
-        for c in range(filled - 1, -1, -1):  # pop the worst into the last open slot
-            out_idx[r, c] = indices[0]
-            out_val[r, c] = values[0]
-            if c > 0:
-                _sift_down(values, indices, c, values[c], indices[c])
+            indices[c] = -1
+            values[c] = np.nan
+
+
+#: Rows at least this many times ``k`` long are sampled for a floor first.
+_SAMPLED_ROW = 64
 
 
 #: Rows in parallel (evaluation, batch recommendation).
