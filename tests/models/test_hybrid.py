@@ -146,8 +146,8 @@ def test_a_constraint_narrows_what_the_sources_propose():
     next to nothing allowed and the answer would follow popularity: a third in genre."""
     data = genre_data(user_features=True, n_users=120, n_items=60, cold=0)
     model = Hybrid(sources=[{"model": "popularity", "depth": 20}], similarity_source=None,
-                   carves=2, cold_items=0.0,  # no new items here: all 60 teach the ranker
-                   ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}).fit(data)
+                   carves=2, ranker={"epochs": 40, "patience": 8, "learning_rate": 5e-3}
+                   ).fit(data)
     allowed = np.argsort(-data.item_counts(), kind="stable")[30:]
     top, _ = model.recommend_indices(np.arange(data.n_users), 3, candidates=allowed)
     assert np.isin(top, allowed).all()

@@ -132,10 +132,11 @@ class HybridConfig(ModelConfig):
     cold_users: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the carved users "
                               "whose every pair is held out: they teach the ranker new users, "
                               "known by their features only.")
-    cold_items: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the items whose "
-                              "every pair is held out: new items, known by their features "
-                              "only; the ranker orders new items among themselves only if "
-                              "it ranks these better than its start does.")
+    cold_items: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the items made "
+                              "new in the carve (their pairs the carve does not hold out "
+                              "are hidden): lists to judge the ranker on new items by. It "
+                              "orders new items among themselves only if it ranks these "
+                              "better than its start does; without them, never.")
     carves: int = Field(1, ge=1, description="Carves to learn from, each with its own draw "
                         "and its own fit of the sources: more lists for the ranker, at the "
                         "cost of fitting the sources once per carve.")
