@@ -105,7 +105,7 @@ def synthetic(args: argparse.Namespace) -> tuple[Dataset, TrainingData]:
     return dataset, data
 
 
-def batched_ms(model: Hybrid, data: TrainingData, requests: int, size: int) -> float:
+def batched_ms(model: Hybrid, requests: int, size: int) -> float:
     """Milliseconds a query of answering the first ``requests`` training users (the first 20
     left out) ``size`` at a time: what a server batching concurrent requests would pay."""
     blocks = [model.training_queries(np.arange(start, min(start + size, requests)))
@@ -156,7 +156,7 @@ def answers_of(folder: str, args: argparse.Namespace) -> None:
     if args.batches:
         sizes = [int(size) for size in args.batches.split(",")]
         print("- from the graphs, queries answered a block at a time (ms a query): " + ", ".join(
-            f"{size} at a time {batched_ms(model, data, args.requests, size):.2f}"
+            f"{size} at a time {batched_ms(model, args.requests, size):.2f}"
             for size in sizes))
     if args.profile:
         print(f"\n```\n{profiled(model, data, args.requests)}```")

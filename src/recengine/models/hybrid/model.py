@@ -381,7 +381,7 @@ class Hybrid(Recommender):
                                  self.blend_)
         ranked = ranker_scores(self.ranker_, features, "cpu")
         new, start = self._unearned(candidates, queries, features)
-        ranked[new] = handed_out(ranked[new], features[new, -1], candidates.rows[new],
+        ranked[new] = _handed_out(ranked[new], features[new, -1], candidates.rows[new],
                                  candidates.items[new])
         ranked[start] = features[start, -1]
         return candidates, ranked
@@ -752,13 +752,13 @@ def _ranks_new_items(network: Any, valid: Lists, unknown_column: int) -> bool:
     least :data:`MIN_NEW_ITEM_LISTS` lists that found one the user chose. A network judged
     on items with events need not order new ones better: where it cannot show it does, the
     first answer decides which new item takes each place the network gives new items
-    (:func:`handed_out`)."""
-    new = new_item_lists(valid, unknown_column)
+    (:func:`_handed_out`)."""
+    new = _new_item_lists(valid, unknown_column)
     return len(new) >= MIN_NEW_ITEM_LISTS and clearly_better(
         new, ranker_scores(network, new.features, "cpu"), new.features[:, -1])
 
 
-def new_item_lists(lists: Lists, unknown_column: int) -> Lists:
+def _new_item_lists(lists: Lists, unknown_column: int) -> Lists:
     """Each of ``lists`` cut to its candidates flagged in ``unknown_column``, those that hold
     a chosen one (its ideal counts the chosen it holds: both orders are judged alike)."""
     keep = lists.features[:, unknown_column] > 0
@@ -771,13 +771,13 @@ def new_item_lists(lists: Lists, unknown_column: int) -> Lists:
     return cut.take(np.flatnonzero(chosen > 0))
 
 
-def handed_out(scores: np.ndarray, by: np.ndarray, rows: np.ndarray,
+def _handed_out(scores: np.ndarray, by: np.ndarray, rows: np.ndarray,
                items: np.ndarray) -> np.ndarray:
     """Each row's ``scores`` handed out again in the order of ``by`` (highest first, ties to
     the lower item): the places stay, which candidate takes each follows ``by``.
 
-    >>> handed_out(np.array([3.0, 1.0, 2.0]), np.array([0.1, 0.9, 0.5]), np.zeros(3, int),
-    ...            np.arange(3)).tolist()
+    >>> _handed_out(np.array([3.0, 1.0, 2.0]), np.array([0.1, 0.9, 0.5]), np.zeros(3, int),
+    ...             np.arange(3)).tolist()
     [1.0, 3.0, 2.0]
     """
     places = np.lexsort((-scores, rows))
