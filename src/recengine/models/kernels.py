@@ -214,8 +214,9 @@ def _sift_down(values, indices, size, value, index):  # pragma: no cover
 
 @njit(cache=True)
 def _offer(values, indices, filled, k, value, index):  # pragma: no cover
-    """Offer (``value``, ``index``), the highest index so far, to the heap of the best ``k``
-    (``filled`` of them so far); returns how many it holds after."""
+    """Put (``value``, ``index``), the highest index so far, in the heap of the best ``k``
+    (``filled`` of them so far): offered only while the heap is filling or when it beats the
+    heap's worst. Returns how many the heap holds after."""
     if filled < k:  # sift up: the worse entry goes to the root
         pos = filled
         while pos > 0:
@@ -228,8 +229,7 @@ def _offer(values, indices, filled, k, value, index):  # pragma: no cover
         values[pos] = value
         indices[pos] = index
         return filled + 1
-    if value > values[0]:  # the same score at a later index ranks below: not in
-        _sift_down(values, indices, k, value, index)
+    _sift_down(values, indices, k, value, index)
     return filled
 
 
@@ -265,7 +265,8 @@ def _select_top_k(scores, k, out_idx, out_val):  # pragma: no cover
             filled = 0
         for j in range(n_cols):
             v = scores[r, j]
-            # Most scores stop here: below the floor (NaN too) or the heap's worst.
+            # Most scores stop here: below the floor (NaN too) or not above the heap's worst
+            # (the same score at a later index ranks below it).
             if v >= floor and np.isfinite(v) and (filled < k or v > values[0]):
                 filled = _offer(values, indices, filled, k, v, j)
         for c in range(filled - 1, 0, -1):  # heapsort: the worst left goes to the last slot

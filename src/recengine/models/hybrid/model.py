@@ -23,6 +23,7 @@ All of it is one model: saved, published and loaded whole, its sources inside it
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -348,19 +349,20 @@ class Hybrid(Recommender):
             candidates = propose(sources, queries, self.config.candidates)
             parts.append((candidates, self._signals(candidates, queries, sources, profile,
                                                     None)))
-        lengths = np.concatenate([np.diff(c.indptr) for c, _ in parts] or [np.zeros(0)])
-        items = np.concatenate([c.items for c, _ in parts] or [np.zeros(0, np.int32)])
-        rows = np.repeat(users, lengths.astype(np.int64)).astype(np.int64)
-        features = np.vstack([f for _, f in parts]) if parts else np.zeros((0, 0), np.float32)
-        kept = ~np.isin(rows * data.n_items + items, _pair_keys(hidden, users, data.n_items))
-        items, rows, features = items[kept], rows[kept], features[kept]
-        owner = np.repeat(np.arange(len(users)), lengths.astype(np.int64))[kept]
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(owner, minlength=len(users)), out=indptr[1:])
+        lengths = np.concatenate([np.diff(c.indptr) for c, _ in parts] or [np.zeros(0)])
+        np.cumsum(lengths, out=indptr[1:])
+        items = np.concatenate([c.items for c, _ in parts] or [np.zeros(0, np.int32)])
+        pairs = np.repeat(users, lengths.astype(np.int64)).astype(np.int64) * data.n_items + items
+        labels = np.isin(pairs, _pair_keys(held, users, data.n_items))
+        features = np.vstack([f for _, f in parts]) if parts else np.zeros((0, 0), np.float32)
         wanted = held[users]
-        labels = np.isin(rows * data.n_items + items, _pair_keys(held, users, data.n_items))
+        # the hidden pairs are never labels (the carve keeps them apart): no list loses one
+        kept = ~np.isin(pairs, _pair_keys(hidden, users, data.n_items))
         lists = Lists(indptr, features, labels.astype(np.float32),
-                      np.diff(wanted.indptr).astype(np.int64), np.asarray(users, np.int64))
+                      np.diff(wanted.indptr).astype(np.int64),
+                      np.asarray(users, np.int64)).kept(kept)
+        items = items[kept]
         if not profile.devices:
             return lists
         return _per_device(lists, items, wanted, data.n_items, profile,
@@ -738,7 +740,7 @@ def _ranks_new_users(network: Any, valid: Lists, history_column: int) -> bool:
     segment or overall)."""
     lists, heads = _heads(valid)
     new = lists[heads[:, history_column] == 0]
-    return len(new) >= MIN_NEW_USER_LISTS and _earned(network, valid, new)
+    return len(new) >= MIN_NEW_USER_LISTS and _earned(network, valid.take(new))
 
 
 #: Fewest validation lists that found one of the carve's new items, on which the ranker must
@@ -754,21 +756,15 @@ def _ranks_new_items(network: Any, valid: Lists, unknown_column: int) -> bool:
     first answer decides which new item takes each place the network gives new items
     (:func:`_handed_out`)."""
     new = _new_item_lists(valid, unknown_column)
-    return len(new) >= MIN_NEW_ITEM_LISTS and clearly_better(
-        new, ranker_scores(network, new.features, "cpu"), new.features[:, -1])
+    return len(new) >= MIN_NEW_ITEM_LISTS and _earned(network, new)
 
 
 def _new_item_lists(lists: Lists, unknown_column: int) -> Lists:
     """Each of ``lists`` cut to its candidates flagged in ``unknown_column``, those that hold
     a chosen one (its ideal counts the chosen it holds: both orders are judged alike)."""
-    keep = lists.features[:, unknown_column] > 0
-    owner = np.repeat(np.arange(len(lists)), np.diff(lists.indptr))[keep]
-    indptr = np.zeros(len(lists) + 1, np.int64)
-    np.cumsum(np.bincount(owner, minlength=len(lists)), out=indptr[1:])
-    chosen = np.bincount(owner, weights=lists.labels[keep], minlength=len(lists))
-    cut = Lists(indptr, lists.features[keep], lists.labels[keep], chosen.astype(np.int64),
-                lists.users)
-    return cut.take(np.flatnonzero(chosen > 0))
+    cut = lists.kept(lists.features[:, unknown_column] > 0)
+    chosen = np.bincount(cut.owners, weights=cut.labels, minlength=len(cut)).astype(np.int64)
+    return replace(cut, n_relevant=chosen).take(np.flatnonzero(chosen > 0))
 
 
 def _handed_out(scores: np.ndarray, by: np.ndarray, rows: np.ndarray,
@@ -792,7 +788,7 @@ def _ranks_without_device(network: Any, valid: Lists, columns: slice) -> bool:
     validation lists that name no device: requests without one keep the first answer unless
     it is (it learned mostly from lists that name one)."""
     lists, heads = _heads(valid)
-    return _earned(network, valid, lists[~heads[:, columns].any(axis=1)])
+    return _earned(network, valid.take(lists[~heads[:, columns].any(axis=1)]))
 
 
 def _heads(valid: Lists) -> tuple[np.ndarray, np.ndarray]:
@@ -802,12 +798,11 @@ def _heads(valid: Lists) -> tuple[np.ndarray, np.ndarray]:
     return lists, valid.features[valid.indptr[lists]]
 
 
-def _earned(network: Any, valid: Lists, lists: np.ndarray) -> bool:
-    """Whether the ranker orders ``lists`` of ``valid`` :func:`clearly_better` than their
-    first answer (the last input column)."""
-    part = valid.take(lists)
-    return clearly_better(part, ranker_scores(network, part.features, "cpu"),
-                          part.features[:, -1])
+def _earned(network: Any, lists: Lists) -> bool:
+    """Whether the ranker orders ``lists`` :func:`clearly_better` than their first answer
+    (the last input column)."""
+    return clearly_better(lists, ranker_scores(network, lists.features, "cpu"),
+                          lists.features[:, -1])
 
 
 def _groups(names: Sequence[str], first: str) -> list[tuple[str, np.ndarray]]:

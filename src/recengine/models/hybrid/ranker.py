@@ -60,6 +60,21 @@ class Lists:
         return Lists(indptr, self.features[pick], self.labels[pick], self.n_relevant[lists],
                      None if self.users is None else self.users[lists])
 
+    @property
+    def owners(self) -> np.ndarray:
+        """The list of each row."""
+        return np.repeat(np.arange(len(self)), np.diff(self.indptr))
+
+    def kept(self, rows: np.ndarray) -> Lists:
+        """Each list cut to the rows flagged in ``rows``; a chosen item it loses leaves its
+        ideal too."""
+        owners = self.owners
+        indptr = np.zeros(len(self) + 1, np.int64)
+        np.cumsum(np.bincount(owners[rows], minlength=len(self)), out=indptr[1:])
+        lost = np.bincount(owners[~rows], weights=self.labels[~rows], minlength=len(self))
+        return Lists(indptr, self.features[rows], self.labels[rows],
+                     self.n_relevant - lost.astype(np.int64), self.users)
+
     def padded(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[len(users), longest, n_features]`` features, labels and a mask of real rows."""
         lengths = np.diff(self.indptr)[users]
