@@ -508,6 +508,8 @@ def test_a_share_of_items_can_be_made_new():
     known = np.unique(data.feedback.indices)
     assert len(chosen) == round(0.25 * len(known))
     assert np.array_equal(flags, np.isin(data.feedback.indices, chosen))  # every pair of them
+    with pytest.raises(DataError, match="cold_items"):  # a share, below one
+        Hybrid(cold_items=1.0)
 
 
 def test_items_made_new_teach_no_lift_for_having_no_events():
