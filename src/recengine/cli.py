@@ -608,6 +608,7 @@ def _train_on_spark(args: argparse.Namespace, model: Recommender, console: Conso
     from recengine.spark.prepare import pairs_to_pandas
 
     assert isinstance(model, SparkALS)
+    _spark_first(args, "train --engine spark", als=True)
     pairs = _file_pairs(args, console).persist()
     try:
         n_pairs = pairs.count()
@@ -623,6 +624,20 @@ def _train_on_spark(args: argparse.Namespace, model: Recommender, console: Conso
     console.print(f"spark-als trained on {n_pairs} pairs ({len(model.users_)} users, "
                   f"{len(model.items_)} items) on Spark; saved to {args.output} {kept}")
     return 0
+
+
+def _spark_first(args: argparse.Namespace, feature: str, *, als: bool) -> None:
+    """The session started first, with ``--spark-conf`` (every Spark step then uses it); where
+    ALS will train there, its checkpoint folder is checked at once, not after the data's
+    preparation on the cluster."""
+    from recengine.spark.session import spark_session
+
+    session = spark_session(args.master, feature=feature,
+                            conf=_key_values(args.spark_conf, "--spark-conf"))
+    if als:
+        from recengine.spark.als import ensure_checkpoints
+
+        ensure_checkpoints(session.sparkContext)
 
 
 def _file_pairs(args: argparse.Namespace, console: Console) -> DataFrame:
@@ -721,17 +736,16 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def run_retrain(args: argparse.Namespace) -> int:
     from recengine.data.loaders import load_dataset
-    from recengine.pipeline.retrain import retrain, retrain_store
+    from recengine.pipeline.retrain import on_engine, retrain, retrain_store
     from recengine.store.events import EventStore
     from recengine.store.registry import ModelRegistry
 
     console, err = _console(), _console(stderr=True)
     models = _model_configs(args)
-    if args.engine == "spark":  # started first, with --spark-conf; every Spark step uses it
-        from recengine.spark.session import spark_session
-
-        spark_session(args.master, feature="retrain --engine spark",
-                      conf=_key_values(args.spark_conf, "--spark-conf"))
+    if args.engine == "spark":
+        _spark_first(args, "retrain --engine spark", als=any(
+            config.get("model") == "spark-als"
+            for config in on_engine(models, "spark", args.master).values()))
     options: dict[str, Any] = {
         "models": models, "holdout": args.holdout, "test_fraction": args.test_fraction,
         "metric": args.metric, "tolerance": args.tolerance, "seed": args.seed,

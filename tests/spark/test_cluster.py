@@ -81,7 +81,8 @@ def test_train_through_a_standalone_cluster(cluster, tmp_path):
         [sys.executable, "-m", "recengine", "train", "--events", str(events), "--engine",
          "spark", "--master", url, "--config", str(config), "--output", str(folder),
          "--spark-conf", f"spark.checkpoint.dir={tmp_path / 'checkpoints'}",
-         "--spark-conf", "spark.executor.memory=512m"],
+         "--spark-conf", "spark.executor.memory=512m",
+         "--spark-conf", "spark.sql.shuffle.partitions=2"],
         env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "spark-als trained on 200 pairs (40 users, 17 items)" in done.stdout
@@ -92,16 +93,20 @@ def test_train_through_a_standalone_cluster(cluster, tmp_path):
     assert len(model.recommend_history(["i1", "i6"], 3)[0]) == 3
 
 
-def test_a_cluster_without_a_checkpoint_folder_is_told_what_to_set(cluster, tmp_path):
+@pytest.mark.parametrize("command", [["train", "--output", "model"],
+                                     ["retrain", "--models", "wals", "--registry", "registry"]])
+def test_a_cluster_without_a_checkpoint_folder_is_told_before_any_work(cluster, tmp_path,
+                                                                       command):
     url, _ = cluster
     events = tmp_path / "events.csv"
     events.write_text("user_id,item_id,event_type\nu1,i1,view\nu2,i1,view\nu2,i2,view\n")
     done = subprocess.run(
-        [sys.executable, "-m", "recengine", "train", "--events", str(events), "--engine",
-         "spark", "--master", url, "--output", str(tmp_path / "model"),
-         "--spark-conf", "spark.executor.memory=512m"],
-        env=os.environ | {"SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join(sys.path)},
-        capture_output=True, text=True, timeout=400)
+        [sys.executable, "-m", "recengine", *command, "--events", str(events), "--engine",
+         "spark", "--master", url, "--spark-conf", "spark.executor.memory=512m"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=400,
+        env=os.environ | {"SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ALS on a cluster needs a checkpoint folder")
+    assert "rows read" not in done.stdout + done.stderr  # told before the events were read
+    assert not (tmp_path / "model").exists() and not (tmp_path / "registry").exists()

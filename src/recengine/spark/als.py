@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from pyspark import SparkContext
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["AlsSettings", "IndexedPairs", "factor_array", "fit_als", "index_pairs",
-           "pairs_frame", "row_counts", "with_row_weights"]
+__all__ = ["AlsSettings", "IndexedPairs", "ensure_checkpoints", "factor_array", "fit_als",
+           "index_pairs", "pairs_frame", "row_counts", "with_row_weights"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def fit_als(frame: DataFrame, settings: AlsSettings, shape: tuple[int, int],
               implicitPrefs=settings.implicit, alpha=settings.alpha, seed=settings.seed,
               nonnegative=False, userCol="user", itemCol="item", ratingCol="rating",
               checkpointInterval=CHECKPOINT_EVERY, **blocks)
-    _ensure_checkpoints(frame.sparkSession.sparkContext)
+    ensure_checkpoints(frame.sparkSession.sparkContext)
     try:
         fitted = als.fit(frame)
         users = factor_array(fitted.userFactors, shape[0], settings.rank)
@@ -159,10 +159,11 @@ def fit_als(frame: DataFrame, settings: AlsSettings, shape: tuple[int, int],
 CHECKPOINT_EVERY = 5
 
 
-def _ensure_checkpoints(context: SparkContext) -> None:
+def ensure_checkpoints(context: SparkContext) -> None:
     """Give the session a checkpoint folder when it has none: on a local master a temporary
     folder, removed when the process exits (MLlib deletes each checkpoint once the next is
-    written); a cluster needs shared storage, which only its owner can name."""
+    written); a cluster needs shared storage, which only its owner can name. Commands call it
+    as soon as their session starts, so that a cluster without one is told before any work."""
     if context.getCheckpointDir() is not None:
         return
     if not str(context.master).startswith("local"):
