@@ -10,6 +10,8 @@ deviation over the seeds, and per seed how far the first model is from each othe
     python benchmarks/next_item_seeds.py --dataset movielens-latest-small \\
         --path ../shared/datasets/ml-latest-small --models sasrec,markov,ease \\
         --seeds 0,43,44,45,46
+
+``--params '{"sasrec": {"dropout": 0.5}}'`` sets models' configuration (name → settings).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--path", default="../shared/datasets/ml-latest-small")
     parser.add_argument("--models", default="sasrec,markov")
     parser.add_argument("--seeds", default="0,43,44,45,46")
+    parser.add_argument("--params", type=json.loads, default={},
+                        help="JSON: model name → its settings (default: its defaults)")
     parser.add_argument("--validation", action="store_true",
                         help="score on the carve of the training part, not the test part")
     args = parser.parse_args()
@@ -46,14 +50,15 @@ def main() -> None:
     scores = {name: np.zeros((len(seeds), len(METRICS))) for name in names}
     for row, seed in enumerate(seeds):
         for name in names:
-            model = create_model(name)
+            model = create_model(name, **args.params.get(name, {}))
             start = time.perf_counter()
             model.fit(prepared.data, options=TrainingOptions(seed=seed, threads=1))
             fit = time.perf_counter() - start
             metrics = evaluate({name: model}, prepared.data, prepared.split, ks=(10,),
                                prefitted=[name]).models[name].metrics
             scores[name][row] = [metrics[m] for m in METRICS]
-            print(json.dumps({"model": name, "seed": seed, "scored_on": "validation"
+            print(json.dumps({"model": name, **args.params.get(name, {}), "seed": seed,
+                              "scored_on": "validation"
                               if args.validation else "test", "fit_s": round(fit, 1)}
                              | {m: round(metrics[m], 4) for m in METRICS}), flush=True)
     print(f"\n{args.dataset}, {len(seeds)} fit seeds ({args.seeds}), scored on the "
