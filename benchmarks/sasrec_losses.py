@@ -47,8 +47,9 @@ def main() -> None:
         print(json.dumps({"loss": loss, **extra, "scored_on": "validation" if validation
                           else "test", "ndcg@10": round(metrics["ndcg@10"], 4),
                           "hr@10": round(metrics["hit_rate@10"], 4), "fit_s": round(fit, 1),
-                          "epochs_run": len(model.validation_), "best_epoch": model.best_epoch_,
-                          "val": [round(v, 4) for v in model.validation_]}), flush=True)
+                          "epochs_run": len(model.validation_[0]),
+                          "best_epoch": model.best_epoch_[0],
+                          "val": [round(v, 4) for v in model.validation_[0]]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ class TestSASRec(RecommenderConformance):
     params: ClassVar[dict[str, object]] = TINY
 
 
+class TestSASRecEnsemble(RecommenderConformance):
+    model_class = SASRec
+    params: ClassVar[dict[str, object]] = TINY | {"fits": 2}
+
+
 def order_data(users: int = 60) -> TrainingData:
     """Two random fillers, then ``a b x c`` for half the users and ``b a x d`` for the other
     half: after ``x``, only the order of ``a`` and ``b`` says whether ``c`` or ``d`` comes."""
@@ -155,9 +160,9 @@ def test_early_stopping_keeps_the_epoch_that_validated_best(ordered):
     params = QUICK | {"validation_users": 30, "epochs": 40, "patience": 3,
                       "learning_rate": 0.05}
     model = SASRec(**params).fit(ordered)
-    curve = model.validation_
-    assert model.best_epoch_ == int(np.argmax(curve))
-    assert len(curve) == 40 or len(curve) == model.best_epoch_ + 1 + 3
+    [curve], [best] = model.validation_, model.best_epoch_
+    assert best == int(np.argmax(curve))
+    assert len(curve) == 40 or len(curve) == best + 1 + 3
     held = hold_out_last(ordered.log, max_rows=30, seed=0)  # the fit's carve: seed 0
     history = held.train.take(held.rows)
     scores = _forward_scores(model.network_, history, model.event_types_, 6)
@@ -211,3 +216,34 @@ def test_an_hnsw_graph_answers_as_its_scores_do_with_and_without_events(ordered)
     approximate, _ = indexed.recommend_indices(np.arange(ordered.n_users), 3)
     assert (exact == approximate).mean() > 0.95
     assert set(indexed.recommend_history([], n=3)[0].tolist()) == set(popular.tolist())
+
+
+def test_fits_sum_the_logits_of_networks_fitted_with_the_seed_plus_k(ordered):
+    """Three fits from seed 3 score as the fits of seeds 3, 4 and 5 summed, the first being
+    the one-fit model of seed 3; saved and loaded, the ensemble scores the same."""
+    params = TINY | {"epochs": 2}
+    options = [TrainingOptions(seed=seed, threads=1) for seed in (3, 4, 5)]
+    singles = [SASRec(**params).fit(ordered, options=o) for o in options]
+    ensemble = SASRec(**params, fits=3).fit(ordered, options=options[0])
+    queries = ordered.queries(np.arange(ordered.n_users))
+    np.testing.assert_allclose(ensemble._score(queries),
+                               sum(model._score(queries) for model in singles),
+                               rtol=1e-4, atol=1e-5)
+    assert ensemble.validation_ == [model.validation_[0] for model in singles]
+    assert ensemble.best_epoch_ == [model.best_epoch_[0] for model in singles]
+    loaded = SASRec(ensemble.config).set_state(ordered.users, ordered.items,
+                                               *ensemble.get_state(), ordered)
+    np.testing.assert_array_equal(loaded._score(queries), ensemble._score(queries))
+    vectors, offsets = loaded._embed(queries)
+    np.testing.assert_allclose(vectors @ loaded._item_vectors().T + offsets[:, None],
+                               loaded._score(queries), rtol=1e-5, atol=1e-6)
+
+
+def test_a_state_saved_with_one_unnested_validation_curve_loads(ordered):
+    """States saved before ``fits`` hold one fit's curve and best epoch, unnested."""
+    model = SASRec(**TINY).fit(ordered)
+    arrays, meta = model.get_state()
+    flat = meta | {"validation": meta["validation"][0], "best_epoch": meta["best_epoch"][0]}
+    loaded = SASRec(model.config).set_state(ordered.users, ordered.items, arrays, flat, ordered)
+    assert loaded.validation_ == model.validation_
+    assert loaded.best_epoch_ == model.best_epoch_
