@@ -192,7 +192,8 @@ def test_gbce_is_the_published_loss():
 @pytest.mark.parametrize(("params", "field"), [
     ({"hidden": 30, "heads": 4}, "heads"), ({"loss": "hinge"}, "loss"),
     ({"dropout": 1.0}, "dropout"), ({"max_length": 0}, "max_length"),
-    ({"calibration": 1.5}, "calibration"), ({"negatives": 0}, "negatives")])
+    ({"calibration": 1.5}, "calibration"), ({"negatives": 0}, "negatives"),
+    ({"fits": 0}, "fits")])
 def test_bad_settings_are_refused_naming_the_field(params, field):
     with pytest.raises(DataError, match="invalid sasrec parameter") as caught:
         SASRec(**params)
@@ -247,3 +248,8 @@ def test_a_state_saved_with_one_unnested_validation_curve_loads(ordered):
     loaded = SASRec(model.config).set_state(ordered.users, ordered.items, arrays, flat, ordered)
     assert loaded.validation_ == model.validation_
     assert loaded.best_epoch_ == model.best_epoch_
+    bare = {key: value for key, value in meta.items()
+            if key not in ("validation", "best_epoch")}
+    unknown = SASRec(model.config).set_state(ordered.users, ordered.items, arrays, bare,
+                                             ordered)
+    assert (unknown.validation_, unknown.best_epoch_) == ([[]], [-1])

@@ -46,8 +46,8 @@ session, a history given as item ids) meets inputs the network has learned to re
 network ``fits=1`` gives), and sums their next-item logits: side by side they are one network
 whose output and item table are the members' concatenated, so the vector form and the HNSW
 path serve it unchanged. One fit's ranking moves with its seed (on latest-small, nDCG@10 0.044
-to 0.055 over five seeds); the sum of three ranked above each of its three members on the
-validation carve and on the test part there (docs/benchmarks.md, "SASRec"). It costs
+to 0.059 over nine seeds); a sum of three ranked above each of its members on the validation
+carve and, in three draws, on the test part there (docs/benchmarks.md, "SASRec"). It costs
 ``fits`` times the training, memory and scoring: off by default.
 
 A query is scored at request time: its history then its session (:class:`Queries`), the last
@@ -531,7 +531,7 @@ def _ensemble(networks: list[Any]) -> Any:
 def _curves(meta: Mapping[str, Any]) -> dict[str, Any]:
     """Each fit's validation curve and best epoch from a saved state's metadata; a state
     saved before ``fits`` holds one fit's, unnested."""
-    curves, best = meta.get("validation", []), meta.get("best_epoch", [])
+    curves, best = meta.get("validation", []), meta.get("best_epoch", -1)
     if not curves or not isinstance(curves[0], list):
         curves, best = [curves], [best]
     return {"validation_": [[float(v) for v in c] for c in curves],
