@@ -110,3 +110,32 @@ def test_a_cluster_without_a_checkpoint_folder_is_told_before_any_work(cluster, 
     assert last.startswith("error: ALS on a cluster needs a checkpoint folder")
     assert "rows read" not in done.stdout + done.stderr  # told before the events were read
     assert not (tmp_path / "model").exists() and not (tmp_path / "registry").exists()
+
+
+def test_a_retrain_called_from_python_is_told_before_any_job_runs_there(cluster, tmp_path):
+    """``pipeline.retrain.retrain(engine="spark")``, as the scheduler calls it, on a cluster
+    without a checkpoint folder: refused before the events are aggregated or split there (no
+    Spark job has run), nothing published."""
+    url, _ = cluster
+    script = f"""
+from recengine.data.synthetic import generate
+from recengine.errors import EngineError
+from recengine.pipeline.retrain import retrain
+from recengine.spark.session import spark_session
+from recengine.store.registry import ModelRegistry
+session = spark_session({url!r}, conf={{"spark.executor.memory": "512m"}})
+try:
+    retrain(generate(n_users=30, n_items=20, seed=1), ModelRegistry("registry"),
+            models={{"wals": {{}}}}, engine="spark", master={url!r})
+except EngineError as error:
+    print("refused:", error)
+print("jobs:", len(session.sparkContext.statusTracker().getJobIdsForGroup()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        timeout=400,
+        env=os.environ | {"SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert "refused: ALS on a cluster needs a checkpoint folder" in done.stdout
+    assert "jobs: 0" in done.stdout
+    assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").iterdir())

@@ -163,7 +163,8 @@ def ensure_checkpoints(context: SparkContext) -> None:
     """Give the session a checkpoint folder when it has none: on a local master a temporary
     folder, removed when the process exits (MLlib deletes each checkpoint once the next is
     written); a cluster needs shared storage, which only its owner can name. Commands call it
-    as soon as their session starts, so that a cluster without one is told before any work."""
+    as soon as their session starts, and a retrain on Spark (from Python or the scheduler too)
+    before its first job, so that a cluster without one is told before any work."""
     if context.getCheckpointDir() is not None:
         return
     if not str(context.master).startswith("local"):

@@ -44,6 +44,7 @@ from recengine.pipeline.retrain import (
     no_times_note,
     on_engine,
 )
+from recengine.spark.als import ensure_checkpoints
 from recengine.spark.batch import top_k_lists
 from recengine.spark.evaluation import ranking_metrics
 from recengine.spark.prepare import ROW, aggregate, pairs_to_pandas
@@ -110,6 +111,7 @@ def retrain_on_spark(events: DataFrame, registry: ModelRegistry, plan: Plan, *, 
     moved = [name for name, config in models.items() if config.get("model") == "spark-als"]
     if moved:
         notes.append(f"trained on Spark ({master}) as spark-als: {', '.join(moved)}")
+        ensure_checkpoints(events.sparkSession.sparkContext)  # told before any work there
     with contextlib.ExitStack() as cached:
         pairs = _kept(cached, aggregate(events, schema, plan.weighting))
         split = _split(events, pairs, plan, notes, cached)
