@@ -736,16 +736,15 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def run_retrain(args: argparse.Namespace) -> int:
     from recengine.data.loaders import load_dataset
-    from recengine.pipeline.retrain import on_engine, retrain, retrain_store
+    from recengine.pipeline.retrain import on_engine, on_spark_als, retrain, retrain_store
     from recengine.store.events import EventStore
     from recengine.store.registry import ModelRegistry
 
     console, err = _console(), _console(stderr=True)
     models = _model_configs(args)
     if args.engine == "spark":
-        _spark_first(args, "retrain --engine spark", als=any(
-            config.get("model") == "spark-als"
-            for config in on_engine(models, "spark", args.master).values()))
+        _spark_first(args, "retrain --engine spark",
+                     als=bool(on_spark_als(on_engine(models, "spark", args.master))))
     options: dict[str, Any] = {
         "models": models, "holdout": args.holdout, "test_fraction": args.test_fraction,
         "metric": args.metric, "tolerance": args.tolerance, "seed": args.seed,

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 __all__ = ["HOLDOUTS", "Plan", "RetrainResult", "Scorer", "Trial", "event_snapshot", "gate",
-           "holdout_note", "judge_and_publish", "no_times_note", "on_engine",
+           "holdout_note", "judge_and_publish", "no_times_note", "on_engine", "on_spark_als",
            "retrain", "retrain_store"]
 
 #: Holdouts a retrain can use: a global time cutoff, or each user's last ``n`` pairs.
@@ -149,6 +149,16 @@ def on_engine(models: Mapping[str, Mapping[str, Any]], engine: Engine = "local",
     return {name: ({**config, "model": "spark-als", "master": master}
                    if str(config.get("model", name)) in _ON_SPARK else dict(config))
             for name, config in models.items()}
+
+
+def on_spark_als(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The names of ``models`` (as :func:`on_engine` gives them) that train on Spark as
+    ``spark-als``: where they are, ALS needs its checkpoint folder.
+
+    >>> on_spark_als(on_engine({"wals": {}, "popularity": {}}, "spark", "local[2]"))
+    ['wals']
+    """
+    return [name for name, config in models.items() if config.get("model") == "spark-als"]
 
 
 def retrain(

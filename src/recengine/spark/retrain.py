@@ -43,6 +43,7 @@ from recengine.pipeline.retrain import (
     judge_and_publish,
     no_times_note,
     on_engine,
+    on_spark_als,
 )
 from recengine.spark.als import ensure_checkpoints
 from recengine.spark.batch import top_k_lists
@@ -108,7 +109,7 @@ def retrain_on_spark(events: DataFrame, registry: ModelRegistry, plan: Plan, *, 
     of ``schema``'s event types), gated against the active version, published."""
     models = on_engine(plan.models, "spark", master)
     notes = [f"prepared, split and scored on Spark ({master})"]
-    moved = [name for name, config in models.items() if config.get("model") == "spark-als"]
+    moved = on_spark_als(models)
     if moved:
         notes.append(f"trained on Spark ({master}) as spark-als: {', '.join(moved)}")
         ensure_checkpoints(events.sparkSession.sparkContext)  # told before any work there
