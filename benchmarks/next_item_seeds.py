@@ -5,7 +5,9 @@ One split (``--split last --last-n 1 --seed 42``, as the issue's protocol, or wi
 ``prepare`` and ``evaluate`` as the CLI; every model of ``--models`` fitted once per seed of
 ``--seeds`` (``TrainingOptions(seed=..., threads=1)``; the CLI's fit is seed 0) and measured on
 the same held-out items. Prints one JSON line per fit, then each model's mean and standard
-deviation over the seeds, and per seed how far the first model is from each other one:
+deviation over the seeds, and per seed how far the first model is from each other one, with the
+paired bootstrap's 95 % interval over the test users (``paired_bootstrap``: would the lead hold
+on another draw of users?):
 
     python benchmarks/next_item_seeds.py --dataset movielens-latest-small \\
         --path ../shared/datasets/ml-latest-small --models sasrec,markov,ease \\
@@ -24,6 +26,7 @@ import numpy as np
 
 from recengine.data.loaders import load_dataset
 from recengine.evaluation.evaluator import evaluate
+from recengine.evaluation.metrics import paired_bootstrap
 from recengine.models.base import TrainingOptions
 from recengine.models.registry import create_model
 from recengine.pipeline.prepare import carve_validation, prepare
@@ -48,14 +51,16 @@ def main() -> None:
         prepared = carve_validation(dataset, prepared, "last", seed=42, last_n=1)
     names, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
     scores = {name: np.zeros((len(seeds), len(METRICS))) for name in names}
+    per_user: dict[tuple[str, int], np.ndarray] = {}
     for row, seed in enumerate(seeds):
         for name in names:
             model = create_model(name, **args.params.get(name, {}))
             start = time.perf_counter()
             model.fit(prepared.data, options=TrainingOptions(seed=seed, threads=1))
             fit = time.perf_counter() - start
-            metrics = evaluate({name: model}, prepared.data, prepared.split, ks=(10,),
-                               prefitted=[name]).models[name].metrics
+            result = evaluate({name: model}, prepared.data, prepared.split, ks=(10,),
+                              prefitted=[name]).models[name]
+            metrics, per_user[name, seed] = result.metrics, result.per_user[METRICS[0]]
             scores[name][row] = [metrics[m] for m in METRICS]
             print(json.dumps({"model": name, **args.params.get(name, {}), "seed": seed,
                               "scored_on": "validation"
@@ -74,6 +79,10 @@ def main() -> None:
         print(f"{first} − {name}, nDCG@10 per seed: "
               + ", ".join(f"{g:+.4f}" for g in gap) + f"  (ahead on {(gap >= 0).sum()} of "
               f"{len(seeds)})")
+        for seed in seeds:
+            d = paired_bootstrap(per_user[first, seed], per_user[name, seed])
+            print(f"    seed {seed}: {d.mean:+.4f}, 95 % interval {d.low:+.4f} … {d.high:+.4f}"
+                  f" over {d.users} users, {d.share_not_ahead:.1%} of draws not ahead")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from recengine.data.query import Queries
 from recengine.data.splits import Split, held_out_users, stratified
 from recengine.data.training_data import TrainingData
 from recengine.evaluation.evaluator import evaluate
-from recengine.evaluation.report import write_report
+from recengine.evaluation.report import print_table, write_report
 from recengine.models import Bias, Popularity, RandomItems
 from recengine.models.base import ModelConfig, Recommender
 
@@ -165,3 +166,47 @@ def test_a_model_trained_elsewhere_is_measured_without_a_fit(synthetic_pairs):
     np.testing.assert_array_equal(a.recommended, b.recommended)
     assert a.metrics["ndcg@10"] == pytest.approx(b.metrics["ndcg@10"])
     assert b.fit_seconds < 0.01
+
+
+def test_per_user_values_and_the_paired_lead_of_the_best_model(synthetic_pairs):
+    split = stratified(synthetic_pairs, 0.25, seed=0)
+    data = TrainingData.from_interactions(split.train,
+                                          extra_items=split.test["item_id"].unique())
+    oracle = Oracle()
+    oracle.test = split.test
+    result = evaluate({"random": RandomItems(), "oracle": oracle, "pop": Popularity()}, data,
+                      split, ks=[5, 10])
+    for r in result.models.values():
+        assert r.per_user["ndcg@10"].shape == (result.n_users,)
+        assert np.nanmean(r.per_user["hit_rate@5"]) == pytest.approx(r.metrics["hit_rate@5"])
+        assert "novelty@10" not in r.per_user and "ndcg@20" not in r.per_user
+    best, leads = result.against_best()
+    assert best == "oracle" and set(leads) == {"random", "pop"}
+    assert leads["random"].low > 0 and leads["random"].share_not_ahead == 0.0
+    lead = result.paired("pop", "random", "recall@5")
+    assert lead.mean == pytest.approx(result.models["pop"].metrics["recall@5"]
+                                      - result.models["random"].metrics["recall@5"])
+    assert result.paired("random", "pop").mean == pytest.approx(
+        -result.paired("pop", "random").mean)
+    paired = result.to_dict()["paired"]
+    assert paired["metric"] == "ndcg@10" and paired["best"] == "oracle"
+    assert paired["lead_over"]["pop"]["low"] > 0
+    with pytest.raises(KeyError, match="no model 'als'"):
+        result.paired("als", "pop")
+    with pytest.raises(KeyError, match="no per-user 'novelty@10'"):
+        result.paired("oracle", "pop", "novelty@10")
+
+
+def test_the_printed_tables_end_with_the_best_models_lead(synthetic_pairs):
+    split = stratified(synthetic_pairs, 0.25, seed=0)
+    data = TrainingData.from_interactions(split.train, extra_items=split.test["item_id"].unique())
+    result = evaluate({"random": RandomItems(), "pop": Popularity()}, data, split, ks=[10])
+    console = Console(record=True, width=200)
+    print_table(result, console)
+    text = console.export_text()
+    lead = result.paired("pop", "random")
+    assert "ndcg@10: pop's lead, paired bootstrap" in text
+    assert f"{lead.mean:+.4f}" in text and f"{lead.low:+.4f} … {lead.high:+.4f}" in text
+    alone = Console(record=True, width=200)
+    print_table(evaluate({"pop": Popularity()}, data, split, ks=[10]), alone)
+    assert "lead" not in alone.export_text()

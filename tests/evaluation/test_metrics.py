@@ -498,3 +498,52 @@ def test_ild_paths_agree(random_case, monkeypatch, gram_items, gram_entries, blo
     for v in (sp.csr_array(vectors), vectors):
         np.testing.assert_allclose(m.intra_list_diversity_at_k(recommended, 8, v), expected,
                                    atol=1e-12)
+
+
+def test_paired_bootstrap_a_constant_lead_has_no_spread():
+    a = np.array([0.2, 0.9, 0.4, 0.0, 1.0])
+    d = m.paired_bootstrap(a, a - 0.25)
+    assert (d.mean, d.low, d.high) == pytest.approx((0.25, 0.25, 0.25))
+    assert d.share_not_ahead == 0.0 and d.users == 5
+
+
+def test_paired_bootstrap_matches_the_normal_interval_on_many_users():
+    rng = np.random.default_rng(3)
+    b = rng.random(4000)
+    a = b + rng.normal(0.01, 0.2, 4000)  # a small lead, noisy per user
+    d = m.paired_bootstrap(a, b, draws=4000)
+    diff = a - b
+    half = 1.96 * diff.std() / np.sqrt(len(diff))
+    assert d.mean == pytest.approx(diff.mean())
+    assert d.low == pytest.approx(diff.mean() - half, abs=0.15 * half)
+    assert d.high == pytest.approx(diff.mean() + half, abs=0.15 * half)
+    # the share of resamples without a lead is the normal tail below zero
+    z = diff.mean() / (diff.std() / np.sqrt(len(diff)))
+    assert d.share_not_ahead == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)), abs=0.01)
+
+
+def test_paired_bootstrap_pairs_users_so_shared_variation_cancels():
+    """Users differ a lot, the models on each user little: paired, the lead is clear."""
+    base = np.linspace(0, 1, 200)
+    d = m.paired_bootstrap(base + 0.01, base)
+    assert d.low > 0 and d.share_not_ahead == 0.0
+
+
+def test_paired_bootstrap_leaves_out_users_nan_in_either_and_is_seeded():
+    a = np.array([0.5, np.nan, 0.3, 0.8, 0.1, 0.6])
+    b = np.array([0.4, 0.2, np.nan, 0.1, 0.3, 0.6])
+    d = m.paired_bootstrap(a, b, seed=7)
+    assert d.users == 4 and d.mean == pytest.approx((0.1 + 0.7 - 0.2 + 0.0) / 4)
+    assert d == m.paired_bootstrap(a, b, seed=7)
+    assert d.low < d.mean < d.high
+
+
+@pytest.mark.parametrize(("a", "b", "kwargs", "error"), [
+    (np.zeros(3), np.zeros(4), {}, "same users"),
+    (np.zeros((2, 2)), np.zeros((2, 2)), {}, "same users"),
+    (np.zeros(3), np.zeros(3), {"draws": 0}, "draws"),
+    (np.zeros(3), np.zeros(3), {"level": 1.0}, "level"),
+])
+def test_paired_bootstrap_refuses_bad_input(a, b, kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        m.paired_bootstrap(a, b, **kwargs)

@@ -41,6 +41,9 @@ class ModelResult:
     fit_seconds: float
     recommend_seconds: float
     recommended: np.ndarray = field(repr=False)
+    #: Each test user's value of every accuracy metric (``"ndcg@10"`` → one value a user, the
+    #: evaluated users' order, the same for every model of a run): what paired comparisons read.
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -68,7 +71,36 @@ class EvaluationResult:
                        if "@" not in key or key.rsplit("@", 1)[1] in wanted}
                 for name, r in self.models.items()}
 
+    def paired(self, a: str, b: str, metric: str | None = None) -> m.PairedDifference:
+        """Model ``a``'s lead over model ``b`` on ``metric`` (nDCG at the largest cut-off by
+        default), with its paired bootstrap interval over the test users."""
+        metric = metric or f"ndcg@{self.ks[-1]}"
+        for name in (a, b):
+            if name not in self.models:
+                raise KeyError(f"no model {name!r} in this evaluation; it has "
+                               f"{', '.join(self.models)}")
+            if metric not in self.models[name].per_user:
+                raise KeyError(f"no per-user {metric!r} for {name!r}; there are "
+                               f"{', '.join(self.models[name].per_user)}")
+        return m.paired_bootstrap(self.models[a].per_user[metric],
+                                  self.models[b].per_user[metric])
+
+    def against_best(self, metric: str | None = None) -> tuple[str, dict[str, m.PairedDifference]]:
+        """The best model on ``metric`` (nDCG at the largest cut-off by default), and how far
+        ahead of each other model it is, paired: is the table's winner a winner on other
+        draws of the test users?"""
+        metric = metric or f"ndcg@{self.ks[-1]}"
+        scored = {name: r.metrics[metric] for name, r in self.models.items()
+                  if np.isfinite(r.metrics.get(metric, np.nan))}
+        if not scored:
+            return "", {}
+        best = max(scored, key=lambda name: scored[name])
+        return best, {name: self.paired(best, name, metric) for name in scored
+                      if name != best}
+
     def to_dict(self) -> dict[str, object]:
+        metric = f"ndcg@{self.ks[-1]}"
+        best, leads = self.against_best(metric)
         return {
             **self.description,
             "ks": self.ks,
@@ -81,6 +113,8 @@ class EvaluationResult:
                        "recommend_seconds": round(r.recommend_seconds, 4)}
                 for name, r in self.models.items()
             },
+            "paired": {"metric": metric, "best": best,
+                       "lead_over": {name: d.to_dict() for name, d in leads.items()}},
         }
 
 
@@ -181,14 +215,18 @@ def _evaluate_one(name: str, model: Recommender, data: TrainingData, users: np.n
     recommended = _recommend_all(name, model, data, users, history, depth, progress,
                                  candidates)
     recommend_seconds = time.perf_counter() - start
-    overall = _ranking_metrics(recommended, ctx, np.ones(len(users), dtype=bool), ctx.curve)
+    overall, per_user = _ranking_metrics(recommended, ctx, np.ones(len(users), dtype=bool),
+                                         ctx.curve)
     if candidates is not None:
         overall["auc"] = _mean(m.auc(m.hits(recommended[:, :len(candidates)], ctx.relevant)))
         recommended = recommended[:, :max(ctx.curve)]
-    by_group = {g: _ranking_metrics(recommended, ctx, ctx.groups == g, ctx.ks) for g in GROUPS}
+    by_group = {g: _ranking_metrics(recommended, ctx, ctx.groups == g, ctx.ks)[0]
+                for g in GROUPS}
     if model.predicts_ratings and history is None:
         overall |= _rating_metrics(model, ctx.split)
-    return ModelResult(name, overall, by_group, fit_seconds, recommend_seconds, recommended)
+    return ModelResult(name, overall, by_group, fit_seconds, recommend_seconds, recommended,
+                       per_user={key: per_user[key] for key in per_user
+                                 if key.rsplit("@", 1)[1] in {str(k) for k in ctx.ks}})
 
 
 def _recommend_all(name: str, model: Recommender, data: TrainingData, users: np.ndarray,
@@ -240,27 +278,32 @@ def _recommend_translated(model: Recommender, data: TrainingData, queries: Queri
 
 
 def _ranking_metrics(recommended: np.ndarray, ctx: _Context, rows: np.ndarray,
-                     ks: Sequence[int]) -> dict[str, float]:
+                     ks: Sequence[int]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The means over ``rows``' users, and each user's value of the accuracy metrics."""
     if not rows.any():
-        return {}
+        return {}, {}
     rec, rel, n_rel = recommended[rows], ctx.relevant[rows], ctx.n_relevant[rows]
     hit = m.hits(rec, rel)
     pop, n_train, vectors = ctx.item_popularity, ctx.data.n_users, ctx.item_vectors
-    out: dict[str, float | np.ndarray] = {}
+    per_user: dict[str, np.ndarray] = {}
+    beyond: dict[str, float | np.ndarray] = {}
     for k in ks:
-        out |= {
+        per_user |= {
             f"precision@{k}": m.precision_at_k(hit, k),
             f"recall@{k}": m.recall_at_k(hit, n_rel, k),
             f"ndcg@{k}": m.ndcg_at_k(hit, n_rel, k),
             f"map@{k}": m.average_precision_at_k(hit, n_rel, k),
             f"mrr@{k}": m.reciprocal_rank_at_k(hit, k),
             f"hit_rate@{k}": m.hit_rate_at_k(hit, k),
+        }
+        beyond |= {
             f"coverage@{k}": m.catalogue_coverage(rec, k, ctx.data.n_items),
             f"novelty@{k}": m.novelty_at_k(rec, k, pop, n_train),
             f"diversity@{k}": m.intra_list_diversity_at_k(rec, k, vectors),
             f"popularity@{k}": m.mean_popularity_at_k(rec, k, pop, n_train),
         }
-    return {key: _mean(v) for key, v in out.items()}
+    means = {key: _mean(v) for key, v in per_user.items()}
+    return means | {key: _mean(v) for key, v in beyond.items()}, per_user
 
 
 def _mean(value: float | np.ndarray) -> float:

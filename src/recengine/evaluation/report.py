@@ -54,6 +54,23 @@ def print_table(result: EvaluationResult, console: Console, *, k: int | None = N
         groups.add_row(name, *[_fmt(r.by_activity[g].get(f"ndcg@{k}")) for g in GROUPS])
     for table in (accuracy, beyond, groups):
         console.print(table)
+    _print_leads(result, console, k)
+
+
+def _print_leads(result: EvaluationResult, console: Console, k: int) -> None:
+    """How far the best model on nDCG@k is ahead of each other one, with the paired
+    bootstrap's interval: whether the table's order would survive another draw of users."""
+    best, leads = result.against_best(f"ndcg@{k}")
+    if not leads:
+        return
+    level = next(iter(leads.values())).level
+    table = Table(title=f"ndcg@{k}: {best}'s lead, paired bootstrap over the test users")
+    for column in ("over", "lead", f"{level:.0%} interval", "draws not ahead"):
+        table.add_column(column, justify="left" if column == "over" else "right")
+    for name, d in leads.items():
+        table.add_row(name, f"{d.mean:+.4f}", f"{d.low:+.4f} … {d.high:+.4f}",
+                      f"{d.share_not_ahead:.1%}")
+    console.print(table)
 
 
 def _pyplot() -> ModuleType:

@@ -34,6 +34,8 @@ Layout (the modules share nothing but :mod:`._checks`):
   :func:`novelty_at_k` and :func:`mean_popularity_at_k`.
 - :mod:`.diversity`: :func:`intra_list_diversity_at_k`, beyond accuracy from item vectors.
 - :mod:`.groups`: :func:`activity_groups` splits users into light / medium / heavy.
+- :mod:`.paired`: :func:`paired_bootstrap`, whether one model's lead over another holds for
+  other draws of the test users (per-user values of one metric, paired).
 - :mod:`._checks`: the input checks every public metric runs first, and the NaN-safe ratio.
 """
 
@@ -46,6 +48,7 @@ from recengine.evaluation.metrics.beyond import (
 )
 from recengine.evaluation.metrics.diversity import intra_list_diversity_at_k
 from recengine.evaluation.metrics.groups import activity_groups
+from recengine.evaluation.metrics.paired import PairedDifference, paired_bootstrap
 from recengine.evaluation.metrics.ranking import (
     auc,
     average_precision_at_k,
@@ -59,6 +62,7 @@ from recengine.evaluation.metrics.ranking import (
 from recengine.evaluation.metrics.ratings import mae, rmse
 
 __all__ = [
+    "PairedDifference",
     "activity_groups",
     "auc",
     "average_precision_at_k",
@@ -70,6 +74,7 @@ __all__ = [
     "mean_popularity_at_k",
     "ndcg_at_k",
     "novelty_at_k",
+    "paired_bootstrap",
     "precision_at_k",
     "recall_at_k",
     "reciprocal_rank_at_k",
