@@ -43,13 +43,14 @@ class PairedDifference:
                 "level": self.level}
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, draws: int = 10_000,
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, draws: int = 2000,
                      level: float = 0.95, seed: int = 0) -> PairedDifference:
     """The mean of ``a − b`` (per-user values of one metric, same users, same order) and its
     percentile interval from ``draws`` resamples of the users; users NaN in either are left
     out, as the metrics' means leave them out.
 
-    Seeded, so the same scores give the same interval.
+    Seeded, so the same scores give the same interval. 2,000 draws place a 95 % interval's
+    ends to within a few percent of its width, at a cost linear in draws × users.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
@@ -65,8 +66,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, draws: int = 10_000,
         return PairedDifference(nan, nan, nan, nan, 0, level)
     rng = np.random.default_rng(seed)
     means = np.empty(draws)
-    for start in range(0, draws, 1000):  # a thousand resamples at a time: bounded memory
-        stop = min(start + 1000, draws)
+    block = max(1, 10_000_000 // len(diff))  # resamples at a time: at most 10⁷ draws in memory
+    for start in range(0, draws, block):
+        stop = min(start + block, draws)
         means[start:stop] = diff[rng.integers(0, len(diff), (stop - start, len(diff)))].mean(1)
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
