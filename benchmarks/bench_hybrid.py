@@ -3,7 +3,8 @@
 For each dataset: the split (per-user stratified 75/25 by default, seed 42); every model of
 ``--models`` fitted on its training part and measured on its test part by the evaluator
 (nDCG@10, HR@10, recall@10, and nDCG@10 per activity group: light, medium, heavy users); then,
-for the hybrid, the time of one answer (p50 and p99 over 280 users asked one at a time), how
+for the hybrid, its lead over each other model with a paired bootstrap interval over the test
+users, the time of one answer (p50 and p99 over 280 users asked one at a time), how
 much of the test part its candidate union holds (recall of each source's
 proposals kept in the union, and of the union: what each source adds) and how its ranker
 trained (validation nDCG@10 on its own carve of the training data, beside each source alone
@@ -124,6 +125,8 @@ def run(dataset: str, root: Path, split: str, names: list[str],
                for g in GROUPS}}
     hybrid = models.get("hybrid")
     if isinstance(hybrid, Hybrid):
+        out["hybrid_lead"] = {name: result.paired("hybrid", name).to_dict()
+                              for name in result.models if name != "hybrid"}
         out["union_recall"] = union_recall_on_test(hybrid, prepared)
         out["answer_ms"] = answer_ms(hybrid, prepared)
         out["hybrid_training"] = hybrid.training_
@@ -179,6 +182,11 @@ def table(run_: dict[str, object]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "union_recall" in run_:
         recall: dict[str, float] = run_["union_recall"]  # type: ignore[assignment]
+        leads: dict[str, dict[str, float]] = run_["hybrid_lead"]  # type: ignore[assignment]
+        lines += ["", "hybrid's lead, nDCG@10, paired bootstrap over the test users (95 %): "
+                  + "; ".join(f"over {name} {d['difference']:+.4f} ({d['low']:+.4f} … "
+                              f"{d['high']:+.4f}, {d['share_not_ahead']:.1%} of draws not "
+                              f"ahead)" for name, d in leads.items())]
         lines += ["", "hybrid's candidates, share of the test pairs proposed: "
                   + ", ".join(f"{t} {v:.3f}" for t, v in recall.items()),
                   f"hybrid's training: {json.dumps(run_['hybrid_training'])}",

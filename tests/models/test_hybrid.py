@@ -218,14 +218,71 @@ def test_the_start_is_the_blend_of_sources_that_ranked_the_training_lists_best()
     queries = data.queries(np.arange(5))
     candidates = propose(model.sources_, queries, model.config.candidates)
     served = model._signals(candidates, queries, model.sources_, model.profile_, model.order_,
-                            model.blend_)[:, -1]
+                            model.blend_, model.echoes_)[:, -1]
     known = model.profile_.items[candidates.items, 3] == 0  # items without events: apart
     for row in range(len(candidates)):  # the mean of the first blend_ sources that answer
         span = np.arange(candidates.indptr[row], candidates.indptr[row + 1])
         span = span[known[span]]
         scores = candidates.scores[span]
-        answering = [j for j in model.order_ if np.ptp(scores[:, j]) > 0][:model.blend_]
+        answering: list[int] = []
+        for j in model.order_:  # an echo only where nothing before it answered
+            if np.ptp(scores[:, j]) > 0 and not (answering and j in model.echoes_):
+                answering.append(j)
+        answering = answering[:model.blend_]
         np.testing.assert_allclose(served[span], scores[:, answering].mean(axis=1), rtol=1e-5)
+
+
+def test_correlated_sources_are_echoes_of_the_first_of_them():
+    from recengine.models.hybrid.signals import correlations, echoes
+
+    rng = np.random.default_rng(0)
+    indptr = np.array([0, 40, 100])
+    base, other = rng.normal(size=100), rng.normal(size=100)
+    shift = np.where(np.arange(100) < 40, 5.0, -3.0)  # each list's own level: taken out
+    scores = np.stack([base, other, 2 * base + shift + 0.5 * rng.normal(size=100)], axis=1)
+    alike = correlations(scores, indptr)
+    assert 0.95 < alike[0, 2] < 0.99 and abs(alike[0, 1]) < 0.3
+    np.testing.assert_allclose(np.diag(alike), 1.0)
+    assert echoes(scores, indptr, order=[0, 1, 2]) == (2,)
+    assert echoes(scores, indptr, order=[2, 1, 0]) == (0,)  # the earlier one is the voice
+    assert echoes(scores, indptr, order=[0, 1, 2], threshold=0.999) == ()
+
+
+def test_a_source_twice_is_blended_once_and_the_echoes_are_saved(tmp_path):
+    """The same model under a second tag scores every candidate alike: it is an echo, so a
+    blend of two is the first source and the next one that differs, never the copy."""
+    from recengine.models.hybrid.signals import first_answer
+
+    data = small_data()
+    sources = [{"model": "ease"}, {"model": "ease", "name": "ease-again"},
+               {"model": "popularity"}]
+    model = Hybrid(sources=sources, similarity_source=None, **QUICK).fit(data)
+    tags = [s.tag for s in model.sources_]
+    assert model.training_["echoes"] == ["ease-again"]
+    assert model.training_["likeness_to_an_earlier_source"]["ease-again"] == pytest.approx(1.0)
+    copy = tags.index("ease-again")
+    assert model.echoes_ == (copy,)
+    queries = data.queries(np.arange(data.n_users))
+    candidates = propose(model.sources_, queries, model.config.candidates)
+    blended = model._signals(candidates, queries, model.sources_, model.profile_,
+                             model.order_, 2, model.echoes_)[:, -1]
+    # the copy answers wherever ease does, so it never has to stand in: as if it were not there
+    unknown = model.profile_.items[candidates.items, 3] > 0
+    without = first_answer(candidates.scores, candidates.indptr,
+                           [j for j in model.order_ if j != copy], unknown, blend=2)
+    np.testing.assert_allclose(blended, without, rtol=1e-6)
+    loaded = Recommender.load(model.save(tmp_path / "h"), histories=data)
+    assert loaded.echoes_ == model.echoes_
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(loaded.recommend_indices(users, 5)[0],
+                                  model.recommend_indices(users, 5)[0])
+    arrays, meta = model.get_state()  # saved before echoes were: none
+    older = {key: value for key, value in meta.items() if key != "echoes"}
+    assert Hybrid(model.config).set_state(data.users, data.items, arrays, older,
+                                          data).echoes_ == ()
+    with pytest.raises(DataError, match="echoes"):
+        Hybrid(model.config).set_state(data.users, data.items, arrays,
+                                       meta | {"echoes": [len(tags)]}, data)
 
 
 def test_similar_items_and_diversity_come_from_the_similarity_source():

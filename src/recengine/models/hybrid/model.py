@@ -13,10 +13,11 @@ fitted on the rest; their candidates for the carved users are labelled by the ca
 events name their device, each list asks from one of the devices the pairs were chosen on, or none,
 so that the ranker learns what people choose on each); the ranker learns to put those first,
 stopping early on users it does not train on. It starts as the sources' first answer (each query
-ranked by the mean of the best sources that can tell its candidates apart) and keeps a trained
-network only where it validates better, by more than chance per user; for new users, and requests
-that name no device, only when enough of them show it. Then the sources are refitted on all the
-data (the ranker's features do not depend on a fit's scale or axes), so serving loses none of it.
+ranked by the mean of the best sources that can tell its candidates apart, two sources that score
+alike counted once) and keeps a trained network only where it validates better, by more than
+chance per user; for new users, and requests that name no device, only when enough of them show
+it. Then the sources are refitted on all the data (the ranker's features do not depend on a fit's
+scale or axes), so serving loses none of it.
 All of it is one model: saved, published and loaded whole, its sources inside it.
 """
 
@@ -55,8 +56,10 @@ from recengine.models.hybrid.ranker import (
 from recengine.models.hybrid.ratings import RatingHead, fit_rating_head, rating_feature_names
 from recengine.models.hybrid.signals import (
     Profile,
+    correlations,
     device_block,
     device_columns,
+    echoes,
     feature_names,
     first_answer,
     known_devices,
@@ -154,6 +157,9 @@ class Hybrid(Recommender):
     #: that tells its candidates apart (the mean of the first ``blend_`` such).
     order_: tuple[int, ...]
     blend_: int
+    #: The sources that say what one before them in ``order_`` says (their scores of the
+    #: training lists correlate above ``ECHO_CORRELATION``): never part of a blend.
+    echoes_: tuple[int, ...]
     #: Whether the ranker orders new users' candidates (it validated better on enough of
     #: them), or they keep the sources' first answer.
     ranks_new_users_: bool
@@ -268,10 +274,15 @@ class Hybrid(Recommender):
             names = feature_names([s.tag for s in sources], profile,
                                   self._similar_to(sources) is not None)
             unknown = names.index("item:no-events")
+            # Two sources that score the training lists alike are one voice in a blend.
+            source_scores = train.features[:, :3 * len(sources):3]
+            echo = echoes(source_scores, train.indptr, order)
+            alike = correlations(source_scores, train.indptr)
 
             def start(lists: Lists, blend: int) -> np.ndarray:
                 return first_answer(lists.features[:, :3 * len(sources):3], lists.indptr,
-                                    order, unknown=lists.features[:, unknown] > 0, blend=blend)
+                                    order, unknown=lists.features[:, unknown] > 0, blend=blend,
+                                    echoes=echo)
 
             # How many of the first sources to average, as the training lists rank it (the
             # fewest on a tie): two good sources' mean often ranks better than either.
@@ -292,6 +303,10 @@ class Hybrid(Recommender):
                         network, valid.features, "cpu")),
                     "train_users": len(train_users), "validation_users": len(valid_users),
                     "starts_from": [sources[j].tag for j in order], "blend": blend,
+                    "echoes": [sources[j].tag for j in echo],
+                    "likeness_to_an_earlier_source": {
+                        sources[j].tag: round(float(alike[j, order[:p]].max()), 4)
+                        for p, j in enumerate(order) if p},
                     "training_ndcg@10_per_blend": {str(b): v for b, v in blends.items()},
                     "ranks_new_users": new_users, "ranks_new_items": new_items,
                     "ranks_without_device": without_device,
@@ -302,7 +317,8 @@ class Hybrid(Recommender):
             sources = self._fit_sources(active, data, options, progress)
             profile = self._profile(data, devices)
         return {"sources_": sources, "profile_": profile, "ranker_": network,
-                "order_": tuple(order), "blend_": blend, "ranks_new_users_": new_users,
+                "order_": tuple(order), "blend_": blend, "echoes_": echo,
+                "ranks_new_users_": new_users,
                 "ranks_new_items_": new_items, "ranks_without_device_": without_device,
                 "training_": training, "ratings_": ratings}
 
@@ -369,9 +385,10 @@ class Hybrid(Recommender):
                            device_columns(len(sources), profile), rng)
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
-                 profile: Profile, order: Sequence[int] | None, blend: int = 1) -> np.ndarray:
+                 profile: Profile, order: Sequence[int] | None, blend: int = 1,
+                 echoes: Sequence[int] = ()) -> np.ndarray:
         return signals(candidates, queries, profile, self._similar_to(sources),
-                       self.config.recent_items, order, blend)
+                       self.config.recent_items, order, blend, echoes)
 
     def _ranked(self, queries: Queries, background: int | None = None,
                 blocked: np.ndarray | None = None) -> tuple[Candidates, np.ndarray]:
@@ -380,7 +397,7 @@ class Hybrid(Recommender):
         candidates = propose(self.sources_, queries, self.config.candidates, background,
                              blocked)
         features = self._signals(candidates, queries, self.sources_, self.profile_, self.order_,
-                                 self.blend_)
+                                 self.blend_, self.echoes_)
         ranked = ranker_scores(self.ranker_, features, "cpu")
         new, start = self._unearned(candidates, queries, features)
         ranked[new] = _handed_out(ranked[new], features[new, -1], candidates.rows[new],
@@ -514,7 +531,7 @@ class Hybrid(Recommender):
         one = queries[:1]
         candidates = propose(self.sources_, one, self.config.candidates, blocked=blocked)
         features = self._signals(candidates, one, self.sources_, self.profile_, self.order_,
-                                 self.blend_)
+                                 self.blend_, self.echoes_)
         position = {int(item): row for row, item in enumerate(candidates.items.tolist())}
         means = self.ranker_.mean.cpu().numpy()
         base = ranker_scores(self.ranker_, features, "cpu")
@@ -566,6 +583,7 @@ class Hybrid(Recommender):
             arrays |= network_arrays(self.ratings_.network, "rating-head.")
         return arrays, {"sources": entries, "training": self.training_, "ratings": ratings,
                         "order": list(self.order_), "blend": self.blend_,
+                        "echoes": list(self.echoes_),
                         "ranks_new_users": self.ranks_new_users_,
                         "ranks_new_items": self.ranks_new_items_,
                         "ranks_without_device": self.ranks_without_device_,
@@ -601,6 +619,10 @@ class Hybrid(Recommender):
         if sorted(order) != list(range(len(sources))):
             raise DataError(f"the saved order {list(order)} is not one of the "
                             f"{len(sources)} sources")
+        echo = tuple(int(j) for j in meta.get("echoes", ()))  # saved before them: none
+        if not set(echo) <= set(order):
+            raise DataError(f"the saved echoes {list(echo)} are not among the "
+                            f"{len(sources)} sources")
         width = len(feature_names([s.tag for s in sources], profile,
                                   self._similar_to(sources) is not None))
         torch_module()
@@ -612,6 +634,7 @@ class Hybrid(Recommender):
         self._install(users, items, {"sources_": tuple(sources), "profile_": profile,
                                      "ranker_": network, "order_": order,
                                      "blend_": int(meta.get("blend", 1)),
+                                     "echoes_": echo,
                                      "ranks_new_users_": bool(meta["ranks_new_users"]),
                                      "ranks_new_items_": bool(
                                          meta.get("ranks_new_items", True)),

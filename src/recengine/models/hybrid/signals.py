@@ -9,7 +9,7 @@ per-item and per-user part, computed once per fit; :func:`signals` adds the per-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +22,8 @@ from recengine.models.base import Recommender
 from recengine.models.features import FeatureEncoder
 from recengine.models.hybrid.candidates import Candidates
 
-__all__ = ["Profile", "device_block", "device_columns", "feature_names", "first_answer",
-           "known_devices", "signals"]
+__all__ = ["Profile", "correlations", "device_block", "device_columns", "echoes", "feature_names",
+           "first_answer", "known_devices", "signals"]
 
 _DAY = 86_400.0
 _SOURCE_PARTS = ("score", "log-rank", "proposed")
@@ -177,13 +177,16 @@ def device_block(profile: Profile, items: np.ndarray, codes: np.ndarray) -> np.n
 
 
 def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
-                 unknown: np.ndarray | None = None, blend: int = 1) -> np.ndarray:
+                 unknown: np.ndarray | None = None, blend: int = 1,
+                 echoes: Collection[int] = ()) -> np.ndarray:
     """Each candidate's standardised score from the first source in ``order`` that tells the
     query's candidates apart (a source that needs a history scores a new user's all alike);
     where the first of ``order`` does, the mean of the first ``blend`` such sources' scores
     (the blend was chosen where the best source answers, not for the fallbacks). Candidates
     flagged ``unknown`` (items without training events: a collaborative source scores them
-    all alike) are placed among themselves the same way, by their own first source.
+    all alike) are placed among themselves the same way, by their own first source. Sources
+    in ``echoes`` (:func:`echoes`: one saying what an earlier source says) join no mean: each
+    is taken only where no source before it answered.
 
     What the ranker starts from: the best sources where they have an answer, the next where
     not. Query 0's two candidates score alike by source 0, so source 1 orders them:
@@ -194,6 +197,9 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
     >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
     ...              np.array([0, 2, 4]), order=[0, 1], blend=2).tolist()
     [0.5, 0.25, 1.25, 0.875]
+    >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
+    ...              np.array([0, 2, 4]), order=[0, 1], blend=2, echoes=[1]).tolist()
+    [0.5, 0.25, 0.5, 0.75]
     """
     scores = np.asarray(scores, dtype=np.float32)
     lengths = np.diff(indptr)
@@ -211,6 +217,8 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
         if position == 0:
             limit[high > low] = blend
         take = (taken < limit) & (high > low)
+        if source in echoes:
+            take &= taken == 0
         total += np.where(take[group], scores[:, source], np.float32(0.0))
         taken += take
     none = taken[group] == 0
@@ -218,12 +226,49 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
     return total / np.maximum(taken[group], 1).astype(np.float32)
 
 
+#: Sources whose scores of the same candidates correlate above this say the same thing (WALS
+#: and WALS with item features on MovieLens, where the genres add little): a mean of both
+#: counts that one voice twice.
+ECHO_CORRELATION = 0.95
+
+
+def correlations(scores: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """``[n_sources, n_sources]``: how alike the sources' standardised scores of the same
+    candidates are (Pearson's, each list's own mean taken out: what a blend sees is the
+    order within a list).
+
+    >>> correlations(np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 1.0], [3.0, 6.0, 0.0]]),
+    ...              np.array([0, 3])).round(2).tolist()
+    [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    lengths = np.diff(indptr)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    sums = np.stack([np.bincount(rows, column, minlength=len(lengths)) for column in scores.T],
+                    axis=1)
+    centred = scores - (sums / np.maximum(lengths, 1)[:, None])[rows]
+    spread = np.sqrt((centred ** 2).sum(axis=0))
+    spread[spread == 0] = 1.0
+    return (centred.T @ centred) / np.outer(spread, spread)
+
+
+def echoes(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
+           threshold: float = ECHO_CORRELATION) -> tuple[int, ...]:
+    """The sources of ``order`` whose scores correlate above ``threshold`` with a source
+    before them (:func:`correlations`): :func:`first_answer` blends no echo."""
+    alike = correlations(scores, indptr) > threshold
+    return tuple(int(j) for p, j in enumerate(order)
+                 if any(alike[j, k] for k in order[:p]))
+
+
 def signals(candidates: Candidates, queries: Queries, profile: Profile,
             similar_to: Recommender | None, recent: int,
-            order: Sequence[int] | None, blend: int = 1) -> np.ndarray:
+            order: Sequence[int] | None, blend: int = 1,
+            echoes: Collection[int] = ()) -> np.ndarray:
     """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says; the
-    sources' preference ``order`` and ``blend`` give the last (:func:`first_answer`), left at
-    0 when the order is not known yet (a fit learns it from the lists these signals make)."""
+    sources' preference ``order``, ``blend`` and ``echoes`` give the last
+    (:func:`first_answer`), left at 0 when the order is not known yet (a fit learns it from
+    the lists these signals make)."""
     rows, items = candidates.rows, candidates.items
     proposed = candidates.proposed.astype(np.float32)
     per_source = np.stack([candidates.scores, np.log1p(candidates.ranks.astype(np.float32)),
@@ -242,7 +287,7 @@ def signals(candidates: Candidates, queries: Queries, profile: Profile,
         columns.append(_similarity(candidates, queries, similar_to, recent))
     columns.append(np.zeros((len(items), 1), np.float32) if order is None else first_answer(
         candidates.scores, candidates.indptr, order, unknown=profile.items[items, 3] > 0,
-        blend=blend)[:, None])
+        blend=blend, echoes=echoes)[:, None])
     return np.hstack(columns).astype(np.float32)
 
 
