@@ -224,12 +224,14 @@ def test_the_start_is_the_blend_of_sources_that_ranked_the_training_lists_best()
         span = np.arange(candidates.indptr[row], candidates.indptr[row + 1])
         span = span[known[span]]
         scores = candidates.scores[span]
-        answering: list[int] = []
-        for j in model.order_:  # an echo only where nothing before it answered
-            if np.ptp(scores[:, j]) > 0 and not (answering and j in model.echoes_):
-                answering.append(j)
-        answering = answering[:model.blend_]
-        np.testing.assert_allclose(served[span], scores[:, answering].mean(axis=1), rtol=1e-5)
+        voices: dict[int, list[int]] = {}  # an echo joins its source's voice
+        for j in model.order_:
+            if np.ptp(scores[:, j]) > 0:
+                key = model.echoes_.get(j, j)
+                if key in voices or len(voices) < model.blend_:
+                    voices.setdefault(key, []).append(j)
+        expected = np.mean([scores[:, v].mean(axis=1) for v in voices.values()], axis=0)
+        np.testing.assert_allclose(served[span], expected, rtol=1e-5)
 
 
 def test_correlated_sources_are_echoes_of_the_first_of_them():
@@ -243,14 +245,16 @@ def test_correlated_sources_are_echoes_of_the_first_of_them():
     alike = correlations(scores, indptr)
     assert 0.95 < alike[0, 2] < 0.99 and abs(alike[0, 1]) < 0.3
     np.testing.assert_allclose(np.diag(alike), 1.0)
-    assert echoes(scores, indptr, order=[0, 1, 2]) == (2,)
-    assert echoes(scores, indptr, order=[2, 1, 0]) == (0,)  # the earlier one is the voice
-    assert echoes(scores, indptr, order=[0, 1, 2], threshold=0.999) == ()
+    assert echoes(scores, indptr, order=[0, 1, 2]) == {2: 0}
+    assert echoes(scores, indptr, order=[2, 1, 0]) == {0: 2}  # the earlier one is the voice
+    assert echoes(scores, indptr, order=[0, 1, 2], threshold=0.999) == {}
+    chain = np.stack([base, base + 0.3 * other, base + 0.6 * other], axis=1)
+    assert echoes(chain, indptr, order=[0, 1, 2], threshold=0.9) == {1: 0, 2: 0}
 
 
-def test_a_source_twice_is_blended_once_and_the_echoes_are_saved(tmp_path):
-    """The same model under a second tag scores every candidate alike: it is an echo, so a
-    blend of two is the first source and the next one that differs, never the copy."""
+def test_a_source_twice_is_one_voice_in_the_blend_and_the_echoes_are_saved(tmp_path):
+    """The same model under a second tag scores every candidate alike: an echo. The two are
+    one term of a blend, so a source present twice weighs as much as any other."""
     from recengine.models.hybrid.signals import first_answer
 
     data = small_data()
@@ -258,19 +262,25 @@ def test_a_source_twice_is_blended_once_and_the_echoes_are_saved(tmp_path):
                {"model": "popularity"}]
     model = Hybrid(sources=sources, similarity_source=None, **QUICK).fit(data)
     tags = [s.tag for s in model.sources_]
-    assert model.training_["echoes"] == ["ease-again"]
+    ease, copy, popularity = (tags.index(t) for t in ("ease", "ease-again", "popularity"))
+    assert model.training_["echoes"] == {"ease-again": "ease"}
     assert model.training_["likeness_to_an_earlier_source"]["ease-again"] == pytest.approx(1.0)
-    copy = tags.index("ease-again")
-    assert model.echoes_ == (copy,)
+    assert model.echoes_ == {copy: ease}
     queries = data.queries(np.arange(data.n_users))
     candidates = propose(model.sources_, queries, model.config.candidates)
-    blended = model._signals(candidates, queries, model.sources_, model.profile_,
-                             model.order_, 2, model.echoes_)[:, -1]
-    # the copy answers wherever ease does, so it never has to stand in: as if it were not there
-    unknown = model.profile_.items[candidates.items, 3] > 0
-    without = first_answer(candidates.scores, candidates.indptr,
-                           [j for j in model.order_ if j != copy], unknown, blend=2)
-    np.testing.assert_allclose(blended, without, rtol=1e-6)
+    scores, indptr = candidates.scores, candidates.indptr
+    voiced = first_answer(scores, indptr, [ease, copy, popularity], blend=2,
+                          echoes=model.echoes_)
+    lists = np.flatnonzero([np.ptp(scores[indptr[r]:indptr[r + 1], ease]) > 0
+                            and np.ptp(scores[indptr[r]:indptr[r + 1], popularity]) > 0
+                            for r in range(len(candidates))])
+    assert len(lists)
+    for r in lists:  # ease and popularity, half each: the copy adds no weight
+        span = slice(indptr[r], indptr[r + 1])
+        np.testing.assert_allclose(voiced[span], (scores[span, ease]
+                                                  + scores[span, popularity]) / 2, rtol=1e-5)
+    counted = first_answer(scores, indptr, [ease, copy, popularity], blend=2)
+    np.testing.assert_allclose(counted, scores[:, ease], rtol=1e-5)  # counted twice: ease only
     loaded = Recommender.load(model.save(tmp_path / "h"), histories=data)
     assert loaded.echoes_ == model.echoes_
     users = np.arange(data.n_users)
@@ -279,10 +289,10 @@ def test_a_source_twice_is_blended_once_and_the_echoes_are_saved(tmp_path):
     arrays, meta = model.get_state()  # saved before echoes were: none
     older = {key: value for key, value in meta.items() if key != "echoes"}
     assert Hybrid(model.config).set_state(data.users, data.items, arrays, older,
-                                          data).echoes_ == ()
+                                          data).echoes_ == {}
     with pytest.raises(DataError, match="echoes"):
         Hybrid(model.config).set_state(data.users, data.items, arrays,
-                                       meta | {"echoes": [len(tags)]}, data)
+                                       meta | {"echoes": [[len(tags), ease]]}, data)
 
 
 def test_similar_items_and_diversity_come_from_the_similarity_source():

@@ -157,9 +157,10 @@ class Hybrid(Recommender):
     #: that tells its candidates apart (the mean of the first ``blend_`` such).
     order_: tuple[int, ...]
     blend_: int
-    #: The sources that say what one before them in ``order_`` says (their scores of the
-    #: training lists correlate above ``ECHO_CORRELATION``): never part of a blend.
-    echoes_: tuple[int, ...]
+    #: Each source that says what one before it in ``order_`` says (their scores of the
+    #: training lists correlate above ``ECHO_CORRELATION``), mapped to that one: the two are
+    #: one voice in a blend.
+    echoes_: dict[int, int]
     #: Whether the ranker orders new users' candidates (it validated better on enough of
     #: them), or they keep the sources' first answer.
     ranks_new_users_: bool
@@ -303,7 +304,7 @@ class Hybrid(Recommender):
                         network, valid.features, "cpu")),
                     "train_users": len(train_users), "validation_users": len(valid_users),
                     "starts_from": [sources[j].tag for j in order], "blend": blend,
-                    "echoes": [sources[j].tag for j in echo],
+                    "echoes": {sources[j].tag: sources[k].tag for j, k in echo.items()},
                     "likeness_to_an_earlier_source": {
                         sources[j].tag: round(float(alike[j, order[:p]].max()), 4)
                         for p, j in enumerate(order) if p},
@@ -386,7 +387,7 @@ class Hybrid(Recommender):
 
     def _signals(self, candidates: Candidates, queries: Queries, sources: Sequence[Source],
                  profile: Profile, order: Sequence[int] | None, blend: int = 1,
-                 echoes: Sequence[int] = ()) -> np.ndarray:
+                 echoes: Mapping[int, int] | None = None) -> np.ndarray:
         return signals(candidates, queries, profile, self._similar_to(sources),
                        self.config.recent_items, order, blend, echoes)
 
@@ -583,7 +584,7 @@ class Hybrid(Recommender):
             arrays |= network_arrays(self.ratings_.network, "rating-head.")
         return arrays, {"sources": entries, "training": self.training_, "ratings": ratings,
                         "order": list(self.order_), "blend": self.blend_,
-                        "echoes": list(self.echoes_),
+                        "echoes": [[j, k] for j, k in self.echoes_.items()],
                         "ranks_new_users": self.ranks_new_users_,
                         "ranks_new_items": self.ranks_new_items_,
                         "ranks_without_device": self.ranks_without_device_,
@@ -619,9 +620,9 @@ class Hybrid(Recommender):
         if sorted(order) != list(range(len(sources))):
             raise DataError(f"the saved order {list(order)} is not one of the "
                             f"{len(sources)} sources")
-        echo = tuple(int(j) for j in meta.get("echoes", ()))  # saved before them: none
-        if not set(echo) <= set(order):
-            raise DataError(f"the saved echoes {list(echo)} are not among the "
+        echo = {int(j): int(k) for j, k in meta.get("echoes", ())}  # saved before: none
+        if not set(echo) | set(echo.values()) <= set(order):
+            raise DataError(f"the saved echoes {meta['echoes']} are not among the "
                             f"{len(sources)} sources")
         width = len(feature_names([s.tag for s in sources], profile,
                                   self._similar_to(sources) is not None))

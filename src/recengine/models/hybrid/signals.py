@@ -9,7 +9,7 @@ per-item and per-user part, computed once per fit; :func:`signals` adds the per-
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -178,49 +178,66 @@ def device_block(profile: Profile, items: np.ndarray, codes: np.ndarray) -> np.n
 
 def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
                  unknown: np.ndarray | None = None, blend: int = 1,
-                 echoes: Collection[int] = ()) -> np.ndarray:
+                 echoes: Mapping[int, int] | None = None) -> np.ndarray:
     """Each candidate's standardised score from the first source in ``order`` that tells the
     query's candidates apart (a source that needs a history scores a new user's all alike);
     where the first of ``order`` does, the mean of the first ``blend`` such sources' scores
     (the blend was chosen where the best source answers, not for the fallbacks). Candidates
     flagged ``unknown`` (items without training events: a collaborative source scores them
-    all alike) are placed among themselves the same way, by their own first source. Sources
-    in ``echoes`` (:func:`echoes`: one saying what an earlier source says) join no mean: each
-    is taken only where no source before it answered.
+    all alike) are placed among themselves the same way, by their own first source.
+
+    ``echoes`` maps a source to an earlier one that says the same (:func:`echoes`): the two
+    are one voice, their mean one term of the blend, so a source present twice weighs once
+    (and its two fits average out each other's noise). An echo whose earlier source has no
+    answer for a group stands in for it.
 
     What the ranker starts from: the best sources where they have an answer, the next where
     not. Query 0's two candidates score alike by source 0, so source 1 orders them:
 
-    >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
-    ...              np.array([0, 2, 4]), order=[0, 1]).tolist()
+    >>> scores = np.array([[1.0, 0.5, 0.0], [1.0, 0.25, 1.0], [0.5, 2.0, 0.0], [0.75, 1.0, 1.0]])
+    >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2]).tolist()
     [0.5, 0.25, 0.5, 0.75]
-    >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
-    ...              np.array([0, 2, 4]), order=[0, 1], blend=2).tolist()
+    >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2], blend=2).tolist()
     [0.5, 0.25, 1.25, 0.875]
-    >>> first_answer(np.array([[1.0, 0.5], [1.0, 0.25], [0.5, 2.0], [0.75, 1.0]]),
-    ...              np.array([0, 2, 4]), order=[0, 1], blend=2, echoes=[1]).tolist()
-    [0.5, 0.25, 0.5, 0.75]
+
+    Source 1 an echo of source 0: query 1's blend of two is (source 0 and 1's mean + source
+    2) / 2; query 0 takes source 1 alone, as source 0 has no answer there:
+
+    >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2], blend=2,
+    ...              echoes={1: 0}).tolist()
+    [0.5, 0.25, 0.625, 0.9375]
     """
     scores = np.asarray(scores, dtype=np.float32)
+    echoes = echoes or {}
     lengths = np.diff(indptr)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     flag = np.zeros(len(scores), np.int64) if unknown is None else np.asarray(unknown, np.int64)
     group = rows * 2 + flag
-    taken = np.zeros(2 * len(lengths), np.int64)  # sources averaged so far, per group
-    limit = np.ones(len(taken), np.int64)  # blend where order[0] answers, else one source
-    total = np.zeros(len(scores), np.float32)
+    n_groups = 2 * len(lengths)
+    taken = np.zeros(n_groups, np.int64)  # voices averaged so far, per group
+    limit = np.ones(n_groups, np.int64)  # blend where order[0] answers, else one voice
+    voice = {source: echoes.get(source, source) for source in order}
+    members: dict[int, np.ndarray] = {}  # per voice: sources taken in it, per group
+    chosen = []
     for position, source in enumerate(order):
-        high = np.full(len(taken), -np.inf, np.float32)
-        low = np.full(len(taken), np.inf, np.float32)
+        high = np.full(n_groups, -np.inf, np.float32)
+        low = np.full(n_groups, np.inf, np.float32)
         np.maximum.at(high, group, scores[:, source])
         np.minimum.at(low, group, scores[:, source])
+        answers = high > low
         if position == 0:
-            limit[high > low] = blend
-        take = (taken < limit) & (high > low)
-        if source in echoes:
-            take &= taken == 0
-        total += np.where(take[group], scores[:, source], np.float32(0.0))
-        taken += take
+            limit[answers] = blend
+        count = members.setdefault(voice[source], np.zeros(n_groups, np.int64))
+        joins = answers & (count > 0)
+        opens = answers & (count == 0) & (taken < limit)
+        count += joins | opens
+        taken += opens
+        chosen.append((source, joins | opens))
+    total = np.zeros(len(scores), np.float32)
+    for source, take in chosen:
+        count = members[voice[source]]
+        total += np.where(take[group], scores[:, source] / np.maximum(count[group], 1),
+                          np.float32(0.0)).astype(np.float32)
     none = taken[group] == 0
     total[none] = scores[none, order[0]]
     return total / np.maximum(taken[group], 1).astype(np.float32)
@@ -253,18 +270,23 @@ def correlations(scores: np.ndarray, indptr: np.ndarray) -> np.ndarray:
 
 
 def echoes(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
-           threshold: float = ECHO_CORRELATION) -> tuple[int, ...]:
-    """The sources of ``order`` whose scores correlate above ``threshold`` with a source
-    before them (:func:`correlations`): :func:`first_answer` blends no echo."""
+           threshold: float = ECHO_CORRELATION) -> dict[int, int]:
+    """Each source of ``order`` whose scores correlate above ``threshold`` with a source
+    before it (:func:`correlations`), mapped to the first such source's voice: the source it
+    echoes, or what that one echoes in turn. :func:`first_answer` blends each voice once."""
     alike = correlations(scores, indptr) > threshold
-    return tuple(int(j) for p, j in enumerate(order)
-                 if any(alike[j, k] for k in order[:p]))
+    out: dict[int, int] = {}
+    for position, source in enumerate(order):
+        earlier = [k for k in order[:position] if alike[source, k]]
+        if earlier:
+            out[int(source)] = out.get(earlier[0], int(earlier[0]))
+    return out
 
 
 def signals(candidates: Candidates, queries: Queries, profile: Profile,
             similar_to: Recommender | None, recent: int,
             order: Sequence[int] | None, blend: int = 1,
-            echoes: Collection[int] = ()) -> np.ndarray:
+            echoes: Mapping[int, int] | None = None) -> np.ndarray:
     """``[n_candidates, n_features]`` float32, columns as :func:`feature_names` says; the
     sources' preference ``order``, ``blend`` and ``echoes`` give the last
     (:func:`first_answer`), left at 0 when the order is not known yet (a fit learns it from
