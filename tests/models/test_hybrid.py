@@ -224,12 +224,10 @@ def test_the_start_is_the_blend_of_sources_that_ranked_the_training_lists_best()
         span = np.arange(candidates.indptr[row], candidates.indptr[row + 1])
         span = span[known[span]]
         scores = candidates.scores[span]
-        voices: dict[int, list[int]] = {}  # an echo joins its source's voice
-        for j in model.order_:
-            if np.ptp(scores[:, j]) > 0:
-                key = model.echoes_.get(j, j)
-                if key in voices or len(voices) < model.blend_:
-                    voices.setdefault(key, []).append(j)
+        answering = [j for j in model.order_ if np.ptp(scores[:, j]) > 0][:model.blend_]
+        voices: dict[int, list[int]] = {}  # an echo and its source: one voice, one term
+        for j in answering:
+            voices.setdefault(model.echoes_.get(j, j), []).append(j)
         expected = np.mean([scores[:, v].mean(axis=1) for v in voices.values()], axis=0)
         np.testing.assert_allclose(served[span], expected, rtol=1e-5)
 
@@ -269,18 +267,19 @@ def test_a_source_twice_is_one_voice_in_the_blend_and_the_echoes_are_saved(tmp_p
     queries = data.queries(np.arange(data.n_users))
     candidates = propose(model.sources_, queries, model.config.candidates)
     scores, indptr = candidates.scores, candidates.indptr
-    voiced = first_answer(scores, indptr, [ease, copy, popularity], blend=2,
+    voiced = first_answer(scores, indptr, [ease, copy, popularity], blend=3,
                           echoes=model.echoes_)
     lists = np.flatnonzero([np.ptp(scores[indptr[r]:indptr[r + 1], ease]) > 0
                             and np.ptp(scores[indptr[r]:indptr[r + 1], popularity]) > 0
                             for r in range(len(candidates))])
     assert len(lists)
+    counted = first_answer(scores, indptr, [ease, copy, popularity], blend=3)
     for r in lists:  # ease and popularity, half each: the copy adds no weight
         span = slice(indptr[r], indptr[r + 1])
         np.testing.assert_allclose(voiced[span], (scores[span, ease]
                                                   + scores[span, popularity]) / 2, rtol=1e-5)
-    counted = first_answer(scores, indptr, [ease, copy, popularity], blend=2)
-    np.testing.assert_allclose(counted, scores[:, ease], rtol=1e-5)  # counted twice: ease only
+        np.testing.assert_allclose(counted[span], (2 * scores[span, ease]  # without: twice
+                                                   + scores[span, popularity]) / 3, rtol=1e-5)
     loaded = Recommender.load(model.save(tmp_path / "h"), histories=data)
     assert loaded.echoes_ == model.echoes_
     users = np.arange(data.n_users)

@@ -187,9 +187,8 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
     all alike) are placed among themselves the same way, by their own first source.
 
     ``echoes`` maps a source to an earlier one that says the same (:func:`echoes`): the two
-    are one voice, their mean one term of the blend, so a source present twice weighs once
-    (and its two fits average out each other's noise). An echo whose earlier source has no
-    answer for a group stands in for it.
+    are one voice, and the mean is over voices, each the mean of its sources, so a source
+    present twice weighs as one (its two fits averaging out each other's noise).
 
     What the ranker starts from: the best sources where they have an answer, the next where
     not. Query 0's two candidates score alike by source 0, so source 1 orders them:
@@ -197,13 +196,14 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
     >>> scores = np.array([[1.0, 0.5, 0.0], [1.0, 0.25, 1.0], [0.5, 2.0, 0.0], [0.75, 1.0, 1.0]])
     >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2]).tolist()
     [0.5, 0.25, 0.5, 0.75]
-    >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2], blend=2).tolist()
-    [0.5, 0.25, 1.25, 0.875]
+    >>> [round(x, 4) for x in first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2],
+    ...                                    blend=3).tolist()]
+    [0.5, 0.25, 0.8333, 0.9167]
 
-    Source 1 an echo of source 0: query 1's blend of two is (source 0 and 1's mean + source
-    2) / 2; query 0 takes source 1 alone, as source 0 has no answer there:
+    Source 1 an echo of source 0: query 1's blend of three is (the mean of sources 0 and 1,
+    and source 2) / 2:
 
-    >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2], blend=2,
+    >>> first_answer(scores, np.array([0, 2, 4]), order=[0, 1, 2], blend=3,
     ...              echoes={1: 0}).tolist()
     [0.5, 0.25, 0.625, 0.9375]
     """
@@ -214,33 +214,32 @@ def first_answer(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
     flag = np.zeros(len(scores), np.int64) if unknown is None else np.asarray(unknown, np.int64)
     group = rows * 2 + flag
     n_groups = 2 * len(lengths)
-    taken = np.zeros(n_groups, np.int64)  # voices averaged so far, per group
-    limit = np.ones(n_groups, np.int64)  # blend where order[0] answers, else one voice
+    taken = np.zeros(n_groups, np.int64)  # sources taken so far, per group
+    voices = np.zeros(n_groups, np.int64)  # and the voices they make
+    limit = np.ones(n_groups, np.int64)  # blend where order[0] answers, else one source
     voice = {source: echoes.get(source, source) for source in order}
-    members: dict[int, np.ndarray] = {}  # per voice: sources taken in it, per group
+    members: dict[int, np.ndarray] = {}  # per voice: its sources taken, per group
     chosen = []
     for position, source in enumerate(order):
         high = np.full(n_groups, -np.inf, np.float32)
         low = np.full(n_groups, np.inf, np.float32)
         np.maximum.at(high, group, scores[:, source])
         np.minimum.at(low, group, scores[:, source])
-        answers = high > low
         if position == 0:
-            limit[answers] = blend
+            limit[high > low] = blend
+        take = (taken < limit) & (high > low)
         count = members.setdefault(voice[source], np.zeros(n_groups, np.int64))
-        joins = answers & (count > 0)
-        opens = answers & (count == 0) & (taken < limit)
-        count += joins | opens
-        taken += opens
-        chosen.append((source, joins | opens))
+        voices += take & (count == 0)
+        count += take
+        taken += take
+        chosen.append((source, take))
     total = np.zeros(len(scores), np.float32)
     for source, take in chosen:
-        count = members[voice[source]]
-        total += np.where(take[group], scores[:, source] / np.maximum(count[group], 1),
-                          np.float32(0.0)).astype(np.float32)
+        share = np.maximum(members[voice[source]][group], 1).astype(np.float32)
+        total += np.where(take[group], scores[:, source] / share, np.float32(0.0))
     none = taken[group] == 0
     total[none] = scores[none, order[0]]
-    return total / np.maximum(taken[group], 1).astype(np.float32)
+    return total / np.maximum(voices[group], 1).astype(np.float32)
 
 
 #: Sources whose scores of the same candidates correlate above this say the same thing (WALS
@@ -273,7 +272,7 @@ def echoes(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
            threshold: float = ECHO_CORRELATION) -> dict[int, int]:
     """Each source of ``order`` whose scores correlate above ``threshold`` with a source
     before it (:func:`correlations`), mapped to the first such source's voice: the source it
-    echoes, or what that one echoes in turn. :func:`first_answer` blends each voice once."""
+    echoes, or what that one echoes in turn. :func:`first_answer` weighs each voice once."""
     alike = correlations(scores, indptr) > threshold
     out: dict[int, int] = {}
     for position, source in enumerate(order):
