@@ -243,11 +243,11 @@ def test_correlated_sources_are_echoes_of_the_first_of_them():
     alike = correlations(scores, indptr)
     assert 0.95 < alike[0, 2] < 0.99 and abs(alike[0, 1]) < 0.3
     np.testing.assert_allclose(np.diag(alike), 1.0)
-    assert echoes(scores, indptr, order=[0, 1, 2]) == {2: 0}
-    assert echoes(scores, indptr, order=[2, 1, 0]) == {0: 2}  # the earlier one is the voice
-    assert echoes(scores, indptr, order=[0, 1, 2], threshold=0.999) == {}
+    assert echoes(alike, order=[0, 1, 2]) == {2: 0}
+    assert echoes(alike, order=[2, 1, 0]) == {0: 2}  # the earlier one is the voice
+    assert echoes(alike, order=[0, 1, 2], threshold=0.999) == {}
     chain = np.stack([base, base + 0.3 * other, base + 0.6 * other], axis=1)
-    assert echoes(chain, indptr, order=[0, 1, 2], threshold=0.9) == {1: 0, 2: 0}
+    assert echoes(correlations(chain, indptr), order=[0, 1, 2], threshold=0.9) == {1: 0, 2: 0}
 
 
 def test_a_source_twice_is_one_voice_in_the_blend_and_the_echoes_are_saved(tmp_path):

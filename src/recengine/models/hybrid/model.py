@@ -276,9 +276,8 @@ class Hybrid(Recommender):
                                   self._similar_to(sources) is not None)
             unknown = names.index("item:no-events")
             # Two sources that score the training lists alike are one voice in a blend.
-            source_scores = train.features[:, :3 * len(sources):3]
-            echo = echoes(source_scores, train.indptr, order)
-            alike = correlations(source_scores, train.indptr)
+            alike = correlations(train.features[:, :3 * len(sources):3], train.indptr)
+            echo = echoes(alike, order)
 
             def start(lists: Lists, blend: int) -> np.ndarray:
                 return first_answer(lists.features[:, :3 * len(sources):3], lists.indptr,

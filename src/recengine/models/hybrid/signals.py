@@ -268,12 +268,13 @@ def correlations(scores: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     return (centred.T @ centred) / np.outer(spread, spread)
 
 
-def echoes(scores: np.ndarray, indptr: np.ndarray, order: Sequence[int],
+def echoes(likeness: np.ndarray, order: Sequence[int],
            threshold: float = ECHO_CORRELATION) -> dict[int, int]:
     """Each source of ``order`` whose scores correlate above ``threshold`` with a source
-    before it (:func:`correlations`), mapped to the first such source's voice: the source it
-    echoes, or what that one echoes in turn. :func:`first_answer` weighs each voice once."""
-    alike = correlations(scores, indptr) > threshold
+    before it (``likeness``: :func:`correlations`), mapped to the first such source's voice:
+    the source it echoes, or what that one echoes in turn. :func:`first_answer` weighs each
+    voice once."""
+    alike = likeness > threshold
     out: dict[int, int] = {}
     for position, source in enumerate(order):
         earlier = [k for k in order[:position] if alike[source, k]]
