@@ -64,6 +64,13 @@ class Oracle(Recommender):
 
     test: pd.DataFrame
 
+    @classmethod
+    def of(cls, split: Split) -> Oracle:
+        """An oracle that has read ``split``'s test part."""
+        oracle = cls()
+        oracle.test = split.test
+        return oracle
+
     def _train(self, data: TrainingData, options: object, progress: object) -> dict:
         return {"truth_": data.history(self.test, data.users.ids).toarray() > 0}
 
@@ -75,9 +82,8 @@ def test_an_oracle_scores_perfect_recall_and_random_does_not(synthetic_pairs):
     split = stratified(synthetic_pairs, 0.25, seed=0)
     data = TrainingData.from_interactions(split.train,
                                           extra_items=split.test["item_id"].unique())
-    oracle = Oracle()
-    oracle.test = split.test
-    result = evaluate({"oracle": oracle, "random": RandomItems()}, data, split, ks=[20])
+    result = evaluate({"oracle": Oracle.of(split), "random": RandomItems()}, data, split,
+                      ks=[20])
     assert result.models["oracle"].metrics["hit_rate@20"] == pytest.approx(1.0)
     assert result.models["random"].metrics["ndcg@20"] < 0.2
     sizes = result.group_sizes
@@ -133,9 +139,8 @@ def test_cold_items_rank_only_the_held_out_items_and_give_auc(synthetic_pairs):
 
     split = cold_items(synthetic_pairs, 0.2, seed=0)
     data = TrainingData.from_interactions(split.train, extra_items=split.candidates)
-    oracle = Oracle()
-    oracle.test = split.test
-    result = evaluate({"oracle": oracle, "random": RandomItems()}, data, split, ks=[10])
+    result = evaluate({"oracle": Oracle.of(split), "random": RandomItems()}, data, split,
+                      ks=[10])
     cold = set(data.items.index(split.candidates).tolist())
     recommended = result.models["random"].recommended
     assert set(recommended[recommended >= 0].tolist()) <= cold
@@ -172,10 +177,8 @@ def test_per_user_values_and_the_paired_lead_of_the_best_model(synthetic_pairs):
     split = stratified(synthetic_pairs, 0.25, seed=0)
     data = TrainingData.from_interactions(split.train,
                                           extra_items=split.test["item_id"].unique())
-    oracle = Oracle()
-    oracle.test = split.test
-    result = evaluate({"random": RandomItems(), "oracle": oracle, "pop": Popularity()}, data,
-                      split, ks=[5, 10])
+    result = evaluate({"random": RandomItems(), "oracle": Oracle.of(split),
+                       "pop": Popularity()}, data, split, ks=[5, 10])
     for r in result.models.values():
         assert r.per_user["ndcg@10"].shape == (result.n_users,)
         assert np.nanmean(r.per_user["hit_rate@5"]) == pytest.approx(r.metrics["hit_rate@5"])
