@@ -78,7 +78,8 @@ def main() -> None:
                               "peak_mb": round(peak_mb(device)),
                               "ndcg@10": round(metrics["ndcg@10"], 4),
                               "hit_rate@10": round(metrics["hit_rate@10"], 4),
-                              "threads": torch.get_num_threads() if device == "cpu" else None,
+                              "threads": (args.cpu_threads or torch.get_num_threads())
+                              if device == "cpu" else None,
                               "gpu": torch.cuda.get_device_name() if device == "cuda"
                               else None}), flush=True)
     print(f"\n{args.dataset}, leave-last-one-out (seed 42), fit seconds by device")

@@ -6,8 +6,7 @@ users (MovieLens 100K has 943) by more than many published leads. Resampling the
 replacement, the pair's scores together, gives the spread of the mean difference that a
 different draw of users would have shown: a percentile interval and the share of draws where
 the lead is gone. Paired, because the models answer the same users: a user every model serves
-badly moves both scores and not the difference. (LensKit reports bootstrapped intervals the
-same way; this is the paired form for comparing two models.)
+badly moves both scores and not the difference.
 
 >>> import numpy as np
 >>> a = np.array([0.5, 0.6, 0.4, 0.7, 0.5, 0.6, 0.5, 0.4])
